@@ -1,0 +1,76 @@
+//! The shared state of a running Portcullis: one [`App`] behind an `Arc`, cloned into every
+//! connection.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::proxy::Upstream;
+use crate::tls::{self, CertResolver};
+
+/// Everything a request handler may need.
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// The upstream client.
+    pub upstream: Upstream,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// TLS for the main listener, when configured.
+    pub tls: Option<(TlsAcceptor, Arc<CertResolver>)>,
+    ready: AtomicBool,
+}
+
+// === impl App ===
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("config", &self.config)
+            .field("tls", &self.tls.is_some())
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Builds the state. Fails, naming the config key, on TLS material that does not load, so
+    /// that `serve` stops before binding anything and `check-config` can report it.
+    pub fn new(config: Config) -> Result<Arc<App>, ConfigError> {
+        let tls = match &config.server.tls {
+            Some(t) => {
+                let (server, resolver) =
+                    tls::server_config(t).map_err(|e| ConfigError::Invalid {
+                        key: "server.tls".into(),
+                        reason: e.to_string(),
+                    })?;
+                Some((TlsAcceptor::from(server), resolver))
+            }
+            None => None,
+        };
+        let upstream = Upstream::new(&config.upstream).map_err(|e| ConfigError::Invalid {
+            key: "upstream.ca_file".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(Arc::new(App {
+            upstream,
+            metrics: Arc::new(Metrics::new()),
+            tls,
+            config,
+            ready: AtomicBool::new(false),
+        }))
+    }
+
+    /// Whether `/readyz` answers 200: listeners are serving and shutdown has not begun.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Sets the readiness latch (true once serving; false when draining).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}

@@ -1,0 +1,152 @@
+//! `portcullis echo`: a small upstream that answers every request with a JSON description of
+//! what it received — `{"method", "path", "query", "headers": [[name, value], ...],
+//! "body_bytes"}`, headers in the order received with duplicates kept — and completes WebSocket
+//! upgrades by echoing every frame. Operators put it behind Portcullis to see what is forwarded.
+//! Request bodies are counted as they stream, never held.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::body::Body;
+use crate::error::json_response;
+
+#[derive(Serialize)]
+struct Seen<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    headers: Vec<(&'a str, String)>,
+    body_bytes: u64,
+}
+
+/// Serves echo on `listener` until `shutdown` completes.
+pub async fn run(listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(error) => {
+                    tracing::warn!(%error, "echo: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let conn =
+                builder.serve_connection_with_upgrades(TokioIo::new(stream), service_fn(handle));
+            if let Err(error) = conn.await {
+                tracing::debug!(%error, "echo: connection error");
+            }
+        });
+    }
+}
+
+/// Answers one request (also usable in-process, for tests).
+pub async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if let Some(key) = websocket_key(&req) {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            match upgrade.await {
+                Ok(upgraded) => echo_frames(upgraded).await,
+                Err(error) => tracing::debug!(%error, "echo: websocket upgrade failed"),
+            }
+        });
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = resp.headers_mut();
+        h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        if let Ok(v) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+            h.insert(SEC_WEBSOCKET_ACCEPT, v);
+        }
+        return Ok(resp);
+    }
+
+    let (parts, mut body) = req.into_parts();
+    let mut body_bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Some(data) = frame.data_ref() {
+                    body_bytes += data.len() as u64;
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "echo: request body ended early");
+                break;
+            }
+        }
+    }
+    let seen = Seen {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body_bytes,
+    };
+    Ok(json_response(StatusCode::OK, &seen))
+}
+
+fn websocket_key(req: &Request<Incoming>) -> Option<String> {
+    let upgrade = req.headers().get(UPGRADE)?.to_str().ok()?;
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    Some(
+        req.headers()
+            .get(SEC_WEBSOCKET_KEY)?
+            .to_str()
+            .ok()?
+            .to_owned(),
+    )
+}
+
+async fn echo_frames(upgraded: hyper::upgrade::Upgraded) {
+    let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+    while let Some(msg) = ws.next().await {
+        match msg {
+            Ok(m) if m.is_text() || m.is_binary() => {
+                if ws.send(m).await.is_err() {
+                    return;
+                }
+            }
+            Ok(m) if m.is_close() => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}

@@ -1,0 +1,153 @@
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::*;
+
+fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut m = HeaderMap::new();
+    for (k, v) in pairs {
+        m.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    m
+}
+
+#[test]
+fn identity_headers_are_recognised_in_every_spelling() {
+    let cases = [
+        ("x-forwarded-user", true),
+        ("X-Forwarded-User", true),
+        ("x_forwarded_user", true),
+        ("X_FORWARDED_EMAIL", true),
+        ("x-forwarded_user-id", true),
+        ("remote-user", true),
+        ("Remote_Groups", true),
+        ("x-portcullis-assertion", true),
+        ("x-forwarded-for", false),
+        ("x-forwarded-users", false),
+        ("user", false),
+        ("authorization", false),
+    ];
+    for (name, expected) in cases {
+        let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+        assert_eq!(is_identity_header(&name), expected, "{name}");
+    }
+}
+
+#[test]
+fn spoofed_identity_headers_are_removed_whoever_sends_them() {
+    for trusted in [false, true] {
+        let mut h = map(&[
+            ("x-forwarded-user", "admin"),
+            ("X_Forwarded_Email", "a@b"),
+            ("remote-user", "root"),
+            ("remote-groups", "owner"),
+            ("x-portcullis-assertion", "forged"),
+            ("accept", "*/*"),
+        ]);
+        let s = sanitize_request(&mut h, trusted);
+        assert_eq!(s.spoofed_identity, 5);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("accept"));
+    }
+}
+
+#[test]
+fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
+    let mut h = map(&[
+        ("connection", "keep-alive, X-Secret, close"),
+        ("keep-alive", "timeout=5"),
+        ("x-secret", "1"),
+        ("proxy-connection", "keep-alive"),
+        ("proxy-authorization", "Basic x"),
+        ("transfer-encoding", "chunked"),
+        ("trailer", "x-checksum"),
+        ("te", "gzip"),
+        ("upgrade", "h2c"),
+        ("x-keep", "yes"),
+    ]);
+    let s = sanitize_request(&mut h, false);
+    assert!(s.upgrade.is_none());
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h["x-keep"], "yes");
+}
+
+#[test]
+fn te_trailers_survives_for_grpc() {
+    let mut h = map(&[("te", "trailers, gzip")]);
+    sanitize_request(&mut h, false);
+    assert_eq!(h["te"], "trailers");
+}
+
+#[test]
+fn an_upgrade_request_keeps_upgrade_and_connection_upgrade() {
+    let mut h = map(&[
+        ("connection", "Upgrade, x-private"),
+        ("upgrade", "websocket"),
+        ("x-private", "1"),
+        ("sec-websocket-key", "abc"),
+    ]);
+    let s = sanitize_request(&mut h, false);
+    assert_eq!(
+        s.upgrade.as_ref().map(|v| v.as_bytes()),
+        Some(&b"websocket"[..])
+    );
+    assert_eq!(h["connection"], "upgrade");
+    assert_eq!(h["upgrade"], "websocket");
+    assert!(!h.contains_key("x-private"));
+    assert!(h.contains_key("sec-websocket-key"));
+}
+
+#[test]
+fn forwarded_headers_from_untrusted_peers_are_replaced() {
+    let mut h = map(&[
+        ("x-forwarded-for", "6.6.6.6"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "evil.example"),
+        ("x_forwarded_for", "6.6.6.6"),
+        ("forwarded", "for=6.6.6.6"),
+        ("x-real-ip", "6.6.6.6"),
+    ]);
+    sanitize_request(&mut h, false);
+    let host = HeaderValue::from_static("app.example");
+    set_forwarded(&mut h, "10.1.2.3".parse().unwrap(), "http", Some(&host));
+    assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "app.example");
+    assert!(!h.contains_key("forwarded"));
+    assert!(!h.contains_key("x-real-ip"));
+    assert!(!h.contains_key("x_forwarded_for"));
+}
+
+#[test]
+fn forwarded_headers_from_trusted_proxies_are_kept_and_extended() {
+    let mut h = map(&[
+        ("x-forwarded-for", "1.1.1.1"),
+        ("x-forwarded-for", "2.2.2.2"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "public.example"),
+    ]);
+    sanitize_request(&mut h, true);
+    let host = HeaderValue::from_static("internal:8443");
+    set_forwarded(&mut h, "10.0.0.5".parse().unwrap(), "http", Some(&host));
+    assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.5");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "public.example");
+}
+
+#[test]
+fn responses_lose_hop_by_hop_headers_except_on_a_switch() {
+    let mut h = map(&[
+        ("connection", "keep-alive, x-internal"),
+        ("x-internal", "1"),
+        ("keep-alive", "timeout=5"),
+        ("content-type", "text/plain"),
+    ]);
+    sanitize_response(&mut h, false);
+    assert_eq!(h.len(), 1);
+    let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+    sanitize_response(&mut h, true);
+    assert_eq!(h["upgrade"], "websocket");
+    assert_eq!(h["connection"], "upgrade");
+}

@@ -1,0 +1,44 @@
+//! Portcullis: a reverse-proxy authorization sidecar.
+//!
+//! It terminates TLS, serves a Coder-compatible authentication API, checks every proxied
+//! request against the route policy, and forwards authorized traffic upstream with identity
+//! headers the application can trust. See `DESIGN.md` in the shared folder for the contract.
+//!
+//! # Layout
+//! - [`config`]: the TOML schema and the validated [`config::Config`].
+//! - [`server`]: listeners, TLS accept, HTTP/1.1 and HTTP/2, limits, idle timer, shutdown.
+//! - [`tls`]: rustls configs and certificate reload.
+//! - [`router`]: which handler answers a request on the main listener.
+//! - [`proxy`]: forwarding, host checks, upgrades.
+//! - [`headers`]: hop-by-hop, identity and forwarded header hygiene.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`app`]: the shared state.
+//! - [`body`]: the response body type.
+//! - [`error`]: the request-path error and its one mapping to a response.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`signal`]: the shutdown signal (SIGTERM, SIGINT).
+//! - [`echo`]: `portcullis echo`, the inspection upstream.
+//! - [`logging`]: tracing set-up.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod app;
+pub mod body;
+pub mod config;
+pub mod echo;
+pub mod error;
+pub mod headers;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod signal;
+pub mod tls;
+
+pub use app::App;
+pub use config::Config;
+pub use error::{Error, Result};

@@ -1,0 +1,145 @@
+//! The `portcullis` command: parse arguments, load the config before binding anything, bind,
+//! serve until SIGTERM/SIGINT, exit.
+//!
+//! Exit codes: 0 clean exit; 1 `check-config` found a problem, or a listener could not bind;
+//! 64 `serve` was given a bad config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use portcullis::config::{Config, CONFIG_ENV};
+use portcullis::server::{self, Listeners};
+use portcullis::{echo, logging, signal, App};
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    about = "A reverse-proxy authorization sidecar",
+    disable_version_flag = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy, the API and the admin listener.
+    Serve {
+        /// The config file.
+        #[arg(long, env = CONFIG_ENV)]
+        config: PathBuf,
+    },
+    /// Parse and validate a config file; exit 0, or 1 with the key path and the reason.
+    CheckConfig {
+        /// The config file.
+        #[arg(long, env = CONFIG_ENV)]
+        config: PathBuf,
+    },
+    /// Run a small upstream that answers every request with a JSON description of it.
+    Echo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::CheckConfig { config } => check_config(config),
+        Command::Echo { listen } => echo(listen),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<(Config, std::sync::Arc<App>), String> {
+    let config = Config::load(path, std::env::vars()).map_err(|e| e.to_string())?;
+    let app = App::new(config.clone()).map_err(|e| e.to_string())?;
+    Ok((config, app))
+}
+
+fn check_config(path: PathBuf) -> ExitCode {
+    match runtime().and_then(|rt| rt.block_on(async { load(&path) })) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn serve(path: PathBuf) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async {
+        // The upstream client needs a runtime to exist, so the config is loaded inside it,
+        // still before anything binds.
+        let (config, app) = match load(&path) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                eprintln!("config error: {e}");
+                return ExitCode::from(64);
+            }
+        };
+        logging::init(&config.log);
+        let listeners = match Listeners::bind(config.server.listen, config.server.admin_listen).await {
+            Ok(l) => l,
+            Err(error) => {
+                tracing::error!(%error, "could not bind the listeners");
+                return ExitCode::from(1);
+            }
+        };
+        for (name, l) in [("main", &listeners.main), ("admin", &listeners.admin)] {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(listener = name, %addr, tls = name == "main" && app.tls.is_some(), "listening");
+            }
+        }
+        server::run(app, listeners, signal::shutdown()).await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+fn echo(listen: std::net::SocketAddr) -> ExitCode {
+    logging::init(&portcullis::config::LogConfig {
+        format: portcullis::config::LogFormat::Plain,
+        filter: portcullis::config::DEFAULT_LOG_FILTER.to_owned(),
+    });
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(error) => {
+                tracing::error!(%error, %listen, "echo: could not bind");
+                return ExitCode::from(1);
+            }
+        };
+        tracing::info!(listener = "echo", addr = %listen, "listening");
+        echo::run(listener, signal::shutdown()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("could not start the runtime: {e}"))
+}

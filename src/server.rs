@@ -1,0 +1,431 @@
+//! Listeners and connections: accept (with a connection cap and EMFILE back-off), TLS
+//! handshake with a deadline, HTTP/1.1 and HTTP/2 (ALPN, or prior knowledge on a plain
+//! listener) through hyper's auto builder, the idle timer, and graceful shutdown.
+//!
+//! Timeouts per phase: TLS handshake (`server.tls_handshake_timeout`); request head
+//! (`server.header_read_timeout`, hyper's own timer, which on HTTP/1.1 also runs while a
+//! keep-alive connection waits for its next request); idle (`server.idle_timeout`: no request in
+//! flight and no byte read or written, for HTTP/2 and for clients that never send a byte).
+//!
+//! Shutdown: when the shutdown future completes, both listeners stop accepting, `/readyz` turns
+//! 503, every open connection is told to finish (HTTP/1.1 closes after its current response,
+//! HTTP/2 sends GOAWAY), and `run` returns once they are done or `server.shutdown_grace` has
+//! passed, whichever comes first.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+
+use crate::admin;
+use crate::app::App;
+use crate::metrics::Handshake;
+use crate::proxy::Peer;
+use crate::router;
+use crate::tls;
+
+/// Admin connections open at once, at most.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// The bound sockets `run` serves. Bound by the caller so that a bad address fails before any
+/// work starts, and so that tests can bind `127.0.0.1:0`.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The main listener (proxy and API).
+    pub main: TcpListener,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`).
+    pub admin: TcpListener,
+}
+
+// === impl Listeners ===
+
+impl Listeners {
+    /// Binds both addresses of the configuration.
+    pub async fn bind(main: SocketAddr, admin: SocketAddr) -> io::Result<Listeners> {
+        Ok(Listeners {
+            main: TcpListener::bind(main).await?,
+            admin: TcpListener::bind(admin).await?,
+        })
+    }
+}
+
+/// Serves `listeners` until `shutdown` completes, then drains (see the module doc).
+pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let graceful = Arc::new(GracefulShutdown::new());
+
+    let watcher = match (&app.config.server.tls, &app.tls) {
+        (Some(cfg), Some((_, resolver))) => Some(tokio::spawn(tls::watch(
+            cfg.clone(),
+            resolver.clone(),
+            app.metrics.clone(),
+        ))),
+        _ => None,
+    };
+
+    // The admin listener keeps answering through the drain, so probes see `/readyz` turn 503.
+    let admin = tokio::spawn(admin_loop(app.clone(), listeners.admin, admin_stop_rx));
+    let main = tokio::spawn(main_loop(
+        app.clone(),
+        listeners.main,
+        graceful.clone(),
+        stop_rx,
+    ));
+    app.set_ready(true);
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, draining open ones");
+    app.set_ready(false);
+    let _ = stop_tx.send(true);
+    let _ = main.await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
+
+    let grace = app.config.server.shutdown_grace;
+    // The main loop, the only other holder, has returned.
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(grace) => {
+            tracing::warn!(grace = ?grace, "shutdown grace period over; closing remaining connections");
+        }
+    }
+    let _ = admin_stop_tx.send(true);
+    let _ = admin.await;
+}
+
+async fn main_loop(
+    app: Arc<App>,
+    listener: TcpListener,
+    graceful: Arc<GracefulShutdown>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(app.config.server.max_connections));
+    let builder = Arc::new(http_builder(&app));
+    loop {
+        // Waiting for a permit before accepting leaves excess clients in the kernel backlog.
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let (stream, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    accept_error(e, &mut stop).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let app = app.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            app.metrics.connection_opened();
+            serve_main(&app, &builder, watcher, stream, addr).await;
+            app.metrics.connection_closed();
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_main(
+    app: &Arc<App>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    stream: TcpStream,
+    addr: SocketAddr,
+) {
+    let _ = stream.set_nodelay(true);
+    let activity = Arc::new(Activity::new());
+    let io = Tracked {
+        io: stream,
+        activity: activity.clone(),
+    };
+    let server = &app.config.server;
+    let peer = Peer {
+        addr,
+        tls: app.tls.is_some(),
+        trusted: server
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&addr.ip())),
+    };
+    match &app.tls {
+        None => serve_http(app, builder, watcher, io, peer, activity).await,
+        Some((acceptor, _)) => {
+            match tokio::time::timeout(server.tls_handshake_timeout, acceptor.accept(io)).await {
+                Ok(Ok(tls)) => {
+                    app.metrics.tls_handshake(Handshake::Ok);
+                    serve_http(app, builder, watcher, tls, peer, activity).await
+                }
+                Ok(Err(error)) => {
+                    app.metrics.tls_handshake(Handshake::Error);
+                    tracing::debug!(peer = %addr, %error, "tls handshake failed");
+                }
+                Err(_) => {
+                    app.metrics.tls_handshake(Handshake::Timeout);
+                    tracing::debug!(peer = %addr, "tls handshake timed out");
+                }
+            }
+        }
+    }
+}
+
+async fn serve_http<IO>(
+    app: &Arc<App>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: IO,
+    peer: Peer,
+    activity: Arc<Activity>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_app = app.clone();
+    let svc_activity = activity.clone();
+    let service = service_fn(move |req| {
+        router::handle(svc_app.clone(), peer, InFlight::new(&svc_activity), req)
+    });
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
+    let conn = watcher.watch(conn);
+    tokio::pin!(conn);
+    let idle = app.config.server.idle_timeout;
+    let timer = tokio::time::sleep(idle);
+    tokio::pin!(timer);
+    loop {
+        tokio::select! {
+            res = &mut conn => {
+                if let Err(error) = res {
+                    tracing::debug!(peer = %peer.addr, %error, "connection ended with an error");
+                }
+                return;
+            }
+            () = &mut timer => match activity.idle_deadline(idle) {
+                None => {
+                    tracing::debug!(peer = %peer.addr, "closing idle connection");
+                    return;
+                }
+                Some(deadline) => timer.as_mut().reset(deadline),
+            },
+        }
+    }
+}
+
+fn http_builder(app: &App) -> auto::Builder<TokioExecutor> {
+    let s = &app.config.server;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_read_timeout)
+        // hyper answers 431 when a request head does not fit in its read buffer, so the
+        // buffer's cap is the head's cap.
+        .max_buf_size(s.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+async fn admin_loop(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let limit = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(app.config.server.header_read_timeout);
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    accept_error(e, &mut stop).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let app = app.clone();
+        let conn = builder.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |req| admin::handle(app.clone(), req)),
+        );
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+}
+
+/// A failed `accept` never stops the server. Errors about one connection (reset before we
+/// took it) are skipped; resource errors (EMFILE, ENFILE, ENOBUFS) are logged and retried after
+/// a second, since retrying at once would spin.
+async fn accept_error(error: io::Error, stop: &mut watch::Receiver<bool>) {
+    use io::ErrorKind::*;
+    if matches!(
+        error.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%error, "accept failed; retrying in 1s");
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        _ = stop.changed() => {}
+    }
+}
+
+/// When a connection last moved a byte, and how many of its requests are in flight.
+#[derive(Debug)]
+pub struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+/// Counts one request as in flight on its connection until dropped (the response body holds
+/// it, so a streaming response keeps the connection from looking idle).
+#[derive(Debug)]
+pub struct InFlight(Arc<Activity>);
+
+// === impl Activity ===
+
+impl Activity {
+    /// A fresh record, active now.
+    pub fn new() -> Self {
+        Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// `None` when the connection has been idle for `idle`; else when to look again.
+    fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
+        let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Some(Instant::now() + idle);
+        }
+        let deadline = last + idle;
+        (deadline > Instant::now()).then_some(deadline)
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity::new()
+    }
+}
+
+// === impl InFlight ===
+
+impl InFlight {
+    /// Marks a request in flight on the connection `activity` belongs to.
+    pub fn new(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch();
+    }
+}
+
+/// An IO stream that records when it last moved bytes.
+struct Tracked<IO> {
+    io: IO,
+    activity: Arc<Activity>,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        res
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.io).poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        res
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
