@@ -6,10 +6,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::{Frame, SizeHint};
+use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::server::InFlight;
+use crate::upstream::Lease;
 
 /// A response body. While it lives, its connection counts a request in flight (so the idle
 /// timer never closes a connection that is still streaming).
@@ -23,7 +24,16 @@ pub struct Body {
 enum Kind {
     Empty,
     Full(Option<Bytes>),
-    Stream(Incoming),
+    Stream(Stream),
+}
+
+/// An upstream response body and the pooled connection it arrived on: the connection goes
+/// back to the pool when the body has been read to its end, and is closed if the body is
+/// dropped before that.
+#[derive(Debug)]
+struct Stream {
+    body: Incoming,
+    lease: Option<Lease>,
 }
 
 // === impl Body ===
@@ -50,10 +60,10 @@ impl Body {
         }
     }
 
-    /// A body streamed from elsewhere (the upstream's response).
-    pub fn stream(incoming: Incoming) -> Self {
+    /// A body streamed from the upstream; `lease` is the pooled connection it arrives on.
+    pub fn stream(body: Incoming, lease: Option<Lease>) -> Self {
         Body {
-            kind: Kind::Stream(incoming),
+            kind: Kind::Stream(Stream { body, lease }),
             _in_flight: None,
         }
     }
@@ -85,7 +95,15 @@ impl http_body::Body for Body {
         match &mut self.get_mut().kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Stream(s) => Pin::new(s).poll_frame(cx),
+            Kind::Stream(s) => {
+                let frame = Pin::new(&mut s.body).poll_frame(cx);
+                if let Poll::Ready(None) = frame {
+                    if let Some(lease) = s.lease.take() {
+                        lease.release();
+                    }
+                }
+                frame
+            }
         }
     }
 
@@ -93,7 +111,7 @@ impl http_body::Body for Body {
         match &self.kind {
             Kind::Empty => true,
             Kind::Full(b) => b.is_none(),
-            Kind::Stream(s) => s.is_end_stream(),
+            Kind::Stream(s) => s.body.is_end_stream(),
         }
     }
 
@@ -101,7 +119,20 @@ impl http_body::Body for Body {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Stream(s) => s.size_hint(),
+            Kind::Stream(s) => s.body.size_hint(),
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            // hyper may never poll a body it knows is empty (HEAD, 204, 304).
+            if self.body.is_end_stream() {
+                lease.release();
+            } else {
+                lease.discard();
+            }
         }
     }
 }

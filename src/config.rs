@@ -96,6 +96,10 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// Cap on open client connections (`max_connections`, default 10000).
     pub max_connections: usize,
+    /// Worker threads (`workers`, default: the CPUs this process may use, which follows
+    /// affinity and cgroup limits). With one worker the runtime is single-threaded, which is
+    /// the fastest way to use one core.
+    pub workers: usize,
     /// Time allowed for a TLS handshake (`tls_handshake_timeout`, default 10 s).
     pub tls_handshake_timeout: Duration,
     /// Time allowed for a request head once the connection is ready for one
@@ -209,6 +213,7 @@ struct FileServer {
     trusted_proxies: Vec<String>,
     tls: Option<FileTls>,
     max_connections: Option<usize>,
+    workers: Option<usize>,
     tls_handshake_timeout: Option<String>,
     header_read_timeout: Option<String>,
     idle_timeout: Option<String>,
@@ -333,6 +338,11 @@ impl Config {
                 })
                 .transpose()?,
             max_connections: positive("server.max_connections", s.max_connections, 10_000)?,
+            workers: positive(
+                "server.workers",
+                s.workers,
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )?,
             tls_handshake_timeout: duration(
                 "server.tls_handshake_timeout",
                 s.tls_handshake_timeout.as_deref(),

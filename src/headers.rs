@@ -4,8 +4,6 @@
 //! Everything here is one pass over the client's headers that only allocates when it has
 //! something to remove, because it runs on every proxied request.
 
-use std::net::IpAddr;
-
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, UPGRADE};
 
 /// `X-Forwarded-For`: the chain of client addresses.
@@ -43,21 +41,40 @@ pub struct Sanitized {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Class {
     Keep,
-    /// Hop-by-hop (RFC 9110 §7.6.1): meaningful for one connection only.
-    HopByHop,
+    /// Hop-by-hop (RFC 9110 §7.6.1), meaningful for one connection only: the index into
+    /// [`HOP_BY_HOP`].
+    HopByHop(usize),
     /// Identity headers a client must never be able to set.
     Identity,
     /// Proxy-chain headers believed only from trusted proxies.
     Forwarded,
 }
 
+/// The fixed hop-by-hop set (RFC 9110 §7.6.1, plus the de-facto `Keep-Alive`,
+/// `Proxy-Connection` and the proxy authentication pair).
+static HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    UPGRADE,
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+];
+
 fn classify(name: &HeaderName) -> Class {
     let name = name.as_str();
-    if name.contains('_') {
+    // Only the identity and forwarded families need the `_` spelling checked, and all of
+    // them start with x, r or f: other names skip the scan.
+    if matches!(name.as_bytes().first(), Some(b'x' | b'r' | b'f'))
+        && name.as_bytes().contains(&b'_')
+    {
         // Several servers and CGI-style frameworks fold `_` into `-`, so `x_forwarded_user`
         // can reach an application as `X-Forwarded-User`: treat it as that header.
         return match classify_lower(&name.replace('_', "-")) {
-            Class::HopByHop => Class::Keep,
+            Class::HopByHop(_) => Class::Keep,
             class => class,
         };
     }
@@ -66,15 +83,15 @@ fn classify(name: &HeaderName) -> Class {
 
 fn classify_lower(name: &str) -> Class {
     match name {
-        "connection"
-        | "keep-alive"
-        | "proxy-connection"
-        | "te"
-        | "trailer"
-        | "transfer-encoding"
-        | "upgrade"
-        | "proxy-authenticate"
-        | "proxy-authorization" => Class::HopByHop,
+        "connection" => Class::HopByHop(0),
+        "keep-alive" => Class::HopByHop(1),
+        "proxy-connection" => Class::HopByHop(2),
+        "te" => Class::HopByHop(3),
+        "trailer" => Class::HopByHop(4),
+        "transfer-encoding" => Class::HopByHop(5),
+        "upgrade" => Class::HopByHop(6),
+        "proxy-authenticate" => Class::HopByHop(7),
+        "proxy-authorization" => Class::HopByHop(8),
         "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-forwarded-port"
         | "x-forwarded-prefix" | "x-forwarded-uri" | "x-forwarded-method" | "forwarded"
         | "x-real-ip" => Class::Forwarded,
@@ -97,12 +114,12 @@ pub fn is_identity_header(name: &HeaderName) -> bool {
 /// - Unless `trusted_peer`, removes the client's `X-Forwarded-*`, `Forwarded` and `X-Real-IP`.
 pub fn sanitize_request(headers: &mut HeaderMap, trusted_peer: bool) -> Sanitized {
     let mut out = Sanitized::default();
-    let mut hop = false;
+    let mut hop = 0u16;
     let mut remove: Vec<HeaderName> = Vec::new();
     for name in headers.keys() {
         match classify(name) {
             Class::Keep => {}
-            Class::HopByHop => hop = true,
+            Class::HopByHop(i) => hop |= 1 << i,
             Class::Identity => {
                 out.spoofed_identity += 1;
                 remove.push(name.clone());
@@ -114,7 +131,7 @@ pub fn sanitize_request(headers: &mut HeaderMap, trusted_peer: bool) -> Sanitize
     for name in &remove {
         headers.remove(name);
     }
-    if hop {
+    if hop != 0 {
         let te_trailers = headers.get_all(TE).iter().any(|v| {
             v.to_str().is_ok_and(|s| {
                 s.split(',')
@@ -127,7 +144,7 @@ pub fn sanitize_request(headers: &mut HeaderMap, trusted_peer: bool) -> Sanitize
         } else {
             None
         };
-        strip_hop_by_hop(headers);
+        strip_hop_by_hop(headers, hop);
         if te_trailers {
             headers.insert(TE, HeaderValue::from_static("trailers"));
         }
@@ -143,38 +160,50 @@ pub fn sanitize_request(headers: &mut HeaderMap, trusted_peer: bool) -> Sanitize
 /// Cleans an upstream response's headers before they go to the client. A `101 Switching
 /// Protocols` keeps its `Upgrade` and `Connection: upgrade`.
 pub fn sanitize_response(headers: &mut HeaderMap, switching_protocols: bool) {
-    if !headers.keys().any(|n| classify(n) == Class::HopByHop) {
+    let mut hop = 0u16;
+    for name in headers.keys() {
+        if let Class::HopByHop(i) = classify(name) {
+            hop |= 1 << i;
+        }
+    }
+    if hop == 0 {
         return;
     }
     let upgrade = switching_protocols
         .then(|| headers.get(UPGRADE).cloned())
         .flatten();
-    strip_hop_by_hop(headers);
+    strip_hop_by_hop(headers, hop);
     if let Some(up) = upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, up);
     }
 }
 
-/// Removes the fixed hop-by-hop set and every header `Connection` names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes every header `Connection` names, then the members of the fixed set marked present
+/// in `present` (a bit per index of [`HOP_BY_HOP`]).
+fn strip_hop_by_hop(headers: &mut HeaderMap, present: u16) {
+    // Tokens that name a header outside the fixed set are rare; only they are collected.
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| {
+            !t.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
-    let fixed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| classify(n) == Class::HopByHop)
-        .cloned()
-        .collect();
-    for name in fixed {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
@@ -190,26 +219,22 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// removed by [`sanitize_request`].
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer_ip: &HeaderValue,
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let peer_text = peer.to_string();
-    let xff = match headers.get_all(&X_FORWARDED_FOR).iter().count() {
-        0 => HeaderValue::from_str(&peer_text),
-        _ => {
-            let mut chain = String::new();
-            for v in headers.get_all(&X_FORWARDED_FOR) {
-                if let Ok(s) = v.to_str() {
-                    chain.push_str(s);
-                    chain.push_str(", ");
-                }
-            }
-            chain.push_str(&peer_text);
-            HeaderValue::from_str(&chain)
+    let xff = if headers.contains_key(&X_FORWARDED_FOR) {
+        let mut chain = Vec::new();
+        for v in headers.get_all(&X_FORWARDED_FOR) {
+            chain.extend_from_slice(v.as_bytes());
+            chain.extend_from_slice(b", ");
         }
+        chain.extend_from_slice(peer_ip.as_bytes());
+        HeaderValue::from_bytes(&chain).ok()
+    } else {
+        Some(peer_ip.clone())
     };
-    if let Ok(v) = xff {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {

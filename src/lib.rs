@@ -8,6 +8,7 @@
 //! - [`config`]: the TOML schema and the validated [`config::Config`].
 //! - [`server`]: listeners, TLS accept, HTTP/1.1 and HTTP/2, limits, idle timer, shutdown.
 //! - [`tls`]: rustls configs and certificate reload.
+//! - [`upstream`]: the connection pool to the upstream.
 //! - [`router`]: which handler answers a request on the main listener.
 //! - [`proxy`]: forwarding, host checks, upgrades.
 //! - [`headers`]: hop-by-hop, identity and forwarded header hygiene.
@@ -38,6 +39,7 @@ pub mod router;
 pub mod server;
 pub mod signal;
 pub mod tls;
+pub mod upstream;
 
 pub use app::App;
 pub use config::Config;

@@ -62,7 +62,7 @@ fn load(path: &std::path::Path) -> Result<(Config, std::sync::Arc<App>), String>
 }
 
 fn check_config(path: PathBuf) -> ExitCode {
-    match runtime().and_then(|rt| rt.block_on(async { load(&path) })) {
+    match load(&path) {
         Ok(_) => {
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
@@ -75,24 +75,22 @@ fn check_config(path: PathBuf) -> ExitCode {
 }
 
 fn serve(path: PathBuf) -> ExitCode {
-    let rt = match runtime() {
+    let (config, app) = match load(&path) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("config error: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    logging::init(&config.log);
+    let rt = match runtime(config.server.workers) {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("{e}");
+            tracing::error!(error = %e, "could not start");
             return ExitCode::from(1);
         }
     };
     rt.block_on(async {
-        // The upstream client needs a runtime to exist, so the config is loaded inside it,
-        // still before anything binds.
-        let (config, app) = match load(&path) {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                eprintln!("config error: {e}");
-                return ExitCode::from(64);
-            }
-        };
-        logging::init(&config.log);
         let listeners = match Listeners::bind(config.server.listen, config.server.admin_listen).await {
             Ok(l) => l,
             Err(error) => {
@@ -116,7 +114,7 @@ fn echo(listen: std::net::SocketAddr) -> ExitCode {
         format: portcullis::config::LogFormat::Plain,
         filter: portcullis::config::DEFAULT_LOG_FILTER.to_owned(),
     });
-    let rt = match runtime() {
+    let rt = match runtime(1) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{e}");
@@ -137,8 +135,17 @@ fn echo(listen: std::net::SocketAddr) -> ExitCode {
     })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
+/// One worker: a single-threaded runtime (no work stealing, no cross-thread wake-ups), the
+/// fastest way to use one core. More: the multi-threaded runtime with that many workers.
+fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, String> {
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    builder
         .enable_all()
         .build()
         .map_err(|e| format!("could not start the runtime: {e}"))

@@ -2,37 +2,37 @@
 //! timeouts, streamed bodies both ways, and protocol upgrades (WebSocket) tunnelled as raw bytes.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, HOST};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use crate::body::Body;
 use crate::config::UpstreamConfig;
 use crate::error::{Error, Result};
 use crate::headers;
 use crate::metrics::{Metrics, Outcome};
-use crate::tls::{self, TlsError};
+use crate::tls::TlsError;
+use crate::upstream::Pool;
 
-/// The upstream and the pooled client that reaches it.
+/// The upstream and the pool of connections that reach it.
 #[derive(Debug)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    pool: Arc<Pool>,
     scheme: Scheme,
     authority: Authority,
     base_path: String,
-    version: Version,
+    http2: bool,
     response_timeout: Duration,
 }
 
-/// What the proxy knows about the client connection a request came on.
-#[derive(Debug, Clone, Copy)]
+/// What the proxy knows about the client connection a request came on. Built once per
+/// connection.
+#[derive(Debug, Clone)]
 pub struct Peer {
     /// The client's address as seen on the socket.
     pub addr: SocketAddr,
@@ -40,46 +40,38 @@ pub struct Peer {
     pub tls: bool,
     /// Whether `addr` is in `server.trusted_proxies`.
     pub trusted: bool,
+    /// `addr`'s IP as a header value, rendered once per connection for `X-Forwarded-For`.
+    pub ip: HeaderValue,
+}
+
+// === impl Peer ===
+
+impl Peer {
+    /// Describes a client connection from `addr`.
+    pub fn new(addr: SocketAddr, tls: bool, trusted: bool) -> Peer {
+        let ip = HeaderValue::from_maybe_shared(bytes::Bytes::from(addr.ip().to_string()))
+            .expect("an IP address is a valid header value");
+        Peer {
+            addr,
+            tls,
+            trusted,
+            ip,
+        }
+    }
 }
 
 // === impl Upstream ===
 
 impl Upstream {
-    /// Builds the client: keep-alive pool, connect timeout, TLS for `https://` (custom CA or
-    /// system roots), HTTP/2 when configured.
+    /// Builds the connection pool: keep-alive, connect timeout, TLS for `https://` (custom CA
+    /// or system roots), HTTP/2 when configured.
     pub fn new(cfg: &UpstreamConfig) -> Result<Self, TlsError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(cfg.connect_timeout));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls::upstream_client_config(cfg.ca_file.as_deref())?)
-            .https_or_http();
-        let connector = if cfg.http2 {
-            builder.enable_http2().wrap_connector(http)
-        } else {
-            builder.enable_http1().wrap_connector(http)
-        };
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(cfg.pool_idle_timeout)
-            .pool_max_idle_per_host(cfg.pool_max_idle)
-            .http2_only(cfg.http2)
-            // The client's own Host is kept; never replace it with the upstream's.
-            .set_host(false)
-            .build(connector);
         Ok(Upstream {
-            client,
+            pool: Arc::new(Pool::new(cfg)?),
             scheme: cfg.scheme.clone(),
             authority: cfg.authority.clone(),
             base_path: cfg.base_path.clone(),
-            version: if cfg.http2 {
-                Version::HTTP_2
-            } else {
-                Version::HTTP_11
-            },
+            http2: cfg.http2,
             response_timeout: cfg.response_timeout,
         })
     }
@@ -89,7 +81,7 @@ impl Upstream {
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
-        peer: Peer,
+        peer: &Peer,
         metrics: &Metrics,
     ) -> Result<(Response<Body>, Outcome)> {
         let host = effective_host(&req)?;
@@ -102,12 +94,16 @@ impl Upstream {
             );
         }
         let proto = if peer.tls { "https" } else { "http" };
-        headers::set_forwarded(req.headers_mut(), peer.addr.ip(), proto, host.as_ref());
+        headers::set_forwarded(req.headers_mut(), &peer.ip, proto, host.as_ref());
         if let Some(host) = host {
             req.headers_mut().insert(HOST, host);
         }
         *req.uri_mut() = self.target(req.uri())?;
-        *req.version_mut() = self.version;
+        *req.version_mut() = if self.http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
 
         let client_upgrade = cleaned
             .upgrade
@@ -115,27 +111,34 @@ impl Upstream {
             .then(|| hyper::upgrade::on(&mut req));
 
         let started = Instant::now();
-        let sent = tokio::time::timeout(self.response_timeout, self.client.request(req)).await;
+        let sent = tokio::time::timeout(self.response_timeout, self.pool.send(req)).await;
         metrics.upstream_response(started.elapsed());
-        let mut resp = match sent {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => return Err(classify(e)),
+        let (mut resp, lease) = match sent {
+            Ok(answer) => answer?,
             Err(_) => return Err(Error::UpstreamTimeout("response headers")),
         };
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         headers::sanitize_response(resp.headers_mut(), switching);
-        let mut outcome = Outcome::Forwarded;
-        if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
-            outcome = Outcome::Upgraded;
+        if switching {
+            // The connection now belongs to the tunnel, never to the pool.
+            if let Some(lease) = lease {
+                lease.discard();
+            }
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(Error::UpstreamUnavailable(
+                    "upstream switched protocols without being asked".into(),
+                ));
+            };
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            return Ok((resp.map(|b| Body::stream(b, None)), Outcome::Upgraded));
         }
-        Ok((resp.map(Body::stream), outcome))
+        Ok((resp.map(|b| Body::stream(b, lease)), Outcome::Forwarded))
     }
 
-    /// The request target at the upstream: its scheme and authority, the base path, then the
-    /// client's path and query unchanged.
+    /// The request target at the upstream: the base path, then the client's path and query
+    /// unchanged. HTTP/1.1 takes it in origin form; HTTP/2 also needs scheme and authority.
     fn target(&self, uri: &Uri) -> Result<Uri> {
         let pq = uri
             .path_and_query()
@@ -149,8 +152,10 @@ impl Upstream {
                 .map_err(|e| Error::Internal(format!("joining the upstream path: {e}")))?
         };
         let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
+        if self.http2 {
+            parts.scheme = Some(self.scheme.clone());
+            parts.authority = Some(self.authority.clone());
+        }
         parts.path_and_query = Some(pq);
         Uri::from_parts(parts)
             .map_err(|e| Error::Internal(format!("building the upstream uri: {e}")))
@@ -205,19 +210,6 @@ pub fn check_method(method: &Method) -> Result<()> {
         return Err(Error::MethodNotAllowed(method.clone()));
     }
     Ok(())
-}
-
-fn classify(e: hyper_util::client::legacy::Error) -> Error {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return Error::UpstreamTimeout("connect");
-            }
-        }
-        source = s.source();
-    }
-    Error::UpstreamUnavailable(Box::new(e))
 }
 
 /// Copies bytes both ways between the client's and the upstream's upgraded connections until

@@ -18,11 +18,11 @@ use crate::server::InFlight;
 /// Handles one request from the main listener. Never fails: every error becomes a response.
 pub async fn handle(
     app: Arc<App>,
-    peer: Peer,
+    peer: Arc<Peer>,
     in_flight: InFlight,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let (resp, outcome) = match route(&app, peer, req).await {
+    let (resp, outcome) = match route(&app, &peer, req).await {
         Ok(answer) => answer,
         Err(e) => {
             let outcome = match e {
@@ -36,7 +36,11 @@ pub async fn handle(
     Ok(resp.map(|b| b.with_in_flight(in_flight)))
 }
 
-async fn route(app: &App, peer: Peer, req: Request<Incoming>) -> Result<(Response<Body>, Outcome)> {
+async fn route(
+    app: &App,
+    peer: &Peer,
+    req: Request<Incoming>,
+) -> Result<(Response<Body>, Outcome)> {
     proxy::check_method(req.method())?;
     match app.config.policy.default {
         PolicyDefault::Public => {}

@@ -28,7 +28,6 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
-use tokio::time::Instant;
 
 use crate::admin;
 use crate::app::App;
@@ -156,20 +155,17 @@ async fn serve_main(
     addr: SocketAddr,
 ) {
     let _ = stream.set_nodelay(true);
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::new(Activity::default());
     let io = Tracked {
         io: stream,
         activity: activity.clone(),
     };
     let server = &app.config.server;
-    let peer = Peer {
-        addr,
-        tls: app.tls.is_some(),
-        trusted: server
-            .trusted_proxies
-            .iter()
-            .any(|n| n.contains(&addr.ip())),
-    };
+    let trusted = server
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains(&addr.ip()));
+    let peer = Arc::new(Peer::new(addr, app.tls.is_some(), trusted));
     match &app.tls {
         None => serve_http(app, builder, watcher, io, peer, activity).await,
         Some((acceptor, _)) => {
@@ -196,24 +192,32 @@ async fn serve_http<IO>(
     builder: &auto::Builder<TokioExecutor>,
     watcher: Watcher,
     io: IO,
-    peer: Peer,
+    peer: Arc<Peer>,
     activity: Arc<Activity>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc_app = app.clone();
     let svc_activity = activity.clone();
+    let svc_peer = peer.clone();
     let service = service_fn(move |req| {
-        router::handle(svc_app.clone(), peer, InFlight::new(&svc_activity), req)
+        router::handle(
+            svc_app.clone(),
+            svc_peer.clone(),
+            InFlight::new(&svc_activity),
+            req,
+        )
     });
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();
     let conn = watcher.watch(conn);
     tokio::pin!(conn);
-    let idle = app.config.server.idle_timeout;
-    let timer = tokio::time::sleep(idle);
-    tokio::pin!(timer);
+    // See `Activity` for how idleness is sampled.
+    let mut tick = tokio::time::interval(app.config.server.idle_timeout / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let (mut last_ops, mut quiet) = (u64::MAX, 0);
     loop {
         tokio::select! {
             res = &mut conn => {
@@ -222,13 +226,16 @@ async fn serve_http<IO>(
                 }
                 return;
             }
-            () = &mut timer => match activity.idle_deadline(idle) {
-                None => {
+            _ = tick.tick() => {
+                let ops = activity.ops.load(Ordering::Relaxed);
+                let busy = activity.in_flight.load(Ordering::Acquire) > 0;
+                quiet = if busy || ops != last_ops { 0 } else { quiet + 1 };
+                last_ops = ops;
+                if quiet >= 2 {
                     tracing::debug!(peer = %peer.addr, "closing idle connection");
                     return;
                 }
-                Some(deadline) => timer.as_mut().reset(deadline),
-            },
+            }
         }
     }
 }
@@ -307,11 +314,15 @@ async fn accept_error(error: io::Error, stop: &mut watch::Receiver<bool>) {
     }
 }
 
-/// When a connection last moved a byte, and how many of its requests are in flight.
-#[derive(Debug)]
+/// Whether a connection is moving bytes, and how many of its requests are in flight.
+///
+/// The IO wrapper only bumps a counter (no clock read per read or write); the idle timer
+/// samples it every half `idle_timeout` and closes the connection after two quiet samples
+/// in a row with nothing in flight, that is after between one and one and a half
+/// `idle_timeout`s of silence.
+#[derive(Debug, Default)]
 pub struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
+    ops: AtomicU64,
     in_flight: AtomicUsize,
 }
 
@@ -323,34 +334,8 @@ pub struct InFlight(Arc<Activity>);
 // === impl Activity ===
 
 impl Activity {
-    /// A fresh record, active now.
-    pub fn new() -> Self {
-        Activity {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-        }
-    }
-
     fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// `None` when the connection has been idle for `idle`; else when to look again.
-    fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
-        let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            return Some(Instant::now() + idle);
-        }
-        let deadline = last + idle;
-        (deadline > Instant::now()).then_some(deadline)
-    }
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Activity::new()
+        self.ops.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -111,7 +111,12 @@ fn forwarded_headers_from_untrusted_peers_are_replaced() {
     ]);
     sanitize_request(&mut h, false);
     let host = HeaderValue::from_static("app.example");
-    set_forwarded(&mut h, "10.1.2.3".parse().unwrap(), "http", Some(&host));
+    set_forwarded(
+        &mut h,
+        &HeaderValue::from_static("10.1.2.3"),
+        "http",
+        Some(&host),
+    );
     assert_eq!(h["x-forwarded-for"], "10.1.2.3");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "app.example");
@@ -130,7 +135,12 @@ fn forwarded_headers_from_trusted_proxies_are_kept_and_extended() {
     ]);
     sanitize_request(&mut h, true);
     let host = HeaderValue::from_static("internal:8443");
-    set_forwarded(&mut h, "10.0.0.5".parse().unwrap(), "http", Some(&host));
+    set_forwarded(
+        &mut h,
+        &HeaderValue::from_static("10.0.0.5"),
+        "http",
+        Some(&host),
+    );
     assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.5");
     assert_eq!(h["x-forwarded-proto"], "https");
     assert_eq!(h["x-forwarded-host"], "public.example");
