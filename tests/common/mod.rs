@@ -1,0 +1,724 @@
+//! Shared helpers for the black-box tests: Portcullis in-process on `127.0.0.1:0`, the real
+//! binary as a child process, upstreams served in-process by hyper (the echo upstream and
+//! purpose-built ones), HTTP/1.1, HTTP/2 and raw-socket clients, and the test TLS material in
+//! `tests/certs/` (see `gen.sh` there).
+//!
+//! Nothing here uses a fixed port. Every wait is bounded by [`BOUND`] so that a hung test fails
+//! instead of hanging CI; no assertion is made about how fast anything is.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_rustls::client::TlsStream;
+
+/// The longest any single step of a test may take before the test is failed as hung.
+pub const BOUND: Duration = Duration::from_secs(30);
+
+/// 256 MiB, the size of the streamed transfers.
+pub const BIG: u64 = 256 * 1024 * 1024;
+
+/// The request and response body type the test clients and upstreams use.
+pub type TestBody = BoxBody<Bytes, Infallible>;
+
+/// Fails the test with `what` if `fut` does not finish within [`BOUND`].
+pub async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(BOUND, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {BOUND:?}: {what}"),
+    }
+}
+
+/// Polls `check` every 50 ms until it holds; fails the test after [`BOUND`].
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    bounded(what, async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+// === config ===
+
+/// A config for an in-process Portcullis forwarding to `upstream` (a URL), with extra lines in
+/// `[server]` and `[upstream]`. `server` may end with a `[server.tls]` table.
+pub fn config(upstream: &str, server: &str, upstream_extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{server}\n\n\
+         [upstream]\nurl = \"{upstream}\"\n{upstream_extra}\n\n\
+         [policy]\ndefault = \"public\"\n"
+    )
+}
+
+/// `http://ADDR`.
+pub fn http_url(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+// === in-process Portcullis ===
+
+/// A Portcullis running in this process, serving on `127.0.0.1:0`.
+pub struct Sidecar {
+    /// The main listener.
+    pub addr: SocketAddr,
+    /// The admin listener.
+    pub admin: SocketAddr,
+    /// The running app.
+    pub app: Arc<portcullis::App>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Sidecar {
+    /// Starts Portcullis with the config `toml` (relative paths resolve against the current
+    /// directory).
+    pub async fn start(toml: &str) -> Sidecar {
+        Sidecar::start_in(toml, Path::new(".")).await
+    }
+
+    /// Starts Portcullis with the config `toml`, resolving relative paths against `base`.
+    pub async fn start_in(toml: &str, base: &Path) -> Sidecar {
+        let config = portcullis::Config::from_toml(toml, Vec::<(String, String)>::new(), base)
+            .unwrap_or_else(|e| panic!("test config does not load: {e}\n{toml}"));
+        let app = portcullis::App::new(config).unwrap_or_else(|e| panic!("App::new: {e}"));
+        let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = main.local_addr().unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(portcullis::server::run(
+            app.clone(),
+            portcullis::server::Listeners { main, admin },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Sidecar {
+            addr,
+            admin: admin_addr,
+            app,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Tells the server to shut down and waits until `run` returns.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            bounded("server::run to return after shutdown", task)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let resp = send(self.admin, get("admin.test", "/metrics")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        body_string(resp).await
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The value of one series (`name{labels}` exactly as exposed) in Prometheus text.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+// === upstreams ===
+
+/// Serves `portcullis echo` on `127.0.0.1:0` in this process (hyper-util's auto builder:
+/// HTTP/1.1, h2c prior knowledge, WebSocket upgrades).
+pub async fn start_echo() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(portcullis::echo::run(listener, std::future::pending()));
+    addr
+}
+
+/// Serves `handler` on `127.0.0.1:0` with hyper-util's auto builder (HTTP/1.1 and h2c).
+pub async fn serve<F, Fut, B>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service_fn(handler))
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Serves `handler` on `127.0.0.1:0` speaking HTTP/2 only (prior knowledge): a client that
+/// speaks HTTP/1.1 to it fails.
+pub async fn serve_h2_only<F, Fut, B>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service_fn(handler))
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// An address on which nothing listens (bound, then released).
+pub fn dead_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+// === bodies ===
+
+/// A full body.
+pub fn full(bytes: impl Into<Bytes>) -> TestBody {
+    Full::new(bytes.into()).boxed()
+}
+
+/// An empty body.
+pub fn empty() -> TestBody {
+    Empty::new().boxed()
+}
+
+/// A body of `total` bytes produced lazily in 64 KiB chunks (one shared buffer), so that a
+/// 256 MiB transfer never holds more than one chunk in memory.
+pub fn pattern(total: u64) -> TestBody {
+    Pattern {
+        remaining: total,
+        chunk: Bytes::from(vec![0x5a; 64 * 1024]),
+    }
+    .boxed()
+}
+
+struct Pattern {
+    remaining: u64,
+    chunk: Bytes,
+}
+
+impl http_body::Body for Pattern {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.remaining.min(self.chunk.len() as u64);
+        self.remaining -= n;
+        let data = self.chunk.slice(..n as usize);
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// Reads a body to its end, counting bytes without keeping them.
+pub async fn count_body(mut body: Incoming) -> u64 {
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.expect("response body frame");
+        if let Some(data) = frame.data_ref() {
+            n += data.len() as u64;
+        }
+    }
+    n
+}
+
+/// The whole body as text.
+pub async fn body_string(resp: Response<Incoming>) -> String {
+    let bytes = bounded("reading a response body", resp.into_body().collect())
+        .await
+        .expect("response body")
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).expect("utf-8 body")
+}
+
+/// The whole body as JSON.
+pub async fn body_json(resp: Response<Incoming>) -> Value {
+    let text = body_string(resp).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"))
+}
+
+// === what the echo upstream saw ===
+
+/// Every value of header `name` (any case) in an echo report, in order.
+pub fn seen_header(seen: &Value, name: &str) -> Vec<String> {
+    seen["headers"]
+        .as_array()
+        .expect("echo report has headers")
+        .iter()
+        .filter(|pair| {
+            pair[0]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+        .map(|pair| pair[1].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every header name in an echo report, lowercase.
+pub fn seen_header_names(seen: &Value) -> Vec<String> {
+    seen["headers"]
+        .as_array()
+        .expect("echo report has headers")
+        .iter()
+        .map(|pair| pair[0].as_str().unwrap().to_ascii_lowercase())
+        .collect()
+}
+
+// === HTTP/1.1 client ===
+
+/// A request for `path` with the given `Host` and no body.
+pub fn get(host: &str, path: &str) -> Request<TestBody> {
+    request(Method::GET, host, path, empty())
+}
+
+/// A request with a `Host` header and a body.
+pub fn request(method: Method, host: &str, path: &str, body: TestBody) -> Request<TestBody> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HOST, host)
+        .body(body)
+        .unwrap()
+}
+
+/// Opens an HTTP/1.1 connection to `addr`.
+pub async fn h1(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<TestBody> {
+    let stream = bounded("connecting", TcpStream::connect(addr))
+        .await
+        .unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    sender
+}
+
+/// Sends one request on a new HTTP/1.1 connection and returns the response head (the body
+/// streams).
+pub async fn send(addr: SocketAddr, req: Request<TestBody>) -> Response<Incoming> {
+    let mut sender = h1(addr).await;
+    bounded("waiting for a response", sender.send_request(req))
+        .await
+        .expect("response")
+}
+
+// === HTTP/2 client ===
+
+/// Starts an HTTP/2 connection over `io` (TLS with ALPN h2, or plain TCP for h2c).
+pub async fn h2<IO>(io: IO) -> hyper::client::conn::http2::SendRequest<TestBody>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender
+}
+
+// === raw sockets ===
+
+/// A response read off a raw socket.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// The status code.
+    pub status: u16,
+    /// Header names (lowercase) and values, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// Every value of header `name`.
+    pub fn header(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// Writes `request` as-is on a new connection to `addr` and reads one response. Write errors
+/// are ignored (a server may answer and close before reading everything we send).
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
+    let mut stream = bounded("connecting", TcpStream::connect(addr))
+        .await
+        .unwrap();
+    let _ = stream.write_all(request).await;
+    bounded("reading a raw response", read_response(&mut stream)).await
+}
+
+/// Reads one HTTP/1.x response from `stream`: the head, then a body delimited by
+/// `Content-Length`, chunked encoding, or the end of the stream.
+pub async fn read_response(stream: &mut TcpStream) -> RawResponse {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if !read_more(stream, &mut buf).await {
+            panic!(
+                "connection closed before a full response head: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').expect("header line");
+            (n.trim().to_ascii_lowercase(), v.trim().to_owned())
+        })
+        .collect();
+    let mut rest = buf[head_end..].to_vec();
+    let value = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let body = if let Some(len) = value("content-length") {
+        let len: usize = len.parse().unwrap();
+        while rest.len() < len {
+            assert!(read_more(stream, &mut rest).await, "body cut short");
+        }
+        rest.truncate(len);
+        rest
+    } else if value("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(i) = find(&rest, b"\r\n") {
+                    break i;
+                }
+                assert!(read_more(stream, &mut rest).await, "chunked body cut short");
+            };
+            let size_text = String::from_utf8_lossy(&rest[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+                .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
+            while rest.len() < line_end + 2 + size + 2 {
+                assert!(read_more(stream, &mut rest).await, "chunked body cut short");
+            }
+            body.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+            rest.drain(..line_end + 2 + size + 2);
+            if size == 0 {
+                break body;
+            }
+        }
+    } else if status == 101 || status == 204 || status == 304 || (100..200).contains(&status) {
+        Vec::new()
+    } else {
+        while read_more(stream, &mut rest).await {}
+        rest
+    };
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 16 * 1024];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+// === TLS ===
+
+/// A file in `tests/certs/`.
+pub fn cert_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/certs")
+        .join(name)
+}
+
+/// The first certificate in a PEM file, as DER.
+pub fn cert_der(path: &Path) -> CertificateDer<'static> {
+    CertificateDer::from_pem_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A rustls client config (ring) that trusts only the test CA and offers `alpn`.
+pub fn tls_client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der(&cert_file("ca.pem"))).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Connects to `addr` with TLS as `localhost`, offering `alpn`, verifying against the test CA.
+pub async fn tls_connect(addr: SocketAddr, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+    let tcp = bounded("connecting", TcpStream::connect(addr))
+        .await
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(tls_client_config(alpn));
+    bounded(
+        "TLS handshake",
+        connector.connect(ServerName::try_from("localhost").unwrap(), tcp),
+    )
+    .await
+    .expect("TLS handshake")
+}
+
+/// The certificate a new TLS connection to `addr` is served.
+pub async fn served_cert(addr: SocketAddr) -> CertificateDer<'static> {
+    let tls = tls_connect(addr, &[b"http/1.1"]).await;
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .expect("server sent a certificate")[0]
+        .clone()
+        .into_owned()
+}
+
+// === the real binary ===
+
+/// The `portcullis` binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_portcullis")
+}
+
+/// A `portcullis` command with a clean environment for its config: no `PORTCULLIS_*` override
+/// and no `RUST_LOG` from the caller.
+pub fn command() -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(binary());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PORTCULLIS_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.stdin(Stdio::null()).kill_on_drop(true);
+    cmd
+}
+
+/// A running `portcullis serve` process.
+pub struct Process {
+    /// The child.
+    pub child: tokio::process::Child,
+    /// Its main listener.
+    pub addr: SocketAddr,
+    /// Its admin listener.
+    pub admin: SocketAddr,
+    /// Everything it wrote to stderr so far.
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Process {
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("child is running")
+    }
+
+    /// Its peak resident set size (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmHWM in {status}"))
+    }
+
+    /// Sends SIGTERM, with the shell's own `kill` (no extra package needed).
+    pub fn sigterm(&self) {
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -TERM {}", self.pid()))
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Its stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// Runs `portcullis serve --config CONFIG` and waits until both listeners log `listening`.
+pub async fn spawn_serve(config: &Path) -> Process {
+    let mut child = command()
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = oneshot::channel();
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let (mut main, mut admin) = (None, None);
+        let mut tx = Some(tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("listening") {
+                let addr = listen_addr(&line);
+                if line.contains("listener=\"main\"") {
+                    main = addr;
+                } else if line.contains("listener=\"admin\"") {
+                    admin = addr;
+                }
+            }
+            log2.lock().unwrap().push_str(&line);
+            log2.lock().unwrap().push('\n');
+            if let (Some(m), Some(a)) = (main, admin) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send((m, a));
+                }
+            }
+        }
+    });
+    match tokio::time::timeout(BOUND, rx).await {
+        Ok(Ok((addr, admin))) => Process {
+            child,
+            addr,
+            admin,
+            log,
+        },
+        _ => {
+            let _ = child.start_kill();
+            panic!(
+                "portcullis serve did not log its listeners; stderr:\n{}",
+                log.lock().unwrap()
+            );
+        }
+    }
+}
+
+fn listen_addr(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("addr=")? + "addr=".len()..];
+    rest.split_whitespace()
+        .next()?
+        .trim_matches('"')
+        .parse()
+        .ok()
+}
