@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ConfigError};
@@ -21,6 +22,9 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// TLS for the main listener, when configured.
     pub tls: Option<(TlsAcceptor, Arc<CertResolver>)>,
+    /// Permits for client connections (`server.max_connections`): one per accepted connection
+    /// and one per upgraded tunnel.
+    pub connections: Arc<Semaphore>,
     ready: AtomicBool,
 }
 
@@ -55,10 +59,12 @@ impl App {
             key: "upstream.ca_file".into(),
             reason: e.to_string(),
         })?;
+        let connections = Arc::new(Semaphore::new(config.server.max_connections));
         Ok(Arc::new(App {
             upstream,
             metrics: Arc::new(Metrics::new()),
             tls,
+            connections,
             config,
             ready: AtomicBool::new(false),
         }))

@@ -449,16 +449,19 @@ fn apply_env(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
     // Sorted so that the outcome never depends on the order the OS lists variables in.
+    // Only `PORTCULLIS_<SECTION>__<KEY>` is an override. Other `PORTCULLIS_*` variables are
+    // not ours to judge: Kubernetes, for one, injects `PORTCULLIS_SERVICE_HOST` and friends
+    // for a Service named portcullis.
     let vars: BTreeMap<String, String> = env
         .into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_ENV)
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_ENV && k.contains("__"))
         .collect();
     for (var, raw) in vars {
         let path: Vec<String> = var[ENV_PREFIX.len()..]
             .split("__")
             .map(str::to_ascii_lowercase)
             .collect();
-        if path.len() < 2 || path.iter().any(String::is_empty) {
+        if path.iter().any(String::is_empty) {
             return Err(ConfigError::Env {
                 var,
                 reason: "expected PORTCULLIS_<SECTION>__<KEY>".into(),

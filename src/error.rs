@@ -25,6 +25,13 @@ pub enum Error {
     /// A `Host` value that is not a valid authority.
     #[error("request host is invalid")]
     HostInvalid,
+    /// The request head is larger than `server.max_header_bytes` (HTTP/2; hyper answers
+    /// HTTP/1.1 itself).
+    #[error("request headers too large")]
+    HeadersTooLarge,
+    /// Every connection permit is taken (an upgrade could not get one).
+    #[error("too many connections")]
+    Overloaded,
     /// A method Portcullis never forwards (`TRACE`, `CONNECT`).
     #[error("method {0} is not allowed")]
     MethodNotAllowed(http::Method),
@@ -62,6 +69,8 @@ impl Error {
                 StatusCode::BAD_REQUEST
             }
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Error::Forbidden => StatusCode::FORBIDDEN,
             Error::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -78,6 +87,8 @@ impl Error {
             Error::HostConflict => ("Request has more than one Host.", ""),
             Error::HostInvalid => ("Request Host header is invalid.", ""),
             Error::MethodNotAllowed(_) => ("Method not allowed.", ""),
+            Error::HeadersTooLarge => ("Request header fields too large.", ""),
+            Error::Overloaded => ("Service unavailable.", "Too many open connections."),
             Error::Forbidden => (
                 "Forbidden.",
                 "You don't have permission to view this content. If you believe this is a \
@@ -154,6 +165,8 @@ mod tests {
             (Error::HostConflict, 400),
             (Error::HostInvalid, 400),
             (Error::MethodNotAllowed(http::Method::TRACE), 405),
+            (Error::HeadersTooLarge, 431),
+            (Error::Overloaded, 503),
             (Error::Forbidden, 403),
             (Error::UpstreamUnavailable(io()), 502),
             (Error::UpstreamTimeout("connect"), 504),

@@ -2,7 +2,10 @@
 //! timeouts, streamed bodies both ways, and protocol upgrades (WebSocket) tunnelled as raw bytes.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, HOST};
@@ -10,14 +13,17 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
 
+use crate::app::App;
 use crate::body::Body;
 use crate::config::UpstreamConfig;
 use crate::error::{Error, Result};
 use crate::headers;
 use crate::metrics::{Metrics, Outcome};
 use crate::tls::TlsError;
-use crate::upstream::Pool;
+use crate::upstream::{Pool, RequestBody};
 
 /// The upstream and the pool of connections that reach it.
 #[derive(Debug)]
@@ -26,6 +32,8 @@ pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
     base_path: String,
+    /// `Host` for clients that sent none (HTTP/1.0): the upstream's own authority.
+    host: HeaderValue,
     http2: bool,
     response_timeout: Duration,
 }
@@ -71,6 +79,8 @@ impl Upstream {
             scheme: cfg.scheme.clone(),
             authority: cfg.authority.clone(),
             base_path: cfg.base_path.clone(),
+            host: HeaderValue::from_str(cfg.authority.as_str())
+                .expect("a parsed authority is a valid header value"),
             http2: cfg.http2,
             response_timeout: cfg.response_timeout,
         })
@@ -78,11 +88,14 @@ impl Upstream {
 
     /// Forwards `req` and returns the upstream's response with a streamed body. Identity and
     /// hop-by-hop headers are cleaned first; see [`headers::sanitize_request`].
+    ///
+    /// The response timeout starts once the request, body included, has been handed to the
+    /// upstream connection: a slow upload is not a slow upstream.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         peer: &Peer,
-        metrics: &Metrics,
+        app: &App,
     ) -> Result<(Response<Body>, Outcome)> {
         let host = effective_host(&req)?;
         let cleaned = headers::sanitize_request(req.headers_mut(), peer.trusted);
@@ -95,9 +108,9 @@ impl Upstream {
         }
         let proto = if peer.tls { "https" } else { "http" };
         headers::set_forwarded(req.headers_mut(), &peer.ip, proto, host.as_ref());
-        if let Some(host) = host {
-            req.headers_mut().insert(HOST, host);
-        }
+        // An HTTP/1.0 client may send no Host; the upstream gets HTTP/1.1, which requires one.
+        let host = host.unwrap_or_else(|| self.host.clone());
+        req.headers_mut().insert(HOST, host);
         *req.uri_mut() = self.target(req.uri())?;
         *req.version_mut() = if self.http2 {
             Version::HTTP_2
@@ -111,12 +124,27 @@ impl Upstream {
             .then(|| hyper::upgrade::on(&mut req));
 
         let started = Instant::now();
-        let sent = tokio::time::timeout(self.response_timeout, self.pool.send(req)).await;
-        metrics.upstream_response(started.elapsed());
-        let (mut resp, lease) = match sent {
-            Ok(answer) => answer?,
-            Err(_) => return Err(Error::UpstreamTimeout("response headers")),
+        let (req, body_sent) = RequestBody::wrap(req);
+        let send = self.pool.send(req);
+        let answer = match body_sent {
+            None => tokio::time::timeout(self.response_timeout, send).await.ok(),
+            Some(body_sent) => {
+                let deadline = async {
+                    // Resolves when the body has been sent, or has failed.
+                    let _ = body_sent.await;
+                    tokio::time::sleep(self.response_timeout).await;
+                };
+                tokio::select! {
+                    answer = send => Some(answer),
+                    () = deadline => None,
+                }
+            }
         };
+        let (mut resp, lease) = match answer {
+            Some(answer) => answer?,
+            None => return Err(Error::UpstreamTimeout("response headers")),
+        };
+        app.metrics.upstream_response(started.elapsed());
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         headers::sanitize_response(resp.headers_mut(), switching);
@@ -130,8 +158,19 @@ impl Upstream {
                     "upstream switched protocols without being asked".into(),
                 ));
             };
+            // A tunnel is a client connection too: it takes a permit of its own.
+            let permit = app
+                .connections
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| Error::Overloaded)?;
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            let tunnel = Tunnel {
+                idle: app.config.server.idle_timeout,
+                metrics: app.metrics.clone(),
+                _permit: permit,
+            };
+            tokio::spawn(tunnel.run(client_upgrade, upstream_upgrade));
             return Ok((resp.map(|b| Body::stream(b, None)), Outcome::Upgraded));
         }
         Ok((resp.map(|b| Body::stream(b, lease)), Outcome::Forwarded))
@@ -203,6 +242,23 @@ fn effective_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>> {
     }
 }
 
+/// Answers 431 for an HTTP/2 request head over `max` bytes, counted as HPACK does (RFC 9113
+/// §6.5.2: name + value + 32 per field). hyper enforces the limit itself on HTTP/1.1.
+pub fn check_head_size(req: &Request<Incoming>, max: usize) -> Result<()> {
+    if req.version() != Version::HTTP_2 {
+        return Ok(());
+    }
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 32)
+        .sum();
+    if fields + req.uri().to_string().len() > max {
+        return Err(Error::HeadersTooLarge);
+    }
+    Ok(())
+}
+
 /// Refuses methods a reverse proxy must not forward: `TRACE` would reflect the client's
 /// credentials back (and identity headers we add), `CONNECT` would open a tunnel anywhere.
 pub fn check_method(method: &Method) -> Result<()> {
@@ -212,18 +268,104 @@ pub fn check_method(method: &Method) -> Result<()> {
     Ok(())
 }
 
-/// Copies bytes both ways between the client's and the upstream's upgraded connections until
-/// either side closes.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    match tokio::try_join!(client, upstream) {
-        Ok((client, upstream)) => {
-            let mut client = TokioIo::new(client);
-            let mut upstream = TokioIo::new(upstream);
-            match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                Ok((up, down)) => tracing::debug!(up, down, "upgraded connection closed"),
-                Err(error) => tracing::debug!(%error, "upgraded connection ended with an error"),
+/// An upgraded connection (WebSocket and the like) being relayed. It holds a connection
+/// permit and shows in the open-connections gauge while it lives, and it is closed after
+/// `server.idle_timeout` without a byte in either direction (nginx's `proxy_read_timeout`
+/// does the same to WebSocket tunnels; WebSocket clients ping to stay open).
+struct Tunnel {
+    idle: Duration,
+    metrics: Arc<Metrics>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Tunnel {
+    /// Copies bytes both ways until either side closes or the tunnel goes idle.
+    async fn run(self, client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::debug!(%error, "protocol upgrade did not complete");
+                return;
+            }
+        };
+        self.metrics.connection_opened();
+        let moved = Arc::new(AtomicU64::new(0));
+        let mut client = Counted::new(TokioIo::new(client), moved.clone());
+        let mut upstream = Counted::new(TokioIo::new(upstream), moved.clone());
+        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+        tokio::pin!(copy);
+        let mut tick = tokio::time::interval(self.idle);
+        tick.tick().await;
+        let mut last = 0;
+        loop {
+            tokio::select! {
+                res = &mut copy => {
+                    match res {
+                        Ok((up, down)) => tracing::debug!(up, down, "upgraded connection closed"),
+                        Err(error) => tracing::debug!(%error, "upgraded connection ended with an error"),
+                    }
+                    break;
+                }
+                _ = tick.tick() => {
+                    let now = moved.load(Ordering::Relaxed);
+                    if now == last {
+                        tracing::debug!("closing idle upgraded connection");
+                        break;
+                    }
+                    last = now;
+                }
             }
         }
-        Err(error) => tracing::debug!(%error, "protocol upgrade did not complete"),
+        self.metrics.connection_closed();
+    }
+}
+
+/// An IO stream that counts the reads and writes that moved bytes.
+struct Counted<IO> {
+    io: IO,
+    moved: Arc<AtomicU64>,
+}
+
+impl<IO> Counted<IO> {
+    fn new(io: IO, moved: Arc<AtomicU64>) -> Self {
+        Counted { io, moved }
+    }
+
+    fn count<T>(&self, res: &Poll<std::io::Result<T>>) {
+        if matches!(res, Poll::Ready(Ok(_))) {
+            self.moved.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Counted<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let res = Pin::new(&mut self.io).poll_read(cx, buf);
+        self.count(&res);
+        res
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Counted<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let res = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.count(&res);
+        res
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

@@ -42,9 +42,10 @@ async fn route(
     req: Request<Incoming>,
 ) -> Result<(Response<Body>, Outcome)> {
     proxy::check_method(req.method())?;
+    proxy::check_head_size(&req, app.config.server.max_header_bytes)?;
     match app.config.policy.default {
         PolicyDefault::Public => {}
         PolicyDefault::Deny => return Err(Error::Forbidden),
     }
-    app.upstream.forward(req, peer, &app.metrics).await
+    app.upstream.forward(req, peer, app).await
 }

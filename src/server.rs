@@ -4,8 +4,9 @@
 //!
 //! Timeouts per phase: TLS handshake (`server.tls_handshake_timeout`); request head
 //! (`server.header_read_timeout`, hyper's own timer, which on HTTP/1.1 also runs while a
-//! keep-alive connection waits for its next request); idle (`server.idle_timeout`: no request in
-//! flight and no byte read or written, for HTTP/2 and for clients that never send a byte).
+//! keep-alive connection waits for its next request); idle (`server.idle_timeout`: no request
+//! started and none in flight — see [`Activity`] — for HTTP/2 and for clients that never send a
+//! request at all).
 //!
 //! Shutdown: when the shutdown future completes, both listeners stop accepting, `/readyz` turns
 //! 503, every open connection is told to finish (HTTP/1.1 closes after its current response,
@@ -15,17 +16,15 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
@@ -114,7 +113,7 @@ async fn main_loop(
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(app.config.server.max_connections));
+    let limit = app.connections.clone();
     let builder = Arc::new(http_builder(&app));
     loop {
         // Waiting for a permit before accepting leaves excess clients in the kernel backlog.
@@ -156,10 +155,7 @@ async fn serve_main(
 ) {
     let _ = stream.set_nodelay(true);
     let activity = Arc::new(Activity::default());
-    let io = Tracked {
-        io: stream,
-        activity: activity.clone(),
-    };
+    let io = stream;
     let server = &app.config.server;
     let trusted = server
         .trusted_proxies
@@ -227,7 +223,7 @@ async fn serve_http<IO>(
                 return;
             }
             _ = tick.tick() => {
-                let ops = activity.ops.load(Ordering::Relaxed);
+                let ops = activity.requests.load(Ordering::Relaxed);
                 let busy = activity.in_flight.load(Ordering::Acquire) > 0;
                 quiet = if busy || ops != last_ops { 0 } else { quiet + 1 };
                 last_ops = ops;
@@ -253,7 +249,9 @@ fn http_builder(app: &App) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+        // h2 refuses a stream whose header list exceeds this with a bare reset; set it above
+        // the limit so that the router can answer 431 for heads between the two.
+        .max_header_list_size(u32::try_from(s.max_header_bytes * 4).unwrap_or(u32::MAX))
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
@@ -314,15 +312,16 @@ async fn accept_error(error: io::Error, stop: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Whether a connection is moving bytes, and how many of its requests are in flight.
+/// Whether a connection is being used: requests started and requests in flight.
 ///
-/// The IO wrapper only bumps a counter (no clock read per read or write); the idle timer
-/// samples it every half `idle_timeout` and closes the connection after two quiet samples
-/// in a row with nothing in flight, that is after between one and one and a half
-/// `idle_timeout`s of silence.
+/// Idle means no request in flight and none started: bytes alone do not count, so an HTTP/2
+/// connection kept alive by PINGs, or a client trickling frames that never make a request,
+/// is still idle. The idle timer samples the counter every half `idle_timeout` and closes the
+/// connection after two quiet samples in a row, that is after between one and one and a half
+/// `idle_timeout`s without a request.
 #[derive(Debug, Default)]
 pub struct Activity {
-    ops: AtomicU64,
+    requests: AtomicU64,
     in_flight: AtomicUsize,
 }
 
@@ -331,19 +330,12 @@ pub struct Activity {
 #[derive(Debug)]
 pub struct InFlight(Arc<Activity>);
 
-// === impl Activity ===
-
-impl Activity {
-    fn touch(&self) {
-        self.ops.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 // === impl InFlight ===
 
 impl InFlight {
     /// Marks a request in flight on the connection `activity` belongs to.
     pub fn new(activity: &Arc<Activity>) -> Self {
+        activity.requests.fetch_add(1, Ordering::Relaxed);
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(activity.clone())
     }
@@ -352,65 +344,6 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.touch();
-    }
-}
-
-/// An IO stream that records when it last moved bytes.
-struct Tracked<IO> {
-    io: IO,
-    activity: Arc<Activity>,
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.io).poll_read(cx, buf);
-        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
-        }
-        res
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.io).poll_write(cx, buf);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        res
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        res
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        self.0.requests.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -10,16 +10,20 @@
 //! closed the idle connection at that instant) is retried once on a fresh connection; anything
 //! else is reported, never retried, since the request may have had effects.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::uri::Scheme;
 use http::{Request, Response};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio_rustls::TlsConnector;
 
 use crate::config::UpstreamConfig;
@@ -36,12 +40,12 @@ pub struct Pool {
     idle_timeout: Duration,
     max_idle: usize,
     idle: Mutex<Vec<Idle>>,
-    shared_h2: Mutex<Option<http2::SendRequest<Incoming>>>,
+    shared_h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
     connecting_h2: tokio::sync::Mutex<()>,
 }
 
 struct Idle {
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<RequestBody>,
     since: Instant,
 }
 
@@ -50,12 +54,12 @@ struct Idle {
 /// is unknown).
 pub struct Lease {
     pool: Arc<Pool>,
-    sender: Option<http1::SendRequest<Incoming>>,
+    sender: Option<http1::SendRequest<RequestBody>>,
 }
 
 enum Sender {
-    H1(http1::SendRequest<Incoming>),
-    H2(http2::SendRequest<Incoming>),
+    H1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
 }
 
 // === impl Pool ===
@@ -106,7 +110,7 @@ impl Pool {
     /// lease the response body must carry for an HTTP/1.1 connection.
     pub async fn send(
         self: &Arc<Self>,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
     ) -> Result<(Response<Incoming>, Option<Lease>), Error> {
         if self.http2 {
             let mut sender = self.h2_sender().await?;
@@ -145,7 +149,7 @@ impl Pool {
     }
 
     /// The most recently returned idle connection that is still open and ready.
-    async fn checkout(&self) -> Option<http1::SendRequest<Incoming>> {
+    async fn checkout(&self) -> Option<http1::SendRequest<RequestBody>> {
         loop {
             let Idle { sender, since } = self.lock_idle().pop()?;
             if sender.is_closed() || since.elapsed() > self.idle_timeout {
@@ -164,8 +168,8 @@ impl Pool {
         }
     }
 
-    fn checkin(&self, sender: http1::SendRequest<Incoming>) {
-        if sender.is_closed() {
+    fn checkin(&self, sender: http1::SendRequest<RequestBody>) {
+        if sender.is_closed() || self.max_idle == 0 {
             return;
         }
         let mut idle = self.lock_idle();
@@ -184,8 +188,8 @@ impl Pool {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn h2_sender(&self) -> Result<http2::SendRequest<Incoming>, Error> {
-        let usable = |s: &Option<http2::SendRequest<Incoming>>| {
+    async fn h2_sender(&self) -> Result<http2::SendRequest<RequestBody>, Error> {
+        let usable = |s: &Option<http2::SendRequest<RequestBody>>| {
             s.as_ref()
                 .filter(|s| !s.is_closed() && s.is_ready())
                 .cloned()
@@ -296,6 +300,56 @@ impl Lease {
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Lease")
+    }
+}
+
+/// A request body on its way upstream. A body that is not empty from the start reports when
+/// it has been sent in full (or has failed), which is when the response timeout starts.
+#[derive(Debug)]
+pub struct RequestBody {
+    body: Incoming,
+    sent: Option<oneshot::Sender<()>>,
+}
+
+// === impl RequestBody ===
+
+impl RequestBody {
+    /// Wraps a client's request body. The receiver, present when the body is not empty,
+    /// resolves once the body has been sent (or dropped).
+    pub fn wrap(req: Request<Incoming>) -> (Request<RequestBody>, Option<oneshot::Receiver<()>>) {
+        let (tx, rx) = if req.body().is_end_stream() {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        (req.map(|body| RequestBody { body, sent: tx }), rx)
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None)) || self.body.is_end_stream() {
+            if let Some(sent) = self.sent.take() {
+                let _ = sent.send(());
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

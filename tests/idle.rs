@@ -1,5 +1,6 @@
-//! The idle timer (`server.idle_timeout`): a connection with nothing in flight and no bytes
-//! moving is closed; a request in flight is never cut, however long it takes.
+//! The idle timer (`server.idle_timeout`): a connection with no request in flight and none
+//! started is closed, whatever bytes it moves; a request in flight is never cut, however long
+//! it takes; an upgraded tunnel with no bytes moving is closed too.
 
 mod common;
 
@@ -107,4 +108,79 @@ async fn h2_request_in_flight_longer_than_the_idle_timeout_is_not_cut() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(body_string(resp).await, "one two three");
+}
+
+/// An HTTP/2 connection that only ever exchanges connection-level frames (SETTINGS, PING) is
+/// idle: bytes without requests do not keep it open.
+#[tokio::test]
+async fn h2_connection_without_requests_is_closed_after_the_idle_timeout() {
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&config(&http_url(echo), IDLE, "")).await;
+
+    let mut stream = TcpStream::connect(sidecar.addr).await.unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    // Keep sending PINGs faster than the idle timeout: they must not count as activity.
+    let (mut read, mut write) = stream.into_split();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let ping = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00pingping";
+            if write.write_all(ping).await.is_err() {
+                return;
+            }
+        }
+    });
+    let closed = async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    if tokio::time::timeout(CLOSE_BOUND, closed).await.is_err() {
+        panic!("an h2 connection with only PINGs: still open after {CLOSE_BOUND:?}");
+    }
+}
+
+/// A WebSocket tunnel counts as an open connection while it lives, and one that moves no
+/// bytes for the idle timeout is closed.
+#[tokio::test]
+async fn idle_websocket_tunnel_is_counted_then_closed() {
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&config(&http_url(echo), IDLE, "")).await;
+
+    let tcp = TcpStream::connect(sidecar.addr).await.unwrap();
+    let (mut ws, resp) = bounded(
+        "websocket handshake",
+        tokio_tungstenite::client_async("ws://app.test/socket", tcp),
+    )
+    .await
+    .expect("websocket handshake through the proxy");
+    assert_eq!(resp.status(), 101);
+    eventually("the tunnel to be counted as an open connection", || async {
+        metric(&sidecar.metrics().await, "portcullis_open_connections") >= 1.0
+    })
+    .await;
+    let ended = async {
+        use futures_util::StreamExt;
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(m)) if m.is_close() => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    if tokio::time::timeout(CLOSE_BOUND, ended).await.is_err() {
+        panic!("an idle websocket tunnel: still open after {CLOSE_BOUND:?}");
+    }
+    eventually("the tunnel to leave the open-connections gauge", || async {
+        metric(&sidecar.metrics().await, "portcullis_open_connections") == 0.0
+    })
+    .await;
 }

@@ -10,6 +10,9 @@ use http::Request;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
 use common::*;
 
 /// The echo upstream that also counts the requests reaching it.
@@ -74,6 +77,27 @@ async fn http10_request_without_host_is_forwarded() {
     let seen = resp.json();
     assert_eq!(seen["path"], "/old-client");
     assert_eq!(seen["query"], "v=1");
+    // The upstream is spoken to in HTTP/1.1, which requires a Host: it gets its own.
+    assert_eq!(seen_header(&seen, "host"), vec![echo.to_string()]);
+}
+
+#[tokio::test]
+async fn http2_request_headers_over_64_kib_are_answered_431() {
+    let (echo, reached) = counting_echo().await;
+    let sidecar = Sidecar::start(&config(&http_url(echo), "", "")).await;
+
+    let mut client = h2(TcpStream::connect(sidecar.addr).await.unwrap()).await;
+    let req = Request::builder()
+        .uri("http://app.test/")
+        .header("x-big", "a".repeat(70 * 1024))
+        .body(empty())
+        .unwrap();
+    let resp = bounded("h2 response", client.send_request(req))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 431);
+    assert!(body_string(resp).await.contains("\"message\""));
+    assert_eq!(reached.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
@@ -135,6 +159,43 @@ async fn unreachable_upstream_is_answered_502_with_message_and_detail() {
         body["detail"].as_str().is_some_and(|d| !d.is_empty()),
         "no detail in {body}"
     );
+}
+
+/// The response timeout starts when the request has been sent: an upload slower than the
+/// timeout to a healthy upstream is not a 504.
+#[tokio::test]
+async fn slow_upload_is_not_counted_against_the_response_timeout() {
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&config(
+        &http_url(echo),
+        "",
+        r#"response_timeout = "300ms""#,
+    ))
+    .await;
+
+    let mut stream = TcpStream::connect(sidecar.addr).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 8\r\n\r\n")
+        .await
+        .unwrap();
+    for part in [b"abcd", b"efgh"] {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        stream.write_all(part).await.unwrap();
+    }
+    let resp = bounded("the response", read_response(&mut stream)).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.json()["body_bytes"], 8);
+}
+
+/// `pool_max_idle = 0` turns pooling off; every request still gets its answer.
+#[tokio::test]
+async fn requests_are_answered_with_pooling_turned_off() {
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&config(&http_url(echo), "", "pool_max_idle = 0")).await;
+    for _ in 0..3 {
+        let resp = send(sidecar.addr, get("app.test", "/")).await;
+        assert_eq!(resp.status(), 200);
+    }
 }
 
 #[tokio::test]

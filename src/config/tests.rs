@@ -157,12 +157,26 @@ fn environment_overrides_win_over_the_file() {
 
 #[test]
 fn malformed_or_unknown_environment_overrides_are_errors() {
-    let err = parse_env(MINIMAL, &[("PORTCULLIS_LISTEN", "x")]).expect_err("no section");
-    assert_eq!(key_of(err), "PORTCULLIS_LISTEN");
+    let err = parse_env(MINIMAL, &[("PORTCULLIS___LISTEN", "x")]).expect_err("empty section");
+    assert_eq!(key_of(err), "PORTCULLIS___LISTEN");
     let err = parse_env(MINIMAL, &[("PORTCULLIS_SERVER__NOPE", "1")]).expect_err("unknown key");
     assert_eq!(key_of(err), "server.nope");
     let err = parse_env(MINIMAL, &[("PORTCULLIS_UPSTREAM__URL__X", "1")]).expect_err("not a table");
     assert_eq!(key_of(err), "PORTCULLIS_UPSTREAM__URL__X");
+}
+
+#[test]
+fn portcullis_variables_that_are_not_overrides_are_ignored() {
+    // What Kubernetes injects for a Service named "portcullis".
+    let c = parse_env(
+        MINIMAL,
+        &[
+            ("PORTCULLIS_SERVICE_HOST", "10.0.0.1"),
+            ("PORTCULLIS_PORT_8443_TCP_ADDR", "10.0.0.1"),
+        ],
+    )
+    .expect("ignored");
+    assert_eq!(c.server.listen, "0.0.0.0:8443".parse().unwrap());
 }
 
 #[test]
