@@ -245,7 +245,8 @@ fn http_builder(app: &App) -> auto::Builder<TokioExecutor> {
         .header_read_timeout(s.header_read_timeout)
         // hyper answers 431 when a request head does not fit in its read buffer, so the
         // buffer's cap is the head's cap.
-        .max_buf_size(s.max_header_bytes);
+        .max_buf_size(s.max_header_bytes)
+        .writev(false);
     builder
         .http2()
         .timer(TokioTimer::new())

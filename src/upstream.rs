@@ -257,6 +257,7 @@ impl Pool {
             Ok(Sender::H2(sender))
         } else {
             let (sender, conn) = http1::Builder::new()
+                .writev(false)
                 .handshake(io)
                 .await
                 .map_err(unavailable)?;
