@@ -1,5 +1,5 @@
-//! The admin listener's endpoints: `/healthz` (the process answers), `/readyz` (serving and not
-//! draining), `/metrics` (Prometheus text). Bind it to loopback: it is not authenticated.
+//! The admin listener's endpoints: `/healthz` (the process answers), `/readyz` (serving, not
+//! draining, and the store answers), `/metrics` (Prometheus text). Bind it to loopback: it is not authenticated.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,11 +22,17 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
     }
     Ok(match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if app.is_ready() => text(StatusCode::OK, "ready\n"),
-        "/readyz" => text(
+        "/readyz" if !app.is_ready() => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: shutting down\n",
         ),
+        "/readyz" => match app.store.ping().await {
+            Ok(()) => text(StatusCode::OK, "ready\n"),
+            Err(_) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: store unreachable\n",
+            ),
+        },
         "/metrics" => {
             let mut resp = Response::new(Body::full(app.metrics.encode()));
             resp.headers_mut().insert(CONTENT_TYPE, OPENMETRICS);

@@ -7,9 +7,13 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::Passwords;
 use crate::config::{Config, ConfigError};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::proxy::Upstream;
+use crate::store::cache::KeyCache;
+use crate::store::Store;
 use crate::tls::{self, CertResolver};
 
 /// Everything a request handler may need.
@@ -25,6 +29,14 @@ pub struct App {
     /// Permits for client connections (`server.max_connections`): one per accepted connection
     /// and one per upgraded tunnel.
     pub connections: Arc<Semaphore>,
+    /// Users, keys, counters.
+    pub store: Store,
+    /// Validated keys in front of the store.
+    pub keys: Arc<KeyCache>,
+    /// Password hashing, off the async threads.
+    pub passwords: Passwords,
+    /// Login abuse limits.
+    pub limits: Limits,
     ready: AtomicBool,
 }
 
@@ -42,7 +54,9 @@ impl std::fmt::Debug for App {
 
 impl App {
     /// Builds the state. Fails, naming the config key, on TLS material that does not load, so
-    /// that `serve` stops before binding anything and `check-config` can report it.
+    /// that `serve` stops before binding anything and `check-config` can report it. Call it
+    /// inside a Tokio runtime: the store starts its background tasks here (it never waits for
+    /// Redis).
     pub fn new(config: Config) -> Result<Arc<App>, ConfigError> {
         let tls = match &config.server.tls {
             Some(t) => {
@@ -60,8 +74,23 @@ impl App {
             reason: e.to_string(),
         })?;
         let connections = Arc::new(Semaphore::new(config.server.max_connections));
+        let store = Store::open(&config.store).map_err(|e| ConfigError::Invalid {
+            key: "store.url".into(),
+            reason: e.to_string(),
+        })?;
+        let keys = Arc::new(KeyCache::new(&config.store));
+        let passwords =
+            Passwords::new(config.passwords.params).map_err(|e| ConfigError::Invalid {
+                key: "passwords".into(),
+                reason: e.to_string(),
+            })?;
+        let limits = Limits::new(&config.rate_limit, config.server.trusted_proxies.clone());
         Ok(Arc::new(App {
             upstream,
+            store,
+            keys,
+            passwords,
+            limits,
             metrics: Arc::new(Metrics::new()),
             tls,
             connections,

@@ -81,6 +81,65 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[store]`.
+    pub store: StoreConfig,
+    /// `[api]`.
+    pub api: ApiConfig,
+    /// `[session]`.
+    pub session: SessionConfig,
+    /// `[identity]`.
+    pub identity: IdentityConfig,
+    /// `[passwords]`.
+    pub passwords: PasswordsConfig,
+    /// `[rate_limit]`.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `[api]`: where the Coder-compatible API is served.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Path prefix of the API (`prefix`, default `/api/v2`); starts with `/`, no trailing `/`.
+    pub prefix: String,
+}
+
+/// `[session]`: browser sessions from password login (spec §3.4-3.5).
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// How long a login session lasts, sliding with use (`lifetime`, default 24 h).
+    pub lifetime: Duration,
+    /// `Secure` on the session cookie (`cookie_secure`, default true).
+    pub cookie_secure: bool,
+    /// `SameSite` of the session cookie (`cookie_same_site`: `Lax` (default), `Strict`, `None`).
+    pub cookie_same_site: &'static str,
+}
+
+/// `[identity]`: what authenticated requests carry upstream.
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    /// `headers`: `forwarded` (default), `remote` or `none`.
+    pub headers: crate::headers::IdentityStyle,
+}
+
+/// `[passwords]`: password login and hashing.
+#[derive(Debug, Clone)]
+pub struct PasswordsConfig {
+    /// Refuse password logins (`disable_password_auth`, default false).
+    pub disable_password_auth: bool,
+    /// argon2id and concurrency parameters (`argon2_memory_kib` 19456, `argon2_iterations` 2,
+    /// `argon2_parallelism` 1, `max_concurrent` = CPUs, `queue` 64).
+    pub params: crate::auth::PasswordParams,
+}
+
+/// `[rate_limit]`: abuse limits shared by every replica through the store.
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// Login-group requests per client IP per minute (`login_per_minute`, default 60; 0 = off).
+    pub login_per_minute: u64,
+    /// Failed logins per account within `account_window` before it is throttled
+    /// (`account_failures`, default 10; 0 = off).
+    pub account_failures: u64,
+    /// The window of `account_failures` (`account_window`, default 5 m).
+    pub account_window: Duration,
 }
 
 /// `[server]`: listeners, limits and timeouts of the client side.
@@ -167,6 +226,8 @@ pub enum PolicyDefault {
     Public,
     /// Refuse with 403.
     Deny,
+    /// Require a valid session (401 without one).
+    Authenticated,
 }
 
 /// `[log]`: how Portcullis logs.
@@ -190,6 +251,82 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[store]`: where users, keys and counters live, and how long cached answers may be used.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The backend (`url`, default `memory://`).
+    pub url: StoreUrl,
+    /// Prefix of every key the store writes (`key_prefix`, default `portcullis:`), so that
+    /// several deployments can share one Redis.
+    pub key_prefix: String,
+    /// How long a validated key stays in the in-process cache (`cache_ttl`, default 30 s).
+    pub cache_ttl: Duration,
+    /// How long a cached key may still be served while the store is unreachable (`max_stale`,
+    /// default 30 s; `0s` serves nothing stale).
+    pub max_stale: Duration,
+    /// How long an unknown key id is remembered as unknown (`negative_cache_ttl`, default 5 s;
+    /// `0s` turns the negative cache off).
+    pub negative_cache_ttl: Duration,
+    /// The deadline of each store call (`command_timeout`, default 500 ms). A call that misses
+    /// it fails as "store unavailable"; this also bounds reconnects.
+    pub command_timeout: Duration,
+}
+
+/// `store.url`, parsed. Its `Debug` and `Display` never show the password.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `memory://`: in-process, one replica, lost on restart.
+    Memory,
+    /// A Redis deployment: `redis://`, `rediss://`, `redis+sentinel://` or `redis+cluster://`.
+    Redis(RedisUrl),
+}
+
+/// A parsed Redis URL. The forms accepted:
+///
+/// - `redis://[[user]:password@]host[:port][/db]` and `rediss://…` (TLS, verified against the
+///   system roots); port 6379, db 0 by default.
+/// - `redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/service[/db]`: the
+///   sentinels (port 26379 by default) and the name of the master they watch. The credentials
+///   are for the Redis servers; the sentinels are asked without any.
+/// - `redis+cluster://[[user]:password@]host[:port][,host[:port]…]`: seed nodes of a Redis
+///   Cluster (db 0 only).
+///
+/// User and password are percent-decoded. Query strings are refused.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// Standalone, Sentinel-managed, or Cluster.
+    pub topology: RedisTopology,
+    /// Whether to connect with TLS (`rediss://`).
+    pub tls: bool,
+    /// Host and port of each node named: the server, the sentinels, or the cluster seeds.
+    pub nodes: Vec<(String, u16)>,
+    /// The database number.
+    pub db: i64,
+    /// The ACL user name.
+    pub username: Option<String>,
+    /// The password.
+    pub password: Option<Secret>,
+}
+
+/// How a Redis deployment is organized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// One server (`redis://`, `rediss://`).
+    Standalone,
+    /// A master found through sentinels (`redis+sentinel://`).
+    Sentinel {
+        /// The master's service name.
+        service: String,
+    },
+    /// A Redis Cluster (`redis+cluster://`).
+    Cluster,
+}
+
+/// A secret taken from the configuration. `Debug` shows `<redacted>`; read it with
+/// [`Secret::expose`] only where it is used.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
 // === file schema ===
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,6 +339,58 @@ struct FileConfig {
     policy: FilePolicy,
     #[serde(default)]
     log: FileLog,
+    #[serde(default)]
+    store: FileStore,
+    #[serde(default)]
+    api: FileApi,
+    #[serde(default)]
+    session: FileSession,
+    #[serde(default)]
+    identity: FileIdentity,
+    #[serde(default)]
+    passwords: FilePasswords,
+    #[serde(default)]
+    rate_limit: FileRateLimit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileApi {
+    prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSession {
+    lifetime: Option<String>,
+    cookie_secure: Option<bool>,
+    cookie_same_site: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIdentity {
+    headers: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePasswords {
+    #[serde(default)]
+    disable_password_auth: bool,
+    argon2_memory_kib: Option<u32>,
+    argon2_iterations: Option<u32>,
+    argon2_parallelism: Option<u32>,
+    max_concurrent: Option<usize>,
+    queue: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRateLimit {
+    login_per_minute: Option<u64>,
+    account_failures: Option<u64>,
+    account_window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -255,6 +444,17 @@ struct FilePolicy {
 struct FileLog {
     format: Option<String>,
     filter: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    url: Option<String>,
+    key_prefix: Option<String>,
+    cache_ttl: Option<String>,
+    max_stale: Option<String>,
+    negative_cache_ttl: Option<String>,
+    command_timeout: Option<String>,
 }
 
 // === impl Config ===
@@ -395,19 +595,11 @@ impl Config {
             pass_token: u.pass_token,
         };
 
-        // The contract's default is "authenticated"; until the identity layer exists it cannot
-        // be honoured, so it is refused rather than silently downgraded to "public".
         let policy = PolicyConfig {
             default: match file.policy.default.as_deref().unwrap_or("authenticated") {
                 "public" => PolicyDefault::Public,
                 "deny" => PolicyDefault::Deny,
-                "authenticated" => {
-                    return Err(ConfigError::invalid(
-                        "policy.default",
-                        "\"authenticated\" needs the identity layer, which this build does not \
-                         have yet; set \"public\" or \"deny\"",
-                    ))
-                }
+                "authenticated" => PolicyDefault::Authenticated,
                 other => {
                     return Err(ConfigError::invalid(
                         "policy.default",
@@ -434,11 +626,132 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()),
         };
 
+        let st = file.store;
+        let store = StoreConfig {
+            url: store_url(st.url.as_deref().unwrap_or("memory://"))?,
+            key_prefix: match st.key_prefix {
+                None => "portcullis:".to_owned(),
+                Some(p) if p.is_empty() => {
+                    return Err(ConfigError::invalid(
+                        "store.key_prefix",
+                        "must not be empty",
+                    ))
+                }
+                Some(p) if p.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                    return Err(ConfigError::invalid(
+                        "store.key_prefix",
+                        "must not contain spaces or control characters",
+                    ))
+                }
+                Some(p) => p,
+            },
+            cache_ttl: duration("store.cache_ttl", st.cache_ttl.as_deref(), "30s")?,
+            max_stale: duration_or_zero("store.max_stale", st.max_stale.as_deref(), "30s")?,
+            negative_cache_ttl: duration_or_zero(
+                "store.negative_cache_ttl",
+                st.negative_cache_ttl.as_deref(),
+                "5s",
+            )?,
+            command_timeout: duration(
+                "store.command_timeout",
+                st.command_timeout.as_deref(),
+                "500ms",
+            )?,
+        };
+
+        let prefix = file.api.prefix.unwrap_or_else(|| "/api/v2".to_owned());
+        if !prefix.starts_with('/')
+            || prefix.ends_with('/')
+            || prefix.parse::<PathAndQuery>().is_err()
+        {
+            return Err(ConfigError::invalid(
+                "api.prefix",
+                format!("{prefix:?} must start with / and not end with one"),
+            ));
+        }
+        let api = ApiConfig { prefix };
+
+        let session = SessionConfig {
+            lifetime: duration("session.lifetime", file.session.lifetime.as_deref(), "24h")?,
+            cookie_secure: file.session.cookie_secure.unwrap_or(true),
+            cookie_same_site: match file
+                .session
+                .cookie_same_site
+                .as_deref()
+                .unwrap_or("lax")
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "lax" => "Lax",
+                "strict" => "Strict",
+                "none" => "None",
+                other => {
+                    return Err(ConfigError::invalid(
+                        "session.cookie_same_site",
+                        format!("{other:?} is not one of \"lax\", \"strict\", \"none\""),
+                    ))
+                }
+            },
+        };
+
+        let identity = IdentityConfig {
+            headers: match file.identity.headers.as_deref().unwrap_or("forwarded") {
+                "forwarded" => crate::headers::IdentityStyle::Forwarded,
+                "remote" => crate::headers::IdentityStyle::Remote,
+                "none" => crate::headers::IdentityStyle::None,
+                other => {
+                    return Err(ConfigError::invalid(
+                        "identity.headers",
+                        format!("{other:?} is not one of \"forwarded\", \"remote\", \"none\""),
+                    ))
+                }
+            },
+        };
+
+        let pw = file.passwords;
+        let defaults = crate::auth::PasswordParams::default();
+        let params = crate::auth::PasswordParams {
+            memory_kib: pw.argon2_memory_kib.unwrap_or(defaults.memory_kib),
+            iterations: pw.argon2_iterations.unwrap_or(defaults.iterations),
+            parallelism: pw.argon2_parallelism.unwrap_or(defaults.parallelism),
+            max_concurrent: positive(
+                "passwords.max_concurrent",
+                pw.max_concurrent,
+                defaults.max_concurrent,
+            )?,
+            queue: pw.queue.unwrap_or(defaults.queue),
+        };
+        // Let argon2 judge the parameters now, so that a bad value names its key at start-up.
+        crate::auth::Passwords::new(params).map_err(|e| {
+            ConfigError::invalid("passwords", format!("argon2 parameters refused: {e}"))
+        })?;
+        let passwords = PasswordsConfig {
+            disable_password_auth: pw.disable_password_auth,
+            params,
+        };
+
+        let rl = file.rate_limit;
+        let rate_limit = RateLimitConfig {
+            login_per_minute: rl.login_per_minute.unwrap_or(60),
+            account_failures: rl.account_failures.unwrap_or(10),
+            account_window: duration(
+                "rate_limit.account_window",
+                rl.account_window.as_deref(),
+                "5m",
+            )?,
+        };
+
         Ok(Config {
             server,
             upstream,
             policy,
             log,
+            store,
+            api,
+            session,
+            identity,
+            passwords,
+            rate_limit,
         })
     }
 }
@@ -524,6 +837,16 @@ fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, C
     Ok(d)
 }
 
+fn duration_or_zero(
+    key: &str,
+    value: Option<&str>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let v = value.unwrap_or(default);
+    humantime::parse_duration(v)
+        .map_err(|e| ConfigError::invalid(key, format!("{v:?} is not a duration ({e})")))
+}
+
 fn positive(key: &str, value: Option<usize>, default: usize) -> Result<usize, ConfigError> {
     match value.unwrap_or(default) {
         0 => Err(ConfigError::invalid(key, "must be at least 1")),
@@ -568,6 +891,240 @@ fn upstream_url(url: &str) -> Result<(Scheme, Authority, String), ConfigError> {
         return Err(ConfigError::invalid(key, "has an invalid path"));
     }
     Ok((scheme, authority, base_path))
+}
+
+fn store_url(url: &str) -> Result<StoreUrl, ConfigError> {
+    parse_store_url(url).map_err(|reason| ConfigError::invalid("store.url", reason))
+}
+
+/// Parses `store.url`; the error is the reason, in one line, without the password.
+fn parse_store_url(url: &str) -> Result<StoreUrl, String> {
+    const SCHEMES: &str =
+        "must start with memory://, redis://, rediss://, redis+sentinel:// or redis+cluster://";
+    let (scheme, rest) = url.split_once("://").ok_or(SCHEMES)?;
+    let (topology, tls, default_port) = match scheme {
+        "memory" if rest.is_empty() => return Ok(StoreUrl::Memory),
+        "memory" => return Err("memory:// takes nothing after the scheme".into()),
+        "redis" => (RedisTopology::Standalone, false, 6379),
+        "rediss" => (RedisTopology::Standalone, true, 6379),
+        "redis+sentinel" => (
+            RedisTopology::Sentinel {
+                service: String::new(),
+            },
+            false,
+            26379,
+        ),
+        "redis+cluster" => (RedisTopology::Cluster, false, 6379),
+        _ => return Err(SCHEMES.into()),
+    };
+    if rest.contains(['?', '#']) {
+        return Err("must not have a query or a fragment".into());
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, ""),
+    };
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (username, password) = match userinfo {
+        None => (None, None),
+        Some(u) => {
+            let (user, pass) = match u.split_once(':') {
+                Some((user, pass)) => (user, Some(pass)),
+                None => (u, None),
+            };
+            let user = percent_decode(user).map_err(|e| format!("user name: {e}"))?;
+            let pass = pass
+                .map(|p| percent_decode(p).map_err(|e| format!("password: {e}")))
+                .transpose()?;
+            (
+                Some(user).filter(|u| !u.is_empty()),
+                pass.filter(|p| !p.is_empty()).map(Secret),
+            )
+        }
+    };
+    let nodes = hosts
+        .split(',')
+        .map(|h| host_port(h, default_port))
+        .collect::<Result<Vec<_>, _>>()?;
+    let db_of = |s: &str| -> Result<i64, String> {
+        s.parse::<i64>()
+            .ok()
+            .filter(|db| *db >= 0)
+            .ok_or_else(|| format!("{s:?} is not a database number"))
+    };
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (topology, db) = match (topology, segments.as_slice()) {
+        (RedisTopology::Standalone, _) if nodes.len() > 1 => {
+            return Err(
+                "names more than one host; use redis+sentinel:// or redis+cluster://".into(),
+            )
+        }
+        (RedisTopology::Standalone, []) => (RedisTopology::Standalone, 0),
+        (RedisTopology::Standalone, [db]) => (RedisTopology::Standalone, db_of(db)?),
+        (RedisTopology::Sentinel { .. }, [service]) => (
+            RedisTopology::Sentinel {
+                service: (*service).to_owned(),
+            },
+            0,
+        ),
+        (RedisTopology::Sentinel { .. }, [service, db]) => (
+            RedisTopology::Sentinel {
+                service: (*service).to_owned(),
+            },
+            db_of(db)?,
+        ),
+        (RedisTopology::Sentinel { .. }, []) => {
+            return Err(
+                "must name the master service, as in redis+sentinel://host:26379/mymaster".into(),
+            )
+        }
+        (RedisTopology::Cluster, []) => (RedisTopology::Cluster, 0),
+        (RedisTopology::Cluster, [db]) if db_of(db)? == 0 => (RedisTopology::Cluster, 0),
+        (RedisTopology::Cluster, _) => {
+            return Err("a Redis Cluster has only database 0; drop the path".into())
+        }
+        (_, _) => return Err("has too many path segments".into()),
+    };
+    Ok(StoreUrl::Redis(RedisUrl {
+        topology,
+        tls,
+        nodes,
+        db,
+        username,
+        password,
+    }))
+}
+
+fn host_port(s: &str, default_port: u16) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(v6) = s.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("{s:?} is not a host"))?;
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(format!("{s:?} is not a host")),
+            },
+        }
+    } else {
+        match s.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (s, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    if host.contains(|c: char| c.is_whitespace() || c.is_control() || c == '@') {
+        return Err(format!("{host:?} is not a host"));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{p:?} is not a port"))?,
+    };
+    Ok((host.to_owned(), port))
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or("bad percent-encoding")?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "not UTF-8 after percent-decoding".to_owned())
+}
+
+// === impl StoreUrl ===
+
+impl fmt::Display for StoreUrl {
+    /// The URL with the password replaced by `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = match self {
+            StoreUrl::Memory => return f.write_str("memory://"),
+            StoreUrl::Redis(r) => r,
+        };
+        let scheme = match (&r.topology, r.tls) {
+            (RedisTopology::Standalone, false) => "redis",
+            (RedisTopology::Standalone, true) => "rediss",
+            (RedisTopology::Sentinel { .. }, _) => "redis+sentinel",
+            (RedisTopology::Cluster, _) => "redis+cluster",
+        };
+        write!(f, "{scheme}://")?;
+        if r.username.is_some() || r.password.is_some() {
+            f.write_str(r.username.as_deref().unwrap_or(""))?;
+            if r.password.is_some() {
+                f.write_str(":***")?;
+            }
+            f.write_str("@")?;
+        }
+        for (i, (host, port)) in r.nodes.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            if host.contains(':') {
+                write!(f, "{sep}[{host}]:{port}")?;
+            } else {
+                write!(f, "{sep}{host}:{port}")?;
+            }
+        }
+        match &r.topology {
+            RedisTopology::Standalone => write!(f, "/{}", r.db),
+            RedisTopology::Sentinel { service } => write!(f, "/{service}/{}", r.db),
+            RedisTopology::Cluster => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreUrl({self})")
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisUrl")
+            .field("topology", &self.topology)
+            .field("tls", &self.tls)
+            .field("nodes", &self.nodes)
+            .field("db", &self.db)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+// === impl Secret ===
+
+impl Secret {
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,12 @@ pub enum Error {
     /// A method Portcullis never forwards (`TRACE`, `CONNECT`).
     #[error("method {0} is not allowed")]
     MethodNotAllowed(http::Method),
+    /// No valid session on a route that needs one; the detail says why (spec §8.4).
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    /// The store could not answer and nothing usable was cached: 503, never 401.
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(#[source] crate::store::StoreError),
     /// The route policy refuses the request.
     #[error("forbidden by route policy")]
     Forbidden,
@@ -72,6 +78,8 @@ impl Error {
             Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Error::Forbidden => StatusCode::FORBIDDEN,
+            Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Error::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -89,6 +97,11 @@ impl Error {
             Error::MethodNotAllowed(_) => ("Method not allowed.", ""),
             Error::HeadersTooLarge => ("Request header fields too large.", ""),
             Error::Overloaded => ("Service unavailable.", "Too many open connections."),
+            Error::Unauthenticated(detail) => (crate::api::SIGNED_OUT, detail.as_str()),
+            Error::StoreUnavailable(_) => (
+                "Service unavailable.",
+                "The session store is not reachable. Try again shortly.",
+            ),
             Error::Forbidden => (
                 "Forbidden.",
                 "You don't have permission to view this content. If you believe this is a \
@@ -168,6 +181,7 @@ mod tests {
             (Error::HeadersTooLarge, 431),
             (Error::Overloaded, 503),
             (Error::Forbidden, 403),
+            (Error::Unauthenticated("API key is invalid.".into()), 401),
             (Error::UpstreamUnavailable(io()), 502),
             (Error::UpstreamTimeout("connect"), 504),
             (Error::Internal("x".into()), 500),

@@ -247,5 +247,82 @@ pub fn set_forwarded(
     }
 }
 
+/// Which identity headers an authenticated request carries upstream (`identity.headers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityStyle {
+    /// `X-Forwarded-User/-Email/-User-Id/-Roles/-Scopes`.
+    Forwarded,
+    /// `Remote-User/-Email/-Name/-Groups`.
+    Remote,
+    /// None.
+    None,
+}
+
+/// A session's identity, rendered once as header values (when it is cached), so that adding
+/// it to a request is a few reference-count increments.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    username: HeaderValue,
+    email: HeaderValue,
+    user_id: HeaderValue,
+    name: HeaderValue,
+    roles: HeaderValue,
+    scopes: HeaderValue,
+}
+
+// === impl Identity ===
+
+impl Identity {
+    /// Renders the values. Role names are the stored site roles, then organization roles as
+    /// `<role>:<organization id>`; scopes are the key's.
+    pub fn new(
+        username: &str,
+        email: &str,
+        user_id: &str,
+        name: &str,
+        roles: impl Iterator<Item = String>,
+        scopes: &[String],
+    ) -> Self {
+        let value = |s: &str| {
+            HeaderValue::from_bytes(s.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
+        };
+        Identity {
+            username: value(username),
+            email: value(email),
+            user_id: value(user_id),
+            name: value(name),
+            roles: value(&roles.collect::<Vec<_>>().join(",")),
+            scopes: value(&scopes.join(",")),
+        }
+    }
+
+    /// Adds the identity headers of `style` (the client's own copies were removed by
+    /// [`sanitize_request`]).
+    pub fn apply(&self, headers: &mut HeaderMap, style: IdentityStyle) {
+        let pairs: [(&str, &HeaderValue); 5] = match style {
+            IdentityStyle::None => return,
+            IdentityStyle::Forwarded => [
+                ("x-forwarded-user", &self.username),
+                ("x-forwarded-email", &self.email),
+                ("x-forwarded-user-id", &self.user_id),
+                ("x-forwarded-roles", &self.roles),
+                ("x-forwarded-scopes", &self.scopes),
+            ],
+            IdentityStyle::Remote => [
+                ("remote-user", &self.username),
+                ("remote-email", &self.email),
+                ("remote-name", &self.name),
+                ("remote-groups", &self.roles),
+                ("", &self.scopes),
+            ],
+        };
+        for (name, value) in pairs {
+            if !name.is_empty() {
+                headers.insert(HeaderName::from_static(name), value.clone());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

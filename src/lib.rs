@@ -12,12 +12,16 @@
 //! - [`router`]: which handler answers a request on the main listener.
 //! - [`proxy`]: forwarding, host checks, upgrades.
 //! - [`headers`]: hop-by-hop, identity and forwarded header hygiene.
+//! - [`auth`]: session tokens (format, extraction, stripping) and password hashing.
+//! - [`api`]: the Coder-compatible API under `api.prefix`.
+//! - [`limits`]: login abuse limits (per IP, per account).
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`app`]: the shared state.
 //! - [`body`]: the response body type.
 //! - [`error`]: the request-path error and its one mapping to a response.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`signal`]: the shutdown signal (SIGTERM, SIGINT).
+//! - [`store`]: users, organizations, API keys, counters and invalidation; memory or Redis.
 //! - [`echo`]: `portcullis echo`, the inspection upstream.
 //! - [`logging`]: tracing set-up.
 
@@ -26,18 +30,22 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod api;
 pub mod app;
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod echo;
 pub mod error;
 pub mod headers;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod signal;
+pub mod store;
 pub mod tls;
 pub mod upstream;
 

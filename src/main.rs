@@ -55,15 +55,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &std::path::Path) -> Result<(Config, std::sync::Arc<App>), String> {
-    let config = Config::load(path, std::env::vars()).map_err(|e| e.to_string())?;
-    let app = App::new(config.clone()).map_err(|e| e.to_string())?;
-    Ok((config, app))
+fn load(path: &std::path::Path) -> Result<Config, String> {
+    Config::load(path, std::env::vars()).map_err(|e| e.to_string())
 }
 
 fn check_config(path: PathBuf) -> ExitCode {
-    match load(&path) {
-        Ok(_) => {
+    // The store and TLS material are opened too, as `serve` would, but nothing binds.
+    let checked = load(&path).and_then(|config| {
+        runtime(1)?.block_on(async { App::new(config).map(drop).map_err(|e| e.to_string()) })
+    });
+    match checked {
+        Ok(()) => {
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
         }
@@ -75,8 +77,8 @@ fn check_config(path: PathBuf) -> ExitCode {
 }
 
 fn serve(path: PathBuf) -> ExitCode {
-    let (config, app) = match load(&path) {
-        Ok(loaded) => loaded,
+    let config = match load(&path) {
+        Ok(config) => config,
         Err(e) => {
             eprintln!("config error: {e}");
             return ExitCode::from(64);
@@ -91,6 +93,13 @@ fn serve(path: PathBuf) -> ExitCode {
         }
     };
     rt.block_on(async {
+        let app = match App::new(config.clone()) {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("config error: {e}");
+                return ExitCode::from(64);
+            }
+        };
         let listeners = match Listeners::bind(config.server.listen, config.server.admin_listen).await {
             Ok(l) => l,
             Err(error) => {

@@ -17,10 +17,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::App;
+use crate::auth::token;
 use crate::body::Body;
 use crate::config::UpstreamConfig;
 use crate::error::{Error, Result};
-use crate::headers;
+use crate::headers::{self, Identity};
 use crate::metrics::{Metrics, Outcome};
 use crate::tls::TlsError;
 use crate::upstream::{Pool, RequestBody};
@@ -96,9 +97,18 @@ impl Upstream {
         mut req: Request<Incoming>,
         peer: &Peer,
         app: &App,
+        identity: Option<&Identity>,
     ) -> Result<(Response<Body>, Outcome)> {
         let host = effective_host(&req)?;
         let cleaned = headers::sanitize_request(req.headers_mut(), peer.trusted);
+        if let Some(identity) = identity {
+            identity.apply(req.headers_mut(), app.config.identity.headers);
+        }
+        if !app.config.upstream.pass_token {
+            let mut uri = std::mem::take(req.uri_mut());
+            token::strip_credentials(req.headers_mut(), &mut uri);
+            *req.uri_mut() = uri;
+        }
         if cleaned.spoofed_identity > 0 {
             tracing::debug!(
                 count = cleaned.spoofed_identity,

@@ -1,5 +1,6 @@
 //! Which part of Portcullis handles a request on the main listener. Straight-line: check the
-//! method, apply the route policy, forward, record.
+//! method, send the API prefix to the API, apply the route policy (authenticating when it
+//! asks for it), forward, record.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -7,7 +8,9 @@ use std::sync::Arc;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use crate::api;
 use crate::app::App;
+use crate::auth::session::{self, AuthError};
 use crate::body::Body;
 use crate::config::PolicyDefault;
 use crate::error::{Error, Result};
@@ -37,15 +40,48 @@ pub async fn handle(
 }
 
 async fn route(
-    app: &App,
+    app: &Arc<App>,
     peer: &Peer,
     req: Request<Incoming>,
 ) -> Result<(Response<Body>, Outcome)> {
     proxy::check_method(req.method())?;
     proxy::check_head_size(&req, app.config.server.max_header_bytes)?;
-    match app.config.policy.default {
-        PolicyDefault::Public => {}
-        PolicyDefault::Deny => return Err(Error::Forbidden),
+    if let Some(rest) = api_path(&app.config.api.prefix, req.uri().path()) {
+        let rest = rest.to_owned();
+        return Ok((api::handle(app, peer, req, &rest).await, Outcome::Local));
     }
-    app.upstream.forward(req, peer, app).await
+    let auth = match app.config.policy.default {
+        PolicyDefault::Public => None,
+        PolicyDefault::Deny => return Err(Error::Forbidden),
+        PolicyDefault::Authenticated => {
+            match session::authenticate(&app.store, &app.keys, req.headers(), req.uri()).await {
+                Ok(auth) => Some(auth),
+                Err(AuthError::Store(e)) => return Err(Error::StoreUnavailable(e)),
+                Err(e) => return Err(Error::Unauthenticated(e.to_string())),
+            }
+        }
+    };
+    app.upstream
+        .forward(req, peer, app, auth.as_ref().map(|a| a.identity()))
+        .await
+}
+
+/// The part of `path` after the API prefix, when `path` is under it (segment-wise: the prefix
+/// `/api/v2` takes `/api/v2` and `/api/v2/...`, not `/api/v2x`).
+fn api_path<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_under_the_prefix_go_to_the_api() {
+        assert_eq!(api_path("/api/v2", "/api/v2/users/me"), Some("/users/me"));
+        assert_eq!(api_path("/api/v2", "/api/v2"), Some(""));
+        assert_eq!(api_path("/api/v2", "/api/v2x/users"), None);
+        assert_eq!(api_path("/api/v2", "/app/api/v2"), None);
+    }
 }

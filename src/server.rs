@@ -75,6 +75,8 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
         _ => None,
     };
 
+    // Every replica drops invalidated keys from its cache as soon as the store says so.
+    let invalidations = tokio::spawn(app.keys.clone().listen(app.store.clone()));
     // The admin listener keeps answering through the drain, so probes see `/readyz` turn 503.
     let admin = tokio::spawn(admin_loop(app.clone(), listeners.admin, admin_stop_rx));
     let main = tokio::spawn(main_loop(
@@ -105,6 +107,7 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     }
     let _ = admin_stop_tx.send(true);
     let _ = admin.await;
+    invalidations.abort();
 }
 
 async fn main_loop(

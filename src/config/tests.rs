@@ -118,14 +118,52 @@ fn missing_upstream_is_an_error() {
 }
 
 #[test]
-fn policy_default_is_authenticated_which_this_build_refuses_rather_than_opening_up() {
-    let err = parse("[upstream]\nurl = \"http://a\"\n").expect_err("no identity layer yet");
-    assert_eq!(key_of(err), "policy.default");
+fn policy_default_is_authenticated() {
+    let c = parse("[upstream]\nurl = \"http://a\"\n").expect("valid");
+    assert_eq!(c.policy.default, PolicyDefault::Authenticated);
     let err = parse("[upstream]\nurl = \"http://a\"\n[policy]\ndefault = \"allow\"\n")
         .expect_err("unknown policy");
     assert_eq!(key_of(err), "policy.default");
     let c = parse("[upstream]\nurl = \"http://a\"\n[policy]\ndefault = \"deny\"\n").unwrap();
     assert_eq!(c.policy.default, PolicyDefault::Deny);
+}
+
+#[test]
+fn identity_sections_have_the_documented_defaults_and_name_bad_keys() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.api.prefix, "/api/v2");
+    assert_eq!(c.session.lifetime, Duration::from_secs(86400));
+    assert!(c.session.cookie_secure);
+    assert_eq!(c.session.cookie_same_site, "Lax");
+    assert_eq!(c.identity.headers, crate::headers::IdentityStyle::Forwarded);
+    assert!(!c.passwords.disable_password_auth);
+    assert_eq!(c.passwords.params.memory_kib, 19456);
+    assert_eq!(c.rate_limit.login_per_minute, 60);
+    assert_eq!(c.rate_limit.account_failures, 10);
+    assert_eq!(c.rate_limit.account_window, Duration::from_secs(300));
+    for (extra, key) in [
+        ("[api]\nprefix = \"api/v2\"\n", "api.prefix"),
+        ("[api]\nprefix = \"/api/v2/\"\n", "api.prefix"),
+        (
+            "[session]\ncookie_same_site = \"sometimes\"\n",
+            "session.cookie_same_site",
+        ),
+        ("[session]\nlifetime = \"forever\"\n", "session.lifetime"),
+        ("[identity]\nheaders = \"x\"\n", "identity.headers"),
+        ("[passwords]\nargon2_memory_kib = 1\n", "passwords"),
+        (
+            "[passwords]\nmax_concurrent = 0\n",
+            "passwords.max_concurrent",
+        ),
+        (
+            "[rate_limit]\naccount_window = \"0s\"\n",
+            "rate_limit.account_window",
+        ),
+        ("[rate_limit]\nbogus = 1\n", "rate_limit.bogus"),
+    ] {
+        let err = parse(&format!("{MINIMAL}{extra}")).expect_err(extra);
+        assert_eq!(key_of(err), key, "{extra}");
+    }
 }
 
 #[test]
@@ -211,4 +249,154 @@ fn every_file_in_config_parses() {
         seen += 1;
     }
     assert!(seen > 0, "no config examples found");
+}
+
+#[test]
+fn store_defaults_to_memory_with_the_documented_timings() {
+    let s = parse(MINIMAL).expect("valid").store;
+    assert_eq!(s.url, StoreUrl::Memory);
+    assert_eq!(s.key_prefix, "portcullis:");
+    assert_eq!(s.cache_ttl, Duration::from_secs(30));
+    assert_eq!(s.max_stale, Duration::from_secs(30));
+    assert_eq!(s.negative_cache_ttl, Duration::from_secs(5));
+    assert_eq!(s.command_timeout, Duration::from_millis(500));
+}
+
+#[test]
+fn store_keys_are_parsed_and_bad_ones_name_their_key() {
+    let c = parse(&format!(
+        "{MINIMAL}[store]\nkey_prefix = \"pc:{{a}}:\"\ncache_ttl = \"1m\"\nmax_stale = \"0s\"\n\
+         negative_cache_ttl = \"0s\"\ncommand_timeout = \"250ms\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(c.store.key_prefix, "pc:{a}:");
+    assert_eq!(c.store.cache_ttl, Duration::from_secs(60));
+    assert_eq!(c.store.max_stale, Duration::ZERO);
+    assert_eq!(c.store.negative_cache_ttl, Duration::ZERO);
+    assert_eq!(c.store.command_timeout, Duration::from_millis(250));
+
+    let cases: &[(&str, &str)] = &[
+        ("url = \"postgres://db\"", "store.url"),
+        ("url = \"memory://x\"", "store.url"),
+        ("url = 6379", "store.url"),
+        ("bogus = 1", "store.bogus"),
+        ("key_prefix = \"\"", "store.key_prefix"),
+        ("key_prefix = \"a b\"", "store.key_prefix"),
+        ("cache_ttl = \"0s\"", "store.cache_ttl"),
+        ("max_stale = \"soon\"", "store.max_stale"),
+        ("negative_cache_ttl = \"-1s\"", "store.negative_cache_ttl"),
+        ("command_timeout = \"0ms\"", "store.command_timeout"),
+        ("command_timeout = \"fast\"", "store.command_timeout"),
+    ];
+    for (line, key) in cases {
+        let err = parse(&format!("{MINIMAL}[store]\n{line}\n")).expect_err(line);
+        assert_eq!(key_of(err), *key, "{line}");
+    }
+}
+
+#[test]
+fn store_urls_are_parsed_into_their_topology() {
+    // (url, how it is shown, or None when refused)
+    let cases: &[(&str, Option<&str>)] = &[
+        ("memory://", Some("memory://")),
+        ("redis://127.0.0.1", Some("redis://127.0.0.1:6379/0")),
+        ("redis://redis:6380/2", Some("redis://redis:6380/2")),
+        ("redis://:s3cret@redis/", Some("redis://:***@redis:6379/0")),
+        (
+            "redis://app:s%40cret@redis",
+            Some("redis://app:***@redis:6379/0"),
+        ),
+        ("redis://[::1]:7000", Some("redis://[::1]:7000/0")),
+        (
+            "rediss://cache.internal",
+            Some("rediss://cache.internal:6379/0"),
+        ),
+        (
+            "redis+sentinel://s1,s2:26380/mymaster",
+            Some("redis+sentinel://s1:26379,s2:26380/mymaster/0"),
+        ),
+        (
+            "redis+sentinel://:pw@s1/mymaster/3",
+            Some("redis+sentinel://:***@s1:26379/mymaster/3"),
+        ),
+        (
+            "redis+cluster://n1:7000,n2:7001",
+            Some("redis+cluster://n1:7000,n2:7001"),
+        ),
+        ("redis+cluster://n1/0", Some("redis+cluster://n1:6379")),
+        ("redis://", None),
+        ("redis://host:0", None),
+        ("redis://host:99999", None),
+        ("redis://host/db", None),
+        ("redis://host/-1", None),
+        ("redis://a,b", None),
+        ("redis://host?timeout=1", None),
+        ("redis://:%zz@host", None),
+        ("redis+sentinel://s1", None),
+        ("redis+cluster://n1/1", None),
+        ("redis+cluster://n1/a/b", None),
+        ("unix:///tmp/redis.sock", None),
+        ("127.0.0.1:6379", None),
+    ];
+    for (url, shown) in cases {
+        let text = format!("{MINIMAL}[store]\nurl = \"{url}\"\n");
+        match (parse(&text), shown) {
+            (Ok(c), Some(shown)) => assert_eq!(c.store.url.to_string(), *shown, "{url}"),
+            (Ok(c), None) => panic!("{url} accepted as {}", c.store.url),
+            (Err(e), Some(_)) => panic!("{url} refused: {e}"),
+            (Err(e), None) => {
+                assert!(!e.to_string().contains("s3cret"), "{e}");
+                assert_eq!(key_of(e), "store.url", "{url}");
+            }
+        }
+    }
+
+    let c = parse(&format!(
+        "{MINIMAL}[store]\nurl = \"redis+sentinel://user:p%40ss@s1:1,s2/main/4\"\n"
+    ))
+    .unwrap();
+    let StoreUrl::Redis(r) = &c.store.url else {
+        panic!("not redis: {:?}", c.store.url)
+    };
+    assert_eq!(
+        r.topology,
+        RedisTopology::Sentinel {
+            service: "main".into()
+        }
+    );
+    assert_eq!(r.nodes, vec![("s1".into(), 1), ("s2".into(), 26379)]);
+    assert_eq!(r.db, 4);
+    assert_eq!(r.username.as_deref(), Some("user"));
+    assert_eq!(r.password.as_ref().map(Secret::expose), Some("p@ss"));
+    assert!(!r.tls);
+}
+
+#[test]
+fn store_url_password_never_shows_in_debug_or_display() {
+    let c = parse(&format!(
+        "{MINIMAL}[store]\nurl = \"rediss://admin:hunter2-secret@cache:6380/1\"\n"
+    ))
+    .unwrap();
+    for shown in [
+        format!("{c:?}"),
+        format!("{:?}", c.store),
+        c.store.url.to_string(),
+    ] {
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+    assert_eq!(c.store.url.to_string(), "rediss://admin:***@cache:6380/1");
+}
+
+#[test]
+fn store_url_can_come_from_the_environment() {
+    let c = parse_env(
+        MINIMAL,
+        &[
+            ("PORTCULLIS_STORE__URL", "redis://10.0.0.5:6379/1"),
+            ("PORTCULLIS_STORE__COMMAND_TIMEOUT", "1s"),
+        ],
+    )
+    .expect("valid");
+    assert_eq!(c.store.url.to_string(), "redis://10.0.0.5:6379/1");
+    assert_eq!(c.store.command_timeout, Duration::from_secs(1));
 }

@@ -1,0 +1,256 @@
+//! Password login, logout and the login methods (spec/coder-api.md §3, §7.1).
+
+use std::sync::Arc;
+
+use http::header::{HeaderValue, SET_COOKIE};
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::api::{self, tag_failed, ApiError, ApiResult};
+use crate::app::App;
+use crate::auth::session::KEY_RETENTION;
+use crate::auth::token::{self, Token, SESSION_COOKIE};
+use crate::proxy::Peer;
+use crate::store::{AllowListEntry, ApiKey, Invalidation, LoginType, User, UserStatus};
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+#[derive(Serialize)]
+struct LoginResponse {
+    session_token: String,
+}
+
+/// `GET /users/authmethods`.
+pub fn auth_methods(app: &App) -> ApiResult {
+    api::json(
+        StatusCode::OK,
+        &json!({
+            "terms_of_service_url": "",
+            "password": { "enabled": !app.config.passwords.disable_password_auth },
+            "github": { "enabled": false },
+            "oidc": { "enabled": false, "signInText": "", "iconUrl": "" },
+        }),
+    )
+}
+
+/// `POST /users/login` (§3.2), with the abuse limits of the login group: per client IP, and
+/// per account after repeated failures (the 429 looks the same whether or not it exists).
+pub async fn login(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> ApiResult {
+    app.limits.login(&app.store, peer, req.headers()).await?;
+    let body: LoginRequest = api::json_body(req).await?;
+    let mut invalid = Vec::new();
+    if body.email.is_empty() {
+        invalid.push(tag_failed("email", "required", ""));
+    } else if !looks_like_email(&body.email) {
+        invalid.push(tag_failed("email", "email", &body.email));
+    }
+    if body.password.is_empty() {
+        invalid.push(tag_failed("password", "required", ""));
+    }
+    if !invalid.is_empty() {
+        return Err(ApiError::validation(invalid));
+    }
+    let account = body.email.to_lowercase();
+    app.limits.account_allowed(&app.store, &account).await?;
+
+    let user = app.store.user_by_email(&body.email).await?;
+    let hash = user.as_ref().and_then(|u| u.hashed_password.as_deref());
+    let verified = match hash {
+        Some(hash) if !hash.is_empty() => app.passwords.verify(&body.password, hash).await,
+        // Same work as a real check, and never a success (unlike Coder's `hunter2` quirk).
+        _ => app.passwords.verify_dummy(&body.password).await,
+    }
+    .map_err(password_error)?;
+    let Some(mut user) = user.filter(|_| verified.ok) else {
+        app.limits.account_failed(&app.store, &account).await;
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect email or password.",
+            "",
+        ));
+    };
+    if app.config.passwords.disable_password_auth {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Password authentication is disabled.",
+            "",
+        ));
+    }
+    if user.login_type != LoginType::Password {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "Incorrect login type, attempting to use \"password\" but user is of login type \"{}\"",
+                user.login_type.as_str()
+            ),
+            "",
+        ));
+    }
+    if user.status == UserStatus::Suspended {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Your account is suspended. Contact an admin to reactivate your account.",
+            "",
+        ));
+    }
+    app.limits.account_succeeded(&app.store, &account).await;
+
+    let now = OffsetDateTime::now_utc();
+    let mut changed = false;
+    if user.status == UserStatus::Dormant {
+        user.status = UserStatus::Active;
+        changed = true;
+    }
+    if verified.needs_rehash {
+        match app.passwords.hash(&body.password).await {
+            Ok(upgraded) => {
+                user.hashed_password = Some(upgraded);
+                changed = true;
+            }
+            Err(error) => tracing::warn!(%error, "could not upgrade a password hash"),
+        }
+    }
+    if changed {
+        user.updated_at = now;
+        app.store.update_user(&user).await?;
+    }
+
+    let token = new_session_key(app, &user, peer, now).await?;
+    let cookie = session_cookie(app, &token);
+    let mut resp = api::json(
+        StatusCode::CREATED,
+        &LoginResponse {
+            session_token: token,
+        },
+    )?;
+    resp.headers_mut().append(SET_COOKIE, cookie);
+    Ok(resp)
+}
+
+/// `POST /users/logout` (§7.1): deletes the current key and the user's
+/// `coder:application_connect` keys, and clears the cookie. Other sessions stay valid.
+pub async fn logout(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
+    let auth = api::authenticate(app, &req).await?;
+    let session = auth.session();
+    let mut doomed = vec![session.key.id.clone()];
+    for key in app.store.keys_of(session.user.id).await? {
+        if key.id != session.key.id && key.scopes.iter().any(|s| s == "coder:application_connect") {
+            doomed.push(key.id);
+        }
+    }
+    for id in doomed {
+        app.store.delete_key(&id).await.map_err(|e| {
+            tracing::error!(error = %e, "could not delete an API key at logout");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error deleting API key.",
+                "",
+            )
+        })?;
+        if let Err(error) = app.store.publish(Invalidation::Key(id)).await {
+            // Other replicas fall back to the cache TTL; this one forgets it now.
+            tracing::warn!(%error, "could not publish a key invalidation");
+        }
+    }
+    app.keys.apply(&Invalidation::Key(session.key.id.clone()));
+    let mut resp = api::json(StatusCode::OK, &json!({ "message": "Logged out!" }))?;
+    resp.headers_mut().append(SET_COOKIE, clear_cookie(app));
+    Ok(resp)
+}
+
+/// Creates and stores a `coder:all` session key for `user` (§3.2 step 8) and returns the
+/// token, the only time its secret exists in the clear.
+pub async fn new_session_key(
+    app: &App,
+    user: &User,
+    peer: &Peer,
+    now: OffsetDateTime,
+) -> Result<String, ApiError> {
+    let token = Token::generate().map_err(ApiError::internal)?;
+    let lifetime = app.config.session.lifetime;
+    let lifetime = time::Duration::try_from(lifetime).map_err(ApiError::internal)?;
+    let key = ApiKey {
+        id: token.id().as_str().to_owned(),
+        hashed_secret: token::hash_secret(token.secret()),
+        user_id: user.id,
+        last_used: now,
+        expires_at: now + lifetime,
+        created_at: now,
+        updated_at: now,
+        login_type: LoginType::Password,
+        lifetime_seconds: lifetime.whole_seconds(),
+        ip_address: peer.addr.ip().to_string(),
+        token_name: String::new(),
+        scopes: vec!["coder:all".into()],
+        allow_list: vec![AllowListEntry {
+            resource_type: "*".into(),
+            id: "*".into(),
+        }],
+    };
+    app.store
+        .insert_key(&key, key.expires_at + KEY_RETENTION)
+        .await?;
+    Ok(token.reveal())
+}
+
+fn session_cookie(app: &App, token: &str) -> HeaderValue {
+    let secure = if app.config.session.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    let value = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite={}{secure}",
+        app.config.session.cookie_same_site
+    );
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn clear_cookie(app: &App) -> HeaderValue {
+    let secure = if app.config.session.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite={}{secure}",
+        app.config.session.cookie_same_site
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn password_error(e: crate::auth::PasswordError) -> ApiError {
+    match e {
+        crate::auth::PasswordError::Busy => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service unavailable.",
+            "Too many logins at once. Try again shortly.",
+        ),
+        crate::auth::PasswordError::TooLong => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "Incorrect email or password.", "")
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+/// The `email` validator's shape check: one `@` with something on both sides, no spaces.
+pub fn looks_like_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !s.chars().any(char::is_whitespace)
+        }
+        None => false,
+    }
+}

@@ -1,0 +1,180 @@
+//! The Coder-compatible API under `api.prefix` (spec/coder-api.md): routing, JSON bodies and
+//! the error shape. One file per endpoint family.
+
+pub mod login;
+pub mod users;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::app::App;
+use crate::auth::session::{self, AuthError, Authenticated};
+use crate::body::Body;
+use crate::error::{json_response, message_response};
+use crate::proxy::Peer;
+
+/// Largest request body the API reads.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Coder's signed-out message (§8.4).
+pub const SIGNED_OUT: &str =
+    "You are signed out or your session has expired. Please sign in again to continue.";
+
+/// A failed API call: the response it is answered with. Endpoint code builds these with the
+/// exact messages of the spec.
+#[derive(Debug)]
+pub struct ApiError(Box<Response<Body>>);
+
+/// A `Validation failed.` entry.
+#[derive(Debug, Serialize)]
+pub struct Validation {
+    /// The JSON field.
+    pub field: String,
+    /// What is wrong with it.
+    pub detail: String,
+}
+
+/// The result of an endpoint.
+pub type ApiResult = Result<Response<Body>, ApiError>;
+
+// === impl ApiError ===
+
+impl ApiError {
+    /// `{"message", "detail"}` with `status`.
+    pub fn new(status: StatusCode, message: &str, detail: impl AsRef<str>) -> Self {
+        ApiError(Box::new(message_response(status, message, detail.as_ref())))
+    }
+
+    /// `400 Validation failed.` with per-field details.
+    pub fn validation(validations: Vec<Validation>) -> Self {
+        Self::with_validations(StatusCode::BAD_REQUEST, "Validation failed.", validations)
+    }
+
+    /// A message with a validations list.
+    pub fn with_validations(
+        status: StatusCode,
+        message: &str,
+        validations: Vec<Validation>,
+    ) -> Self {
+        #[derive(Serialize)]
+        struct WithValidations<'a> {
+            message: &'a str,
+            validations: Vec<Validation>,
+        }
+        ApiError(Box::new(json_response(
+            status,
+            &WithValidations {
+                message,
+                validations,
+            },
+        )))
+    }
+
+    /// `500 Internal error.`, the cause logged but never sent.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error in the API");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error.", "")
+    }
+
+    /// `503`: the store cannot answer. Never a 401, so a store outage never looks like a logout.
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "store unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service unavailable.",
+            "The session store is not reachable. Try again shortly.",
+        )
+    }
+
+    /// The response.
+    pub fn into_response(self) -> Response<Body> {
+        *self.0
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Unavailable(_) => ApiError::unavailable(e),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Store(s) => ApiError::unavailable(s),
+            other => ApiError::new(StatusCode::UNAUTHORIZED, SIGNED_OUT, other.to_string()),
+        }
+    }
+}
+
+/// Handles a request whose path starts with `api.prefix`; `path` is the rest, starting with
+/// `/`.
+pub async fn handle(
+    app: &Arc<App>,
+    peer: &Peer,
+    req: Request<Incoming>,
+    path: &str,
+) -> Response<Body> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = req.method().clone();
+    let result = match (&method, segments.as_slice()) {
+        (&Method::GET, ["users", "first"]) => users::first_exists(app).await,
+        (&Method::POST, ["users", "first"]) => users::create_first(app, req).await,
+        (&Method::GET, ["users", "authmethods"]) => login::auth_methods(app),
+        (&Method::POST, ["users", "login"]) => login::login(app, peer, req).await,
+        (&Method::POST, ["users", "logout"]) => login::logout(app, req).await,
+        (&Method::GET, ["users", user]) => users::get(app, req, user).await,
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "Route not found.", "")),
+    };
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+/// Reads and decodes a JSON body (at most 1 MiB): `400 Request body must be valid JSON.` with
+/// the decoder's message otherwise.
+pub async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let bytes: Bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Request body must be valid JSON.",
+                e.to_string(),
+            )
+        })?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Request body must be valid JSON.",
+            e.to_string(),
+        )
+    })
+}
+
+/// Authenticates an API request.
+pub async fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Authenticated, ApiError> {
+    Ok(session::authenticate(&app.store, &app.keys, req.headers(), req.uri()).await?)
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &impl Serialize) -> ApiResult {
+    Ok(json_response(status, value))
+}
+
+/// Coder's validation detail for a failed tag (§0.1).
+pub fn tag_failed(field: &str, tag: &str, value: &str) -> Validation {
+    Validation {
+        field: field.to_owned(),
+        detail: format!("Validation failed for tag {tag:?} with value: {value:?}"),
+    }
+}

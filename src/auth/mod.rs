@@ -1,0 +1,12 @@
+//! Authentication: who is asking. Session tokens (their format, where a request carries them,
+//! and their removal before forwarding) and password hashing.
+//!
+//! These are the primitives; the store keeps users and hashed keys, and the login, logout and
+//! key endpoints are built on both.
+
+pub mod password;
+pub mod session;
+pub mod token;
+
+pub use password::{PasswordError, PasswordParams, Passwords, Verified};
+pub use token::{extract, strip_credentials, KeyId, Secret, Token, TokenError};

@@ -1,0 +1,136 @@
+//! Authenticating a request: the token, the cached key behind it, its secret, expiry and user
+//! (spec/coder-api.md §8.3-8.5).
+//!
+//! Every failure that is the client's is a 401 with Coder's signed-out message and a detail
+//! naming the reason; a store that cannot answer is a 503 ([`AuthError::Store`]), never a 401.
+//! The sliding refresh writes a key's `last_used` and extended expiry at most once an hour per
+//! key and replica, off the request path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Uri};
+use time::OffsetDateTime;
+
+use crate::auth::token::{self, Token, TokenError};
+use crate::headers::Identity;
+use crate::store::cache::{Entry, KeyCache, Session};
+use crate::store::{Store, StoreError, UserStatus};
+
+/// How often a key's `last_used` (and sliding expiry) is written back, at most (§8.5).
+pub const TOUCH_EVERY: Duration = Duration::from_secs(3600);
+
+/// How long a key record outlives its expiry, so that using it answers "expired at …" and
+/// listings with `include_expired` still show it.
+pub const KEY_RETENTION: time::Duration = time::Duration::days(7);
+
+/// Why a request is not authenticated.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No token in any of the places one is read from.
+    #[error("Cookie \"coder_session_token\" or query parameter must be provided.")]
+    Missing,
+    /// The token is not `<10-char id>-<22-char secret>`.
+    #[error("{0}")]
+    Format(#[from] TokenError),
+    /// No key with that id (or its user is gone).
+    #[error("API key is invalid.")]
+    Unknown,
+    /// The key exists; the secret is wrong.
+    #[error("API key secret is invalid.")]
+    BadSecret,
+    /// The key has expired.
+    #[error("API key expired at {0:?}.")]
+    Expired(String),
+    /// The user is suspended.
+    #[error(
+        "User is not active (status = \"suspended\"). Contact an admin to reactivate your account."
+    )]
+    Suspended,
+    /// The store could not answer and nothing usable was cached: 503.
+    #[error("store unavailable: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// An authenticated request's session.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    entry: Arc<Entry>,
+}
+
+// === impl Authenticated ===
+
+impl Authenticated {
+    /// The key, user and memberships.
+    pub fn session(&self) -> &Arc<Session> {
+        &self.entry.session
+    }
+
+    /// The identity headers this session gives a proxied request.
+    pub fn identity(&self) -> &Identity {
+        &self.entry.identity
+    }
+}
+
+/// Authenticates the token carried by `headers`/`uri`.
+pub async fn authenticate(
+    store: &Store,
+    cache: &KeyCache,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Authenticated, AuthError> {
+    let raw = token::extract(headers, uri).ok_or(AuthError::Missing)?;
+    let token = Token::parse(&raw)?;
+    let entry = cache
+        .lookup(store, token.id().as_str())
+        .await?
+        .ok_or(AuthError::Unknown)?;
+    let session = &entry.session;
+    if !token::verify_secret(token.secret(), &session.key.hashed_secret) {
+        return Err(AuthError::BadSecret);
+    }
+    let now = OffsetDateTime::now_utc();
+    if session.key.expires_at <= now {
+        let at = session
+            .key
+            .expires_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        return Err(AuthError::Expired(at));
+    }
+    if session.user.status == UserStatus::Suspended {
+        return Err(AuthError::Suspended);
+    }
+    if entry.claim_touch(now.unix_timestamp(), TOUCH_EVERY)
+        || session.user.status == UserStatus::Dormant
+    {
+        tokio::spawn(touch(store.clone(), entry.clone(), now));
+    }
+    Ok(Authenticated { entry })
+}
+
+/// Writes `last_used` and the sliding expiry (§8.5), and re-activates a dormant user (§8.4).
+async fn touch(store: Store, entry: Arc<Entry>, now: OffsetDateTime) {
+    let session = &entry.session;
+    let mut key = session.key.clone();
+    key.last_used = now;
+    let lifetime = time::Duration::seconds(key.lifetime_seconds);
+    if key.expires_at - now <= lifetime - time::Duration::HOUR {
+        key.expires_at = now + lifetime;
+    }
+    let keep_until = key.expires_at + KEY_RETENTION;
+    if let Err(error) = store.update_key(&key, keep_until).await {
+        tracing::debug!(%error, "could not record key use");
+    }
+    if session.user.status == UserStatus::Dormant {
+        let mut user = session.user.clone();
+        user.status = UserStatus::Active;
+        user.updated_at = now;
+        if let Err(error) = store.update_user(&user).await {
+            tracing::debug!(%error, "could not re-activate a dormant user");
+        }
+        let _ = store
+            .publish(crate::store::Invalidation::User(user.id))
+            .await;
+    }
+}

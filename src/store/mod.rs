@@ -1,0 +1,487 @@
+//! The store: users, organizations, memberships, API keys, rate-limit counters and single-use
+//! values, behind one concrete [`Store`] over two backends chosen by `store.url`.
+//!
+//! - `memory://` (module `memory`): in-process maps with real expiry; one replica, lost on restart.
+//! - `redis://`, `rediss://`, `redis+sentinel://`, `redis+cluster://` ([`redis`]): shared by
+//!   every replica. The key layout is documented in that module.
+//!
+//! Both backends keep the same rules, and `tests/store.rs` runs one suite against each:
+//! emails and usernames are unique case-insensitively, and so are organization names; a
+//! non-empty token name is unique per user; two concurrent creates of the same email never both
+//! succeed. API key records vanish at the absolute time their writer names, single-use values
+//! and counters at the end of their TTL.
+//!
+//! # Failure
+//! [`Store::open`] never waits for Redis. Every Redis call has its own deadline
+//! (`store.command_timeout`); a call that misses it, or finds Redis unreachable, fails with
+//! [`StoreError::Unavailable`], and the next call tries to reconnect, so the store recovers by
+//! itself when Redis comes back. Callers must turn `Unavailable` into a 503, never a 401.
+//!
+//! # Invalidation
+//! [`Store::publish`] tells every replica (every `Store` on the same Redis and key prefix) to
+//! drop a cached key or user; [`Store::subscribe`] hands out a receiver. When the Redis
+//! subscription is lost, messages published meanwhile are lost too, so after every
+//! (re-)subscription the receivers get [`Invalidation::All`]; a receiver that lags behind the
+//! channel (`RecvError::Lagged`) must likewise drop everything. While the subscription is
+//! down, a cache in front of the store is stale for at most its own TTL.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::config::{StoreConfig, StoreUrl};
+
+pub mod cache;
+mod memory;
+pub mod model;
+mod redis;
+
+pub use model::{AllowListEntry, ApiKey, LoginType, Membership, Organization, User, UserStatus};
+
+/// How many invalidations a slow receiver may fall behind before it sees `Lagged`.
+const INVALIDATION_CAPACITY: usize = 1024;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached in time, or refused the call. Retry later; answer 503.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A unique field already belongs to another record: `email`, `username`, `name` (a token
+    /// name, or an organization name), `is_default` (a second default organization), or `id`
+    /// (a record with this id exists).
+    #[error("{field} is already in use")]
+    Conflict {
+        /// The field that collided.
+        field: &'static str,
+    },
+    /// A record could not be decoded.
+    #[error("corrupt store record: {0}")]
+    Corrupt(String),
+}
+
+/// What every replica should drop from its cache.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Invalidation {
+    /// One API key, by key id.
+    Key(String),
+    /// Everything cached about one user, its keys included.
+    User(Uuid),
+    /// Everything.
+    All,
+}
+
+/// The store. Cheap to clone: clones share one backend. When the last clone is dropped, the
+/// Redis subscriber task stops.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<Backend>,
+}
+
+enum Backend {
+    Memory(memory::MemoryStore),
+    Redis(redis::RedisStore),
+}
+
+// === impl Store ===
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.backend {
+            Backend::Memory(_) => f.write_str("Store(memory://)"),
+            Backend::Redis(r) => write!(f, "Store({r:?})"),
+        }
+    }
+}
+
+impl Store {
+    /// Opens the store named by `config.url`. Returns at once: a Redis store connects on first
+    /// use and starts its invalidation subscriber in the background, so this must be called
+    /// inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the Redis client cannot be built from the URL.
+    pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        let backend = match &config.url {
+            StoreUrl::Memory => Backend::Memory(memory::MemoryStore::new(INVALIDATION_CAPACITY)),
+            StoreUrl::Redis(url) => Backend::Redis(redis::RedisStore::open(
+                url,
+                &config.key_prefix,
+                config.command_timeout,
+                INVALIDATION_CAPACITY,
+            )?),
+        };
+        Ok(Store {
+            backend: Arc::new(backend),
+        })
+    }
+
+    /// A fresh in-memory store, as `memory://` opens.
+    pub fn memory() -> Store {
+        Store {
+            backend: Arc::new(Backend::Memory(memory::MemoryStore::new(
+                INVALIDATION_CAPACITY,
+            ))),
+        }
+    }
+
+    /// Whether this store is shared through Redis (as opposed to this process's memory).
+    pub fn is_shared(&self) -> bool {
+        matches!(&*self.backend, Backend::Redis(_))
+    }
+
+    /// Checks that the store answers; for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Memory(_) => Ok(()),
+            Backend::Redis(r) => r.ping().await,
+        }
+    }
+
+    // --- users ---
+
+    /// Creates a user. Its email and username must not belong to anyone else, compared
+    /// case-insensitively; of concurrent creates with the same email (or username) exactly one
+    /// succeeds.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] with `field` `"email"` or `"username"`.
+    pub async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => m.create_user(user),
+            Backend::Redis(r) => r.create_user(user).await,
+        }
+    }
+
+    /// The user with this id.
+    pub async fn user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.user(id)),
+            Backend::Redis(r) => r.user(id).await,
+        }
+    }
+
+    /// The user with this email, compared case-insensitively.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.user_by_email(email)),
+            Backend::Redis(r) => r.user_by_email(email).await,
+        }
+    }
+
+    /// The user with this username, compared case-insensitively.
+    pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.user_by_username(username)),
+            Backend::Redis(r) => r.user_by_username(username).await,
+        }
+    }
+
+    /// Every user, in no particular order.
+    pub async fn users(&self) -> Result<Vec<User>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.users()),
+            Backend::Redis(r) => r.users().await,
+        }
+    }
+
+    /// Replaces the user with `user.id`; returns false when there is no such user. A changed
+    /// email or username must be free, as in [`Store::create_user`].
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] with `field` `"email"` or `"username"`; the stored user is then
+    /// unchanged.
+    pub async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => m.update_user(user),
+            Backend::Redis(r) => r.update_user(user).await,
+        }
+    }
+
+    /// Deletes a user with its API keys and memberships; returns the ids of the keys deleted
+    /// (so the caller can publish their invalidation). Deleting a missing user is not an error.
+    pub async fn delete_user(&self, id: Uuid) -> Result<Vec<String>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.delete_user(id)),
+            Backend::Redis(r) => r.delete_user(id).await,
+        }
+    }
+
+    /// Sets `name` to `value` unless it is already set, optionally for `ttl`; true when this
+    /// call set it. A single-winner claim, such as the right to create the first user.
+    pub async fn set_if_absent(
+        &self,
+        name: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.set_if_absent(name, value, ttl)),
+            Backend::Redis(r) => r.set_if_absent(name, value, ttl).await,
+        }
+    }
+
+    // --- organizations and memberships ---
+
+    /// Creates an organization. Its name must be free (case-insensitively), and at most one
+    /// organization may be the default.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] with `field` `"name"` or `"is_default"`.
+    pub async fn create_org(&self, org: &Organization) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => m.create_org(org),
+            Backend::Redis(r) => r.create_org(org).await,
+        }
+    }
+
+    /// The organization with this id.
+    pub async fn org(&self, id: Uuid) -> Result<Option<Organization>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.org(id)),
+            Backend::Redis(r) => r.org(id).await,
+        }
+    }
+
+    /// The organization with this name, compared case-insensitively.
+    pub async fn org_by_name(&self, name: &str) -> Result<Option<Organization>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.org_by_name(name)),
+            Backend::Redis(r) => r.org_by_name(name).await,
+        }
+    }
+
+    /// The default organization, once one exists.
+    pub async fn default_org(&self) -> Result<Option<Organization>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.default_org()),
+            Backend::Redis(r) => r.default_org().await,
+        }
+    }
+
+    /// Every organization, in no particular order.
+    pub async fn orgs(&self) -> Result<Vec<Organization>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.orgs()),
+            Backend::Redis(r) => r.orgs().await,
+        }
+    }
+
+    /// Adds a membership, or replaces the one of the same user and organization.
+    pub async fn add_member(&self, membership: &Membership) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => {
+                m.add_member(membership);
+                Ok(())
+            }
+            Backend::Redis(r) => r.add_member(membership).await,
+        }
+    }
+
+    /// The membership of `user` in `org`.
+    pub async fn membership(
+        &self,
+        user: Uuid,
+        org: Uuid,
+    ) -> Result<Option<Membership>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.membership(user, org)),
+            Backend::Redis(r) => r.membership(user, org).await,
+        }
+    }
+
+    /// Every membership of `user`.
+    pub async fn memberships_of(&self, user: Uuid) -> Result<Vec<Membership>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.memberships_of(user)),
+            Backend::Redis(r) => r.memberships_of(user).await,
+        }
+    }
+
+    /// Every membership of `org`.
+    pub async fn members_of(&self, org: Uuid) -> Result<Vec<Membership>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.members_of(org)),
+            Backend::Redis(r) => r.members_of(org).await,
+        }
+    }
+
+    /// Removes a membership; true when there was one.
+    pub async fn remove_member(&self, user: Uuid, org: Uuid) -> Result<bool, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.remove_member(user, org)),
+            Backend::Redis(r) => r.remove_member(user, org).await,
+        }
+    }
+
+    // --- API keys ---
+
+    /// Stores a new API key. The record disappears by itself at `expire_record_at` (callers
+    /// pass the key's expiry plus a retention period, so that expired keys can still be
+    /// listed). A non-empty `token_name` must be free for that user.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] with `field` `"name"`.
+    pub async fn insert_key(
+        &self,
+        key: &ApiKey,
+        expire_record_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => m.insert_key(key, expire_record_at),
+            Backend::Redis(r) => r.insert_key(key, expire_record_at).await,
+        }
+    }
+
+    /// The API key with this id (whether or not it has expired, while its record lasts).
+    pub async fn key(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.key(id)),
+            Backend::Redis(r) => r.key(id).await,
+        }
+    }
+
+    /// Every API key record of `user`, in no particular order.
+    pub async fn keys_of(&self, user: Uuid) -> Result<Vec<ApiKey>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.keys_of(user)),
+            Backend::Redis(r) => r.keys_of(user).await,
+        }
+    }
+
+    /// The API key of `user` named `name`.
+    pub async fn key_by_name(&self, user: Uuid, name: &str) -> Result<Option<ApiKey>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.key_by_name(user, name)),
+            Backend::Redis(r) => r.key_by_name(user, name).await,
+        }
+    }
+
+    /// Replaces an existing key record (the sliding refresh, `expire`) and moves its record
+    /// expiry to `expire_record_at`; false when the record no longer exists. `key` must keep
+    /// the stored owner and token name: they are indexed when the key is inserted.
+    pub async fn update_key(
+        &self,
+        key: &ApiKey,
+        expire_record_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.update_key(key, expire_record_at)),
+            Backend::Redis(r) => r.update_key(key, expire_record_at).await,
+        }
+    }
+
+    /// Deletes an API key; true when it existed.
+    pub async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.delete_key(id)),
+            Backend::Redis(r) => r.delete_key(id).await,
+        }
+    }
+
+    /// Deletes every API key of `user`; returns the ids deleted.
+    pub async fn delete_keys_of(&self, user: Uuid) -> Result<Vec<String>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.delete_keys_of(user)),
+            Backend::Redis(r) => r.delete_keys_of(user).await,
+        }
+    }
+
+    // --- counters ---
+
+    /// Adds one to the fixed-window counter `name` and returns the new count. The first
+    /// increment starts a window of length `window`; the counter vanishes when it ends.
+    pub async fn incr_window(&self, name: &str, window: Duration) -> Result<u64, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.incr_window(name, window)),
+            Backend::Redis(r) => r.incr_window(name, window).await,
+        }
+    }
+
+    /// The current count of `name` (0 when absent or expired).
+    pub async fn counter(&self, name: &str) -> Result<u64, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.counter(name)),
+            Backend::Redis(r) => r.counter(name).await,
+        }
+    }
+
+    /// Removes the counter `name`.
+    pub async fn reset_counter(&self, name: &str) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => {
+                m.reset_counter(name);
+                Ok(())
+            }
+            Backend::Redis(r) => r.reset_counter(name).await,
+        }
+    }
+
+    // --- single-use values ---
+
+    /// Stores `value` under `name` for `ttl`, replacing any earlier value.
+    pub async fn put_ephemeral(
+        &self,
+        name: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => {
+                m.put_ephemeral(name, value, ttl);
+                Ok(())
+            }
+            Backend::Redis(r) => r.put_ephemeral(name, value, ttl).await,
+        }
+    }
+
+    /// Removes and returns the value under `name`: of concurrent takes, one gets it.
+    pub async fn take_ephemeral(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.take_ephemeral(name)),
+            Backend::Redis(r) => r.take_ephemeral(name).await,
+        }
+    }
+
+    /// Returns the value under `name`, leaving it in place.
+    pub async fn get_ephemeral(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.get_ephemeral(name)),
+            Backend::Redis(r) => r.get_ephemeral(name).await,
+        }
+    }
+
+    // --- invalidation ---
+
+    /// Tells every replica's cache to drop what `what` names. With Redis the message reaches
+    /// the replicas subscribed at that moment (see the module doc for what happens to the
+    /// others).
+    pub async fn publish(&self, what: Invalidation) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => {
+                m.publish(what);
+                Ok(())
+            }
+            Backend::Redis(r) => r.publish(&what).await,
+        }
+    }
+
+    /// A receiver of the invalidations published from now on, by any replica. On
+    /// `RecvError::Lagged`, treat it as [`Invalidation::All`].
+    pub fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
+        match &*self.backend {
+            Backend::Memory(m) => m.subscribe(),
+            Backend::Redis(r) => r.subscribe(),
+        }
+    }
+}
+
+/// Lower-cased form used for case-insensitive uniqueness of emails, usernames and
+/// organization names.
+fn fold(s: &str) -> String {
+    s.to_lowercase()
+}

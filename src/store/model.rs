@@ -1,0 +1,352 @@
+//! The records the store keeps: users, organizations, memberships and API keys, in the shape of
+//! Coder's database rows (spec/coder-api.md §7.2, §7.4, §8.2).
+//!
+//! These are storage structs, not API output: [`User`] carries the password hash and [`ApiKey`]
+//! the SHA-256 of the key's secret, so the API layer maps them to its own response types. Both
+//! have a `Debug` that leaves those fields out. Timestamps serialize as RFC 3339.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A user account (Coder's `users` row).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// The user id.
+    pub id: Uuid,
+    /// The username; unique case-insensitively.
+    pub username: String,
+    /// The email address; unique case-insensitively.
+    pub email: String,
+    /// The display name (may be empty).
+    pub name: String,
+    /// Avatar URL (may be empty).
+    pub avatar_url: String,
+    /// When the user was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When the record last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// When the user was last seen.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen_at: OffsetDateTime,
+    /// Active, dormant or suspended.
+    pub status: UserStatus,
+    /// How the user logs in.
+    pub login_type: LoginType,
+    /// The password hash as a PHC string (argon2id, or an imported Coder `$pbkdf2-sha256$`
+    /// hash); `None` for users without a password. Never part of API output.
+    pub hashed_password: Option<String>,
+    /// Stored site roles (not the implicit `member`).
+    pub roles: Vec<String>,
+    /// The UI theme preference (may be empty).
+    pub theme_preference: String,
+}
+
+/// A user's status (spec §7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    /// May log in and use the API.
+    Active,
+    /// Not yet logged in, or idle; re-activated by a successful login.
+    Dormant,
+    /// Locked out by an administrator.
+    Suspended,
+}
+
+/// How a user (or an API key) logs in (spec §7.2, §7.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginType {
+    /// Email and password.
+    Password,
+    /// GitHub OAuth.
+    Github,
+    /// OpenID Connect.
+    Oidc,
+    /// A named API token.
+    Token,
+    /// No way to log in.
+    None,
+}
+
+// === impl UserStatus ===
+
+impl UserStatus {
+    /// The wire name (`active`, `dormant`, `suspended`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Dormant => "dormant",
+            UserStatus::Suspended => "suspended",
+        }
+    }
+}
+
+// === impl LoginType ===
+
+impl LoginType {
+    /// The wire name (`password`, `github`, `oidc`, `token`, `none`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginType::Password => "password",
+            LoginType::Github => "github",
+            LoginType::Oidc => "oidc",
+            LoginType::Token => "token",
+            LoginType::None => "none",
+        }
+    }
+}
+
+/// An organization (Coder's `organizations` row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organization {
+    /// The organization id.
+    pub id: Uuid,
+    /// The name; unique case-insensitively.
+    pub name: String,
+    /// The display name.
+    pub display_name: String,
+    /// A description (may be empty).
+    pub description: String,
+    /// Whether this is the default organization; there is at most one.
+    pub is_default: bool,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A user's membership of an organization, with its organization roles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// The member.
+    pub user_id: Uuid,
+    /// The organization.
+    pub organization_id: Uuid,
+    /// Stored organization roles (not the implicit `organization-member`).
+    pub roles: Vec<String>,
+    /// When the membership was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// An API key: a session or a named token (Coder's `api_keys` row, spec §8.2).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// The 10-character key id, the part of the token before the `-`.
+    pub id: String,
+    /// SHA-256 of the key's secret; stored as 64 lowercase hex digits. Compare in constant time.
+    #[serde(with = "hex32")]
+    pub hashed_secret: [u8; 32],
+    /// The owner.
+    pub user_id: Uuid,
+    /// When the key was last used (the Unix epoch when never).
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_used: OffsetDateTime,
+    /// When the key stops working.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// When the key was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When the record last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// How the key was obtained (`token` for named tokens).
+    pub login_type: LoginType,
+    /// The lifetime used by the sliding refresh, in seconds.
+    pub lifetime_seconds: i64,
+    /// The client address that last used the key.
+    pub ip_address: String,
+    /// The token's name; empty for sessions. Unique per user when not empty.
+    pub token_name: String,
+    /// Scope names.
+    pub scopes: Vec<String>,
+    /// The allow list (`[{"type":"*","id":"*"}]` when unrestricted).
+    pub allow_list: Vec<AllowListEntry>,
+}
+
+/// One allow-list entry of an [`ApiKey`]: a resource type and id, either of which may be `*`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AllowListEntry {
+    /// The resource type, or `*` (JSON `type`).
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    /// The resource id, or `*`.
+    pub id: String,
+}
+
+// === impl User ===
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .field("status", &self.status)
+            .field("login_type", &self.login_type)
+            .field(
+                "hashed_password",
+                &self.hashed_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl ApiKey ===
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("id", &self.id)
+            .field("hashed_secret", &"<redacted>")
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .field("login_type", &self.login_type)
+            .field("token_name", &self.token_name)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serde for `[u8; 32]` as 64 lowercase hex digits.
+mod hex32 {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        let mut out = String::with_capacity(64);
+        for b in bytes {
+            out.push(char::from(DIGITS[usize::from(b >> 4)]));
+            out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        }
+        s.serialize_str(&out)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = String::deserialize(d)?;
+        let digits = text.as_bytes();
+        if digits.len() != 64 {
+            return Err(de::Error::invalid_length(digits.len(), &"64 hex digits"));
+        }
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+            let hi = nibble(pair[0]).ok_or_else(|| de::Error::custom("not a hex digit"))?;
+            let lo = nibble(pair[1]).ok_or_else(|| de::Error::custom("not a hex digit"))?;
+            *byte = hi << 4 | lo;
+        }
+        Ok(out)
+    }
+
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ApiKey {
+        let mut hashed_secret = [0u8; 32];
+        hashed_secret[0] = 0xab;
+        hashed_secret[31] = 0x01;
+        ApiKey {
+            id: "abcdefghij".into(),
+            hashed_secret,
+            user_id: Uuid::nil(),
+            last_used: OffsetDateTime::UNIX_EPOCH,
+            expires_at: OffsetDateTime::UNIX_EPOCH + time::Duration::days(1),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+            login_type: LoginType::Token,
+            lifetime_seconds: 86400,
+            ip_address: "127.0.0.1".into(),
+            token_name: "ci".into(),
+            scopes: vec!["coder:all".into()],
+            allow_list: vec![AllowListEntry {
+                resource_type: "*".into(),
+                id: "*".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn api_key_json_has_hex_hash_rfc3339_times_and_typed_allow_list() {
+        let k = key();
+        let text = serde_json::to_string(&k).expect("serializes");
+        let hex = format!("ab{}01", "0".repeat(60));
+        assert!(
+            text.contains(&format!("\"hashed_secret\":\"{hex}\"")),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"expires_at\":\"1970-01-02T00:00:00Z\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"allow_list\":[{\"type\":\"*\",\"id\":\"*\"}]"),
+            "{text}"
+        );
+        assert!(text.contains("\"login_type\":\"token\""), "{text}");
+        let back: ApiKey = serde_json::from_str(&text).expect("deserializes");
+        assert_eq!(back, k);
+    }
+
+    #[test]
+    fn a_malformed_hash_is_refused() {
+        let text = serde_json::to_string(&key()).expect("serializes");
+        let hex = format!("ab{}01", "0".repeat(60));
+        for bad in ["zz".repeat(32), "ab".into(), format!("{hex}00")] {
+            let broken = text.replace(&hex, &bad);
+            assert!(serde_json::from_str::<ApiKey>(&broken).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_output_leaves_out_hashes() {
+        let k = key();
+        let shown = format!("{k:?}");
+        assert!(
+            !shown.contains("171") && !shown.contains("ab0000"),
+            "{shown}"
+        );
+        let user = User {
+            id: Uuid::nil(),
+            username: "u".into(),
+            email: "u@example.com".into(),
+            name: String::new(),
+            avatar_url: String::new(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+            last_seen_at: OffsetDateTime::UNIX_EPOCH,
+            status: UserStatus::Dormant,
+            login_type: LoginType::Password,
+            hashed_password: Some("$argon2id$v=19$secret-hash".into()),
+            roles: vec![],
+            theme_preference: String::new(),
+        };
+        let shown = format!("{user:?}");
+        assert!(!shown.contains("argon2id"), "{shown}");
+        let text = serde_json::to_string(&user).expect("serializes");
+        assert!(text.contains("\"status\":\"dormant\""), "{text}");
+    }
+}

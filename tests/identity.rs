@@ -1,0 +1,324 @@
+//! Identity end to end, on both store backends: the first user, password login, the session
+//! it returns (cookie and token), `GET /users/me`, the proxy's authentication and identity
+//! headers, logout, the login limits, and a store outage answering 503, never 401.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use http::{Method, Request, StatusCode};
+use serde_json::{json, Value};
+
+use common::*;
+
+/// A config with `policy.default = "authenticated"`, the given store URL, fast argon2
+/// parameters (these tests are about behaviour, not hashing cost), and extra TOML.
+fn auth_config(upstream: SocketAddr, store_url: &str, extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n\
+         [upstream]\nurl = \"http://{upstream}\"\n\n\
+         [store]\nurl = \"{store_url}\"\nkey_prefix = \"portcullis-test-{}:\"\n\n\
+         [passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n\
+         [session]\ncookie_secure = false\n\n\
+         {extra}\n",
+        uuid::Uuid::new_v4()
+    )
+}
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+fn json_request(
+    method: Method,
+    path: &str,
+    body: &Value,
+    token: Option<&str>,
+) -> Request<TestBody> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "app.test")
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        b = b.header("coder-session-token", t);
+    }
+    b.body(full(body.to_string())).unwrap()
+}
+
+fn authed_get(path: &str, header: (&str, String)) -> Request<TestBody> {
+    Request::builder()
+        .uri(path)
+        .header("host", "app.test")
+        .header(header.0, header.1)
+        .body(empty())
+        .unwrap()
+}
+
+async fn call(sidecar: &Sidecar, req: Request<TestBody>) -> (StatusCode, Value, http::HeaderMap) {
+    let resp = send(sidecar.addr, req).await;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = body_string(resp).await;
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value, headers)
+}
+
+async fn create_first_user(sidecar: &Sidecar) -> Value {
+    let (status, body, _) = call(
+        sidecar,
+        json_request(
+            Method::POST,
+            "/api/v2/users/first",
+            &json!({"email": "Admin@Example.com", "username": "admin", "password": "correct horse battery"}),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
+async fn login(
+    sidecar: &Sidecar,
+    email: &str,
+    password: &str,
+) -> (StatusCode, Value, http::HeaderMap) {
+    call(
+        sidecar,
+        json_request(
+            Method::POST,
+            "/api/v2/users/login",
+            &json!({"email": email, "password": password}),
+            None,
+        ),
+    )
+    .await
+}
+
+async fn first_login_logout_and_proxying(store_url: &str) {
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&auth_config(echo, store_url, "")).await;
+
+    // Before set-up: no first user, and the proxy refuses anonymous requests.
+    let (status, body, _) = call(&sidecar, get("app.test", "/api/v2/users/first")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["message"], "The initial user has not been created!");
+    let (status, body, _) = call(&sidecar, get("app.test", "/app")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        body["message"],
+        "You are signed out or your session has expired. Please sign in again to continue."
+    );
+    assert_eq!(
+        body["detail"],
+        "Cookie \"coder_session_token\" or query parameter must be provided."
+    );
+
+    let created = create_first_user(&sidecar).await;
+    assert!(created["user_id"].is_string() && created["organization_id"].is_string());
+    let (status, body, _) = call(&sidecar, get("app.test", "/api/v2/users/first")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["message"],
+        "The initial user has already been created!"
+    );
+    let (status, body, _) = call(
+        &sidecar,
+        json_request(
+            Method::POST,
+            "/api/v2/users/first",
+            &json!({"email": "b@example.com", "username": "bee", "password": "another one"}),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        body["message"],
+        "The initial user has already been created."
+    );
+
+    // Wrong password and unknown email look the same.
+    for (email, password) in [
+        ("admin@example.com", "wrong"),
+        ("nobody@example.com", "wrong"),
+    ] {
+        let (status, body, _) = login(&sidecar, email, password).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["message"], "Incorrect email or password.");
+    }
+    let (status, body, _) = login(&sidecar, "not-an-email", "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["message"], "Validation failed.");
+    assert_eq!(body["validations"].as_array().map(Vec::len), Some(2));
+
+    // Email match is case-insensitive.
+    let (status, body, headers) =
+        login(&sidecar, "ADMIN@example.com", "correct horse battery").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = body["session_token"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 33);
+    let cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.starts_with(&format!("coder_session_token={token}; Path=/; HttpOnly")),
+        "{cookie}"
+    );
+
+    // The token works from the cookie, the header and Bearer.
+    for header in [
+        ("cookie", format!("other=1; coder_session_token={token}")),
+        ("coder-session-token", token.clone()),
+        ("authorization", format!("Bearer {token}")),
+    ] {
+        let (status, me, _) = call(&sidecar, authed_get("/api/v2/users/me", header)).await;
+        assert_eq!(status, StatusCode::OK, "{me}");
+        assert_eq!(me["username"], "admin");
+        assert_eq!(me["email"], "Admin@Example.com");
+        assert_eq!(me["status"], "active");
+        assert_eq!(me["login_type"], "password");
+        assert_eq!(me["roles"][0]["name"], "owner");
+        assert_eq!(me["organization_ids"], json!([created["organization_id"]]));
+        assert!(me.get("hashed_password").is_none());
+    }
+
+    // Proxied: identity headers set, spoofed ones and the credentials gone.
+    let req = Request::builder()
+        .uri("/app/page?access_token=x&keep=1")
+        .header("host", "app.test")
+        .header("cookie", format!("theme=dark; coder_session_token={token}"))
+        .header("x-forwarded-user", "mallory")
+        .header("remote_user", "mallory")
+        .body(empty())
+        .unwrap();
+    let (status, seen, _) = call(&sidecar, req).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!(seen_header(&seen, "x-forwarded-user"), vec!["admin"]);
+    assert_eq!(
+        seen_header(&seen, "x-forwarded-email"),
+        vec!["Admin@Example.com"]
+    );
+    assert_eq!(
+        seen_header(&seen, "x-forwarded-user-id"),
+        vec![created["user_id"].as_str().unwrap()]
+    );
+    assert_eq!(seen_header(&seen, "x-forwarded-scopes"), vec!["coder:all"]);
+    assert_eq!(seen_header(&seen, "x-forwarded-roles"), vec!["owner"]);
+    assert_eq!(seen_header(&seen, "cookie"), vec!["theme=dark"]);
+    assert!(seen_header(&seen, "remote_user").is_empty());
+    assert_eq!(seen["query"], "keep=1");
+
+    // A token of the right shape that does not exist; and one with a wrong secret.
+    let unknown = format!("AAAAAAAAAA-{}", "b".repeat(22));
+    let wrong_secret = format!("{}-{}", &token[..10], "c".repeat(22));
+    for (bad, detail) in [
+        (unknown, "API key is invalid."),
+        (wrong_secret, "API key secret is invalid."),
+        (
+            "short".to_owned(),
+            "Invalid API key format: incorrect amount of API key parts, expected 2 got 1",
+        ),
+    ] {
+        let (status, body, _) =
+            call(&sidecar, authed_get("/app", ("coder-session-token", bad))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["detail"], detail);
+    }
+
+    // Logout: the cookie is cleared and the token is dead at once.
+    let (status, body, headers) = call(
+        &sidecar,
+        json_request(
+            Method::POST,
+            "/api/v2/users/logout",
+            &json!({}),
+            Some(&token),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["message"], "Logged out!");
+    assert!(headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .starts_with("coder_session_token=; Path=/; Max-Age=0"));
+    let (status, body, _) =
+        call(&sidecar, authed_get("/app", ("coder-session-token", token))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["detail"], "API key is invalid.");
+}
+
+#[tokio::test]
+async fn first_user_login_session_and_logout_with_the_memory_store() {
+    first_login_logout_and_proxying("memory://").await;
+}
+
+#[tokio::test]
+async fn first_user_login_session_and_logout_with_redis() {
+    first_login_logout_and_proxying(REDIS).await;
+}
+
+#[tokio::test]
+async fn login_is_limited_per_client_ip() {
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&auth_config(
+        echo,
+        "memory://",
+        "[rate_limit]\nlogin_per_minute = 3\n",
+    ))
+    .await;
+    for _ in 0..3 {
+        let (status, _, _) = login(&sidecar, "x@example.com", "nope").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, body, _) = login(&sidecar, "x@example.com", "nope").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        body["message"],
+        "You've been rate limited for sending more than 3 requests in 1m0s."
+    );
+}
+
+/// After `account_failures` failures, the account is throttled even for the right password,
+/// and an account that does not exist gets the very same answer.
+#[tokio::test]
+async fn repeated_failures_throttle_the_account_the_same_way_whether_or_not_it_exists() {
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&auth_config(
+        echo,
+        REDIS,
+        "[rate_limit]\naccount_failures = 2\naccount_window = \"1m\"\n",
+    ))
+    .await;
+    create_first_user(&sidecar).await;
+    let mut answers = Vec::new();
+    for email in ["admin@example.com", "ghost@example.com"] {
+        for _ in 0..2 {
+            let (status, _, _) = login(&sidecar, email, "wrong").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        let (status, body, _) = login(&sidecar, email, "correct horse battery").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{email}: {body}");
+        answers.push(body);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(
+        answers[0]["message"],
+        "You've been rate limited for sending more than 2 requests in 1m0s."
+    );
+}
+
+/// A store that cannot be reached is a 503 for a token it would have to look up — never a
+/// 401 (a Redis blip must not look like a logout) and never an allow.
+#[tokio::test]
+async fn store_outage_answers_503_never_401() {
+    let echo = start_echo().await;
+    let dead: SocketAddr = dead_port();
+    let sidecar = Sidecar::start(&auth_config(echo, &format!("redis://{dead}"), "")).await;
+    let token = format!("AAAAAAAAAA-{}", "b".repeat(22));
+    let (status, body, _) =
+        call(&sidecar, authed_get("/app", ("coder-session-token", token))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (status, _, _) = login(&sidecar, "a@example.com", "pw").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let resp = send(sidecar.admin, get("admin.test", "/readyz")).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
