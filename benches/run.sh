@@ -16,7 +16,7 @@
 # through unchanged):
 #   CASES      cases to run (default "direct nginx-proxy haproxy portcullis"; "portcullis" is the
 #              harness's "sidecar" slot)
-#   MODES      which of the two runs (default "http tls")
+#   MODES      which runs (default "http tls auth"; auth = policy "authenticated", cache-hit path, PROTOS=http)
 #   BENCH_DIR  the harness (default: ../shared/bench beside the repository)
 #   BENCH_BIN  a portcullis binary to measure instead of building one (default: cargo build --release)
 #   OUT_BASE   where results go (default results/bench-<UTC time>/, one subfolder per run)
@@ -56,7 +56,7 @@ fi
 # --- Driver ------------------------------------------------------------------------------------
 : "${BENCH_DIR:=$ROOT/../shared/bench}"
 : "${CASES:=direct nginx-proxy haproxy portcullis}"
-: "${MODES:=http tls}"
+: "${MODES:=http tls auth}"
 : "${OUT_BASE:=$ROOT/results/bench-$(date -u +%Y%m%dT%H%M%SZ)}"
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd) || { echo "benches/run.sh: no harness at $BENCH_DIR" >&2; exit 1; }
 [ -x "$BENCH_DIR/bench.sh" ] || [ -f "$BENCH_DIR/bench.sh" ] || { echo "benches/run.sh: $BENCH_DIR/bench.sh not found" >&2; exit 1; }
@@ -98,11 +98,57 @@ run() {  # run MODE PROTOS
   fi
 }
 
+# Authenticated proxying on a cache hit: Portcullis with policy "authenticated" and its memory
+# store, started here (pinned like the harness pins its servers) so that a user and a session can
+# be created through its API first; the harness then measures the running process (SIDECAR_PID)
+# with that session's token, beside nginx as a plain proxy and nginx auth_request.
+run_auth() {
+  local out="$OUT_BASE/auth" port=$((PORT_BASE + 100)) admin=$((PORT_BASE + 101))
+  mkdir -p "$out"
+  local conf="$out/portcullis-auth.toml"
+  cat >"$conf" <<CONF
+[server]
+listen = "127.0.0.1:$port"
+admin_listen = "127.0.0.1:$admin"
+[upstream]
+url = "http://127.0.0.1:$((PORT_BASE + 80))"
+[policy]
+default = "authenticated"
+[session]
+cookie_secure = false
+[rate_limit]
+login_per_minute = 0
+CONF
+  local pin=()
+  [ "${PIN:-1}" = 1 ] && pin=(taskset -c "${SERVER_CPUS:-0}")
+  "${pin[@]}" "$BENCH_BIN" serve --config "$conf" 2>"$out/portcullis.log" &
+  local pid=$!
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && break
+    sleep 0.1
+  done
+  curl -sf -X POST "http://127.0.0.1:$port/api/v2/users/first" -H 'content-type: application/json' \
+    -d '{"email":"bench@example.com","username":"bench","password":"bench password 1"}' >/dev/null \
+    || { kill "$pid"; echo "benches/run.sh: could not create the bench user" >&2; exit 1; }
+  local token
+  token=$(curl -sf -X POST "http://127.0.0.1:$port/api/v2/users/login" -H 'content-type: application/json' \
+    -d '{"email":"bench@example.com","password":"bench password 1"}' | sed 's/.*"session_token":"\([^"]*\)".*/\1/')
+  [ ${#token} = 33 ] || { kill "$pid"; echo "benches/run.sh: login failed" >&2; exit 1; }
+  echo "== harness run 'auth': PROTOS=http, Portcullis pid $pid with a session token" >&2
+  SIDECAR_CMD="" SIDECAR_PID="$pid" SIDECAR_TOKEN="$token" SIDECAR_AUTH=1 \
+    SIDECAR_URL="http://127.0.0.1:$port/" SIDECAR_TLS_URL="" \
+    IDENTITY_HEADER=X-Forwarded-User CASES="${AUTH_CASES:-direct nginx-proxy nginx-authreq sidecar}" \
+    PROTOS=http OUT_DIR="$out" bash "$BENCH_DIR/bench.sh" || { kill "$pid"; exit 1; }
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+}
+
 for mode in $MODES; do
   case $mode in
     http) run http "http" ;;
     tls) run tls "tls-h1 tls-h2" ;;
-    *) echo "benches/run.sh: unknown mode '$mode' (http, tls)" >&2; exit 2 ;;
+    auth) run_auth ;;
+    *) echo "benches/run.sh: unknown mode '$mode' (http, tls, auth)" >&2; exit 2 ;;
   esac
 done
 
