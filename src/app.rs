@@ -78,7 +78,8 @@ impl App {
             key: "store.url".into(),
             reason: e.to_string(),
         })?;
-        let keys = Arc::new(KeyCache::new(&config.store));
+        let metrics = Arc::new(Metrics::new());
+        let keys = Arc::new(KeyCache::new(&config.store, metrics.clone()));
         let passwords =
             Passwords::new(config.passwords.params).map_err(|e| ConfigError::Invalid {
                 key: "passwords".into(),
@@ -91,7 +92,7 @@ impl App {
             keys,
             passwords,
             limits,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             tls,
             connections,
             config,

@@ -14,7 +14,7 @@ use crate::auth::session::{self, AuthError};
 use crate::body::Body;
 use crate::config::PolicyDefault;
 use crate::error::{Error, Result};
-use crate::metrics::Outcome;
+use crate::metrics::{AuthResult, Outcome};
 use crate::proxy::{self, Peer};
 use crate::server::InFlight;
 
@@ -54,7 +54,13 @@ async fn route(
         PolicyDefault::Public => None,
         PolicyDefault::Deny => return Err(Error::Forbidden),
         PolicyDefault::Authenticated => {
-            match session::authenticate(&app.store, &app.keys, req.headers(), req.uri()).await {
+            let authenticated =
+                session::authenticate(&app.store, &app.keys, req.headers(), req.uri()).await;
+            app.metrics.auth(match &authenticated {
+                Ok(_) => AuthResult::Ok,
+                Err(e) => e.result(),
+            });
+            match authenticated {
                 Ok(auth) => Some(auth),
                 Err(AuthError::Store(e)) => return Err(Error::StoreUnavailable(e)),
                 Err(e) => return Err(Error::Unauthenticated(e.to_string())),

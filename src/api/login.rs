@@ -1,9 +1,11 @@
 //! Password login, logout and the login methods (spec/coder-api.md §3, §7.1).
+//!
+//! Every login is counted in `portcullis_logins_total` by result.
 
 use std::sync::Arc;
 
 use http::header::{HeaderValue, SET_COOKIE};
-use http::{Request, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -13,8 +15,10 @@ use crate::api::{self, tag_failed, ApiError, ApiResult};
 use crate::app::App;
 use crate::auth::session::KEY_RETENTION;
 use crate::auth::token::{self, Token, SESSION_COOKIE};
+use crate::body::Body;
+use crate::metrics::LoginResult;
 use crate::proxy::Peer;
-use crate::store::{AllowListEntry, ApiKey, Invalidation, LoginType, User, UserStatus};
+use crate::store::{AllowListEntry, ApiKey, Invalidation, LoginType, StoreError, User, UserStatus};
 
 #[derive(Deserialize)]
 struct LoginRequest {
@@ -27,6 +31,34 @@ struct LoginRequest {
 #[derive(Serialize)]
 struct LoginResponse {
     session_token: String,
+}
+
+/// A refused or failed login: its answer, and the result it is counted under.
+struct Failed {
+    result: LoginResult,
+    error: ApiError,
+}
+
+// === impl Failed ===
+
+impl From<ApiError> for Failed {
+    /// Classifies by status; the one result a status cannot tell (suspended) is built
+    /// explicitly where it happens.
+    fn from(error: ApiError) -> Self {
+        let result = match error.0.status() {
+            StatusCode::TOO_MANY_REQUESTS => LoginResult::Limited,
+            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => LoginResult::BadCredentials,
+            StatusCode::FORBIDDEN => LoginResult::Forbidden,
+            _ => LoginResult::Error,
+        };
+        Failed { result, error }
+    }
+}
+
+impl From<StoreError> for Failed {
+    fn from(e: StoreError) -> Self {
+        ApiError::from(e).into()
+    }
 }
 
 /// `GET /users/authmethods`.
@@ -45,6 +77,19 @@ pub fn auth_methods(app: &App) -> ApiResult {
 /// `POST /users/login` (§3.2), with the abuse limits of the login group: per client IP, and
 /// per account after repeated failures (the 429 looks the same whether or not it exists).
 pub async fn login(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> ApiResult {
+    let answer = attempt(app, peer, req).await;
+    app.metrics.login(match &answer {
+        Ok(_) => LoginResult::Ok,
+        Err(failed) => failed.result,
+    });
+    answer.map_err(|failed| failed.error)
+}
+
+async fn attempt(
+    app: &Arc<App>,
+    peer: &Peer,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Failed> {
     app.limits.login(&app.store, peer, req.headers()).await?;
     let body: LoginRequest = api::json_body(req).await?;
     let mut invalid = Vec::new();
@@ -57,7 +102,7 @@ pub async fn login(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> ApiRe
         invalid.push(tag_failed("password", "required", ""));
     }
     if !invalid.is_empty() {
-        return Err(ApiError::validation(invalid));
+        return Err(ApiError::validation(invalid).into());
     }
     let account = body.email.to_lowercase();
     app.limits.account_allowed(&app.store, &account).await?;
@@ -72,18 +117,17 @@ pub async fn login(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> ApiRe
     .map_err(password_error)?;
     let Some(mut user) = user.filter(|_| verified.ok) else {
         app.limits.account_failed(&app.store, &account).await;
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Incorrect email or password.",
-            "",
-        ));
+        return Err(
+            ApiError::new(StatusCode::UNAUTHORIZED, "Incorrect email or password.", "").into(),
+        );
     };
     if app.config.passwords.disable_password_auth {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "Password authentication is disabled.",
             "",
-        ));
+        )
+        .into());
     }
     if user.login_type != LoginType::Password {
         return Err(ApiError::new(
@@ -93,14 +137,18 @@ pub async fn login(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> ApiRe
                 user.login_type.as_str()
             ),
             "",
-        ));
+        )
+        .into());
     }
     if user.status == UserStatus::Suspended {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Your account is suspended. Contact an admin to reactivate your account.",
-            "",
-        ));
+        return Err(Failed {
+            result: LoginResult::Suspended,
+            error: ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Your account is suspended. Contact an admin to reactivate your account.",
+                "",
+            ),
+        });
     }
     app.limits.account_succeeded(&app.store, &account).await;
 

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use crate::auth::token::{self, Token, TokenError};
 use crate::headers::Identity;
+use crate::metrics::AuthResult;
 use crate::store::cache::{Entry, KeyCache, Session};
 use crate::store::{Store, StoreError, UserStatus};
 
@@ -56,6 +57,21 @@ pub enum AuthError {
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     entry: Arc<Entry>,
+}
+
+// === impl AuthError ===
+
+impl AuthError {
+    /// The `result` label this failure is counted under in `portcullis_auth_total`.
+    pub fn result(&self) -> AuthResult {
+        match self {
+            AuthError::Missing => AuthResult::Missing,
+            AuthError::Format(_) | AuthError::Unknown | AuthError::BadSecret => AuthResult::Invalid,
+            AuthError::Expired(_) => AuthResult::Expired,
+            AuthError::Suspended => AuthResult::Suspended,
+            AuthError::Store(_) => AuthResult::StoreUnavailable,
+        }
+    }
 }
 
 // === impl Authenticated ===

@@ -7,15 +7,22 @@
 //!   request.
 //! - While the store is unreachable, an entry is still served until it is `cache_ttl +
 //!   store.max_stale` old; after that, and for keys never cached, the caller gets
-//!   [`StoreError::Unavailable`] and answers 503 — never 401, never an allow.
+//!   [`StoreError::Unavailable`] and answers 503 — never 401, never an allow. Callers that
+//!   queued for a key while its reload was failing are served the stale entry when their turn
+//!   comes, without a store call of their own: a hung store costs a hot key's requests one
+//!   `store.command_timeout`, not one each in turn.
 //! - Unknown key ids are remembered for `store.negative_cache_ttl`, so a flood of bad tokens
 //!   does not become a flood of store reads.
 //! - Logout, revocation, password change and suspension publish an [`Invalidation`]; every
 //!   replica's listener drops the entries at once. If the notification channel is down, the
 //!   staleness bound is `cache_ttl` (the store subscriber sends `Invalidation::All` when it
 //!   re-subscribes, which empties the cache).
+//!
+//! Every look-up is counted in `portcullis_key_cache_total` (hit, miss, stale, unknown), and
+//! every session read from the store is timed (`portcullis_store_call_seconds`) and, when it
+//! fails, counted (`portcullis_store_errors_total`): atomic adds on handles made up front.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +33,7 @@ use uuid::Uuid;
 
 use crate::config::StoreConfig;
 use crate::headers::Identity;
+use crate::metrics::{CacheResult, Metrics};
 use crate::store::{ApiKey, Invalidation, Membership, Store, StoreError, User};
 
 /// Cached entries at most.
@@ -53,6 +61,8 @@ pub struct Entry {
     /// Unix seconds of the last `last_used`/expiry write for this key (claimed with a CAS so
     /// that concurrent requests write at most once).
     touched: AtomicI64,
+    /// When a reload of this entry last failed, in nanoseconds after `loaded` (0: never).
+    failed: AtomicU64,
 }
 
 /// The cache.
@@ -62,6 +72,7 @@ pub struct KeyCache {
     unknown: Option<Cache<String, ()>>,
     ttl: Duration,
     max_stale: Duration,
+    metrics: Arc<Metrics>,
 }
 
 // === impl Entry ===
@@ -88,6 +99,21 @@ impl Entry {
             session: Arc::new(session),
             loaded: Instant::now(),
             touched: AtomicI64::new(touched),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes that a reload of this entry failed just now.
+    fn reload_failed(&self) {
+        let nanos = u64::try_from(self.loaded.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.failed.store(nanos.max(1), Ordering::Release);
+    }
+
+    /// Whether a reload of this entry failed at or after `since`.
+    fn reload_failed_since(&self, since: Instant) -> bool {
+        match self.failed.load(Ordering::Acquire) {
+            0 => false,
+            nanos => self.loaded + Duration::from_nanos(nanos) >= since,
         }
     }
 
@@ -107,8 +133,8 @@ impl Entry {
 // === impl KeyCache ===
 
 impl KeyCache {
-    /// A cache with the TTLs of `cfg`.
-    pub fn new(cfg: &StoreConfig) -> Self {
+    /// A cache with the TTLs of `cfg`, recording into `metrics`.
+    pub fn new(cfg: &StoreConfig, metrics: Arc<Metrics>) -> Self {
         let entries = Cache::builder()
             .max_capacity(CAPACITY)
             .time_to_live(cfg.cache_ttl + cfg.max_stale)
@@ -125,6 +151,7 @@ impl KeyCache {
             unknown,
             ttl: cfg.cache_ttl,
             max_stale: cfg.max_stale,
+            metrics,
         }
     }
 
@@ -132,10 +159,12 @@ impl KeyCache {
     pub async fn lookup(&self, store: &Store, id: &str) -> Result<Option<Arc<Entry>>, StoreError> {
         if let Some(entry) = self.entries.get(id).await {
             if entry.loaded.elapsed() < self.ttl {
+                self.metrics.key_cache(CacheResult::Hit);
                 return Ok(Some(entry));
             }
         } else if let Some(unknown) = &self.unknown {
             if unknown.contains_key(id) {
+                self.metrics.key_cache(CacheResult::Unknown);
                 return Ok(None);
             }
         }
@@ -147,26 +176,50 @@ impl KeyCache {
     async fn load(&self, store: &Store, id: &str) -> Result<Option<Arc<Entry>>, StoreError> {
         let ttl = self.ttl;
         let stale_limit = self.ttl + self.max_stale;
+        let metrics = &self.metrics;
+        let asked = Instant::now();
         let result = self
             .entries
             .entry(id.to_owned())
             .and_try_compute_with(|existing| {
                 async move {
                     if let Some(e) = &existing {
+                        let e = e.value();
                         // Another caller reloaded it while we waited.
-                        if e.value().loaded.elapsed() < ttl {
+                        if e.loaded.elapsed() < ttl {
+                            metrics.key_cache(CacheResult::Hit);
                             return Ok::<_, StoreError>(Op::Nop);
                         }
+                        // Another caller's reload failed while we waited: asking the store
+                        // again now would queue every waiter behind one deadline after another.
+                        if e.reload_failed_since(asked) && e.loaded.elapsed() < stale_limit {
+                            metrics.key_cache(CacheResult::Stale);
+                            return Ok(Op::Nop);
+                        }
                     }
-                    match load_session(store, id).await {
-                        Ok(Some(session)) => Ok(Op::Put(Arc::new(Entry::new(session)))),
-                        Ok(None) => Ok(Op::Remove),
+                    let started = Instant::now();
+                    let loaded = load_session(store, id).await;
+                    metrics.store_call(started.elapsed(), loaded.is_err());
+                    match loaded {
+                        Ok(Some(session)) => {
+                            metrics.key_cache(CacheResult::Miss);
+                            Ok(Op::Put(Arc::new(Entry::new(session))))
+                        }
+                        Ok(None) => {
+                            metrics.key_cache(CacheResult::Miss);
+                            Ok(Op::Remove)
+                        }
                         Err(e) => match existing {
                             Some(stale) if stale.value().loaded.elapsed() < stale_limit => {
+                                stale.value().reload_failed();
+                                metrics.key_cache(CacheResult::Stale);
                                 tracing::warn!(error = %e, "store unavailable; serving a cached key");
                                 Ok(Op::Nop)
                             }
-                            _ => Err(e),
+                            _ => {
+                                metrics.key_cache(CacheResult::Miss);
+                                Err(e)
+                            }
                         },
                     }
                 }

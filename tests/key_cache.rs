@@ -1,0 +1,595 @@
+//! The validated-key cache seen from outside, on the real Redis: two replicas sharing one
+//! Redis (a logout on one is rejected on the other at once), a Redis outage (cached sessions
+//! served up to `max_stale`, everything else 503, never 401, recovery without a restart), and
+//! the identity metrics on `/metrics`.
+//!
+//! The shared tests use the Redis at `127.0.0.1:6379` (which `.ci/run` starts) under a random
+//! key prefix each, and fail loudly when it does not answer. The outage test starts a private
+//! `redis-server` on a free port and kills it by PID. Every wait is bounded; the one timing
+//! assertion is the issue's acceptance criterion for invalidation (100 ms).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use http::{Method, Request, StatusCode};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use common::*;
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+const PASSWORD: &str = "correct horse battery";
+
+// === harness ===
+
+fn random_prefix() -> String {
+    format!("portcullis-test:{}:", Uuid::new_v4().simple())
+}
+
+/// A config with `policy.default = "authenticated"`, the given store URL and key prefix, extra
+/// `[store]` lines, and fast argon2 parameters (these tests are about the cache, not hashing).
+fn cache_config(upstream: SocketAddr, store_url: &str, prefix: &str, store_extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n\
+         [upstream]\nurl = \"http://{upstream}\"\n\n\
+         [store]\nurl = \"{store_url}\"\nkey_prefix = \"{prefix}\"\n{store_extra}\n\n\
+         [passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n\
+         [session]\ncookie_secure = false\n"
+    )
+}
+
+/// Deletes every key under `prefix` on the shared test Redis.
+async fn cleanup(prefix: &str) {
+    let Ok(client) = redis::Client::open(REDIS) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    for key in keys {
+        let _: Result<i64, _> = redis::cmd("DEL").arg(key).query_async(&mut conn).await;
+    }
+}
+
+/// Fails, naming what is missing, unless the shared test Redis answers.
+async fn require_redis() {
+    let answered = async {
+        let client = redis::Client::open(REDIS).ok()?;
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()
+    };
+    let pong = tokio::time::timeout(Duration::from_secs(5), answered).await;
+    assert!(
+        matches!(pong, Ok(Some(_))),
+        "Redis at {REDIS} does not answer. These tests need a real Redis: start redis-server \
+         (.ci/run does) — they never skip."
+    );
+}
+
+fn json_request(path: &str, body: &Value, token: Option<&str>) -> Request<TestBody> {
+    let mut b = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header("host", "app.test")
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        b = b.header("coder-session-token", t);
+    }
+    b.body(full(body.to_string())).unwrap()
+}
+
+/// A proxied (non-API) request carrying `token`, if any.
+fn proxied(token: Option<&str>) -> Request<TestBody> {
+    let mut b = Request::builder().uri("/app").header("host", "app.test");
+    if let Some(t) = token {
+        b = b.header("coder-session-token", t);
+    }
+    b.body(empty()).unwrap()
+}
+
+async fn call(addr: SocketAddr, req: Request<TestBody>) -> (StatusCode, Value) {
+    let resp = send(addr, req).await;
+    let status = resp.status();
+    let text = body_string(resp).await;
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Sends `req` on a kept-alive HTTP/1.1 connection.
+async fn call_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<TestBody>,
+    req: Request<TestBody>,
+) -> (StatusCode, Value) {
+    bounded("the connection ready", sender.ready())
+        .await
+        .expect("connection still open");
+    let resp = bounded("a response", sender.send_request(req))
+        .await
+        .expect("response");
+    let status = resp.status();
+    (status, body_json(resp).await)
+}
+
+async fn create_first_user(addr: SocketAddr) {
+    let (status, body) = call(
+        addr,
+        json_request(
+            "/api/v2/users/first",
+            &json!({"email": "admin@example.com", "username": "admin", "password": PASSWORD}),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn login(addr: SocketAddr, password: &str) -> (StatusCode, Value) {
+    call(
+        addr,
+        json_request(
+            "/api/v2/users/login",
+            &json!({"email": "admin@example.com", "password": password}),
+            None,
+        ),
+    )
+    .await
+}
+
+/// Logs in as the first user and returns the session token.
+async fn token(addr: SocketAddr) -> String {
+    let (status, body) = login(addr, PASSWORD).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["session_token"].as_str().unwrap().to_owned()
+}
+
+async fn readyz(sidecar: &Sidecar) -> StatusCode {
+    send(sidecar.admin, get("admin.test", "/readyz"))
+        .await
+        .status()
+}
+
+/// Subscribers of the invalidation channel of `prefix` on the shared Redis.
+async fn subscribers(prefix: &str) -> i64 {
+    let client = redis::Client::open(REDIS).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test Redis answers");
+    let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(format!("{prefix}invalidate"))
+        .query_async(&mut conn)
+        .await
+        .expect("PUBSUB NUMSUB");
+    counts.first().map_or(0, |(_, n)| *n)
+}
+
+// === two replicas ===
+
+/// The issue's acceptance criterion for invalidation: a token logged out on one replica is
+/// rejected by every other replica within this long of the logout's answer.
+const INVALIDATION_BOUND: Duration = Duration::from_millis(100);
+
+/// Two in-process Portcullis on one Redis and key prefix are two replicas. `cache_ttl` is a
+/// minute, so only the invalidation (not the TTL) can explain B's rejection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_on_one_replica_is_rejected_on_the_other_within_100ms() {
+    require_redis().await;
+    let prefix = random_prefix();
+    let echo = start_echo().await;
+    let cfg = cache_config(echo, REDIS, &prefix, "cache_ttl = \"60s\"");
+    let a = Sidecar::start(&cfg).await;
+    let b = Sidecar::start(&cfg).await;
+    // Both replicas listen for invalidations before anything is invalidated.
+    eventually("both replicas subscribed", || async {
+        subscribers(&prefix).await == 2
+    })
+    .await;
+
+    create_first_user(a.addr).await;
+    let token = token(a.addr).await;
+    // B serves (and so caches) the session A created, over one kept-alive connection.
+    let mut on_b = h1(b.addr).await;
+    for _ in 0..3 {
+        let (status, seen) = call_on(&mut on_b, proxied(Some(&token))).await;
+        assert_eq!(status, StatusCode::OK, "{seen}");
+        assert_eq!(seen_header(&seen, "x-forwarded-user"), vec!["admin"]);
+    }
+
+    let (status, body) = call(
+        a.addr,
+        json_request("/api/v2/users/logout", &json!({}), Some(&token)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let logged_out = Instant::now();
+
+    // Poll B from the moment the logout answered: 200 until B has dropped the key, then 401.
+    let mut polls = 0;
+    let (rejected_after, body) = loop {
+        let (status, body) = call_on(&mut on_b, proxied(Some(&token))).await;
+        polls += 1;
+        let elapsed = logged_out.elapsed();
+        match status {
+            StatusCode::UNAUTHORIZED => break (elapsed, body),
+            StatusCode::OK => {}
+            other => panic!("B answered {other} for a just-logged-out token: {body}"),
+        }
+        assert!(
+            elapsed <= INVALIDATION_BOUND && polls < 500,
+            "B still accepted the token {elapsed:?} and {polls} polls after the logout on A"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    eprintln!("replica B rejected the logged-out token {rejected_after:?} after the logout ({polls} polls)");
+    assert!(
+        rejected_after <= INVALIDATION_BOUND,
+        "B rejected the token only after {rejected_after:?}"
+    );
+    assert_eq!(body["detail"], "API key is invalid.");
+    // And it stays rejected, on both replicas.
+    let (status, _) = call_on(&mut on_b, proxied(Some(&token))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(a.addr, proxied(Some(&token))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    a.shutdown().await;
+    b.shutdown().await;
+    cleanup(&prefix).await;
+}
+
+// === Redis outage ===
+
+/// A private `redis-server` on `port`, persisting every write (append-only file, fsync on
+/// every write) in `dir`, so that a server started again after a kill has the same data.
+/// Killed by PID when dropped.
+struct RedisServer {
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    async fn start(port: u16, dir: &Path) -> RedisServer {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (install the redis-server package)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < BOUND,
+                "redis-server did not listen on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        RedisServer { child: Some(child) }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the server by PID: a stopped server keeps its
+    /// sockets open and answers nothing, like a hung or partitioned Redis.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// SIGKILL: no goodbye to the clients, as in a crash.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A stopped process dies of SIGKILL too.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+const CACHE_TTL: Duration = Duration::from_millis(200);
+const MAX_STALE: Duration = Duration::from_secs(2);
+/// Clock slack around the stale limit (moka's expiry and ours read different clocks).
+const SLACK: Duration = Duration::from_millis(50);
+
+/// Redis killed mid-test: the cached token keeps working until `cache_ttl + max_stale` after
+/// it was read, then gets 503; an uncached token, a login and `/readyz` get 503 at once; no
+/// valid token ever gets 401; and once Redis is back on the same port, everything works
+/// again without restarting Portcullis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_serves_cached_sessions_up_to_max_stale_then_503_and_recovers() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let port = free_port();
+    let mut server = RedisServer::start(port, dir.path()).await;
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&cache_config(
+        echo,
+        &format!("redis://127.0.0.1:{port}"),
+        &random_prefix(),
+        "cache_ttl = \"200ms\"\nmax_stale = \"2s\"\ncommand_timeout = \"300ms\"",
+    ))
+    .await;
+    let addr = sidecar.addr;
+    eventually("/readyz 200 with Redis up", || async {
+        readyz(&sidecar).await == StatusCode::OK
+    })
+    .await;
+    create_first_user(addr).await;
+    let cached = token(addr).await;
+    let uncached = token(addr).await;
+
+    // Read the cached token's session once, then kill Redis.
+    let before_use = Instant::now();
+    let (status, body) = call(addr, proxied(Some(&cached))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let after_use = Instant::now();
+    server.kill();
+
+    // The cached token: 200 while surely within cache_ttl + max_stale of its read, 503 once
+    // surely past it, and nothing else ever.
+    let limit = CACHE_TTL + MAX_STALE;
+    let (mut served_stale, mut refused_past_limit) = (0, false);
+    let mut first_refusal = None;
+    while !refused_past_limit {
+        let started = Instant::now();
+        let (status, body) = bounded(
+            "a request during the outage",
+            call(addr, proxied(Some(&cached))),
+        )
+        .await;
+        let ended = Instant::now();
+        match status {
+            StatusCode::OK => {
+                assert!(
+                    started < after_use + limit + SLACK,
+                    "a cached key was served {:?} after its read, past cache_ttl + max_stale",
+                    started - after_use
+                );
+                if started > after_use + CACHE_TTL {
+                    served_stale += 1;
+                }
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(
+                    ended + SLACK >= before_use + limit,
+                    "a cached key got 503 {:?} after its read, within cache_ttl + max_stale",
+                    ended - before_use
+                );
+                first_refusal.get_or_insert(ended - after_use);
+                refused_past_limit = started > after_use + limit + SLACK;
+            }
+            other => panic!("a valid cached token got {other} during the outage: {body}"),
+        }
+        assert!(
+            before_use.elapsed() < limit + BOUND,
+            "the cached token was never refused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served_stale > 0, "the cached token was never served stale");
+    eprintln!(
+        "outage: cached token served stale {served_stale} times, first 503 {:?} after its read \
+         (limit {limit:?})",
+        first_refusal.unwrap_or_default()
+    );
+
+    // Never read: 503 on the first try, and promptly (one store deadline, not a hang).
+    for token in [uncached.clone(), format!("AAAAAAAAAA-{}", "b".repeat(22))] {
+        let started = Instant::now();
+        let (status, body) = call(addr, proxied(Some(&token))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let took = started.elapsed();
+        eprintln!("outage: a never-cached token got 503 in {took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        assert_eq!(body["message"], "Service unavailable.");
+    }
+    let (status, body) = login(addr, PASSWORD).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(readyz(&sidecar).await, StatusCode::SERVICE_UNAVAILABLE);
+    let text = sidecar.metrics().await;
+    assert!(metric(&text, r#"portcullis_key_cache_total{result="stale"}"#) >= 1.0);
+    assert!(metric(&text, "portcullis_store_errors_total") >= 1.0);
+    assert!(
+        metric(
+            &text,
+            r#"portcullis_auth_total{result="store_unavailable"}"#
+        ) >= 1.0
+    );
+    assert_eq!(
+        metric(&text, r#"portcullis_auth_total{result="invalid"}"#),
+        0.0
+    );
+    assert_eq!(
+        metric(&text, r#"portcullis_logins_total{result="error"}"#),
+        1.0
+    );
+
+    // Redis back on the same port, with its data: the same Portcullis recovers.
+    let _server = RedisServer::start(port, dir.path()).await;
+    let restarted = Instant::now();
+    eventually("/readyz 200 after Redis is back", || async {
+        readyz(&sidecar).await == StatusCode::OK
+    })
+    .await;
+    for token in [&cached, &uncached] {
+        eventually("a session works again after Redis is back", || async {
+            let (status, body) = call(addr, proxied(Some(token))).await;
+            assert!(
+                matches!(status, StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE),
+                "a valid token got {status} while Redis came back: {body}"
+            );
+            status == StatusCode::OK
+        })
+        .await;
+    }
+    eprintln!(
+        "outage: sessions work {:?} after Redis restarted",
+        restarted.elapsed()
+    );
+    let fresh = token(addr).await;
+    let (status, body) = call(addr, proxied(Some(&fresh))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    sidecar.shutdown().await;
+}
+
+/// Redis hung (SIGSTOP: connections open, no answers): concurrent requests for one cached key
+/// past `cache_ttl` are all served stale after one store deadline, not queued behind one
+/// another's deadlines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_redis_serves_concurrent_requests_for_a_cached_key_after_one_deadline() {
+    const CONCURRENT: usize = 10;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let port = free_port();
+    let server = RedisServer::start(port, dir.path()).await;
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&cache_config(
+        echo,
+        &format!("redis://127.0.0.1:{port}"),
+        &random_prefix(),
+        "cache_ttl = \"200ms\"\nmax_stale = \"30s\"\ncommand_timeout = \"300ms\"",
+    ))
+    .await;
+    let addr = sidecar.addr;
+    eventually("/readyz 200 with Redis up", || async {
+        readyz(&sidecar).await == StatusCode::OK
+    })
+    .await;
+    create_first_user(addr).await;
+    let token = token(addr).await;
+    let (status, body) = call(addr, proxied(Some(&token))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    server.signal("STOP");
+    tokio::time::sleep(CACHE_TTL + SLACK).await;
+    let started = Instant::now();
+    let requests: Vec<_> = (0..CONCURRENT)
+        .map(|_| {
+            let token = token.clone();
+            tokio::spawn(async move {
+                let (status, body) = call(addr, proxied(Some(&token))).await;
+                (status, body, started.elapsed())
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for request in requests {
+        let (status, body, took) = request.await.expect("request task");
+        assert_eq!(status, StatusCode::OK, "a cached key during a hang: {body}");
+        slowest = slowest.max(took);
+    }
+    eprintln!("{CONCURRENT} concurrent stale requests during a Redis hang: slowest {slowest:?}");
+    // Queued one store deadline (300 ms) after another they would take about 3 s.
+    assert!(
+        slowest < Duration::from_millis(1500),
+        "concurrent requests for one stale key waited {slowest:?}"
+    );
+    server.signal("CONT");
+    sidecar.shutdown().await;
+}
+
+// === metrics ===
+
+/// Logins, key cache results and proxied authentication results on `/metrics`, counted
+/// exactly (the sidecar is this test's alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_logins_cache_results_and_proxied_auth_results() {
+    require_redis().await;
+    let prefix = random_prefix();
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&cache_config(echo, REDIS, &prefix, "")).await;
+    let addr = sidecar.addr;
+    create_first_user(addr).await;
+
+    let (status, _) = login(addr, "wrong password").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let token = token(addr).await;
+    // One miss (the store read), then two hits.
+    for _ in 0..3 {
+        let (status, body) = call(addr, proxied(Some(&token))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // No token; a malformed one; an unknown id twice (a miss, then the negative cache).
+    let unknown = format!("AAAAAAAAAA-{}", "b".repeat(22));
+    for token in [None, Some("short"), Some(&unknown[..]), Some(&unknown[..])] {
+        let (status, _) = call(addr, proxied(token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    let text = sidecar.metrics().await;
+    for (series, value) in [
+        (r#"portcullis_logins_total{result="ok"}"#, 1.0),
+        (r#"portcullis_logins_total{result="bad_credentials"}"#, 1.0),
+        (r#"portcullis_logins_total{result="error"}"#, 0.0),
+        (r#"portcullis_key_cache_total{result="hit"}"#, 2.0),
+        (r#"portcullis_key_cache_total{result="miss"}"#, 2.0),
+        (r#"portcullis_key_cache_total{result="unknown"}"#, 1.0),
+        (r#"portcullis_key_cache_total{result="stale"}"#, 0.0),
+        (r#"portcullis_auth_total{result="ok"}"#, 3.0),
+        (r#"portcullis_auth_total{result="missing"}"#, 1.0),
+        (r#"portcullis_auth_total{result="invalid"}"#, 3.0),
+        (r#"portcullis_auth_total{result="store_unavailable"}"#, 0.0),
+        ("portcullis_store_call_seconds_count", 2.0),
+        ("portcullis_store_errors_total", 0.0),
+    ] {
+        assert_eq!(metric(&text, series), value, "{series} in:\n{text}");
+    }
+
+    // API requests authenticate through the same cache but are not proxied requests.
+    let me = Request::builder()
+        .uri("/api/v2/users/me")
+        .header("host", "app.test")
+        .header("coder-session-token", &token)
+        .body(empty())
+        .unwrap();
+    let (status, body) = call(addr, me).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let text = sidecar.metrics().await;
+    assert_eq!(metric(&text, r#"portcullis_auth_total{result="ok"}"#), 3.0);
+    assert_eq!(
+        metric(&text, r#"portcullis_key_cache_total{result="hit"}"#),
+        3.0
+    );
+
+    sidecar.shutdown().await;
+    cleanup(&prefix).await;
+}
