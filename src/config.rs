@@ -24,6 +24,10 @@ pub const CONFIG_ENV: &str = "PORTCULLIS_CONFIG";
 /// The prefix of environment overrides.
 pub const ENV_PREFIX: &str = "PORTCULLIS_";
 
+/// The longest key lifetime a config may name (1000 years): any expiry it gives is a valid
+/// timestamp.
+const MAX_KEY_LIFETIME: Duration = Duration::from_secs(1000 * 365 * 24 * 3600);
+
 /// Why a configuration could not be loaded. Every variant names where the problem is.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -93,6 +97,8 @@ pub struct Config {
     pub passwords: PasswordsConfig,
     /// `[rate_limit]`.
     pub rate_limit: RateLimitConfig,
+    /// `[tokens]`.
+    pub tokens: TokensConfig,
 }
 
 /// `[api]`: where the Coder-compatible API is served.
@@ -140,6 +146,20 @@ pub struct RateLimitConfig {
     pub account_failures: u64,
     /// The window of `account_failures` (`account_window`, default 5 m).
     pub account_window: Duration,
+}
+
+/// `[tokens]`: lifetimes of API keys that are not login sessions (spec §7.3, §7.5).
+#[derive(Debug, Clone)]
+pub struct TokensConfig {
+    /// Lifetime of a new key when none is asked for (`default_lifetime`, default 168 h): keys
+    /// from `POST /users/{user}/keys` and `portcullis token create` without `--lifetime`. At
+    /// most `max_lifetime`.
+    pub default_lifetime: Duration,
+    /// Longest lifetime a token may ask for (`max_lifetime`, default 876600 h, about 100 years).
+    pub max_lifetime: Duration,
+    /// Longest lifetime a token of a user holding the site role `owner` may ask for
+    /// (`max_admin_lifetime`, default 168 h): stricter for admins, as in Coder.
+    pub max_admin_lifetime: Duration,
 }
 
 /// `[server]`: listeners, limits and timeouts of the client side.
@@ -351,6 +371,16 @@ struct FileConfig {
     passwords: FilePasswords,
     #[serde(default)]
     rate_limit: FileRateLimit,
+    #[serde(default)]
+    tokens: FileTokens,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTokens {
+    default_lifetime: Option<String>,
+    max_lifetime: Option<String>,
+    max_admin_lifetime: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -741,6 +771,37 @@ impl Config {
             )?,
         };
 
+        let tk = file.tokens;
+        let tokens = TokensConfig {
+            default_lifetime: duration(
+                "tokens.default_lifetime",
+                tk.default_lifetime.as_deref(),
+                "168h",
+            )?,
+            max_lifetime: duration("tokens.max_lifetime", tk.max_lifetime.as_deref(), "876600h")?,
+            max_admin_lifetime: duration(
+                "tokens.max_admin_lifetime",
+                tk.max_admin_lifetime.as_deref(),
+                "168h",
+            )?,
+        };
+        if tokens.default_lifetime > tokens.max_lifetime {
+            return Err(ConfigError::invalid(
+                "tokens.default_lifetime",
+                "must not be longer than tokens.max_lifetime",
+            ));
+        }
+        // Lifetimes become `time::Duration`s and expiry timestamps; refuse what cannot.
+        for (key, d) in [
+            ("tokens.default_lifetime", tokens.default_lifetime),
+            ("tokens.max_lifetime", tokens.max_lifetime),
+            ("tokens.max_admin_lifetime", tokens.max_admin_lifetime),
+        ] {
+            if d > MAX_KEY_LIFETIME {
+                return Err(ConfigError::invalid(key, "must be at most 1000 years"));
+            }
+        }
+
         Ok(Config {
             server,
             upstream,
@@ -752,6 +813,7 @@ impl Config {
             identity,
             passwords,
             rate_limit,
+            tokens,
         })
     }
 }

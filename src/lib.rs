@@ -22,6 +22,8 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`signal`]: the shutdown signal (SIGTERM, SIGINT).
 //! - [`store`]: users, organizations, API keys, counters and invalidation; memory or Redis.
+//! - [`users`]: user management shared by the API and the command line (create, password,
+//!   status, delete, issue keys), with the invalidations each publishes.
 //! - [`echo`]: `portcullis echo`, the inspection upstream.
 //! - [`logging`]: tracing set-up.
 
@@ -48,6 +50,7 @@ pub mod signal;
 pub mod store;
 pub mod tls;
 pub mod upstream;
+pub mod users;
 
 pub use app::App;
 pub use config::Config;

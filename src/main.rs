@@ -1,8 +1,8 @@
 //! The `portcullis` command: parse arguments, load the config before binding anything, bind,
 //! serve until SIGTERM/SIGINT, exit.
 //!
-//! Exit codes: 0 clean exit; 1 `check-config` found a problem, or a listener could not bind;
-//! 64 `serve` was given a bad config.
+//! Exit codes: 0 clean exit; 1 `check-config` found a problem, a listener could not bind, or a
+//! `user`/`token` command failed; 64 `serve` was given a bad config.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand};
 use portcullis::config::{Config, CONFIG_ENV};
 use portcullis::server::{self, Listeners};
 use portcullis::{echo, logging, signal, App};
+
+mod cli;
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +40,16 @@ enum Command {
         #[arg(long, env = CONFIG_ENV)]
         config: PathBuf,
     },
+    /// Manage users on the store the config names.
+    User {
+        #[command(subcommand)]
+        command: cli::UserCommand,
+    },
+    /// Create API tokens on the store the config names.
+    Token {
+        #[command(subcommand)]
+        command: cli::TokenCommand,
+    },
     /// Run a small upstream that answers every request with a JSON description of it.
     Echo {
         /// Address to listen on.
@@ -51,6 +63,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
+        Command::User { command } => cli::user(command),
+        Command::Token { command } => cli::token(command),
         Command::Echo { listen } => echo(listen),
     }
 }

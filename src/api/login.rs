@@ -13,12 +13,13 @@ use time::OffsetDateTime;
 
 use crate::api::{self, tag_failed, ApiError, ApiResult};
 use crate::app::App;
-use crate::auth::session::KEY_RETENTION;
-use crate::auth::token::{self, Token, SESSION_COOKIE};
+use crate::auth::scope;
+use crate::auth::token::SESSION_COOKIE;
 use crate::body::Body;
 use crate::metrics::LoginResult;
 use crate::proxy::Peer;
-use crate::store::{AllowListEntry, ApiKey, Invalidation, LoginType, StoreError, User, UserStatus};
+use crate::store::{Invalidation, LoginType, StoreError, User, UserStatus};
+use crate::users::{NewKey, Users};
 
 #[derive(Deserialize)]
 struct LoginRequest {
@@ -172,7 +173,7 @@ async fn attempt(
         app.store.update_user(&user).await?;
     }
 
-    let token = new_session_key(app, &user, peer, now).await?;
+    let token = new_session_key(app, &user, peer).await?;
     let cookie = session_cookie(app, &token);
     let mut resp = api::json(
         StatusCode::CREATED,
@@ -215,39 +216,17 @@ pub async fn logout(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
     Ok(resp)
 }
 
-/// Creates and stores a `coder:all` session key for `user` (§3.2 step 8) and returns the
-/// token, the only time its secret exists in the clear.
-pub async fn new_session_key(
-    app: &App,
-    user: &User,
-    peer: &Peer,
-    now: OffsetDateTime,
-) -> Result<String, ApiError> {
-    let token = Token::generate().map_err(ApiError::internal)?;
-    let lifetime = app.config.session.lifetime;
-    let lifetime = time::Duration::try_from(lifetime).map_err(ApiError::internal)?;
-    let key = ApiKey {
-        id: token.id().as_str().to_owned(),
-        hashed_secret: token::hash_secret(token.secret()),
-        user_id: user.id,
-        last_used: now,
-        expires_at: now + lifetime,
-        created_at: now,
-        updated_at: now,
+/// Creates and stores a `coder:all` session key for `user` (§3.2 step 8), lasting
+/// `session.lifetime`, and returns the token, the only time its secret exists in the clear.
+pub async fn new_session_key(app: &App, user: &User, peer: &Peer) -> Result<String, ApiError> {
+    let key = NewKey {
         login_type: LoginType::Password,
-        lifetime_seconds: lifetime.whole_seconds(),
-        ip_address: peer.addr.ip().to_string(),
+        lifetime: app.config.session.lifetime,
+        scopes: vec![scope::ALL.to_owned()],
         token_name: String::new(),
-        scopes: vec!["coder:all".into()],
-        allow_list: vec![AllowListEntry {
-            resource_type: "*".into(),
-            id: "*".into(),
-        }],
+        ip_address: peer.addr.ip().to_string(),
     };
-    app.store
-        .insert_key(&key, key.expires_at + KEY_RETENTION)
-        .await?;
-    Ok(token.reveal())
+    Ok(Users::of(app).issue_key(user, key).await?)
 }
 
 fn session_cookie(app: &App, token: &str) -> HeaderValue {

@@ -2,6 +2,8 @@
 //! the error shape. One file per endpoint family.
 
 pub mod login;
+pub mod password;
+pub mod tokens;
 pub mod users;
 
 use std::sync::Arc;
@@ -15,9 +17,12 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::auth::session::{self, AuthError, Authenticated};
+use crate::auth::PasswordError;
 use crate::body::Body;
 use crate::error::{json_response, message_response};
 use crate::proxy::Peer;
+use crate::store::UserStatus;
+use crate::users::UserError;
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 1024 * 1024;
@@ -116,6 +121,66 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<UserError> for ApiError {
+    /// Coder's answers for failed user operations; endpoints with a more specific answer
+    /// (such as `Invalid password.` for a weak new password) map those cases themselves.
+    fn from(e: UserError) -> Self {
+        let bad =
+            |message: &str, detail: &str| ApiError::new(StatusCode::BAD_REQUEST, message, detail);
+        match e {
+            UserError::Invalid(validations) => ApiError::validation(validations),
+            UserError::WeakPassword(detail) => not_strong_enough(&detail),
+            UserError::PasswordNotAllowed(login_type) => bad(
+                &format!(
+                    "Password cannot be set for non-password (\"{}\") authentication.",
+                    login_type.as_str()
+                ),
+                "",
+            ),
+            UserError::NotPasswordUser => bad(
+                "Users without password login type cannot change their password.",
+                "",
+            ),
+            UserError::SamePassword => bad("New password cannot match old password.", ""),
+            UserError::Conflict(field) => ApiError::with_validations(
+                StatusCode::CONFLICT,
+                "User already exists.",
+                vec![Validation {
+                    field: field.into(),
+                    detail: "This value is already in use and should be unique.".into(),
+                }],
+            ),
+            UserError::TokenNameTaken(name) => ApiError::with_validations(
+                StatusCode::CONFLICT,
+                &format!("A token with name \"{name}\" already exists."),
+                vec![Validation {
+                    field: "name".into(),
+                    detail: "This value is already in use and should be unique.".into(),
+                }],
+            ),
+            UserError::NoSuchOrg(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                &format!("Organization does not exist with the provided id \"{id}\"."),
+                "",
+            ),
+            UserError::NoSuchUser => not_found(),
+            e @ UserError::UnknownRole(_) => bad("Invalid role.", &e.to_string()),
+            e @ UserError::UnknownScope(_) => bad("Failed to create API key.", &e.to_string()),
+            UserError::Lifetime(detail) => {
+                bad("Failed to validate create API key request.", &detail)
+            }
+            UserError::Store(e) => e.into(),
+            UserError::Password(PasswordError::Busy) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable.",
+                "Too many password checks at once. Try again shortly.",
+            ),
+            UserError::Password(e) => ApiError::internal(e),
+            UserError::Rng(e) => ApiError::internal(e),
+        }
+    }
+}
+
 /// Handles a request whose path starts with `api.prefix`; `path` is the rest, starting with
 /// `/`.
 pub async fn handle(
@@ -132,7 +197,17 @@ pub async fn handle(
         (&Method::GET, ["users", "authmethods"]) => login::auth_methods(app),
         (&Method::POST, ["users", "login"]) => login::login(app, peer, req).await,
         (&Method::POST, ["users", "logout"]) => login::logout(app, req).await,
+        (&Method::POST, ["users"]) => users::create(app, req).await,
         (&Method::GET, ["users", user]) => users::get(app, req, user).await,
+        (&Method::DELETE, ["users", user]) => users::delete(app, req, user).await,
+        (&Method::PUT, ["users", user, "password"]) => password::change(app, peer, req, user).await,
+        (&Method::PUT, ["users", user, "status", "suspend"]) => {
+            users::set_status(app, req, user, UserStatus::Suspended).await
+        }
+        (&Method::PUT, ["users", user, "status", "activate"]) => {
+            users::set_status(app, req, user, UserStatus::Active).await
+        }
+        (&Method::POST, ["users", user, "keys"]) => tokens::create_key(app, peer, req, user).await,
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "Route not found.", "")),
     };
     result.unwrap_or_else(ApiError::into_response)
@@ -166,6 +241,31 @@ pub async fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Authenti
     Ok(session::authenticate(&app.store, &app.keys, req.headers(), req.uri()).await?)
 }
 
+/// Coder's answer for a resource that is missing or that the caller may not see.
+pub fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "Resource not found or you do not have access to this resource",
+        "",
+    )
+}
+
+/// `403 Forbidden.` with Coder's detail (§0.2): authenticated, but not allowed to change this.
+pub fn forbidden() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "Forbidden.",
+        "You don't have permission to view this content. If you believe this is a mistake, please contact your administrator or try signing in with different credentials.",
+    )
+}
+
+/// `204 No Content`.
+pub fn no_content() -> ApiResult {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    Ok(resp)
+}
+
 /// A JSON response.
 pub fn json(status: StatusCode, value: &impl Serialize) -> ApiResult {
     Ok(json_response(status, value))
@@ -177,4 +277,16 @@ pub fn tag_failed(field: &str, tag: &str, value: &str) -> Validation {
         field: field.to_owned(),
         detail: format!("Validation failed for tag {tag:?} with value: {value:?}"),
     }
+}
+
+/// `400 Password not strong enough!` with the rule's text on `password` (§7.6, §7.8).
+fn not_strong_enough(detail: &str) -> ApiError {
+    ApiError::with_validations(
+        StatusCode::BAD_REQUEST,
+        "Password not strong enough!",
+        vec![Validation {
+            field: "password".into(),
+            detail: detail.into(),
+        }],
+    )
 }

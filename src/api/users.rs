@@ -1,5 +1,6 @@
-//! Users: the first user, reading a user (spec/coder-api.md §7.2, §7.6), and Coder's `User`
-//! JSON shape.
+//! Users: the first user, reading, creating, suspending, activating and deleting users
+//! (spec/coder-api.md §7.2, §7.6, §7.8), Coder's `User` JSON shape, and [`may`], the one place
+//! that decides what a caller may do to a user.
 
 use std::sync::Arc;
 
@@ -10,11 +11,14 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::api::login::looks_like_email;
-use crate::api::{self, tag_failed, ApiError, ApiResult, Validation};
+use crate::api::{self, tag_failed, ApiError, ApiResult};
 use crate::app::App;
 use crate::auth::session::Authenticated;
-use crate::store::{LoginType, Membership, Organization, User, UserStatus};
+use crate::store::cache::Session;
+use crate::store::{LoginType, Membership, User, UserStatus};
+use crate::users::{
+    password_weakness, validate_email, validate_name, validate_username, NewUser, UserError, Users,
+};
 
 /// The store's claim that makes first-user creation single-winner across replicas. It
 /// expires, so that a creation that failed half-way (a store blip) can be retried; once the
@@ -24,6 +28,28 @@ const FIRST_USER_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs
 
 /// Site roles allowed to read any user (§7.2).
 const READ_ANY_USER: [&str; 4] = ["owner", "user-admin", "auditor", "template-admin"];
+
+/// Site roles allowed to create, suspend, activate, delete any user and set their passwords
+/// (§11.3: `user` create/update/delete/update_personal site-wide).
+const MANAGE_USERS: [&str; 2] = ["owner", "user-admin"];
+
+/// Site roles allowed to create API keys for any user (§11.3: `api_key` site-wide).
+const KEYS_FOR_ANYONE: [&str; 1] = ["owner"];
+
+/// What a caller wants to do to a user, for [`may`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserAction {
+    /// See the user (`user:read`).
+    Read,
+    /// Create users (`user:create`).
+    Create,
+    /// Suspend, activate or delete the user (`user:update`, `user:delete`).
+    Manage,
+    /// Set the user's password (`user:update_personal`).
+    SetPassword,
+    /// Create an API key owned by the user (`api_key:create`).
+    CreateKey,
+}
 
 /// Coder's `User` (§7.2).
 #[derive(Debug, Serialize)]
@@ -62,6 +88,25 @@ struct CreateFirstUser {
     name: String,
     #[serde(default)]
     password: String,
+}
+
+/// `codersdk.CreateUserRequestWithOrgs` (§7.8).
+#[derive(Deserialize)]
+struct CreateUser {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    login_type: String,
+    #[serde(default)]
+    organization_ids: Option<Vec<Uuid>>,
+    #[serde(default)]
+    user_status: Option<String>,
 }
 
 // === impl UserJson ===
@@ -106,6 +151,52 @@ fn display_name(role: &str) -> String {
     .to_owned()
 }
 
+// === impl UserAction ===
+
+impl UserAction {
+    /// The scopes of the caller's key that allow this action (spec §1.2: a scope never grants
+    /// by itself, it only limits what the roles allow).
+    fn scopes(self) -> &'static [&'static str] {
+        match self {
+            UserAction::Read => &[],
+            UserAction::Create | UserAction::Manage => &["coder:all", "user:*"],
+            UserAction::SetPassword => &["coder:all", "user:*", "user:update_personal"],
+            UserAction::CreateKey => &[
+                "coder:all",
+                "api_key:*",
+                "api_key:create",
+                "coder:apikeys.manage_self",
+            ],
+        }
+    }
+}
+
+/// Whether the caller of `session` may do `action` to `target` (`None` for
+/// [`UserAction::Create`]).
+///
+/// The interim rule until the RBAC evaluator (spec §11) replaces this one function: the site
+/// roles `owner` and `user-admin` manage any user; `owner` also creates keys for anyone; the
+/// readers of §7.2 read anyone; everyone reads themselves, sets their own password and creates
+/// their own keys. The caller's key must also carry a scope that covers a change (so a
+/// `workspace:read` token of an owner manages nobody, and `coder:apikeys.manage_self` makes
+/// keys for its own user only); reading is decided by roles alone.
+pub fn may(session: &Session, target: Option<&User>, action: UserAction) -> bool {
+    let actor = &session.user;
+    let holds = |roles: &[&str]| actor.roles.iter().any(|r| roles.contains(&r.as_str()));
+    let itself = target.is_some_and(|t| t.id == actor.id);
+    let by_role = match action {
+        UserAction::Read => itself || holds(&READ_ANY_USER),
+        UserAction::Create | UserAction::Manage => holds(&MANAGE_USERS),
+        UserAction::SetPassword => itself || holds(&MANAGE_USERS),
+        UserAction::CreateKey => itself || holds(&KEYS_FOR_ANYONE),
+    };
+    let by_scope = action.scopes().is_empty()
+        || session.key.scopes.iter().any(|s| {
+            action.scopes().contains(&s.as_str()) && (s != "coder:apikeys.manage_self" || itself)
+        });
+    by_role && by_scope
+}
+
 /// `GET /users/first` (§7.6).
 pub async fn first_exists(app: &Arc<App>) -> ApiResult {
     if app.store.users().await?.is_empty() {
@@ -136,14 +227,7 @@ pub async fn create_first(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
         return Err(ApiError::validation(invalid));
     }
     if let Some(weak) = password_weakness(&body.password) {
-        return Err(ApiError::with_validations(
-            StatusCode::BAD_REQUEST,
-            "Password not strong enough!",
-            vec![Validation {
-                field: "password".into(),
-                detail: weak.into(),
-            }],
-        ));
+        return Err(UserError::WeakPassword(weak.into()).into());
     }
     let already = || {
         ApiError::new(
@@ -155,93 +239,203 @@ pub async fn create_first(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
     if !app.store.users().await?.is_empty() {
         return Err(already());
     }
-    let hash = app
-        .passwords
-        .hash(&body.password)
-        .await
-        .map_err(ApiError::internal)?;
-    let user_id = Uuid::new_v4();
+    let claim = Uuid::new_v4();
     if !app
         .store
         .set_if_absent(
             FIRST_USER_CLAIM,
-            user_id.as_bytes(),
+            claim.as_bytes(),
             Some(FIRST_USER_CLAIM_TTL),
         )
         .await?
     {
         return Err(already());
     }
-    let now = OffsetDateTime::now_utc();
-    let org = match app.store.default_org().await? {
-        Some(org) => org,
-        None => {
-            let org = Organization {
-                id: Uuid::new_v4(),
-                name: "coder".into(),
-                display_name: "Coder".into(),
-                description: "Builtin default organization.".into(),
-                is_default: true,
-                created_at: now,
-                updated_at: now,
-            };
-            app.store.create_org(&org).await?;
-            org
-        }
-    };
-    let user = User {
-        id: user_id,
-        username: body.username,
-        email: body.email,
-        name: body.name,
-        avatar_url: String::new(),
-        created_at: now,
-        updated_at: now,
-        last_seen_at: now,
-        status: UserStatus::Active,
-        login_type: LoginType::Password,
-        hashed_password: Some(hash),
-        roles: vec!["owner".into()],
-        theme_preference: String::new(),
-    };
-    app.store.create_user(&user).await?;
-    app.store
-        .add_member(&Membership {
-            user_id,
-            organization_id: org.id,
-            roles: Vec::new(),
-            created_at: now,
-            updated_at: now,
+    let (user, memberships) = Users::of(app)
+        .create(NewUser {
+            email: body.email,
+            username: body.username,
+            name: body.name,
+            password: Some(body.password),
+            login_type: LoginType::Password,
+            status: UserStatus::Active,
+            roles: vec!["owner".into()],
+            organization_ids: Vec::new(),
         })
         .await?;
+    let org = memberships.first().map(|m| m.organization_id);
     api::json(
         StatusCode::CREATED,
-        &json!({ "user_id": user_id, "organization_id": org.id }),
+        &json!({ "user_id": user.id, "organization_id": org }),
     )
 }
 
 /// `GET /users/{user}` (§7.2, §0.6): `me`, a UUID or a username. Others are visible to the
 /// site roles that may read users; to anyone else they do not exist.
 pub async fn get(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiResult {
-    let auth = api::authenticate(app, &req).await?;
-    let user = resolve(app, &auth, param).await?;
+    let (auth, user) = target(app, &req, param).await?;
     let session = auth.session();
     if user.id == session.user.id {
         return api::json(StatusCode::OK, &UserJson::new(&user, &session.memberships));
-    }
-    if !session
-        .user
-        .roles
-        .iter()
-        .any(|r| READ_ANY_USER.contains(&r.as_str()))
-    {
-        return Err(not_found());
     }
     let memberships = app.store.memberships_of(user.id).await?;
     api::json(StatusCode::OK, &UserJson::new(&user, &memberships))
 }
 
-/// Resolves the `{user}` path parameter (§0.6).
+/// `POST /users` (§7.8): an admin creates a user, `dormant` until the first login unless
+/// `user_status` says otherwise, in the given organizations or the default one.
+pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
+    let auth = api::authenticate(app, &req).await?;
+    if !may(auth.session(), None, UserAction::Create) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "You are not authorized to create users.",
+            "",
+        ));
+    }
+    let body: CreateUser = api::json_body(req).await?;
+    let mut invalid = Vec::new();
+    validate_email(&body.email, &mut invalid);
+    validate_username(&body.username, &mut invalid);
+    validate_name(&body.name, &mut invalid);
+    let status = match body.user_status.as_deref() {
+        None | Some("") | Some("dormant") => UserStatus::Dormant,
+        Some("active") => UserStatus::Active,
+        Some("suspended") => UserStatus::Suspended,
+        Some(other) => {
+            invalid.push(tag_failed("user_status", "oneof", other));
+            UserStatus::Dormant
+        }
+    };
+    if !invalid.is_empty() {
+        return Err(ApiError::validation(invalid));
+    }
+    let login_type = match body.login_type.as_str() {
+        "" => "password",
+        other => other,
+    };
+    if login_type != "password" && !body.password.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            &format!("Password cannot be set for non-password (\"{login_type}\") authentication."),
+            "",
+        ));
+    }
+    if login_type == "password" && app.config.passwords.disable_password_auth {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Password based authentication is disabled! Unable to provision new users with password authentication.",
+            "",
+        ));
+    }
+    let login_type = match login_type {
+        "password" => LoginType::Password,
+        "none" => LoginType::None,
+        "github" => LoginType::Github,
+        "oidc" => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "You must configure OIDC before creating OIDC users.",
+                "",
+            ))
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                &format!("Unsupported login type \"{other}\" for manually creating new users."),
+                "",
+            ))
+        }
+    };
+    let (user, memberships) = Users::of(app)
+        .create(NewUser {
+            email: body.email,
+            username: body.username,
+            name: body.name,
+            password: Some(body.password).filter(|p| !p.is_empty()),
+            login_type,
+            status,
+            roles: Vec::new(),
+            organization_ids: body.organization_ids.unwrap_or_default(),
+        })
+        .await?;
+    api::json(StatusCode::CREATED, &UserJson::new(&user, &memberships))
+}
+
+/// `DELETE /users/{user}`: deletes the user with every key and membership; nobody may delete
+/// themselves. `200 {"message":"User has been deleted!"}`, as Coder.
+pub async fn delete(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiResult {
+    let (auth, user) = target(app, &req, param).await?;
+    if user.id == auth.session().user.id {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "You cannot delete yourself!",
+            "",
+        ));
+    }
+    if !may(auth.session(), Some(&user), UserAction::Manage) {
+        return Err(api::forbidden());
+    }
+    Users::of(app).delete(user.id).await?;
+    api::json(
+        StatusCode::OK,
+        &json!({ "message": "User has been deleted!" }),
+    )
+}
+
+/// `PUT /users/{user}/status/suspend` and `/status/activate`: the updated `User`. Nobody may
+/// suspend themselves, and an `owner` cannot be suspended until the role is removed (as
+/// Coder). A suspension ends every session of the user at once, on every replica.
+pub async fn set_status(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    param: &str,
+    status: UserStatus,
+) -> ApiResult {
+    let (auth, user) = target(app, &req, param).await?;
+    if status == UserStatus::Suspended {
+        if user.id == auth.session().user.id {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "You cannot suspend yourself.",
+                "",
+            ));
+        }
+        if user.roles.iter().any(|r| r == "owner") {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "You cannot suspend a user with the \"owner\" role. You must remove the role first.",
+                "",
+            ));
+        }
+    }
+    if !may(auth.session(), Some(&user), UserAction::Manage) {
+        return Err(api::forbidden());
+    }
+    let user = Users::of(app).set_status(user.id, status).await?;
+    let memberships = app.store.memberships_of(user.id).await?;
+    api::json(StatusCode::OK, &UserJson::new(&user, &memberships))
+}
+
+/// Authenticates the request, resolves `{user}` (§0.6) and checks that the caller may see
+/// that user: a user the caller may not read does not exist for them (§7.2).
+pub async fn target(
+    app: &App,
+    req: &Request<Incoming>,
+    param: &str,
+) -> Result<(Authenticated, User), ApiError> {
+    let auth = api::authenticate(app, req).await?;
+    let user = resolve(app, &auth, param).await?;
+    if !may(auth.session(), Some(&user), UserAction::Read) {
+        return Err(api::not_found());
+    }
+    Ok((auth, user))
+}
+
+/// Resolves the `{user}` path parameter (§0.6): `me`, a user id, or a username
+/// (case-insensitively). Every route that takes it needs a session, which is checked first,
+/// so `me` always has one here (Coder's `Cannot use "me" without a valid session.` answers
+/// only routes where a session is optional, and there are none).
 pub async fn resolve(app: &App, auth: &Authenticated, param: &str) -> Result<User, ApiError> {
     if param == "me" {
         return Ok(auth.session().user.clone());
@@ -250,53 +444,108 @@ pub async fn resolve(app: &App, auth: &Authenticated, param: &str) -> Result<Use
         Ok(id) => app.store.user(id).await?,
         Err(_) => app.store.user_by_username(param).await?,
     };
-    found.ok_or_else(not_found)
+    found.ok_or_else(api::not_found)
 }
 
-fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "Resource not found or you do not have access to this resource",
-        "",
-    )
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AllowListEntry, ApiKey};
 
-/// Coder's username rule: 1-32 characters of `[a-zA-Z0-9]` in groups joined by single `-`,
-/// and not `new` or `create`.
-pub fn validate_username(username: &str, invalid: &mut Vec<Validation>) {
-    if username.is_empty() {
-        invalid.push(tag_failed("username", "required", ""));
-        return;
+    fn user(roles: &[&str]) -> User {
+        User {
+            id: Uuid::new_v4(),
+            username: "u".into(),
+            email: "u@example.com".into(),
+            name: String::new(),
+            avatar_url: String::new(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+            last_seen_at: OffsetDateTime::UNIX_EPOCH,
+            status: UserStatus::Active,
+            login_type: LoginType::Password,
+            hashed_password: None,
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            theme_preference: String::new(),
+        }
     }
-    let shape_ok = username.len() <= 32
-        && username
-            .split('-')
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if !shape_ok || matches!(username, "new" | "create") {
-        invalid.push(tag_failed("username", "username", username));
-    }
-}
 
-/// Required, and shaped like an email address.
-pub fn validate_email(email: &str, invalid: &mut Vec<Validation>) {
-    if email.is_empty() {
-        invalid.push(tag_failed("email", "required", ""));
-    } else if !looks_like_email(email) {
-        invalid.push(tag_failed("email", "email", email));
+    fn session(actor: &User, scopes: &[&str]) -> Session {
+        Session {
+            key: ApiKey {
+                id: "abcdefghij".into(),
+                hashed_secret: [0; 32],
+                user_id: actor.id,
+                last_used: OffsetDateTime::UNIX_EPOCH,
+                expires_at: OffsetDateTime::UNIX_EPOCH,
+                created_at: OffsetDateTime::UNIX_EPOCH,
+                updated_at: OffsetDateTime::UNIX_EPOCH,
+                login_type: LoginType::Password,
+                lifetime_seconds: 0,
+                ip_address: String::new(),
+                token_name: String::new(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                allow_list: vec![AllowListEntry {
+                    resource_type: "*".into(),
+                    id: "*".into(),
+                }],
+            },
+            user: actor.clone(),
+            memberships: Vec::new(),
+        }
     }
-}
 
-/// Optional; at most 128 characters, no leading or trailing white space.
-pub fn validate_name(name: &str, invalid: &mut Vec<Validation>) {
-    if name.chars().count() > 128 || name.trim() != name {
-        invalid.push(tag_failed("name", "user_real_name", name));
+    /// One row of the table: actor roles, key scopes, acting on itself, the action, the
+    /// expected answer.
+    fn check(roles: &[&str], scopes: &[&str], itself: bool, action: UserAction, allowed: bool) {
+        let actor = user(roles);
+        let other = user(&[]);
+        let target = match action {
+            UserAction::Create => None,
+            _ if itself => Some(&actor),
+            _ => Some(&other),
+        };
+        assert_eq!(
+            may(&session(&actor, scopes), target, action),
+            allowed,
+            "{roles:?} {scopes:?} itself={itself} {action:?}"
+        );
     }
-}
 
-/// The minimal strength rule until the full validator (spec §5) lands: 1 to 64 characters.
-fn password_weakness(password: &str) -> Option<&'static str> {
-    if password.chars().count() > 64 {
-        return Some("password must be no more than 64 characters");
+    #[test]
+    fn who_may_do_what_to_a_user() {
+        use UserAction::*;
+        check(&[], &["coder:all"], true, Read, true);
+        check(&[], &["workspace:read"], true, Read, true);
+        check(&[], &["coder:all"], false, Read, false);
+        check(&["auditor"], &["coder:all"], false, Read, true);
+        check(&["template-admin"], &["coder:all"], false, Read, true);
+        check(&[], &["coder:all"], false, Create, false);
+        check(&["auditor"], &["coder:all"], false, Create, false);
+        check(&["user-admin"], &["coder:all"], false, Create, true);
+        check(&["owner"], &["coder:all"], false, Create, true);
+        check(&["owner"], &["workspace:read"], false, Create, false);
+        check(&["owner"], &["user:*"], false, Manage, true);
+        check(&["user-admin"], &["coder:all"], false, Manage, true);
+        check(&["auditor"], &["coder:all"], false, Manage, false);
+        check(&[], &["coder:all"], true, Manage, false);
+        check(&[], &["coder:all"], true, SetPassword, true);
+        check(&[], &["user:update_personal"], true, SetPassword, true);
+        check(&[], &["workspace:read"], true, SetPassword, false);
+        check(&[], &["coder:all"], false, SetPassword, false);
+        check(&["auditor"], &["coder:all"], false, SetPassword, false);
+        check(&["user-admin"], &["coder:all"], false, SetPassword, true);
+        check(&[], &["coder:all"], true, CreateKey, true);
+        check(&[], &["coder:apikeys.manage_self"], true, CreateKey, true);
+        check(
+            &["owner"],
+            &["coder:apikeys.manage_self"],
+            false,
+            CreateKey,
+            false,
+        );
+        check(&["owner"], &["api_key:create"], false, CreateKey, true);
+        check(&["user-admin"], &["coder:all"], false, CreateKey, false);
+        check(&[], &["coder:all"], false, CreateKey, false);
     }
-    None
 }

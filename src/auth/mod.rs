@@ -1,10 +1,11 @@
 //! Authentication: who is asking. Session tokens (their format, where a request carries them,
-//! and their removal before forwarding) and password hashing.
+//! and their removal before forwarding), the scope names a key may carry, and password hashing.
 //!
 //! These are the primitives; the store keeps users and hashed keys, and the login, logout and
 //! key endpoints are built on both.
 
 pub mod password;
+pub mod scope;
 pub mod session;
 pub mod token;
 

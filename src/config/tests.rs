@@ -400,3 +400,47 @@ fn store_url_can_come_from_the_environment() {
     assert_eq!(c.store.url.to_string(), "redis://10.0.0.5:6379/1");
     assert_eq!(c.store.command_timeout, Duration::from_secs(1));
 }
+
+#[test]
+fn tokens_have_coders_default_lifetimes() {
+    let c = parse(MINIMAL).expect("valid");
+    assert_eq!(c.tokens.default_lifetime, Duration::from_secs(168 * 3600));
+    assert_eq!(c.tokens.max_lifetime, Duration::from_secs(876_600 * 3600));
+    assert_eq!(c.tokens.max_admin_lifetime, Duration::from_secs(168 * 3600));
+    let c = parse(&format!(
+        "{MINIMAL}[tokens]\ndefault_lifetime = \"24h\"\nmax_lifetime = \"720h\"\nmax_admin_lifetime = \"1h\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(c.tokens.default_lifetime, Duration::from_secs(24 * 3600));
+    assert_eq!(c.tokens.max_lifetime, Duration::from_secs(720 * 3600));
+    assert_eq!(c.tokens.max_admin_lifetime, Duration::from_secs(3600));
+    let c = parse_env(MINIMAL, &[("PORTCULLIS_TOKENS__DEFAULT_LIFETIME", "2h")]).expect("valid");
+    assert_eq!(c.tokens.default_lifetime, Duration::from_secs(7200));
+}
+
+#[test]
+fn bad_token_lifetimes_name_their_key() {
+    for (extra, key) in [
+        (
+            "[tokens]\ndefault_lifetime = \"a week\"\n",
+            "tokens.default_lifetime",
+        ),
+        ("[tokens]\nmax_lifetime = \"0s\"\n", "tokens.max_lifetime"),
+        (
+            "[tokens]\nmax_admin_lifetime = 3\n",
+            "tokens.max_admin_lifetime",
+        ),
+        (
+            "[tokens]\ndefault_lifetime = \"200h\"\nmax_lifetime = \"100h\"\n",
+            "tokens.default_lifetime",
+        ),
+        (
+            "[tokens]\nmax_lifetime = \"9000000h\"\n",
+            "tokens.max_lifetime",
+        ),
+        ("[tokens]\nlifetime = \"1h\"\n", "tokens.lifetime"),
+    ] {
+        let err = parse(&format!("{MINIMAL}{extra}")).expect_err(extra);
+        assert_eq!(key_of(err), key, "{extra}");
+    }
+}

@@ -1,0 +1,113 @@
+//! `PUT /users/{user}/password` (spec/coder-api.md §7.7): a user changes their own password
+//! with the old one; `owner` and `user-admin` set anyone's. Every API key of the user is then
+//! deleted, on every replica at once.
+
+use std::sync::Arc;
+
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use crate::api::users::{self, may, UserAction};
+use crate::api::{self, tag_failed, ApiError, ApiResult, Validation};
+use crate::app::App;
+use crate::auth::PasswordError;
+use crate::proxy::Peer;
+use crate::users::{password_weakness, UserError, Users};
+
+/// `codersdk.UpdateUserPasswordRequest`.
+#[derive(Deserialize)]
+struct UpdatePassword {
+    #[serde(default)]
+    old_password: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `PUT /users/{user}/password`, in Coder's order: the caller may change it (else 404), the
+/// body, a password-login user, the old password when changing one's own, the strength rule,
+/// the old password when given, not the current one; then `204` and every key revoked. It
+/// counts in the login group's per-IP limit, since it checks passwords.
+pub async fn change(app: &Arc<App>, peer: &Peer, req: Request<Incoming>, param: &str) -> ApiResult {
+    app.limits.login(&app.store, peer, req.headers()).await?;
+    let (auth, user) = users::target(app, &req, param).await?;
+    if !may(auth.session(), Some(&user), UserAction::SetPassword) {
+        return Err(api::not_found());
+    }
+    let body: UpdatePassword = api::json_body(req).await?;
+    if body.password.is_empty() {
+        return Err(ApiError::validation(vec![tag_failed(
+            "password", "required", "",
+        )]));
+    }
+    // The stored record, not the cached session's copy: its hash is the one to check.
+    let user = app.store.user(user.id).await?.ok_or_else(api::not_found)?;
+    if user.login_type != crate::store::LoginType::Password {
+        return Err(UserError::NotPasswordUser.into());
+    }
+    if user.id == auth.session().user.id && body.old_password.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Old password is required.",
+            "",
+        ));
+    }
+    if let Some(weak) = password_weakness(&body.password) {
+        return Err(invalid_password(weak));
+    }
+    if !body.old_password.is_empty() {
+        let hash = user.hashed_password.as_deref().unwrap_or_default();
+        let correct = if hash.is_empty() {
+            app.passwords.verify_dummy(&body.old_password).await
+        } else {
+            app.passwords.verify(&body.old_password, hash).await
+        };
+        let correct = match correct {
+            Ok(v) => v.ok,
+            Err(PasswordError::TooLong) => false,
+            Err(e) => {
+                return Err(match e {
+                    PasswordError::Busy => UserError::Password(e).into(),
+                    other => {
+                        tracing::error!(error = %other, "could not check an old password");
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Internal error with passwords.",
+                            "",
+                        )
+                    }
+                })
+            }
+        };
+        if !correct {
+            return Err(ApiError::with_validations(
+                StatusCode::BAD_REQUEST,
+                "Old password is incorrect.",
+                vec![Validation {
+                    field: "old_password".into(),
+                    detail: "Old password is incorrect.".into(),
+                }],
+            ));
+        }
+    }
+    Users::of(app)
+        .set_password(user.id, &body.password)
+        .await
+        .map_err(|e| match e {
+            UserError::WeakPassword(detail) => invalid_password(&detail),
+            other => other.into(),
+        })?;
+    api::no_content()
+}
+
+/// `400 Invalid password.` with the strength rule's text on `password`.
+fn invalid_password(detail: &str) -> ApiError {
+    ApiError::with_validations(
+        StatusCode::BAD_REQUEST,
+        "Invalid password.",
+        vec![Validation {
+            field: "password".into(),
+            detail: detail.into(),
+        }],
+    )
+}

@@ -1,0 +1,550 @@
+//! User management: creating users, setting passwords, suspending and re-activating, deleting,
+//! and issuing API keys. The API (`api::users`, `api::password`, `api::tokens`) and the command
+//! line (`portcullis user …`, `portcullis token create`) both call these, so both apply the
+//! same rules and revoke the same way.
+//!
+//! Who may do what is not decided here. The API checks its caller first
+//! (`api::users::may`); the command line is the operator, allowed whatever its store access
+//! allows.
+//!
+//! # Revocation
+//! A change that must end sessions (a new password, a suspension, a deletion) is written to the
+//! store first; then an [`Invalidation`] is published, which every replica on the same store
+//! applies to its key cache at once. When a [`Users`] is given this process's cache, the cache
+//! is also cleared directly, so the caller's next request sees the change even if publishing
+//! failed. A failed publication is logged (target `portcullis::users`); other replicas then
+//! serve the old state for at most `store.cache_ttl` (see `store::cache`).
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::api::login::looks_like_email;
+use crate::api::{tag_failed, Validation};
+use crate::app::App;
+use crate::auth::session::KEY_RETENTION;
+use crate::auth::token::{self, RngError, Token};
+use crate::auth::{scope, PasswordError, Passwords};
+use crate::config::TokensConfig;
+use crate::limits::go_duration;
+use crate::store::cache::KeyCache;
+use crate::store::{
+    AllowListEntry, ApiKey, Invalidation, LoginType, Membership, Organization, Store, StoreError,
+    User, UserStatus,
+};
+
+/// The site roles a user may hold (spec §11.3); `member` is implicit and never stored.
+pub const SITE_ROLES: [&str; 4] = ["owner", "auditor", "template-admin", "user-admin"];
+
+/// Longest password accepted, in characters (spec §5.1).
+const MAX_PASSWORD_CHARS: usize = 64;
+
+/// Why a user operation failed. The API turns each into Coder's answer for its endpoint; the
+/// command line prints it.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// Fields fail validation, one entry per field (spec §0.1).
+    #[error("{}", describe(.0))]
+    Invalid(Vec<Validation>),
+    /// The password-strength rule refuses the password; holds the rule's text.
+    #[error("password not strong enough: {0}")]
+    WeakPassword(String),
+    /// A password was given for a user who does not log in with one.
+    #[error("a password cannot be set for non-password ({:?}) authentication", .0.as_str())]
+    PasswordNotAllowed(LoginType),
+    /// The user does not log in with a password.
+    #[error("users without password login type cannot change their password")]
+    NotPasswordUser,
+    /// The new password is the current one.
+    #[error("the new password cannot match the old password")]
+    SamePassword,
+    /// The `email` or `username` belongs to another user.
+    #[error("a user with this {0} already exists")]
+    Conflict(&'static str),
+    /// The user already has a token with this name.
+    #[error("a token with name {0:?} already exists")]
+    TokenNameTaken(String),
+    /// No organization has this id.
+    #[error("organization {0} does not exist")]
+    NoSuchOrg(Uuid),
+    /// No such user.
+    #[error("no such user")]
+    NoSuchUser,
+    /// Not one of [`SITE_ROLES`].
+    #[error("{0:?} is not a site role (one of: owner, auditor, template-admin, user-admin)")]
+    UnknownRole(String),
+    /// Not an external scope (spec §1.1).
+    #[error("invalid or unsupported API key scope: {0:?}")]
+    UnknownScope(String),
+    /// A key lifetime is out of bounds; holds Coder's detail (`lifetime must be less than …`).
+    #[error("{0}")]
+    Lifetime(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing or checking a password failed.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// No random bytes for a new key.
+    #[error(transparent)]
+    Rng(#[from] RngError),
+}
+
+/// A user to create.
+#[derive(Clone)]
+pub struct NewUser {
+    /// Email address; unique case-insensitively.
+    pub email: String,
+    /// Username (Coder's rule: 1-32 of `[a-zA-Z0-9]`, single `-` between groups).
+    pub username: String,
+    /// Display name (may be empty).
+    pub name: String,
+    /// The password: required when `login_type` is `Password`, refused otherwise.
+    pub password: Option<String>,
+    /// How the user logs in.
+    pub login_type: LoginType,
+    /// The initial status (the API's default is `Dormant`, until the first login).
+    pub status: UserStatus,
+    /// Site roles, each one of [`SITE_ROLES`].
+    pub roles: Vec<String>,
+    /// Organizations to join; empty (or the nil UUID) means the default organization, which is
+    /// created if there is none yet.
+    pub organization_ids: Vec<Uuid>,
+}
+
+/// An API key to issue.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// `Password` for sessions and `POST /users/{user}/keys`, `Token` for named tokens.
+    pub login_type: LoginType,
+    /// How long the key lasts (and the window of its sliding refresh).
+    pub lifetime: Duration,
+    /// Scope names, as given: aliases are resolved and anything not external is refused.
+    /// Empty means `coder:all`.
+    pub scopes: Vec<String>,
+    /// The token's name; empty for sessions. Unique per user when not empty.
+    pub token_name: String,
+    /// The client address recorded on the key (empty when there is none, as on the command
+    /// line).
+    pub ip_address: String,
+}
+
+/// User operations on one store. Cheap: it only borrows.
+#[derive(Clone, Copy)]
+pub struct Users<'a> {
+    store: &'a Store,
+    passwords: &'a Passwords,
+    tokens: &'a TokensConfig,
+    cache: Option<&'a KeyCache>,
+}
+
+// === impl Users ===
+
+impl std::fmt::Debug for Users<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Users")
+            .field("store", self.store)
+            .field("cache", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Users<'a> {
+    /// Operations on `store` without a local cache (the command line).
+    pub fn new(store: &'a Store, passwords: &'a Passwords, tokens: &'a TokensConfig) -> Self {
+        Users {
+            store,
+            passwords,
+            tokens,
+            cache: None,
+        }
+    }
+
+    /// Operations on a running Portcullis's store, clearing its own cache directly too.
+    pub fn of(app: &'a App) -> Self {
+        Users {
+            store: &app.store,
+            passwords: &app.passwords,
+            tokens: &app.config.tokens,
+            cache: Some(&app.keys),
+        }
+    }
+
+    /// The user named by `who`: a user id, an email (anything with an `@`) or a username;
+    /// emails and usernames match case-insensitively.
+    pub async fn find(&self, who: &str) -> Result<Option<User>, StoreError> {
+        if let Ok(id) = who.parse::<Uuid>() {
+            return self.store.user(id).await;
+        }
+        if who.contains('@') {
+            return self.store.user_by_email(who).await;
+        }
+        self.store.user_by_username(who).await
+    }
+
+    /// The default organization, created (as Coder's `coder`) when there is none yet. Of
+    /// concurrent creators one wins and the others use its organization.
+    pub async fn default_org(&self) -> Result<Organization, UserError> {
+        if let Some(org) = self.store.default_org().await? {
+            return Ok(org);
+        }
+        let now = OffsetDateTime::now_utc();
+        let org = Organization {
+            id: Uuid::new_v4(),
+            name: "coder".into(),
+            display_name: "Coder".into(),
+            description: "Builtin default organization.".into(),
+            is_default: true,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.create_org(&org).await {
+            Ok(()) => Ok(org),
+            Err(StoreError::Conflict { .. }) => self
+                .store
+                .default_org()
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("a default organization vanished".into()))
+                .map_err(UserError::from),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates a user (spec §7.8) and its memberships, and returns both.
+    ///
+    /// # Errors
+    /// [`UserError::Invalid`] for a bad email, username or name, or a missing password;
+    /// [`UserError::PasswordNotAllowed`], [`UserError::UnknownRole`],
+    /// [`UserError::Conflict`] when the email or username is taken, [`UserError::NoSuchOrg`],
+    /// [`UserError::WeakPassword`], and store or hashing failures.
+    pub async fn create(&self, new: NewUser) -> Result<(User, Vec<Membership>), UserError> {
+        let mut invalid = Vec::new();
+        validate_email(&new.email, &mut invalid);
+        validate_username(&new.username, &mut invalid);
+        validate_name(&new.name, &mut invalid);
+        let password = match (new.login_type, new.password.as_deref()) {
+            (LoginType::Password, None | Some("")) => {
+                invalid.push(tag_failed("password", "required", ""));
+                None
+            }
+            (LoginType::Password, Some(p)) => Some(p),
+            (_, None | Some("")) => None,
+            (other, Some(_)) => return Err(UserError::PasswordNotAllowed(other)),
+        };
+        if !invalid.is_empty() {
+            return Err(UserError::Invalid(invalid));
+        }
+        let mut roles: Vec<String> = Vec::new();
+        for role in new.roles {
+            if !SITE_ROLES.contains(&role.as_str()) {
+                return Err(UserError::UnknownRole(role));
+            }
+            if !roles.contains(&role) {
+                roles.push(role);
+            }
+        }
+        if self.store.user_by_email(&new.email).await?.is_some() {
+            return Err(UserError::Conflict("email"));
+        }
+        if self.store.user_by_username(&new.username).await?.is_some() {
+            return Err(UserError::Conflict("username"));
+        }
+        let orgs = self.organizations(&new.organization_ids).await?;
+        let hashed_password = match password {
+            Some(p) => {
+                if let Some(weak) = password_weakness(p) {
+                    return Err(UserError::WeakPassword(weak.into()));
+                }
+                Some(self.passwords.hash(p).await?)
+            }
+            None => None,
+        };
+        let now = OffsetDateTime::now_utc();
+        let user = User {
+            id: Uuid::new_v4(),
+            username: new.username,
+            email: new.email,
+            name: new.name,
+            avatar_url: String::new(),
+            created_at: now,
+            updated_at: now,
+            last_seen_at: now,
+            status: new.status,
+            login_type: new.login_type,
+            hashed_password,
+            roles,
+            theme_preference: String::new(),
+        };
+        // The look-ups above give the usual answer; the store's own uniqueness settles a race.
+        self.store.create_user(&user).await.map_err(|e| match e {
+            StoreError::Conflict { field } => UserError::Conflict(field),
+            other => other.into(),
+        })?;
+        let mut memberships = Vec::with_capacity(orgs.len());
+        for org in orgs {
+            let membership = Membership {
+                user_id: user.id,
+                organization_id: org,
+                roles: Vec::new(),
+                created_at: now,
+                updated_at: now,
+            };
+            self.store.add_member(&membership).await?;
+            memberships.push(membership);
+        }
+        Ok((user, memberships))
+    }
+
+    /// The organizations a new user joins: the default one for an empty list or a nil id.
+    async fn organizations(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, UserError> {
+        let mut orgs: Vec<Uuid> = Vec::new();
+        if ids.is_empty() {
+            orgs.push(self.default_org().await?.id);
+        }
+        for id in ids {
+            let org = if id.is_nil() {
+                self.default_org().await?.id
+            } else {
+                self.store
+                    .org(*id)
+                    .await?
+                    .ok_or(UserError::NoSuchOrg(*id))?
+                    .id
+            };
+            if !orgs.contains(&org) {
+                orgs.push(org);
+            }
+        }
+        Ok(orgs)
+    }
+
+    /// Sets a password-login user's password and revokes every API key of the user (spec §7.7:
+    /// every session and token ends), publishing [`Invalidation::User`]. Returns how many keys
+    /// were revoked. Checking an old password is the caller's business.
+    ///
+    /// # Errors
+    /// [`UserError::NoSuchUser`], [`UserError::NotPasswordUser`], [`UserError::Invalid`] for
+    /// an empty password, [`UserError::WeakPassword`], [`UserError::SamePassword`] (as Coder,
+    /// the current password cannot be set again), and store or hashing failures.
+    pub async fn set_password(&self, id: Uuid, password: &str) -> Result<usize, UserError> {
+        let mut user = self.store.user(id).await?.ok_or(UserError::NoSuchUser)?;
+        if user.login_type != LoginType::Password {
+            return Err(UserError::NotPasswordUser);
+        }
+        if password.is_empty() {
+            return Err(UserError::Invalid(vec![tag_failed(
+                "password", "required", "",
+            )]));
+        }
+        if let Some(weak) = password_weakness(password) {
+            return Err(UserError::WeakPassword(weak.into()));
+        }
+        if let Some(current) = user.hashed_password.as_deref().filter(|h| !h.is_empty()) {
+            match self.passwords.verify(password, current).await {
+                Ok(v) if v.ok => return Err(UserError::SamePassword),
+                // A stored hash that cannot be checked cannot match either; it is replaced.
+                Ok(_) | Err(PasswordError::Malformed(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        user.hashed_password = Some(self.passwords.hash(password).await?);
+        user.updated_at = OffsetDateTime::now_utc();
+        if !self.store.update_user(&user).await? {
+            return Err(UserError::NoSuchUser);
+        }
+        let revoked = self.store.delete_keys_of(id).await?;
+        self.invalidate(Invalidation::User(id)).await;
+        Ok(revoked.len())
+    }
+
+    /// Sets a user's status and publishes [`Invalidation::User`], so that a suspension stops
+    /// every session of the user at once (they then get 401, spec §8.4) and an activation is
+    /// seen at once. Returns the updated user.
+    ///
+    /// # Errors
+    /// [`UserError::NoSuchUser`] and store failures.
+    pub async fn set_status(&self, id: Uuid, status: UserStatus) -> Result<User, UserError> {
+        let mut user = self.store.user(id).await?.ok_or(UserError::NoSuchUser)?;
+        if user.status != status {
+            user.status = status;
+            user.updated_at = OffsetDateTime::now_utc();
+            if !self.store.update_user(&user).await? {
+                return Err(UserError::NoSuchUser);
+            }
+        }
+        self.invalidate(Invalidation::User(id)).await;
+        Ok(user)
+    }
+
+    /// Deletes a user with every API key and membership, and publishes
+    /// [`Invalidation::User`] so that every replica drops the user's cached keys.
+    ///
+    /// # Errors
+    /// [`UserError::NoSuchUser`] and store failures.
+    pub async fn delete(&self, id: Uuid) -> Result<(), UserError> {
+        if self.store.user(id).await?.is_none() {
+            return Err(UserError::NoSuchUser);
+        }
+        self.store.delete_user(id).await?;
+        self.invalidate(Invalidation::User(id)).await;
+        Ok(())
+    }
+
+    /// The lifetime of a new token for `user`: `tokens.default_lifetime` when none (or zero) is
+    /// asked for; otherwise the request, at most `tokens.max_lifetime`, or
+    /// `tokens.max_admin_lifetime` when the user holds `owner` (spec §7.3).
+    ///
+    /// # Errors
+    /// [`UserError::Lifetime`] with Coder's detail.
+    pub fn token_lifetime(
+        &self,
+        user: &User,
+        requested: Option<Duration>,
+    ) -> Result<Duration, UserError> {
+        let Some(lifetime) = requested.filter(|d| !d.is_zero()) else {
+            return Ok(self.tokens.default_lifetime);
+        };
+        let max = if user.roles.iter().any(|r| r == "owner") {
+            self.tokens.max_admin_lifetime
+        } else {
+            self.tokens.max_lifetime
+        };
+        if lifetime > max {
+            return Err(UserError::Lifetime(format!(
+                "lifetime must be less than {}",
+                go_duration(max)
+            )));
+        }
+        Ok(lifetime)
+    }
+
+    /// The default lifetime of keys that are not sessions (`tokens.default_lifetime`).
+    pub fn default_token_lifetime(&self) -> Duration {
+        self.tokens.default_lifetime
+    }
+
+    /// Issues an API key for `user` and returns its token, the only time the secret exists in
+    /// the clear (only its SHA-256 is stored, spec §8.2). The allow list is `*:*`.
+    ///
+    /// # Errors
+    /// [`UserError::UnknownScope`], [`UserError::TokenNameTaken`], [`UserError::Lifetime`]
+    /// when the expiry is not a representable time, and store or randomness failures.
+    pub async fn issue_key(&self, user: &User, new: NewKey) -> Result<String, UserError> {
+        let mut scopes: Vec<String> = Vec::new();
+        for name in &new.scopes {
+            let canonical =
+                scope::canonical(name).ok_or_else(|| UserError::UnknownScope(name.clone()))?;
+            if !scopes.iter().any(|s| s == canonical) {
+                scopes.push(canonical.to_owned());
+            }
+        }
+        if scopes.is_empty() {
+            scopes.push(scope::ALL.to_owned());
+        }
+        let too_long = || UserError::Lifetime("lifetime is too long".into());
+        let lifetime = time::Duration::try_from(new.lifetime).map_err(|_| too_long())?;
+        let now = OffsetDateTime::now_utc();
+        let expires_at = now.checked_add(lifetime).ok_or_else(too_long)?;
+        let keep_until = expires_at.checked_add(KEY_RETENTION).ok_or_else(too_long)?;
+        let token = Token::generate()?;
+        let key = ApiKey {
+            id: token.id().as_str().to_owned(),
+            hashed_secret: token::hash_secret(token.secret()),
+            user_id: user.id,
+            // Named tokens start as never used (spec §7.3); sessions are used as they are made.
+            last_used: if new.login_type == LoginType::Token {
+                OffsetDateTime::UNIX_EPOCH
+            } else {
+                now
+            },
+            expires_at,
+            created_at: now,
+            updated_at: now,
+            login_type: new.login_type,
+            lifetime_seconds: lifetime.whole_seconds(),
+            ip_address: new.ip_address,
+            token_name: new.token_name,
+            scopes,
+            allow_list: vec![AllowListEntry {
+                resource_type: "*".into(),
+                id: "*".into(),
+            }],
+        };
+        self.store
+            .insert_key(&key, keep_until)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict { field: "name" } => {
+                    UserError::TokenNameTaken(key.token_name.clone())
+                }
+                other => other.into(),
+            })?;
+        Ok(token.reveal())
+    }
+
+    /// Clears this process's cache (when there is one) and tells every replica.
+    async fn invalidate(&self, what: Invalidation) {
+        if let Some(cache) = self.cache {
+            cache.apply(&what);
+        }
+        if let Err(error) = self.store.publish(what).await {
+            tracing::warn!(
+                %error,
+                "could not publish an invalidation; other replicas may keep the old state for up to store.cache_ttl"
+            );
+        }
+    }
+}
+
+/// Coder's username rule: 1-32 characters of `[a-zA-Z0-9]` in groups joined by single `-`,
+/// and not `new` or `create`.
+pub fn validate_username(username: &str, invalid: &mut Vec<Validation>) {
+    if username.is_empty() {
+        invalid.push(tag_failed("username", "required", ""));
+        return;
+    }
+    let shape_ok = username.len() <= 32
+        && username
+            .split('-')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if !shape_ok || matches!(username, "new" | "create") {
+        invalid.push(tag_failed("username", "username", username));
+    }
+}
+
+/// Required, and shaped like an email address.
+pub fn validate_email(email: &str, invalid: &mut Vec<Validation>) {
+    if email.is_empty() {
+        invalid.push(tag_failed("email", "required", ""));
+    } else if !looks_like_email(email) {
+        invalid.push(tag_failed("email", "email", email));
+    }
+}
+
+/// Optional; at most 128 characters, no leading or trailing white space.
+pub fn validate_name(name: &str, invalid: &mut Vec<Validation>) {
+    if name.chars().count() > 128 || name.trim() != name {
+        invalid.push(tag_failed("name", "user_real_name", name));
+    }
+}
+
+/// Why a new password is refused, or `None`. The minimal rule until the full validator
+/// (spec §5) lands: at most 64 characters.
+pub fn password_weakness(password: &str) -> Option<&'static str> {
+    if password.chars().count() > MAX_PASSWORD_CHARS {
+        return Some("password must be no more than 64 characters");
+    }
+    None
+}
+
+fn describe(invalid: &[Validation]) -> String {
+    invalid
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.detail))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests;
