@@ -89,7 +89,7 @@ start_portcullis hit 60s
 TOKEN=$(session)
 read -r h50 h99 hrps < <(latency "http://127.0.0.1:$PC/app" "$TOKEN")
 stop_portcullis
-start_portcullis miss 1ms
+start_portcullis miss 1us
 TOKEN=$(session)
 read -r m50 m99 mrps < <(latency "http://127.0.0.1:$PC/app" "$TOKEN")
 stop_portcullis

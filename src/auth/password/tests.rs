@@ -263,3 +263,34 @@ async fn a_cancelled_waiter_gives_its_place_back() {
     drop(held);
     assert!(pw.hash("after").await.is_ok());
 }
+
+/// argon2's working memory is allocated once per concurrent slot and reused, so the memory
+/// logins cost is bounded by `max_concurrent` buffers however many run.
+#[tokio::test]
+async fn working_memory_is_reused_and_bounded_by_the_slots() {
+    let p = passwords(PasswordParams {
+        max_concurrent: 2,
+        queue: 64,
+        ..small()
+    });
+    let hashes = futures_util::future::join_all((0..8).map(|i| {
+        let p = p.clone();
+        async move { p.hash(&format!("password {i}")).await }
+    }))
+    .await;
+    for (i, h) in hashes.into_iter().enumerate() {
+        let h = h.expect("hashed");
+        let v = p
+            .verify(&format!("password {i}"), &h)
+            .await
+            .expect("verified");
+        assert!(v.ok && !v.needs_rehash);
+    }
+    let buffers = p.inner.lock_buffers();
+    assert!(
+        !buffers.is_empty() && buffers.len() <= 2,
+        "{} buffers",
+        buffers.len()
+    );
+    assert!(buffers.iter().all(|b| b.len() == p.inner.block_count));
+}
