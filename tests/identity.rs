@@ -322,3 +322,53 @@ async fn store_outage_answers_503_never_401() {
     let resp = send(sidecar.admin, get("admin.test", "/readyz")).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// A session past its lifetime is refused with Coder's "expired" detail (§8.4).
+#[tokio::test]
+async fn an_expired_session_is_refused_with_the_expiry_in_the_detail() {
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&auth_config(echo, "memory://", "").replace(
+        "[session]\ncookie_secure = false",
+        "[session]\ncookie_secure = false\nlifetime = \"1s\"",
+    ))
+    .await;
+    create_first_user(&sidecar).await;
+    let (status, body, _) = login(&sidecar, "admin@example.com", "correct horse battery").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let token = body["session_token"].as_str().unwrap().to_owned();
+    let (status, _, _) = call(
+        &sidecar,
+        authed_get("/app", ("coder-session-token", token.clone())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let (status, body, _) =
+        call(&sidecar, authed_get("/app", ("coder-session-token", token))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.starts_with("API key expired at \""), "{detail}");
+}
+
+/// With password logins turned off, the right password is still refused with Coder's 403 —
+/// and a wrong one is still a 401, so the switch reveals nothing about the password.
+#[tokio::test]
+async fn disabled_password_auth_refuses_logins_with_403() {
+    let echo = start_echo().await;
+    let config = auth_config(echo, REDIS, "");
+    let enabled = Sidecar::start(&config).await;
+    create_first_user(&enabled).await;
+    let disabled = Sidecar::start(&config.replace(
+        "[passwords]\n",
+        "[passwords]\ndisable_password_auth = true\n",
+    ))
+    .await;
+    let (status, body, _) = login(&disabled, "admin@example.com", "correct horse battery").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["message"], "Password authentication is disabled.");
+    let (status, _, _) = login(&disabled, "admin@example.com", "wrong").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body, _) = call(&disabled, get("app.test", "/api/v2/users/authmethods")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["password"]["enabled"], false);
+}
