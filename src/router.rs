@@ -42,13 +42,18 @@ pub async fn handle(
 async fn route(
     app: &Arc<App>,
     peer: &Peer,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<(Response<Body>, Outcome)> {
     proxy::check_method(req.method())?;
     proxy::check_head_size(&req, app.config.server.max_header_bytes)?;
     if let Some(rest) = api_path(&app.config.api.prefix, req.uri().path()) {
         let rest = rest.to_owned();
-        return Ok((api::handle(app, peer, req, &rest).await, Outcome::Local));
+        // Routes of the API that Portcullis does not serve (workspaces, templates, ...) belong
+        // to the upstream, under the route policy like any other path.
+        match api::handle(app, peer, req, &rest).await {
+            Ok(resp) => return Ok((resp, Outcome::Local)),
+            Err(not_ours) => req = not_ours,
+        }
     }
     let auth = match app.config.policy.default {
         PolicyDefault::Public => None,

@@ -440,3 +440,27 @@ async fn two_processes_on_one_redis_share_sessions_and_logouts() {
         );
     }
 }
+
+/// The API routes Portcullis does not serve (workspaces, templates, ...) are the upstream's:
+/// they are forwarded, under the route policy like any other path.
+#[tokio::test]
+async fn api_routes_portcullis_does_not_serve_go_to_the_upstream() {
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&auth_config(echo, "memory://", "")).await;
+    let (status, body, _) = call(&sidecar, get("app.test", "/api/v2/workspaces")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    create_first_user(&sidecar).await;
+    let (_, body, _) = login(&sidecar, "admin@example.com", "correct horse battery").await;
+    let token = body["session_token"].as_str().unwrap().to_owned();
+    let (status, seen, _) = call(
+        &sidecar,
+        authed_get(
+            "/api/v2/workspaces?q=owner:me",
+            ("coder-session-token", token),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!(seen["path"], "/api/v2/workspaces");
+    assert_eq!(seen_header(&seen, "x-forwarded-user"), vec!["admin"]);
+}

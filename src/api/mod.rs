@@ -182,13 +182,14 @@ impl From<UserError> for ApiError {
 }
 
 /// Handles a request whose path starts with `api.prefix`; `path` is the rest, starting with
-/// `/`.
+/// `/`. A route Portcullis does not serve is handed back (`Err`) for the proxy: the rest of a
+/// Coder-style API (workspaces, templates, ...) belongs to the upstream.
 pub async fn handle(
     app: &Arc<App>,
     peer: &Peer,
     req: Request<Incoming>,
     path: &str,
-) -> Response<Body> {
+) -> Result<Response<Body>, Request<Incoming>> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
     let result = match (&method, segments.as_slice()) {
@@ -208,9 +209,9 @@ pub async fn handle(
             users::set_status(app, req, user, UserStatus::Active).await
         }
         (&Method::POST, ["users", user, "keys"]) => tokens::create_key(app, peer, req, user).await,
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "Route not found.", "")),
+        _ => return Err(req),
     };
-    result.unwrap_or_else(ApiError::into_response)
+    Ok(result.unwrap_or_else(ApiError::into_response))
 }
 
 /// Reads and decodes a JSON body (at most 1 MiB): `400 Request body must be valid JSON.` with
