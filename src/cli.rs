@@ -120,6 +120,7 @@ struct Context {
 impl Context {
     fn users(&self) -> Users<'_> {
         Users::new(&self.store, &self.passwords, &self.config.tokens)
+            .with_policy(&self.config.passwords.policy)
     }
 
     /// The user `who` names, or a one-line error.

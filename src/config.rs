@@ -134,6 +134,9 @@ pub struct PasswordsConfig {
     /// argon2id and concurrency parameters (`argon2_memory_kib` 19456, `argon2_iterations` 2,
     /// `argon2_parallelism` 1, `max_concurrent` = CPUs, `queue` 64).
     pub params: crate::auth::PasswordParams,
+    /// Rules on top of Coder's strength rule for new passwords (`min_length`, 0 = off;
+    /// `blocklist`, `reject_user_info`, both false): all off by default, for Coder's verdicts.
+    pub policy: crate::auth::PasswordPolicy,
 }
 
 /// `[rate_limit]`: abuse limits shared by every replica through the store.
@@ -413,6 +416,12 @@ struct FilePasswords {
     argon2_parallelism: Option<u32>,
     max_concurrent: Option<usize>,
     queue: Option<usize>,
+    #[serde(default)]
+    min_length: usize,
+    #[serde(default)]
+    blocklist: bool,
+    #[serde(default)]
+    reject_user_info: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -755,9 +764,24 @@ impl Config {
         crate::auth::Passwords::new(params).map_err(|e| {
             ConfigError::invalid("passwords", format!("argon2 parameters refused: {e}"))
         })?;
+        if pw.min_length > crate::auth::strength::MAX_PASSWORD_CHARS {
+            return Err(ConfigError::invalid(
+                "passwords.min_length",
+                format!(
+                    "{} is more than the {}-character maximum: no password could be set",
+                    pw.min_length,
+                    crate::auth::strength::MAX_PASSWORD_CHARS
+                ),
+            ));
+        }
         let passwords = PasswordsConfig {
             disable_password_auth: pw.disable_password_auth,
             params,
+            policy: crate::auth::PasswordPolicy {
+                min_length: pw.min_length,
+                blocklist: pw.blocklist,
+                reject_user_info: pw.reject_user_info,
+            },
         };
 
         let rl = file.rate_limit;

@@ -25,7 +25,7 @@ use crate::api::{tag_failed, Validation};
 use crate::app::App;
 use crate::auth::session::KEY_RETENTION;
 use crate::auth::token::{self, RngError, Token};
-use crate::auth::{scope, PasswordError, Passwords};
+use crate::auth::{scope, PasswordError, PasswordPolicy, Passwords, UserInfo};
 use crate::config::TokensConfig;
 use crate::limits::go_duration;
 use crate::store::cache::KeyCache;
@@ -37,9 +37,6 @@ use crate::store::{
 /// The site roles a user may hold (spec §11.3); `member` is implicit and never stored.
 pub const SITE_ROLES: [&str; 4] = ["owner", "auditor", "template-admin", "user-admin"];
 
-/// Longest password accepted, in characters (spec §5.1).
-const MAX_PASSWORD_CHARS: usize = 64;
-
 /// Why a user operation failed. The API turns each into Coder's answer for its endpoint; the
 /// command line prints it.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +44,8 @@ pub enum UserError {
     /// Fields fail validation, one entry per field (spec §0.1).
     #[error("{}", describe(.0))]
     Invalid(Vec<Validation>),
-    /// The password-strength rule refuses the password; holds the rule's text.
+    /// The password-strength rule ([`Users::password_weakness`]) refuses the password; holds
+    /// the rule's text.
     #[error("password not strong enough: {0}")]
     WeakPassword(String),
     /// A password was given for a user who does not log in with one.
@@ -136,6 +134,7 @@ pub struct Users<'a> {
     store: &'a Store,
     passwords: &'a Passwords,
     tokens: &'a TokensConfig,
+    policy: &'a PasswordPolicy,
     cache: Option<&'a KeyCache>,
 }
 
@@ -151,14 +150,21 @@ impl std::fmt::Debug for Users<'_> {
 }
 
 impl<'a> Users<'a> {
-    /// Operations on `store` without a local cache (the command line).
+    /// Operations on `store` without a local cache (the command line), judging new passwords
+    /// by Coder's rule alone until [`with_policy`](Self::with_policy) says otherwise.
     pub fn new(store: &'a Store, passwords: &'a Passwords, tokens: &'a TokensConfig) -> Self {
         Users {
             store,
             passwords,
             tokens,
+            policy: &PasswordPolicy::CODER,
             cache: None,
         }
+    }
+
+    /// The same operations, judging new passwords by `policy` (`[passwords]`).
+    pub fn with_policy(self, policy: &'a PasswordPolicy) -> Self {
+        Users { policy, ..self }
     }
 
     /// Operations on a running Portcullis's store, clearing its own cache directly too.
@@ -167,6 +173,7 @@ impl<'a> Users<'a> {
             store: &app.store,
             passwords: &app.passwords,
             tokens: &app.config.tokens,
+            policy: &app.config.passwords.policy,
             cache: Some(&app.keys),
         }
     }
@@ -253,8 +260,12 @@ impl<'a> Users<'a> {
         let orgs = self.organizations(&new.organization_ids).await?;
         let hashed_password = match password {
             Some(p) => {
-                if let Some(weak) = password_weakness(p) {
-                    return Err(UserError::WeakPassword(weak.into()));
+                let user = UserInfo {
+                    username: &new.username,
+                    email: &new.email,
+                };
+                if let Some(weak) = self.password_weakness(p, Some(user)) {
+                    return Err(UserError::WeakPassword(weak));
                 }
                 Some(self.passwords.hash(p).await?)
             }
@@ -337,8 +348,12 @@ impl<'a> Users<'a> {
                 "password", "required", "",
             )]));
         }
-        if let Some(weak) = password_weakness(password) {
-            return Err(UserError::WeakPassword(weak.into()));
+        let info = UserInfo {
+            username: &user.username,
+            email: &user.email,
+        };
+        if let Some(weak) = self.password_weakness(password, Some(info)) {
+            return Err(UserError::WeakPassword(weak));
         }
         if let Some(current) = user.hashed_password.as_deref().filter(|h| !h.is_empty()) {
             match self.passwords.verify(password, current).await {
@@ -483,6 +498,15 @@ impl<'a> Users<'a> {
         Ok(token.reveal())
     }
 
+    /// Why a new password is refused, or `None`: Coder's rule (spec §5.1), then this
+    /// `Users`'s stricter `[passwords]` policy; `user` is who the password is for, when known
+    /// (`reject_user_info` needs it). The one strength check for first-user creation, admin
+    /// create, password change and `POST /users/validate-password`. The text is safe to show
+    /// the caller: it never contains the password.
+    pub fn password_weakness(&self, password: &str, user: Option<UserInfo<'_>>) -> Option<String> {
+        self.policy.check(password, user).err()
+    }
+
     /// Clears this process's cache (when there is one) and tells every replica.
     async fn invalidate(&self, what: Invalidation) {
         if let Some(cache) = self.cache {
@@ -527,15 +551,6 @@ pub fn validate_name(name: &str, invalid: &mut Vec<Validation>) {
     if name.chars().count() > 128 || name.trim() != name {
         invalid.push(tag_failed("name", "user_real_name", name));
     }
-}
-
-/// Why a new password is refused, or `None`. The minimal rule until the full validator
-/// (spec §5) lands: at most 64 characters.
-pub fn password_weakness(password: &str) -> Option<&'static str> {
-    if password.chars().count() > MAX_PASSWORD_CHARS {
-        return Some("password must be no more than 64 characters");
-    }
-    None
 }
 
 fn describe(invalid: &[Validation]) -> String {

@@ -725,7 +725,7 @@ async fn password_changes(store_url: &str) {
     assert_message(&got, StatusCode::BAD_REQUEST, "Old password is required.");
     let got = put(
         me,
-        json!({"old_password": PASSWORD, "password": "y".repeat(65)}),
+        json!({"old_password": PASSWORD, "password": "Kx8#mQ2$vL9@".repeat(5) + "Kx8#!"}),
         &bob_token,
     )
     .await;

@@ -198,6 +198,7 @@ pub async fn handle(
         (&Method::GET, ["users", "authmethods"]) => login::auth_methods(app),
         (&Method::POST, ["users", "login"]) => login::login(app, peer, req).await,
         (&Method::POST, ["users", "logout"]) => login::logout(app, req).await,
+        (&Method::POST, ["users", "validate-password"]) => password::validate(app, peer, req).await,
         (&Method::POST, ["users"]) => users::create(app, req).await,
         (&Method::GET, ["users", user]) => users::get(app, req, user).await,
         (&Method::DELETE, ["users", user]) => users::delete(app, req, user).await,

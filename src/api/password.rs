@@ -1,19 +1,21 @@
 //! `PUT /users/{user}/password` (spec/coder-api.md §7.7): a user changes their own password
 //! with the old one; `owner` and `user-admin` set anyone's. Every API key of the user is then
-//! deleted, on every replica at once.
+//! deleted, on every replica at once. And `POST /users/validate-password` (§5), which answers
+//! with the same strength rule (`Users::password_weakness`) as every place that sets one.
 
 use std::sync::Arc;
 
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::api::users::{self, may, UserAction};
 use crate::api::{self, tag_failed, ApiError, ApiResult, Validation};
 use crate::app::App;
-use crate::auth::PasswordError;
+use crate::auth::{PasswordError, UserInfo};
 use crate::proxy::Peer;
-use crate::users::{password_weakness, UserError, Users};
+use crate::users::{UserError, Users};
 
 /// `codersdk.UpdateUserPasswordRequest`.
 #[derive(Deserialize)]
@@ -52,8 +54,12 @@ pub async fn change(app: &Arc<App>, peer: &Peer, req: Request<Incoming>, param: 
             "",
         ));
     }
-    if let Some(weak) = password_weakness(&body.password) {
-        return Err(invalid_password(weak));
+    let info = UserInfo {
+        username: &user.username,
+        email: &user.email,
+    };
+    if let Some(weak) = Users::of(app).password_weakness(&body.password, Some(info)) {
+        return Err(invalid_password(&weak));
     }
     if !body.old_password.is_empty() {
         let hash = user.hashed_password.as_deref().unwrap_or_default();
@@ -98,6 +104,59 @@ pub async fn change(app: &Arc<App>, peer: &Peer, req: Request<Incoming>, param: 
             other => other.into(),
         })?;
     api::no_content()
+}
+
+/// `codersdk.ValidateUserPasswordRequest`, plus two optional fields of our own: whom the
+/// password is for, when the caller is not signed in as that user (a sign-up form).
+#[derive(Deserialize)]
+struct ValidatePassword {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    email: String,
+}
+
+/// `POST /users/validate-password` (§5): `200 {"valid", "details"}` for any password, weak or
+/// not; `400` only for a body that is not JSON or has no password. Unauthenticated and in the
+/// login rate-limit group (§0.5), so it cannot be used to test guesses quickly.
+///
+/// `reject_user_info` compares with the signed-in caller when the request carries a valid
+/// session, else with the body's optional `username` and `email`, else is skipped. A missing
+/// or invalid session is not an error here: the endpoint needs none.
+pub async fn validate(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> ApiResult {
+    app.limits.login(&app.store, peer, req.headers()).await?;
+    let caller = if app.config.passwords.policy.reject_user_info {
+        api::authenticate(app, &req).await.ok()
+    } else {
+        None
+    };
+    let body: ValidatePassword = api::json_body(req).await?;
+    if body.password.is_empty() {
+        return Err(ApiError::validation(vec![tag_failed(
+            "password", "required", "",
+        )]));
+    }
+    let info = match &caller {
+        Some(auth) => Some(UserInfo {
+            username: &auth.session().user.username,
+            email: &auth.session().user.email,
+        }),
+        None if !body.username.is_empty() || !body.email.is_empty() => Some(UserInfo {
+            username: &body.username,
+            email: &body.email,
+        }),
+        None => None,
+    };
+    let weakness = Users::of(app).password_weakness(&body.password, info);
+    api::json(
+        StatusCode::OK,
+        &json!({
+            "valid": weakness.is_none(),
+            "details": weakness.unwrap_or_default(),
+        }),
+    )
 }
 
 /// `400 Invalid password.` with the strength rule's text on `password`.

@@ -14,11 +14,10 @@ use uuid::Uuid;
 use crate::api::{self, tag_failed, ApiError, ApiResult};
 use crate::app::App;
 use crate::auth::session::Authenticated;
+use crate::auth::UserInfo;
 use crate::store::cache::Session;
 use crate::store::{LoginType, Membership, User, UserStatus};
-use crate::users::{
-    password_weakness, validate_email, validate_name, validate_username, NewUser, UserError, Users,
-};
+use crate::users::{validate_email, validate_name, validate_username, NewUser, UserError, Users};
 
 /// The store's claim that makes first-user creation single-winner across replicas. It
 /// expires, so that a creation that failed half-way (a store blip) can be retried; once the
@@ -226,8 +225,12 @@ pub async fn create_first(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
     if !invalid.is_empty() {
         return Err(ApiError::validation(invalid));
     }
-    if let Some(weak) = password_weakness(&body.password) {
-        return Err(UserError::WeakPassword(weak.into()).into());
+    let user = UserInfo {
+        username: &body.username,
+        email: &body.email,
+    };
+    if let Some(weak) = Users::of(app).password_weakness(&body.password, Some(user)) {
+        return Err(UserError::WeakPassword(weak).into());
     }
     let already = || {
         ApiError::new(

@@ -1,5 +1,5 @@
 //! Authentication: who is asking. Session tokens (their format, where a request carries them,
-//! and their removal before forwarding), the scope names a key may carry, and password hashing.
+//! and their removal before forwarding), the scope names a key may carry, password hashing, and password strength.
 //!
 //! These are the primitives; the store keeps users and hashed keys, and the login, logout and
 //! key endpoints are built on both.
@@ -7,7 +7,9 @@
 pub mod password;
 pub mod scope;
 pub mod session;
+pub mod strength;
 pub mod token;
 
 pub use password::{PasswordError, PasswordParams, Passwords, Verified};
+pub use strength::{PasswordPolicy, UserInfo};
 pub use token::{extract, strip_credentials, KeyId, Secret, Token, TokenError};

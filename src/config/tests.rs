@@ -444,3 +444,33 @@ fn bad_token_lifetimes_name_their_key() {
         assert_eq!(key_of(err), key, "{extra}");
     }
 }
+
+#[test]
+fn password_policy_keys_default_off_and_name_bad_values() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.passwords.policy, crate::auth::PasswordPolicy::CODER);
+    let c = parse(&format!(
+        "{MINIMAL}[passwords]\nmin_length = 12\nblocklist = true\nreject_user_info = true\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.passwords.policy,
+        crate::auth::PasswordPolicy {
+            min_length: 12,
+            blocklist: true,
+            reject_user_info: true,
+        }
+    );
+    for (extra, key) in [
+        ("[passwords]\nmin_length = 65\n", "passwords.min_length"),
+        ("[passwords]\nmin_length = -1\n", "passwords.min_length"),
+        ("[passwords]\nblocklist = \"yes\"\n", "passwords.blocklist"),
+        (
+            "[passwords]\nreject_user_info = 1\n",
+            "passwords.reject_user_info",
+        ),
+    ] {
+        let err = parse(&format!("{MINIMAL}{extra}")).expect_err(extra);
+        assert_eq!(key_of(err), key, "{extra}");
+    }
+}
