@@ -14,18 +14,8 @@ use common::*;
 /// A config with `policy.default = "authenticated"`, the given store URL, fast argon2
 /// parameters (these tests are about behaviour, not hashing cost), and extra TOML.
 fn auth_config(upstream: SocketAddr, store_url: &str, extra: &str) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n\
-         [upstream]\nurl = \"http://{upstream}\"\n\n\
-         [store]\nurl = \"{store_url}\"\nkey_prefix = \"portcullis-test-{}:\"\n\n\
-         [passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n\
-         [session]\ncookie_secure = false\n\n\
-         {extra}\n",
-        uuid::Uuid::new_v4()
-    )
+    config_with_store(upstream, store_url, &random_key_prefix(), "", extra)
 }
-
-const REDIS: &str = "redis://127.0.0.1:6379";
 
 fn json_request(
     method: Method,
@@ -33,15 +23,7 @@ fn json_request(
     body: &Value,
     token: Option<&str>,
 ) -> Request<TestBody> {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "app.test")
-        .header("content-type", "application/json");
-    if let Some(t) = token {
-        b = b.header("coder-session-token", t);
-    }
-    b.body(full(body.to_string())).unwrap()
+    api_request(method, path, Some(body), token)
 }
 
 fn authed_get(path: &str, header: (&str, String)) -> Request<TestBody> {
@@ -54,12 +36,7 @@ fn authed_get(path: &str, header: (&str, String)) -> Request<TestBody> {
 }
 
 async fn call(sidecar: &Sidecar, req: Request<TestBody>) -> (StatusCode, Value, http::HeaderMap) {
-    let resp = send(sidecar.addr, req).await;
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let text = body_string(resp).await;
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, value, headers)
+    call_json(sidecar.addr, req).await
 }
 
 async fn create_first_user(sidecar: &Sidecar) -> Value {
@@ -246,15 +223,10 @@ async fn first_login_logout_and_proxying(store_url: &str) {
     assert_eq!(body["detail"], "API key is invalid.");
 }
 
-#[tokio::test]
-async fn first_user_login_session_and_logout_with_the_memory_store() {
-    first_login_logout_and_proxying("memory://").await;
-}
-
-#[tokio::test]
-async fn first_user_login_session_and_logout_with_redis() {
-    first_login_logout_and_proxying(REDIS).await;
-}
+on_both_stores!(first_login_logout_and_proxying =>
+    first_user_login_session_and_logout_with_the_memory_store,
+    first_user_login_session_and_logout_with_redis
+);
 
 #[tokio::test]
 async fn login_is_limited_per_client_ip() {

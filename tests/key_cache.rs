@@ -11,54 +11,22 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use http::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 use tokio::time::Instant;
-use uuid::Uuid;
 
 use common::*;
 
-const REDIS: &str = "redis://127.0.0.1:6379";
 const PASSWORD: &str = "correct horse battery";
 
 // === harness ===
 
-fn random_prefix() -> String {
-    format!("portcullis-test:{}:", Uuid::new_v4().simple())
-}
-
-/// A config with `policy.default = "authenticated"`, the given store URL and key prefix, extra
-/// `[store]` lines, and fast argon2 parameters (these tests are about the cache, not hashing).
+/// A config with the given store URL and key prefix and extra `[store]` lines (these tests
+/// are about the cache, not hashing).
 fn cache_config(upstream: SocketAddr, store_url: &str, prefix: &str, store_extra: &str) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n\
-         [upstream]\nurl = \"http://{upstream}\"\n\n\
-         [store]\nurl = \"{store_url}\"\nkey_prefix = \"{prefix}\"\n{store_extra}\n\n\
-         [passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n\
-         [session]\ncookie_secure = false\n"
-    )
-}
-
-/// Deletes every key under `prefix` on the shared test Redis.
-async fn cleanup(prefix: &str) {
-    let Ok(client) = redis::Client::open(REDIS) else {
-        return;
-    };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return;
-    };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    for key in keys {
-        let _: Result<i64, _> = redis::cmd("DEL").arg(key).query_async(&mut conn).await;
-    }
+    config_with_store(upstream, store_url, prefix, store_extra, "")
 }
 
 /// Fails, naming what is missing, unless the shared test Redis answers.
@@ -80,34 +48,17 @@ async fn require_redis() {
 }
 
 fn json_request(path: &str, body: &Value, token: Option<&str>) -> Request<TestBody> {
-    let mut b = Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header("host", "app.test")
-        .header("content-type", "application/json");
-    if let Some(t) = token {
-        b = b.header("coder-session-token", t);
-    }
-    b.body(full(body.to_string())).unwrap()
+    api_request(Method::POST, path, Some(body), token)
 }
 
 /// A proxied (non-API) request carrying `token`, if any.
 fn proxied(token: Option<&str>) -> Request<TestBody> {
-    let mut b = Request::builder().uri("/app").header("host", "app.test");
-    if let Some(t) = token {
-        b = b.header("coder-session-token", t);
-    }
-    b.body(empty()).unwrap()
+    api_request(Method::GET, "/app", None, token)
 }
 
 async fn call(addr: SocketAddr, req: Request<TestBody>) -> (StatusCode, Value) {
-    let resp = send(addr, req).await;
-    let status = resp.status();
-    let text = body_string(resp).await;
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let (status, body, _) = call_json(addr, req).await;
+    (status, body)
 }
 
 /// Sends `req` on a kept-alive HTTP/1.1 connection.
@@ -190,7 +141,7 @@ const INVALIDATION_BOUND: Duration = Duration::from_millis(100);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_on_one_replica_is_rejected_on_the_other_within_100ms() {
     require_redis().await;
-    let prefix = random_prefix();
+    let prefix = random_key_prefix();
     let echo = start_echo().await;
     let cfg = cache_config(echo, REDIS, &prefix, "cache_ttl = \"60s\"");
     let a = Sidecar::start(&cfg).await;
@@ -250,80 +201,44 @@ async fn logout_on_one_replica_is_rejected_on_the_other_within_100ms() {
 
     a.shutdown().await;
     b.shutdown().await;
-    cleanup(&prefix).await;
+    delete_redis_keys(REDIS, &prefix).await;
 }
 
 // === Redis outage ===
 
-/// A private `redis-server` on `port`, persisting every write (append-only file, fsync on
-/// every write) in `dir`, so that a server started again after a kill has the same data.
-/// Killed by PID when dropped.
-struct RedisServer {
-    child: Option<Child>,
+/// A Portcullis on a private `redis-server` that persists every write (so that it can be
+/// killed and started again with its data), with extra `[store]` lines `store_extra`: ready
+/// (`/readyz` 200) and with its first user.
+struct PrivateRedis {
+    dir: tempfile::TempDir,
+    port: u16,
+    server: RedisServer,
+    sidecar: Sidecar,
 }
 
-impl RedisServer {
-    async fn start(port: u16, dir: &Path) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (install the redis-server package)");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < BOUND,
-                "redis-server did not listen on {port}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        RedisServer { child: Some(child) }
+async fn on_private_redis(store_extra: &str) -> PrivateRedis {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let port = free_port();
+    let server = RedisServer::start_persistent(port, dir.path()).await;
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&cache_config(
+        echo,
+        &format!("redis://127.0.0.1:{port}"),
+        &random_key_prefix(),
+        store_extra,
+    ))
+    .await;
+    eventually("/readyz 200 with Redis up", || async {
+        readyz(&sidecar).await == StatusCode::OK
+    })
+    .await;
+    create_first_user(sidecar.addr).await;
+    PrivateRedis {
+        dir,
+        port,
+        server,
+        sidecar,
     }
-
-    /// Sends `signal` (`STOP`, `CONT`) to the server by PID: a stopped server keeps its
-    /// sockets open and answers nothing, like a hung or partitioned Redis.
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("the server runs").id();
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} {pid}");
-    }
-
-    /// SIGKILL: no goodbye to the clients, as in a crash.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // A stopped process dies of SIGKILL too.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 const CACHE_TTL: Duration = Duration::from_millis(200);
@@ -337,23 +252,14 @@ const SLACK: Duration = Duration::from_millis(50);
 /// again without restarting Portcullis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_serves_cached_sessions_up_to_max_stale_then_503_and_recovers() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let port = free_port();
-    let mut server = RedisServer::start(port, dir.path()).await;
-    let echo = start_echo().await;
-    let sidecar = Sidecar::start(&cache_config(
-        echo,
-        &format!("redis://127.0.0.1:{port}"),
-        &random_prefix(),
-        "cache_ttl = \"200ms\"\nmax_stale = \"2s\"\ncommand_timeout = \"300ms\"",
-    ))
-    .await;
+    let PrivateRedis {
+        dir,
+        port,
+        mut server,
+        sidecar,
+    } = on_private_redis("cache_ttl = \"200ms\"\nmax_stale = \"2s\"\ncommand_timeout = \"300ms\"")
+        .await;
     let addr = sidecar.addr;
-    eventually("/readyz 200 with Redis up", || async {
-        readyz(&sidecar).await == StatusCode::OK
-    })
-    .await;
-    create_first_user(addr).await;
     let cached = token(addr).await;
     let uncached = token(addr).await;
 
@@ -444,7 +350,7 @@ async fn redis_outage_serves_cached_sessions_up_to_max_stale_then_503_and_recove
     );
 
     // Redis back on the same port, with its data: the same Portcullis recovers.
-    let _server = RedisServer::start(port, dir.path()).await;
+    let _server = RedisServer::start_persistent(port, dir.path()).await;
     let restarted = Instant::now();
     eventually("/readyz 200 after Redis is back", || async {
         readyz(&sidecar).await == StatusCode::OK
@@ -478,23 +384,14 @@ async fn redis_outage_serves_cached_sessions_up_to_max_stale_then_503_and_recove
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_redis_serves_concurrent_requests_for_a_cached_key_after_one_deadline() {
     const CONCURRENT: usize = 10;
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let port = free_port();
-    let server = RedisServer::start(port, dir.path()).await;
-    let echo = start_echo().await;
-    let sidecar = Sidecar::start(&cache_config(
-        echo,
-        &format!("redis://127.0.0.1:{port}"),
-        &random_prefix(),
-        "cache_ttl = \"200ms\"\nmax_stale = \"30s\"\ncommand_timeout = \"300ms\"",
-    ))
-    .await;
+    let PrivateRedis {
+        dir: _dir,
+        server,
+        sidecar,
+        ..
+    } = on_private_redis("cache_ttl = \"200ms\"\nmax_stale = \"30s\"\ncommand_timeout = \"300ms\"")
+        .await;
     let addr = sidecar.addr;
-    eventually("/readyz 200 with Redis up", || async {
-        readyz(&sidecar).await == StatusCode::OK
-    })
-    .await;
-    create_first_user(addr).await;
     let token = token(addr).await;
     let (status, body) = call(addr, proxied(Some(&token))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -534,7 +431,7 @@ async fn hung_redis_serves_concurrent_requests_for_a_cached_key_after_one_deadli
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_logins_cache_results_and_proxied_auth_results() {
     require_redis().await;
-    let prefix = random_prefix();
+    let prefix = random_key_prefix();
     let echo = start_echo().await;
     let sidecar = Sidecar::start(&cache_config(echo, REDIS, &prefix, "")).await;
     let addr = sidecar.addr;
@@ -591,5 +488,5 @@ async fn metrics_count_logins_cache_results_and_proxied_auth_results() {
     );
 
     sidecar.shutdown().await;
-    cleanup(&prefix).await;
+    delete_redis_keys(REDIS, &prefix).await;
 }

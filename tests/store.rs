@@ -8,9 +8,9 @@
 //! Every wait is bounded by [`BOUND`] so that a hang fails the test; no assertion is about
 //! speed.
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use portcullis::config::{Config, StoreConfig};
@@ -22,10 +22,12 @@ use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use common::{delete_redis_keys, free_port, random_key_prefix, RedisServer, REDIS};
+
 /// The shared test Redis; `STORE_TEST_REDIS_URL` points the suite elsewhere (for example
 /// at a `redis+cluster://` or `redis+sentinel://` deployment).
 fn redis_url() -> String {
-    std::env::var("STORE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    std::env::var("STORE_TEST_REDIS_URL").unwrap_or_else(|_| REDIS.to_owned())
 }
 /// The longest any single wait in these tests may take before the test fails.
 const BOUND: Duration = Duration::from_secs(15);
@@ -81,14 +83,10 @@ fn memory_store() -> Store {
     Store::open(&store_config("memory://", "portcullis:", "500ms")).expect("memory store opens")
 }
 
-fn random_prefix() -> String {
-    format!("portcullis-test:{}:", Uuid::new_v4().simple())
-}
-
 /// A store on the shared test Redis under a fresh prefix. Panics, naming what is missing,
 /// when Redis does not answer.
 async fn redis_store() -> (Store, String) {
-    let prefix = random_prefix();
+    let prefix = random_key_prefix();
     let store = open_redis(&redis_url(), &prefix).await;
     (store, prefix)
 }
@@ -110,22 +108,9 @@ async fn open_redis(url: &str, prefix: &str) -> Store {
     );
 }
 
-/// Deletes every key under `prefix` (on a standalone Redis; elsewhere the keys are left).
+/// Deletes every key under `prefix` on the test Redis.
 async fn cleanup(prefix: &str) {
-    let Ok(client) = redis::Client::open(redis_url()) else {
-        return;
-    };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return;
-    };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    for key in keys {
-        let _: Result<i64, _> = redis::cmd("DEL").arg(key).query_async(&mut conn).await;
-    }
+    delete_redis_keys(&redis_url(), prefix).await;
 }
 
 fn now() -> OffsetDateTime {
@@ -837,7 +822,7 @@ async fn redis_invalidation_reaches_another_store_on_the_same_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_subscriber_stops_when_the_store_is_dropped() {
-    let prefix = random_prefix();
+    let prefix = random_key_prefix();
     let channel = format!("{prefix}invalidate");
     let client = redis::Client::open(redis_url()).expect("redis url");
     let conn = client
@@ -878,7 +863,7 @@ async fn redis_open_does_not_wait_and_calls_fail_as_unavailable() {
     let started = std::time::Instant::now();
     let store = Store::open(&store_config(
         &format!("redis://127.0.0.1:{port}"),
-        &random_prefix(),
+        &random_key_prefix(),
         "200ms",
     ))
     .expect("open returns at once");
@@ -902,9 +887,9 @@ async fn redis_open_does_not_wait_and_calls_fail_as_unavailable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_fails_calls_as_unavailable_and_recovers_without_restart() {
     let port = free_port();
-    let mut server = RedisServer::start(port);
+    let mut server = RedisServer::start(port).await;
     let url = format!("redis://127.0.0.1:{port}");
-    let store = Store::open(&store_config(&url, &random_prefix(), "300ms")).expect("opens");
+    let store = Store::open(&store_config(&url, &random_key_prefix(), "300ms")).expect("opens");
     let mut rx = store.subscribe();
     wait_until("store works", || async { store.ping().await.is_ok() }).await;
     deliver(&store, &mut rx, Invalidation::Key("beforeoutg".to_owned())).await;
@@ -930,7 +915,7 @@ async fn redis_outage_fails_calls_as_unavailable_and_recovers_without_restart() 
     );
     while rx.try_recv().is_ok() {}
 
-    let _server = RedisServer::start(port);
+    let _server = RedisServer::start(port).await;
     // The same Store works again (the new server is empty: no persistence).
     wait_until("store recovers", || async {
         store.user(alice.id).await.is_ok_and(|u| u.is_none())
@@ -968,51 +953,5 @@ where
             "{what}: not within {BOUND:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// A private `redis-server`, killed by PID when dropped.
-struct RedisServer {
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    fn start(port: u16) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (install the redis-server package)");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < BOUND,
-                "redis-server did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer { child: Some(child) }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -21,7 +20,6 @@ use common::*;
 use portcullis::store::{LoginType, UserStatus};
 use portcullis::users::{NewKey, NewUser, Users};
 
-const REDIS: &str = "redis://127.0.0.1:6379";
 const MEMORY: &str = "memory://";
 const PASSWORD: &str = "correct horse battery";
 const ADMIN_EMAIL: &str = "admin@example.com";
@@ -33,52 +31,6 @@ const SUSPENDED_DETAIL: &str =
     "User is not active (status = \"suspended\"). Contact an admin to reactivate your account.";
 
 // === harness ===
-
-fn random_prefix() -> String {
-    format!("portcullis-test:{}:", Uuid::new_v4().simple())
-}
-
-/// A config with `policy.default = "authenticated"`, the store URL and key prefix, fast argon2
-/// parameters (these tests are about behaviour, not hashing cost), and extra TOML.
-fn users_config(upstream: SocketAddr, store_url: &str, prefix: &str, extra: &str) -> String {
-    users_config_with_store(upstream, store_url, prefix, "", extra)
-}
-
-/// [`users_config`] with extra `[store]` lines.
-fn users_config_with_store(
-    upstream: SocketAddr,
-    store_url: &str,
-    prefix: &str,
-    store_extra: &str,
-    extra: &str,
-) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n\
-         [upstream]\nurl = \"http://{upstream}\"\n\n\
-         [store]\nurl = \"{store_url}\"\nkey_prefix = \"{prefix}\"\n{store_extra}\n\
-         [passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n\
-         [session]\ncookie_secure = false\n\n\
-         {extra}\n"
-    )
-}
-
-/// Deletes every key under `prefix` on the shared test Redis.
-async fn cleanup(prefix: &str) {
-    let Ok(client) = redis::Client::open(REDIS) else {
-        return;
-    };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return;
-    };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    for key in keys {
-        let _: Result<i64, _> = redis::cmd("DEL").arg(key).query_async(&mut conn).await;
-    }
-}
 
 /// One Portcullis with its first user (an owner) logged in.
 struct World {
@@ -92,8 +44,13 @@ struct World {
 impl World {
     async fn start(store_url: &str, extra: &str) -> World {
         let echo = start_echo().await;
-        let prefix = random_prefix();
-        let sidecar = Sidecar::start(&users_config(echo, store_url, &prefix, extra)).await;
+        let prefix = random_key_prefix();
+        let sidecar = Sidecar::start(&config_with_store(echo, store_url, &prefix, "", extra)).await;
+        World::with_first_user(sidecar, prefix).await
+    }
+
+    /// Creates the first user on `sidecar` (whose key prefix is `prefix`) and logs in as them.
+    async fn with_first_user(sidecar: Sidecar, prefix: String) -> World {
         let (status, first, _) = call(
             &sidecar,
             Method::POST,
@@ -165,7 +122,7 @@ impl World {
     async fn finish(self) {
         let prefix = self.prefix.clone();
         self.sidecar.shutdown().await;
-        cleanup(&prefix).await;
+        delete_redis_keys(REDIS, &prefix).await;
     }
 }
 
@@ -176,26 +133,11 @@ async fn call(
     body: Option<Value>,
     token: Option<&str>,
 ) -> (StatusCode, Value, HeaderMap) {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "app.test");
-    if let Some(t) = token {
-        b = b.header("coder-session-token", t);
-    }
-    let req = match body {
-        Some(body) => b
-            .header("content-type", "application/json")
-            .body(full(body.to_string()))
-            .unwrap(),
-        None => b.body(empty()).unwrap(),
-    };
-    let resp = send(sidecar.addr, req).await;
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let text = body_string(resp).await;
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, value, headers)
+    call_json(
+        sidecar.addr,
+        api_request(method, path, body.as_ref(), token),
+    )
+    .await
 }
 
 async fn login(sidecar: &Sidecar, email: &str, password: &str) -> (StatusCode, Value) {
@@ -465,22 +407,17 @@ async fn admin_creates_users(store_url: &str) {
     w.finish().await;
 }
 
-#[tokio::test]
-async fn admin_creates_users_with_the_memory_store() {
-    admin_creates_users(MEMORY).await;
-}
-
-#[tokio::test]
-async fn admin_creates_users_with_redis() {
-    admin_creates_users(REDIS).await;
-}
+on_both_stores!(admin_creates_users =>
+    admin_creates_users_with_the_memory_store,
+    admin_creates_users_with_redis
+);
 
 /// With password logins disabled, nobody can be given a password (the admin's session comes
 /// from the app's own key issuing, since password login is refused too).
 #[tokio::test]
 async fn password_users_cannot_be_created_when_password_auth_is_disabled() {
     let echo = start_echo().await;
-    let config = users_config(echo, MEMORY, &random_prefix(), "").replace(
+    let config = config_with_store(echo, MEMORY, &random_key_prefix(), "", "").replace(
         "argon2_iterations = 1\n",
         "argon2_iterations = 1\ndisable_password_auth = true\n",
     );
@@ -602,15 +539,10 @@ async fn user_parameter(store_url: &str) {
     w.finish().await;
 }
 
-#[tokio::test]
-async fn the_user_parameter_with_the_memory_store() {
-    user_parameter(MEMORY).await;
-}
-
-#[tokio::test]
-async fn the_user_parameter_with_redis() {
-    user_parameter(REDIS).await;
-}
+on_both_stores!(user_parameter =>
+    the_user_parameter_with_the_memory_store,
+    the_user_parameter_with_redis
+);
 
 // === DELETE /users/{user} ===
 
@@ -680,15 +612,10 @@ async fn deleting_users(store_url: &str) {
     w.finish().await;
 }
 
-#[tokio::test]
-async fn deleting_users_with_the_memory_store() {
-    deleting_users(MEMORY).await;
-}
-
-#[tokio::test]
-async fn deleting_users_with_redis() {
-    deleting_users(REDIS).await;
-}
+on_both_stores!(deleting_users =>
+    deleting_users_with_the_memory_store,
+    deleting_users_with_redis
+);
 
 // === PUT /users/{user}/password ===
 
@@ -812,15 +739,10 @@ async fn password_changes(store_url: &str) {
     w.finish().await;
 }
 
-#[tokio::test]
-async fn password_changes_with_the_memory_store() {
-    password_changes(MEMORY).await;
-}
-
-#[tokio::test]
-async fn password_changes_with_redis() {
-    password_changes(REDIS).await;
-}
+on_both_stores!(password_changes =>
+    password_changes_with_the_memory_store,
+    password_changes_with_redis
+);
 
 // === PUT /users/{user}/status/... ===
 
@@ -900,15 +822,10 @@ async fn suspension(store_url: &str) {
     w.finish().await;
 }
 
-#[tokio::test]
-async fn suspension_and_activation_with_the_memory_store() {
-    suspension(MEMORY).await;
-}
-
-#[tokio::test]
-async fn suspension_and_activation_with_redis() {
-    suspension(REDIS).await;
-}
+on_both_stores!(suspension =>
+    suspension_and_activation_with_the_memory_store,
+    suspension_and_activation_with_redis
+);
 
 // === POST /users/{user}/keys ===
 
@@ -991,15 +908,10 @@ async fn session_keys(store_url: &str) {
     w.finish().await;
 }
 
-#[tokio::test]
-async fn session_keys_with_the_memory_store() {
-    session_keys(MEMORY).await;
-}
-
-#[tokio::test]
-async fn session_keys_with_redis() {
-    session_keys(REDIS).await;
-}
+on_both_stores!(session_keys =>
+    session_keys_with_the_memory_store,
+    session_keys_with_redis
+);
 
 // === two replicas on one Redis ===
 
@@ -1007,8 +919,8 @@ async fn session_keys_with_redis() {
 /// made through one must reach the other through the invalidation, not the cache TTL.
 async fn two_replicas() -> (World, Sidecar) {
     let echo = start_echo().await;
-    let prefix = random_prefix();
-    let config = users_config_with_store(
+    let prefix = random_key_prefix();
+    let config = config_with_store(
         echo,
         REDIS,
         &prefix,
@@ -1017,24 +929,7 @@ async fn two_replicas() -> (World, Sidecar) {
     );
     let a = Sidecar::start(&config).await;
     let b = Sidecar::start(&config).await;
-    let (status, first, _) = call(
-        &a,
-        Method::POST,
-        "/api/v2/users/first",
-        Some(json!({"email": ADMIN_EMAIL, "username": "admin", "password": PASSWORD})),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{first}");
-    let admin = login_ok(&a, ADMIN_EMAIL, PASSWORD).await;
-    let w = World {
-        sidecar: a,
-        admin,
-        admin_id: first["user_id"].as_str().unwrap().to_owned(),
-        org: first["organization_id"].as_str().unwrap().to_owned(),
-        prefix,
-    };
-    (w, b)
+    (World::with_first_user(a, prefix).await, b)
 }
 
 /// Waits (bounded) until `token` is refused on `sidecar` with `detail`.

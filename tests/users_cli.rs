@@ -11,14 +11,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use http::{Method, Request, StatusCode};
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
-use uuid::Uuid;
 
 use common::*;
 
-const REDIS: &str = "redis://127.0.0.1:6379";
 const PASSWORD: &str = "an operator's passphrase";
 
 struct Output {
@@ -73,23 +71,6 @@ fn failed(out: &Output) -> &str {
     out.stderr.trim_end()
 }
 
-async fn cleanup(prefix: &str) {
-    let Ok(client) = redis::Client::open(REDIS) else {
-        return;
-    };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return;
-    };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    for key in keys {
-        let _: Result<i64, _> = redis::cmd("DEL").arg(key).query_async(&mut conn).await;
-    }
-}
-
 async fn call(
     sidecar: &Sidecar,
     method: Method,
@@ -97,27 +78,9 @@ async fn call(
     body: Option<Value>,
     token: Option<&str>,
 ) -> (StatusCode, Value) {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "app.test");
-    if let Some(t) = token {
-        b = b.header("coder-session-token", t);
-    }
-    let req = match body {
-        Some(body) => b
-            .header("content-type", "application/json")
-            .body(full(body.to_string()))
-            .unwrap(),
-        None => b.body(empty()).unwrap(),
-    };
-    let resp = send(sidecar.addr, req).await;
-    let status = resp.status();
-    let text = body_string(resp).await;
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let req = api_request(method, path, body.as_ref(), token);
+    let (status, body, _) = call_json(sidecar.addr, req).await;
+    (status, body)
 }
 
 async fn login(sidecar: &Sidecar, email: &str, password: &str) -> (StatusCode, Value) {
@@ -131,6 +94,17 @@ async fn login(sidecar: &Sidecar, email: &str, password: &str) -> (StatusCode, V
     .await
 }
 
+/// Waits (bounded, naming `what`) until a proxied request with `token` gets `status`.
+async fn proxied_until(sidecar: &Sidecar, token: &str, status: StatusCode, what: &str) {
+    eventually(what, || async {
+        call(sidecar, Method::GET, "/app", None, Some(token))
+            .await
+            .0
+            == status
+    })
+    .await;
+}
+
 struct Setup {
     _dir: tempfile::TempDir,
     config: PathBuf,
@@ -142,14 +116,8 @@ struct Setup {
 /// invalidation can end a session quickly), and a Portcullis running on it.
 async fn setup() -> Setup {
     let echo = start_echo().await;
-    let prefix = format!("portcullis-test:{}:", Uuid::new_v4().simple());
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n\
-         [upstream]\nurl = \"http://{echo}\"\n\n\
-         [store]\nurl = \"{REDIS}\"\nkey_prefix = \"{prefix}\"\ncache_ttl = \"1h\"\n\n\
-         [passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n\
-         [session]\ncookie_secure = false\n"
-    );
+    let prefix = random_key_prefix();
+    let text = config_with_store(echo, REDIS, &prefix, "cache_ttl = \"1h\"", "");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("portcullis.toml");
     std::fs::write(&config, &text).unwrap();
@@ -309,12 +277,12 @@ async fn users_and_tokens_made_on_the_command_line_work_through_portcullis() {
     let suspended =
         "User is not active (status = \"suspended\"). Contact an admin to reactivate your account.";
     for token in tokens.iter().chain([&session]) {
-        eventually("the suspended user's token to fail", || async {
-            call(&s.sidecar, Method::GET, "/app", None, Some(token))
-                .await
-                .0
-                == StatusCode::UNAUTHORIZED
-        })
+        proxied_until(
+            &s.sidecar,
+            token,
+            StatusCode::UNAUTHORIZED,
+            "the suspended user's token to fail",
+        )
         .await;
         let (_, body) = call(&s.sidecar, Method::GET, "/app", None, Some(token)).await;
         assert_eq!(body["detail"], suspended);
@@ -326,12 +294,12 @@ async fn users_and_tokens_made_on_the_command_line_work_through_portcullis() {
     // logs in and the old one does not.
     let out = portcullis(&["user", "activate", "--user", "ops"], cfg, None).await;
     assert!(ok(&out).contains("\tactive\t"), "{}", out.stdout);
-    eventually("the re-activated user's token to work", || async {
-        call(&s.sidecar, Method::GET, "/app", None, Some(&tokens[0]))
-            .await
-            .0
-            == StatusCode::OK
-    })
+    proxied_until(
+        &s.sidecar,
+        &tokens[0],
+        StatusCode::OK,
+        "the re-activated user's token to work",
+    )
     .await;
     let out = portcullis(
         &["user", "set-password", "--user", "ops@example.com"],
@@ -347,12 +315,12 @@ async fn users_and_tokens_made_on_the_command_line_work_through_portcullis() {
         )
     );
     for token in tokens.iter().chain([&session]) {
-        eventually("a token to die with the password change", || async {
-            call(&s.sidecar, Method::GET, "/app", None, Some(token))
-                .await
-                .0
-                == StatusCode::UNAUTHORIZED
-        })
+        proxied_until(
+            &s.sidecar,
+            token,
+            StatusCode::UNAUTHORIZED,
+            "a token to die with the password change",
+        )
         .await;
     }
     let (status, _) = login(&s.sidecar, "ops@example.com", PASSWORD).await;
@@ -361,7 +329,7 @@ async fn users_and_tokens_made_on_the_command_line_work_through_portcullis() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     s.sidecar.shutdown().await;
-    cleanup(&s.prefix).await;
+    delete_redis_keys(REDIS, &s.prefix).await;
 }
 
 #[tokio::test]
@@ -491,7 +459,7 @@ async fn command_line_failures_are_one_line_and_exit_1() {
     assert!(line.contains("store.url"), "{line}");
 
     s.sidecar.shutdown().await;
-    cleanup(&s.prefix).await;
+    delete_redis_keys(REDIS, &s.prefix).await;
 }
 
 /// `--help` says where the commands act, memory:// included.

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HOST;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
@@ -721,4 +721,194 @@ fn listen_addr(line: &str) -> Option<SocketAddr> {
         .trim_matches('"')
         .parse()
         .ok()
+}
+
+// === identity: the store, Redis, JSON API calls ===
+
+/// The shared test Redis, which `.ci/run` starts. Tests on it use a key prefix of their own
+/// ([`random_key_prefix`]) and delete it afterwards ([`delete_redis_keys`]).
+pub const REDIS: &str = "redis://127.0.0.1:6379";
+
+/// A fresh key prefix, `portcullis-test:UUID:`, so that tests sharing one Redis never see one
+/// another's keys.
+pub fn random_key_prefix() -> String {
+    format!("portcullis-test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// A config for an in-process Portcullis on the store at `store_url` under key prefix
+/// `prefix`, forwarding to `upstream`: `policy.default = "authenticated"`, extra `[store]`
+/// lines `store_extra`, fast argon2 parameters (the tests are about behaviour, not hashing
+/// cost), insecure session cookies, and extra TOML `extra` at the end.
+pub fn config_with_store(
+    upstream: SocketAddr,
+    store_url: &str,
+    prefix: &str,
+    store_extra: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n\
+         [upstream]\nurl = \"http://{upstream}\"\n\n\
+         [store]\nurl = \"{store_url}\"\nkey_prefix = \"{prefix}\"\n{store_extra}\n\n\
+         [passwords]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n\
+         [session]\ncookie_secure = false\n\n\
+         {extra}\n"
+    )
+}
+
+/// Declares two tests running `async fn $scenario(store_url: &str)`: `$memory` on `memory://`
+/// and `$redis` on the shared test Redis ([`REDIS`]).
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($scenario:ident => $memory:ident, $redis:ident) => {
+        #[tokio::test]
+        async fn $memory() {
+            $scenario("memory://").await;
+        }
+
+        #[tokio::test]
+        async fn $redis() {
+            $scenario($crate::common::REDIS).await;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_stores;
+
+/// Deletes every key under `prefix` on the Redis at `url` (a standalone one; elsewhere, or
+/// when it does not answer, the keys are left).
+pub async fn delete_redis_keys(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    for key in keys {
+        let _: Result<i64, _> = redis::cmd("DEL").arg(key).query_async(&mut conn).await;
+    }
+}
+
+/// A request to `app.test` for `path`, carrying `token` in `Coder-Session-Token` when given,
+/// and `body` as JSON when given (no body otherwise).
+pub fn api_request(
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    token: Option<&str>,
+) -> Request<TestBody> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HOST, "app.test");
+    if let Some(t) = token {
+        b = b.header("coder-session-token", t);
+    }
+    match body {
+        Some(body) => b
+            .header("content-type", "application/json")
+            .body(full(body.to_string()))
+            .unwrap(),
+        None => b.body(empty()).unwrap(),
+    }
+}
+
+/// Sends `req` to `addr` on a new connection: the status, the body as JSON (a JSON string
+/// when it is not JSON), and the response headers.
+pub async fn call_json(addr: SocketAddr, req: Request<TestBody>) -> (StatusCode, Value, HeaderMap) {
+    let resp = send(addr, req).await;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = body_string(resp).await;
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value, headers)
+}
+
+// === a private redis-server ===
+
+/// A port nothing listens on now, for a server to start on (bound, then released).
+pub fn free_port() -> u16 {
+    dead_port().port()
+}
+
+/// A private `redis-server` on `127.0.0.1:PORT`, killed by PID when dropped.
+pub struct RedisServer {
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts one keeping nothing on disk: started again after a kill, it is empty.
+    pub async fn start(port: u16) -> RedisServer {
+        RedisServer::spawn(port, &["--save", "", "--appendonly", "no"], None).await
+    }
+
+    /// Starts one persisting every write in `dir` (append-only file, fsync on every write),
+    /// so that a server started again on `dir` after a kill has the same data.
+    pub async fn start_persistent(port: u16, dir: &Path) -> RedisServer {
+        let args = [
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ];
+        RedisServer::spawn(port, &args, Some(dir)).await
+    }
+
+    async fn spawn(port: u16, args: &[&str], dir: Option<&Path>) -> RedisServer {
+        let mut cmd = std::process::Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(args);
+        if let Some(dir) = dir {
+            cmd.arg("--dir").arg(dir);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (install the redis-server package)");
+        let server = RedisServer { child: Some(child) };
+        let started = tokio::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < BOUND,
+                "redis-server did not listen on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the server by PID: a stopped server keeps its
+    /// sockets open and answers nothing, like a hung or partitioned Redis.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// SIGKILL: no goodbye to the clients, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A stopped process dies of SIGKILL too.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
