@@ -307,6 +307,50 @@ impl RedisStore {
         }
     }
 
+    /// Writes a new record (`SET NX`: an existing id is a conflict), claims its uniqueness
+    /// indexes in order, and adds its id to the `all` set; if a step fails, the claims made and
+    /// the record are undone, so nothing half-created stays behind.
+    async fn insert_indexed(
+        &self,
+        record: &str,
+        value: String,
+        id: &str,
+        claims: &[(Index, &str, &str)],
+        all: &str,
+    ) -> Result<(), StoreError> {
+        let written: Option<String> = self
+            .query(redis::cmd("SET").arg(record).arg(value).arg("NX"))
+            .await?;
+        if written.is_none() {
+            return Err(StoreError::Conflict { field: "id" });
+        }
+        let mut claimed: Vec<&str> = Vec::new();
+        let outcome = async {
+            for &(index, key, folded) in claims {
+                self.claim(index, key, folded, id).await?;
+                claimed.push(key);
+            }
+            self.query::<i64>(redis::cmd("SADD").arg(all).arg(id))
+                .await
+                .map(drop)
+        }
+        .await;
+        if let Err(e) = outcome {
+            for key in claimed {
+                self.compensate("release index", self.release(key, id))
+                    .await;
+            }
+            self.compensate("delete record", async {
+                self.query::<i64>(redis::cmd("DEL").arg(record))
+                    .await
+                    .map(drop)
+            })
+            .await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Claims the uniqueness index `key` for `id`; see the module doc.
     async fn claim(
         &self,
@@ -405,42 +449,19 @@ impl RedisStore {
     // --- users ---
 
     pub(super) async fn create_user(&self, user: &User) -> Result<(), StoreError> {
-        let id = user.id.to_string();
-        let record = self.keys.user(user.id);
-        let written: Option<String> = self
-            .query(redis::cmd("SET").arg(&record).arg(json(user)?).arg("NX"))
-            .await?;
-        if written.is_none() {
-            return Err(StoreError::Conflict { field: "id" });
-        }
         let (email, username) = (fold(&user.email), fold(&user.username));
         let (email_key, username_key) = (self.keys.email(&email), self.keys.username(&username));
-        let mut claimed: Vec<&str> = Vec::new();
-        let outcome = async {
-            self.claim(Index::Email, &email_key, &email, &id).await?;
-            claimed.push(&email_key);
-            self.claim(Index::Username, &username_key, &username, &id)
-                .await?;
-            claimed.push(&username_key);
-            self.query::<i64>(redis::cmd("SADD").arg(self.keys.users()).arg(&id))
-                .await
-                .map(drop)
-        }
-        .await;
-        if let Err(e) = outcome {
-            for key in claimed {
-                self.compensate("release index", self.release(key, &id))
-                    .await;
-            }
-            self.compensate("delete user record", async {
-                self.query::<i64>(redis::cmd("DEL").arg(&record))
-                    .await
-                    .map(drop)
-            })
-            .await;
-            return Err(e);
-        }
-        Ok(())
+        self.insert_indexed(
+            &self.keys.user(user.id),
+            json(user)?,
+            &user.id.to_string(),
+            &[
+                (Index::Email, email_key.as_str(), email.as_str()),
+                (Index::Username, username_key.as_str(), username.as_str()),
+            ],
+            &self.keys.users(),
+        )
+        .await
     }
 
     pub(super) async fn user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
@@ -585,44 +606,21 @@ impl RedisStore {
     // --- organizations and memberships ---
 
     pub(super) async fn create_org(&self, org: &Organization) -> Result<(), StoreError> {
-        let id = org.id.to_string();
-        let record = self.keys.org(org.id);
-        let written: Option<String> = self
-            .query(redis::cmd("SET").arg(&record).arg(json(org)?).arg("NX"))
-            .await?;
-        if written.is_none() {
-            return Err(StoreError::Conflict { field: "id" });
-        }
         let name = fold(&org.name);
         let name_key = self.keys.org_name(&name);
         let default_key = self.keys.default_org();
-        let mut claimed: Vec<&str> = Vec::new();
-        let outcome = async {
-            self.claim(Index::OrgName, &name_key, &name, &id).await?;
-            claimed.push(&name_key);
-            if org.is_default {
-                self.claim(Index::DefaultOrg, &default_key, "", &id).await?;
-                claimed.push(&default_key);
-            }
-            self.query::<i64>(redis::cmd("SADD").arg(self.keys.orgs()).arg(&id))
-                .await
-                .map(drop)
+        let mut claims = vec![(Index::OrgName, name_key.as_str(), name.as_str())];
+        if org.is_default {
+            claims.push((Index::DefaultOrg, default_key.as_str(), ""));
         }
-        .await;
-        if let Err(e) = outcome {
-            for key in claimed {
-                self.compensate("release index", self.release(key, &id))
-                    .await;
-            }
-            self.compensate("delete org record", async {
-                self.query::<i64>(redis::cmd("DEL").arg(&record))
-                    .await
-                    .map(drop)
-            })
-            .await;
-            return Err(e);
-        }
-        Ok(())
+        self.insert_indexed(
+            &self.keys.org(org.id),
+            json(org)?,
+            &org.id.to_string(),
+            &claims,
+            &self.keys.orgs(),
+        )
+        .await
     }
 
     pub(super) async fn org(&self, id: Uuid) -> Result<Option<Organization>, StoreError> {
