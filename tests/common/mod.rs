@@ -190,27 +190,26 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service_fn(handler))
-                    .await;
-            });
-        }
-    });
-    addr
+    serve_with(auto::Builder::new(TokioExecutor::new()), handler).await
 }
 
 /// Serves `handler` on `127.0.0.1:0` speaking HTTP/2 only (prior knowledge): a client that
 /// speaks HTTP/1.1 to it fails.
 pub async fn serve_h2_only<F, Fut, B>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_with(
+        auto::Builder::new(TokioExecutor::new()).http2_only(),
+        handler,
+    )
+    .await
+}
+
+async fn serve_with<F, Fut, B>(builder: auto::Builder<TokioExecutor>, handler: F) -> SocketAddr
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
@@ -224,10 +223,10 @@ where
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let handler = handler.clone();
+            let (handler, builder) = (handler.clone(), builder.clone());
             tokio::spawn(async move {
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service_fn(handler))
+                let _ = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service_fn(handler))
                     .await;
             });
         }
