@@ -5,12 +5,12 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{Request, Response};
+use http::{HeaderMap, Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::api;
 use crate::app::App;
-use crate::auth::session::{self, AuthError};
+use crate::auth::session::{self, AuthError, Authenticated};
 use crate::body::Body;
 use crate::config::PolicyDefault;
 use crate::error::{Error, Result};
@@ -55,26 +55,43 @@ async fn route(
             Err(not_ours) => req = not_ours,
         }
     }
-    let auth = match app.config.policy.default {
-        PolicyDefault::Public => None,
-        PolicyDefault::Deny => return Err(Error::Forbidden),
-        PolicyDefault::Authenticated => {
-            let authenticated =
-                session::authenticate(&app.store, &app.keys, req.headers(), req.uri()).await;
-            app.metrics.auth(match &authenticated {
-                Ok(_) => AuthResult::Ok,
-                Err(e) => e.result(),
-            });
-            match authenticated {
-                Ok(auth) => Some(auth),
-                Err(AuthError::Store(e)) => return Err(Error::StoreUnavailable(e)),
-                Err(e) => return Err(Error::Unauthenticated(e.to_string())),
-            }
-        }
-    };
+    let auth = admit(app, req.method(), req.uri(), req.headers()).await?;
     app.upstream
         .forward(req, peer, app, auth.as_ref().map(|a| a.identity()))
         .await
+}
+
+/// Decides whether a request for `method` and `uri` (with the client's `headers`) may go on:
+/// the route policy, authenticating when it asks for it. `Ok(None)` for a public route,
+/// `Ok(Some(session))` for an authenticated and authorized one; otherwise the error to answer
+/// with (401, 403, or 503 when the store cannot answer). Inline proxying and forward-auth
+/// (`/.portcullis/verify`, where `uri` and `method` are the original request's) both ask here.
+pub async fn admit(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Option<Authenticated>> {
+    let _ = method;
+    match app.config.policy.default {
+        PolicyDefault::Public => Ok(None),
+        PolicyDefault::Deny => Err(Error::Forbidden),
+        PolicyDefault::Authenticated => authenticate(app, uri, headers).await.map(Some),
+    }
+}
+
+/// Authenticates the token carried by `headers`/`uri`, counting the result.
+async fn authenticate(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Authenticated> {
+    let authenticated = session::authenticate(&app.store, &app.keys, headers, uri).await;
+    app.metrics.auth(match &authenticated {
+        Ok(_) => AuthResult::Ok,
+        Err(e) => e.result(),
+    });
+    match authenticated {
+        Ok(auth) => Ok(auth),
+        Err(AuthError::Store(e)) => Err(Error::StoreUnavailable(e)),
+        Err(e) => Err(Error::Unauthenticated(e.to_string())),
+    }
 }
 
 /// The part of `path` after the API prefix, when `path` is under it (segment-wise: the prefix
