@@ -11,6 +11,7 @@
 //! - [`upstream`]: the connection pool to the upstream.
 //! - [`router`]: which handler answers a request on the main listener.
 //! - [`proxy`]: forwarding, host checks, upgrades.
+//! - [`rbac`]: roles, scopes, allow lists and the permission evaluator.
 //! - [`headers`]: hop-by-hop, identity and forwarded header hygiene.
 //! - [`auth`]: session tokens (format, extraction, stripping) and password hashing.
 //! - [`api`]: the Coder-compatible API under `api.prefix`.
@@ -44,6 +45,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod rbac;
 pub mod router;
 pub mod server;
 pub mod signal;

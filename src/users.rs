@@ -25,9 +25,10 @@ use crate::api::{tag_failed, Validation};
 use crate::app::App;
 use crate::auth::session::KEY_RETENTION;
 use crate::auth::token::{self, RngError, Token};
-use crate::auth::{scope, PasswordError, PasswordPolicy, Passwords, UserInfo};
+use crate::auth::{PasswordError, PasswordPolicy, Passwords, UserInfo};
 use crate::config::TokensConfig;
 use crate::limits::go_duration;
+use crate::rbac::scopes as scope;
 use crate::store::cache::KeyCache;
 use crate::store::{
     AllowListEntry, ApiKey, Invalidation, LoginType, Membership, Organization, Store, StoreError,

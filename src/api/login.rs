@@ -13,11 +13,11 @@ use time::OffsetDateTime;
 
 use crate::api::{self, tag_failed, ApiError, ApiResult};
 use crate::app::App;
-use crate::auth::scope;
 use crate::auth::token::SESSION_COOKIE;
 use crate::body::Body;
 use crate::metrics::LoginResult;
 use crate::proxy::Peer;
+use crate::rbac::scopes as scope;
 use crate::store::{Invalidation, LoginType, StoreError, User, UserStatus};
 use crate::users::{NewKey, Users};
 

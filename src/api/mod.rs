@@ -21,6 +21,7 @@ use crate::auth::PasswordError;
 use crate::body::Body;
 use crate::error::{json_response, message_response};
 use crate::proxy::Peer;
+use crate::rbac::{Action, Object};
 use crate::store::UserStatus;
 use crate::users::UserError;
 
@@ -241,6 +242,12 @@ pub async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T,
 /// Authenticates an API request.
 pub async fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Authenticated, ApiError> {
     Ok(session::authenticate(&app.store, &app.keys, req.headers(), req.uri()).await?)
+}
+
+/// Whether the caller may do `action` (a literal action name) on `object`: roles ∩ key scopes
+/// ∩ allow list (§11.4).
+pub fn allowed(auth: &Authenticated, action: &str, object: &Object) -> bool {
+    auth.subject().allows(Action::known(action), object)
 }
 
 /// Coder's answer for a resource that is missing or that the caller may not see.

@@ -10,11 +10,12 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::users::{self, may, UserAction};
+use crate::api::users;
 use crate::api::{self, tag_failed, ApiError, ApiResult, Validation};
 use crate::app::App;
 use crate::auth::{PasswordError, UserInfo};
 use crate::proxy::Peer;
+use crate::rbac::Object;
 use crate::users::{UserError, Users};
 
 /// `codersdk.UpdateUserPasswordRequest`.
@@ -33,7 +34,7 @@ struct UpdatePassword {
 pub async fn change(app: &Arc<App>, peer: &Peer, req: Request<Incoming>, param: &str) -> ApiResult {
     app.limits.login(&app.store, peer, req.headers()).await?;
     let (auth, user) = users::target(app, &req, param).await?;
-    if !may(auth.session(), Some(&user), UserAction::SetPassword) {
+    if !api::allowed(&auth, "update_personal", &Object::user(user.id)) {
         return Err(api::not_found());
     }
     let body: UpdatePassword = api::json_body(req).await?;

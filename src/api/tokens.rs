@@ -7,11 +7,12 @@ use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::api::users::{self, may, UserAction};
+use crate::api::users;
 use crate::api::{self, ApiResult};
 use crate::app::App;
-use crate::auth::scope;
 use crate::proxy::Peer;
+use crate::rbac::scopes as scope;
+use crate::rbac::Object;
 use crate::store::LoginType;
 use crate::users::{NewKey, Users};
 
@@ -25,7 +26,7 @@ pub async fn create_key(
     param: &str,
 ) -> ApiResult {
     let (auth, user) = users::target(app, &req, param).await?;
-    if !may(auth.session(), Some(&user), UserAction::CreateKey) {
+    if !api::allowed(&auth, "create", &Object::api_key(user.id)) {
         return Err(api::not_found());
     }
     let ops = Users::of(app);

@@ -1,6 +1,6 @@
 //! Users: the first user, reading, creating, suspending, activating and deleting users
-//! (spec/coder-api.md §7.2, §7.6, §7.8), Coder's `User` JSON shape, and [`may`], the one place
-//! that decides what a caller may do to a user.
+//! (spec/coder-api.md §7.2, §7.6, §7.8) and Coder's `User` JSON shape. What a caller may do to
+//! a user is the RBAC evaluator's answer for the user object (`user:read`, `user:create`, ...).
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use crate::api::{self, tag_failed, ApiError, ApiResult};
 use crate::app::App;
 use crate::auth::session::Authenticated;
 use crate::auth::UserInfo;
-use crate::store::cache::Session;
+use crate::rbac::{Action, Object, Resource};
 use crate::store::{LoginType, Membership, User, UserStatus};
 use crate::users::{validate_email, validate_name, validate_username, NewUser, UserError, Users};
 
@@ -24,31 +24,6 @@ use crate::users::{validate_email, validate_name, validate_username, NewUser, Us
 /// user exists, the user list answers instead.
 const FIRST_USER_CLAIM: &str = "first-user";
 const FIRST_USER_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Site roles allowed to read any user (§7.2).
-const READ_ANY_USER: [&str; 4] = ["owner", "user-admin", "auditor", "template-admin"];
-
-/// Site roles allowed to create, suspend, activate, delete any user and set their passwords
-/// (§11.3: `user` create/update/delete/update_personal site-wide).
-const MANAGE_USERS: [&str; 2] = ["owner", "user-admin"];
-
-/// Site roles allowed to create API keys for any user (§11.3: `api_key` site-wide).
-const KEYS_FOR_ANYONE: [&str; 1] = ["owner"];
-
-/// What a caller wants to do to a user, for [`may`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserAction {
-    /// See the user (`user:read`).
-    Read,
-    /// Create users (`user:create`).
-    Create,
-    /// Suspend, activate or delete the user (`user:update`, `user:delete`).
-    Manage,
-    /// Set the user's password (`user:update_personal`).
-    SetPassword,
-    /// Create an API key owned by the user (`api_key:create`).
-    CreateKey,
-}
 
 /// Coder's `User` (§7.2).
 #[derive(Debug, Serialize)]
@@ -150,52 +125,6 @@ fn display_name(role: &str) -> String {
     .to_owned()
 }
 
-// === impl UserAction ===
-
-impl UserAction {
-    /// The scopes of the caller's key that allow this action (spec §1.2: a scope never grants
-    /// by itself, it only limits what the roles allow).
-    fn scopes(self) -> &'static [&'static str] {
-        match self {
-            UserAction::Read => &[],
-            UserAction::Create | UserAction::Manage => &["coder:all", "user:*"],
-            UserAction::SetPassword => &["coder:all", "user:*", "user:update_personal"],
-            UserAction::CreateKey => &[
-                "coder:all",
-                "api_key:*",
-                "api_key:create",
-                "coder:apikeys.manage_self",
-            ],
-        }
-    }
-}
-
-/// Whether the caller of `session` may do `action` to `target` (`None` for
-/// [`UserAction::Create`]).
-///
-/// The interim rule until the RBAC evaluator (spec §11) replaces this one function: the site
-/// roles `owner` and `user-admin` manage any user; `owner` also creates keys for anyone; the
-/// readers of §7.2 read anyone; everyone reads themselves, sets their own password and creates
-/// their own keys. The caller's key must also carry a scope that covers a change (so a
-/// `workspace:read` token of an owner manages nobody, and `coder:apikeys.manage_self` makes
-/// keys for its own user only); reading is decided by roles alone.
-pub fn may(session: &Session, target: Option<&User>, action: UserAction) -> bool {
-    let actor = &session.user;
-    let holds = |roles: &[&str]| actor.roles.iter().any(|r| roles.contains(&r.as_str()));
-    let itself = target.is_some_and(|t| t.id == actor.id);
-    let by_role = match action {
-        UserAction::Read => itself || holds(&READ_ANY_USER),
-        UserAction::Create | UserAction::Manage => holds(&MANAGE_USERS),
-        UserAction::SetPassword => itself || holds(&MANAGE_USERS),
-        UserAction::CreateKey => itself || holds(&KEYS_FOR_ANYONE),
-    };
-    let by_scope = action.scopes().is_empty()
-        || session.key.scopes.iter().any(|s| {
-            action.scopes().contains(&s.as_str()) && (s != "coder:apikeys.manage_self" || itself)
-        });
-    by_role && by_scope
-}
-
 /// `GET /users/first` (§7.6).
 pub async fn first_exists(app: &Arc<App>) -> ApiResult {
     if app.store.users().await?.is_empty() {
@@ -289,7 +218,7 @@ pub async fn get(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiResu
 /// `user_status` says otherwise, in the given organizations or the default one.
 pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
     let auth = api::authenticate(app, &req).await?;
-    if !may(auth.session(), None, UserAction::Create) {
+    if !api::allowed(&auth, "create", &Object::new(Resource::known("user"))) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "You are not authorized to create users.",
@@ -376,7 +305,7 @@ pub async fn delete(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiR
             "",
         ));
     }
-    if !may(auth.session(), Some(&user), UserAction::Manage) {
+    if !api::allowed(&auth, "delete", &Object::user(user.id)) {
         return Err(api::forbidden());
     }
     Users::of(app).delete(user.id).await?;
@@ -412,7 +341,7 @@ pub async fn set_status(
             ));
         }
     }
-    if !may(auth.session(), Some(&user), UserAction::Manage) {
+    if !api::allowed(&auth, "update", &Object::user(user.id)) {
         return Err(api::forbidden());
     }
     let user = Users::of(app).set_status(user.id, status).await?;
@@ -421,7 +350,9 @@ pub async fn set_status(
 }
 
 /// Authenticates the request, resolves `{user}` (§0.6) and checks that the caller may see
-/// that user: a user the caller may not read does not exist for them (§7.2).
+/// that user: a user the caller may not read does not exist for them (§7.2). Reading is
+/// decided by the caller's roles alone, not its key's scopes, so that any token can find out
+/// whose it is (`/users/me`); what the caller then does to the user is checked in full.
 pub async fn target(
     app: &App,
     req: &Request<Incoming>,
@@ -429,7 +360,10 @@ pub async fn target(
 ) -> Result<(Authenticated, User), ApiError> {
     let auth = api::authenticate(app, req).await?;
     let user = resolve(app, &auth, param).await?;
-    if !may(auth.session(), Some(&user), UserAction::Read) {
+    if !auth
+        .subject()
+        .roles_allow(Action::known("read"), &Object::user(user.id))
+    {
         return Err(api::not_found());
     }
     Ok((auth, user))
@@ -448,107 +382,4 @@ pub async fn resolve(app: &App, auth: &Authenticated, param: &str) -> Result<Use
         Err(_) => app.store.user_by_username(param).await?,
     };
     found.ok_or_else(api::not_found)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{AllowListEntry, ApiKey};
-
-    fn user(roles: &[&str]) -> User {
-        User {
-            id: Uuid::new_v4(),
-            username: "u".into(),
-            email: "u@example.com".into(),
-            name: String::new(),
-            avatar_url: String::new(),
-            created_at: OffsetDateTime::UNIX_EPOCH,
-            updated_at: OffsetDateTime::UNIX_EPOCH,
-            last_seen_at: OffsetDateTime::UNIX_EPOCH,
-            status: UserStatus::Active,
-            login_type: LoginType::Password,
-            hashed_password: None,
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            theme_preference: String::new(),
-        }
-    }
-
-    fn session(actor: &User, scopes: &[&str]) -> Session {
-        Session {
-            key: ApiKey {
-                id: "abcdefghij".into(),
-                hashed_secret: [0; 32],
-                user_id: actor.id,
-                last_used: OffsetDateTime::UNIX_EPOCH,
-                expires_at: OffsetDateTime::UNIX_EPOCH,
-                created_at: OffsetDateTime::UNIX_EPOCH,
-                updated_at: OffsetDateTime::UNIX_EPOCH,
-                login_type: LoginType::Password,
-                lifetime_seconds: 0,
-                ip_address: String::new(),
-                token_name: String::new(),
-                scopes: scopes.iter().map(|s| s.to_string()).collect(),
-                allow_list: vec![AllowListEntry {
-                    resource_type: "*".into(),
-                    id: "*".into(),
-                }],
-            },
-            user: actor.clone(),
-            memberships: Vec::new(),
-        }
-    }
-
-    /// One row of the table: actor roles, key scopes, acting on itself, the action, the
-    /// expected answer.
-    fn check(roles: &[&str], scopes: &[&str], itself: bool, action: UserAction, allowed: bool) {
-        let actor = user(roles);
-        let other = user(&[]);
-        let target = match action {
-            UserAction::Create => None,
-            _ if itself => Some(&actor),
-            _ => Some(&other),
-        };
-        assert_eq!(
-            may(&session(&actor, scopes), target, action),
-            allowed,
-            "{roles:?} {scopes:?} itself={itself} {action:?}"
-        );
-    }
-
-    #[test]
-    fn who_may_do_what_to_a_user() {
-        use UserAction::*;
-        check(&[], &["coder:all"], true, Read, true);
-        check(&[], &["workspace:read"], true, Read, true);
-        check(&[], &["coder:all"], false, Read, false);
-        check(&["auditor"], &["coder:all"], false, Read, true);
-        check(&["template-admin"], &["coder:all"], false, Read, true);
-        check(&[], &["coder:all"], false, Create, false);
-        check(&["auditor"], &["coder:all"], false, Create, false);
-        check(&["user-admin"], &["coder:all"], false, Create, true);
-        check(&["owner"], &["coder:all"], false, Create, true);
-        check(&["owner"], &["workspace:read"], false, Create, false);
-        check(&["owner"], &["user:*"], false, Manage, true);
-        check(&["user-admin"], &["coder:all"], false, Manage, true);
-        check(&["auditor"], &["coder:all"], false, Manage, false);
-        check(&[], &["coder:all"], true, Manage, false);
-        check(&[], &["coder:all"], true, SetPassword, true);
-        check(&[], &["user:update_personal"], true, SetPassword, true);
-        check(&[], &["workspace:read"], true, SetPassword, false);
-        check(&[], &["coder:all"], false, SetPassword, false);
-        check(&["auditor"], &["coder:all"], false, SetPassword, false);
-        check(&["user-admin"], &["coder:all"], false, SetPassword, true);
-        check(&[], &["coder:all"], true, CreateKey, true);
-        check(&[], &["coder:apikeys.manage_self"], true, CreateKey, true);
-        check(
-            &["owner"],
-            &["coder:apikeys.manage_self"],
-            false,
-            CreateKey,
-            false,
-        );
-        check(&["owner"], &["api_key:create"], false, CreateKey, true);
-        check(&["user-admin"], &["coder:all"], false, CreateKey, false);
-        check(&[], &["coder:all"], false, CreateKey, false);
-    }
 }

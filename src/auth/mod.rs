@@ -1,11 +1,10 @@
 //! Authentication: who is asking. Session tokens (their format, where a request carries them,
-//! and their removal before forwarding), the scope names a key may carry, password hashing, and password strength.
+//! and their removal before forwarding), password hashing, and password strength.
 //!
 //! These are the primitives; the store keeps users and hashed keys, and the login, logout and
 //! key endpoints are built on both.
 
 pub mod password;
-pub mod scope;
 pub mod session;
 pub mod strength;
 pub mod token;

@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use crate::auth::token::{self, Token, TokenError};
 use crate::headers::Identity;
 use crate::metrics::AuthResult;
+use crate::rbac::Subject;
 use crate::store::cache::{Entry, KeyCache, Session};
 use crate::store::{Store, StoreError, UserStatus};
 
@@ -80,6 +81,11 @@ impl Authenticated {
     /// The key, user and memberships.
     pub fn session(&self) -> &Arc<Session> {
         &self.entry.session
+    }
+
+    /// What this session may do.
+    pub fn subject(&self) -> &Subject {
+        &self.entry.subject
     }
 
     /// The identity headers this session gives a proxied request.

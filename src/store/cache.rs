@@ -34,6 +34,7 @@ use uuid::Uuid;
 use crate::config::StoreConfig;
 use crate::headers::Identity;
 use crate::metrics::{CacheResult, Metrics};
+use crate::rbac::Subject;
 use crate::store::{ApiKey, Invalidation, Membership, Store, StoreError, User};
 
 /// Cached entries at most.
@@ -57,6 +58,8 @@ pub struct Entry {
     pub session: Arc<Session>,
     /// The identity headers it gives a proxied request, rendered once.
     pub identity: Identity,
+    /// What the session may do, folded once.
+    pub subject: Subject,
     loaded: Instant,
     /// Unix seconds of the last `last_used`/expiry write for this key (claimed with a CAS so
     /// that concurrent requests write at most once).
@@ -94,8 +97,10 @@ impl Entry {
             user.roles.iter().cloned().chain(org_roles),
             &session.key.scopes,
         );
+        let subject = Subject::new(&session.user, &session.memberships, &session.key);
         Entry {
             identity,
+            subject,
             session: Arc::new(session),
             loaded: Instant::now(),
             touched: AtomicI64::new(touched),

@@ -1,0 +1,280 @@
+//! Authorization: may this subject do this action on this object (spec/coder-api.md §11).
+//!
+//! - [`catalog`]: resource types and actions.
+//! - [`perms`]: a level's permissions folded into masks, and the vote.
+//! - [`roles`]: the built-in site and organization roles, and who may assign which.
+//! - [`scopes`]: the external scope names and what each grants.
+//!
+//! A [`Subject`] is built once per cached session (the user's roles and memberships, the key's
+//! scopes and allow list) and answers [`Subject::allows`] with no store round trip and no
+//! allocation: effective permission = roles ∩ key scopes ∩ allow list (§11.4). Objects carry
+//! no ACLs: the objects Portcullis decides on (users, organizations, API keys, and objects a
+//! route policy describes) have none.
+
+pub mod catalog;
+pub mod perms;
+pub mod roles;
+pub mod scopes;
+
+use uuid::Uuid;
+
+pub use catalog::{Action, Resource};
+pub use perms::{PermSet, Vote};
+
+use crate::store::{AllowListEntry, ApiKey, Membership, User};
+
+/// What is acted on (Coder's RBAC object, without ACLs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    /// The resource type.
+    pub resource: Resource,
+    /// Its id, when one object is meant.
+    pub id: Option<Uuid>,
+    /// Its owner, when it has one.
+    pub owner: Option<Uuid>,
+    /// The organization it belongs to, when it belongs to one.
+    pub org: Option<Uuid>,
+    /// "In any organization the subject is a member of" (§2.3 `any_org`).
+    pub any_org: bool,
+}
+
+/// Who is asking: the permissions of the user's roles per level, and the key's scopes and
+/// allow list.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// The user id.
+    pub id: Uuid,
+    site: PermSet,
+    user: PermSet,
+    orgs: Vec<OrgPerms>,
+    scope: scopes::Grant,
+    allow_list: AllowList,
+}
+
+#[derive(Debug, Clone)]
+struct OrgPerms {
+    id: Uuid,
+    org: PermSet,
+    member: PermSet,
+}
+
+/// A key's allow list: which objects it may touch at all. `None` parts are `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowList(Vec<(Option<Resource>, Option<Uuid>)>);
+
+// === impl Object ===
+
+impl Object {
+    /// An object of type `resource` with nothing else known (site-wide, no owner).
+    pub fn new(resource: Resource) -> Self {
+        Object {
+            resource,
+            id: None,
+            owner: None,
+            org: None,
+            any_org: false,
+        }
+    }
+
+    /// A user record: owned by itself, in no organization.
+    pub fn user(id: Uuid) -> Self {
+        Object {
+            id: Some(id),
+            owner: Some(id),
+            ..Object::new(Resource::known("user"))
+        }
+    }
+
+    /// An API key of `owner`: keys belong to no organization (§11.3 note).
+    pub fn api_key(owner: Uuid) -> Self {
+        Object {
+            owner: Some(owner),
+            ..Object::new(Resource::known("api_key"))
+        }
+    }
+
+    /// An organization: it belongs to itself.
+    pub fn organization(id: Uuid) -> Self {
+        Object {
+            id: Some(id),
+            org: Some(id),
+            ..Object::new(Resource::known("organization"))
+        }
+    }
+
+    /// The same object as another resource type (for example the `assign_role` object of a
+    /// change of roles).
+    pub fn with_resource(mut self, resource: Resource) -> Self {
+        self.resource = resource;
+        self
+    }
+}
+
+// === impl Subject ===
+
+impl Subject {
+    /// The subject of `key`, used by `user` with `memberships`. Role names that are not built in
+    /// grant nothing.
+    pub fn new(user: &User, memberships: &[Membership], key: &ApiKey) -> Self {
+        let mut site = PermSet::empty();
+        let mut own = PermSet::empty();
+        let site_roles = user
+            .roles
+            .iter()
+            .map(String::as_str)
+            .chain([roles::MEMBER])
+            .filter_map(|name| roles::find(name, roles::Kind::Site));
+        for role in site_roles {
+            site.union(&role.site);
+            own.union(&role.user);
+        }
+        let orgs = memberships
+            .iter()
+            .map(|m| {
+                let mut perms = OrgPerms {
+                    id: m.organization_id,
+                    org: PermSet::empty(),
+                    member: PermSet::empty(),
+                };
+                for role in org_roles(m) {
+                    site.union(&role.site);
+                    perms.org.union(&role.org);
+                    perms.member.union(&role.member);
+                }
+                perms
+            })
+            .collect();
+        Subject {
+            id: user.id,
+            site,
+            user: own,
+            orgs,
+            scope: scopes::expand_all(&key.scopes),
+            allow_list: AllowList::new(&key.allow_list),
+        }
+    }
+
+    /// Whether the subject may do `action` on `object`: its roles allow it, its key's scopes
+    /// allow it, and the object is on the key's allow list. An action the resource type does
+    /// not have is never allowed.
+    pub fn allows(&self, action: Action, object: &Object) -> bool {
+        object.resource.has(action)
+            && self.roles_allow(action, object)
+            && self.scope_allows(action, object)
+            && self.allow_list.admits(object)
+    }
+
+    /// Whether the key's scopes allow it: a site-wide grant, or a grant on the owner's own
+    /// objects outside organizations.
+    fn scope_allows(&self, action: Action, object: &Object) -> bool {
+        match self.scope.site.vote(object.resource, action) {
+            Vote::Allow => true,
+            Vote::Deny => false,
+            Vote::Abstain => {
+                object.org.is_none()
+                    && !object.any_org
+                    && object.owner == Some(self.id)
+                    && self.scope.own.vote(object.resource, action) == Vote::Allow
+            }
+        }
+    }
+
+    /// Whether the roles alone allow it (scopes and allow list aside): the level walk of
+    /// §11.4. A denial at a level ends the walk; an abstention passes to the next level.
+    pub fn roles_allow(&self, action: Action, object: &Object) -> bool {
+        let resource = object.resource;
+        match self.site.vote(resource, action) {
+            Vote::Allow => return true,
+            Vote::Deny => return false,
+            Vote::Abstain => {}
+        }
+        let owned = object.owner == Some(self.id);
+        let in_org = |o: &OrgPerms| match o.org.vote(resource, action) {
+            Vote::Allow => true,
+            Vote::Deny => false,
+            Vote::Abstain => owned && o.member.vote(resource, action) == Vote::Allow,
+        };
+        if object.any_org {
+            return self.orgs.iter().any(in_org);
+        }
+        match object.org {
+            // Not a member: only site permissions could have allowed it.
+            Some(org) => self.orgs.iter().find(|o| o.id == org).is_some_and(in_org),
+            None => owned && self.user.vote(resource, action) == Vote::Allow,
+        }
+    }
+
+    /// The first permission `wanted` grants that the key's scopes do not (`None`: covered).
+    /// A site-wide grant covers an own-objects grant, not the other way round.
+    pub fn scope_not_covering(&self, wanted: &scopes::Grant) -> Option<(Resource, Action)> {
+        let mut own = self.scope.own.clone();
+        own.union(&self.scope.site);
+        self.scope
+            .site
+            .first_not_covering(&wanted.site)
+            .or_else(|| own.first_not_covering(&wanted.own))
+    }
+
+    /// Whether the key is unrestricted: `coder:all` (or `*:*`) scope and a `*:*` allow list.
+    pub fn unrestricted(&self) -> bool {
+        self.allow_list.is_everything()
+            && self
+                .scope
+                .site
+                .first_not_covering(&PermSet::everything())
+                .is_none()
+    }
+
+    /// The organizations the subject is a member of.
+    pub fn org_ids(&self) -> impl Iterator<Item = Uuid> + '_ {
+        self.orgs.iter().map(|o| o.id)
+    }
+}
+
+/// The organization roles of a membership, the implicit ones included.
+pub fn org_roles(m: &Membership) -> impl Iterator<Item = &'static roles::Role> + '_ {
+    m.roles
+        .iter()
+        .map(String::as_str)
+        .chain([roles::ORG_MEMBER, "organization-workspace-access"])
+        .filter_map(|name| roles::find(name, roles::Kind::Org))
+}
+
+// === impl AllowList ===
+
+impl AllowList {
+    /// From a key's stored entries. An entry that does not parse admits nothing.
+    pub fn new(entries: &[AllowListEntry]) -> Self {
+        let parsed = entries
+            .iter()
+            .filter_map(|e| {
+                let resource = match e.resource_type.as_str() {
+                    "*" => None,
+                    name => Some(Resource::parse(name)?),
+                };
+                let id = match e.id.as_str() {
+                    "*" => None,
+                    id => Some(Uuid::parse_str(id).ok()?),
+                };
+                Some((resource, id))
+            })
+            .collect();
+        AllowList(parsed)
+    }
+
+    /// Whether it admits every object (`*:*`).
+    pub fn is_everything(&self) -> bool {
+        self.0.contains(&(None, None))
+    }
+
+    /// Whether `object` matches an entry: `*:*`, `<type>:*` or `<type>:<its id>`.
+    pub fn admits(&self, object: &Object) -> bool {
+        self.0.iter().any(|(resource, id)| {
+            resource.map_or(true, |r| r == object.resource)
+                && id.map_or(true, |i| object.id == Some(i))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
