@@ -225,6 +225,8 @@ pub fn token(command: TokenCommand) -> ExitCode {
                         scopes,
                         token_name: name,
                         ip_address: String::new(),
+                        allow_list: Vec::new(),
+                        not_after: None,
                     },
                 )
                 .await

@@ -127,6 +127,11 @@ pub struct NewKey {
     /// The client address recorded on the key (empty when there is none, as on the command
     /// line).
     pub ip_address: String,
+    /// The allow list, normalized (see [`crate::api::tokens`]); empty means `*:*`.
+    pub allow_list: Vec<AllowListEntry>,
+    /// The latest the key may ever expire (a token made with a restricted key); the expiry is
+    /// capped at it, now and by every sliding refresh.
+    pub not_after: Option<OffsetDateTime>,
 }
 
 /// User operations on one store. Cheap: it only borrows.
@@ -421,11 +426,7 @@ impl<'a> Users<'a> {
         let Some(lifetime) = requested.filter(|d| !d.is_zero()) else {
             return Ok(self.tokens.default_lifetime);
         };
-        let max = if user.roles.iter().any(|r| r == "owner") {
-            self.tokens.max_admin_lifetime
-        } else {
-            self.tokens.max_lifetime
-        };
+        let max = self.max_token_lifetime(user);
         if lifetime > max {
             return Err(UserError::Lifetime(format!(
                 "lifetime must be less than {}",
@@ -435,13 +436,45 @@ impl<'a> Users<'a> {
         Ok(lifetime)
     }
 
+    /// The longest token `user` may have: `tokens.max_admin_lifetime` for an `owner` (yes,
+    /// stricter), `tokens.max_lifetime` for everyone else (§7.3).
+    pub fn max_token_lifetime(&self, user: &User) -> Duration {
+        if user.roles.iter().any(|r| r == "owner") {
+            self.tokens.max_admin_lifetime
+        } else {
+            self.tokens.max_lifetime
+        }
+    }
+
+    /// Deletes the API key `id` and drops it from every replica's cache; false when there was
+    /// no such key.
+    pub async fn delete_key(&self, id: &str) -> Result<bool, UserError> {
+        let existed = self.store.delete_key(id).await?;
+        self.invalidate(Invalidation::Key(id.to_owned())).await;
+        Ok(existed)
+    }
+
+    /// Makes `key` expire now (unless it already has) and drops it from every replica's cache;
+    /// false when the key no longer exists.
+    pub async fn expire_key(&self, mut key: ApiKey) -> Result<bool, UserError> {
+        let now = OffsetDateTime::now_utc();
+        if key.expires_at <= now {
+            return Ok(true);
+        }
+        key.expires_at = now;
+        key.updated_at = now;
+        let existed = self.store.update_key(&key, now + KEY_RETENTION).await?;
+        self.invalidate(Invalidation::Key(key.id)).await;
+        Ok(existed)
+    }
+
     /// The default lifetime of keys that are not sessions (`tokens.default_lifetime`).
     pub fn default_token_lifetime(&self) -> Duration {
         self.tokens.default_lifetime
     }
 
     /// Issues an API key for `user` and returns its token, the only time the secret exists in
-    /// the clear (only its SHA-256 is stored, spec §8.2). The allow list is `*:*`.
+    /// the clear (only its SHA-256 is stored, spec §8.2).
     ///
     /// # Errors
     /// [`UserError::UnknownScope`], [`UserError::TokenNameTaken`], [`UserError::Lifetime`]
@@ -461,7 +494,10 @@ impl<'a> Users<'a> {
         let too_long = || UserError::Lifetime("lifetime is too long".into());
         let lifetime = time::Duration::try_from(new.lifetime).map_err(|_| too_long())?;
         let now = OffsetDateTime::now_utc();
-        let expires_at = now.checked_add(lifetime).ok_or_else(too_long)?;
+        let mut expires_at = now.checked_add(lifetime).ok_or_else(too_long)?;
+        if let Some(cap) = new.not_after {
+            expires_at = expires_at.min(cap);
+        }
         let keep_until = expires_at.checked_add(KEY_RETENTION).ok_or_else(too_long)?;
         let token = Token::generate()?;
         let key = ApiKey {
@@ -482,10 +518,15 @@ impl<'a> Users<'a> {
             ip_address: new.ip_address,
             token_name: new.token_name,
             scopes,
-            allow_list: vec![AllowListEntry {
-                resource_type: "*".into(),
-                id: "*".into(),
-            }],
+            allow_list: if new.allow_list.is_empty() {
+                vec![AllowListEntry {
+                    resource_type: "*".into(),
+                    id: "*".into(),
+                }]
+            } else {
+                new.allow_list
+            },
+            not_after: new.not_after,
         };
         self.store
             .insert_key(&key, keep_until)

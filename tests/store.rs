@@ -184,6 +184,7 @@ fn api_key(user: Uuid, name: &str) -> ApiKey {
             resource_type: "*".to_owned(),
             id: "*".to_owned(),
         }],
+        not_after: None,
     }
 }
 

@@ -12,172 +12,14 @@ mod common;
 
 use std::time::Duration;
 
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use common::world::*;
 use common::*;
 use portcullis::store::{LoginType, UserStatus};
 use portcullis::users::{NewKey, NewUser, Users};
-
-const MEMORY: &str = "memory://";
-const PASSWORD: &str = "correct horse battery";
-const ADMIN_EMAIL: &str = "admin@example.com";
-
-const SIGNED_OUT: &str =
-    "You are signed out or your session has expired. Please sign in again to continue.";
-const NOT_FOUND: &str = "Resource not found or you do not have access to this resource";
-const SUSPENDED_DETAIL: &str =
-    "User is not active (status = \"suspended\"). Contact an admin to reactivate your account.";
-
-// === harness ===
-
-/// One Portcullis with its first user (an owner) logged in.
-struct World {
-    sidecar: Sidecar,
-    admin: String,
-    admin_id: String,
-    org: String,
-    prefix: String,
-}
-
-impl World {
-    async fn start(store_url: &str, extra: &str) -> World {
-        let echo = start_echo().await;
-        let prefix = random_key_prefix();
-        let sidecar = Sidecar::start(&config_with_store(echo, store_url, &prefix, "", extra)).await;
-        World::with_first_user(sidecar, prefix).await
-    }
-
-    /// Creates the first user on `sidecar` (whose key prefix is `prefix`) and logs in as them.
-    async fn with_first_user(sidecar: Sidecar, prefix: String) -> World {
-        let (status, first, _) = call(
-            &sidecar,
-            Method::POST,
-            "/api/v2/users/first",
-            Some(json!({"email": ADMIN_EMAIL, "username": "admin", "password": PASSWORD})),
-            None,
-        )
-        .await;
-        assert_eq!(status, StatusCode::CREATED, "{first}");
-        let admin = login_ok(&sidecar, ADMIN_EMAIL, PASSWORD).await;
-        World {
-            sidecar,
-            admin,
-            admin_id: first["user_id"].as_str().unwrap().to_owned(),
-            org: first["organization_id"].as_str().unwrap().to_owned(),
-            prefix,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        token: Option<&str>,
-    ) -> (StatusCode, Value, HeaderMap) {
-        call(&self.sidecar, method, path, body, token).await
-    }
-
-    /// Creates a user through `POST /users` as the admin, then logs in as them.
-    async fn member(&self, username: &str) -> (Value, String) {
-        let (status, user, _) = self
-            .call(
-                Method::POST,
-                "/api/v2/users",
-                Some(json!({
-                    "email": format!("{username}@example.com"),
-                    "username": username,
-                    "password": PASSWORD,
-                })),
-                Some(&self.admin),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{user}");
-        let token = login_ok(&self.sidecar, &format!("{username}@example.com"), PASSWORD).await;
-        (user, token)
-    }
-
-    /// Creates an active user holding a site role the API cannot grant yet, through the
-    /// app's own user operations, then logs in as them.
-    async fn with_role(&self, username: &str, role: &str) -> (String, String) {
-        let (user, _) = Users::of(&self.sidecar.app)
-            .create(NewUser {
-                email: format!("{username}@example.com"),
-                username: username.into(),
-                name: String::new(),
-                password: Some(PASSWORD.into()),
-                login_type: LoginType::Password,
-                status: UserStatus::Active,
-                roles: vec![role.into()],
-                organization_ids: Vec::new(),
-            })
-            .await
-            .expect("created");
-        let token = login_ok(&self.sidecar, &format!("{username}@example.com"), PASSWORD).await;
-        (user.id.to_string(), token)
-    }
-
-    async fn finish(self) {
-        let prefix = self.prefix.clone();
-        self.sidecar.shutdown().await;
-        delete_redis_keys(REDIS, &prefix).await;
-    }
-}
-
-async fn call(
-    sidecar: &Sidecar,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-    token: Option<&str>,
-) -> (StatusCode, Value, HeaderMap) {
-    call_json(
-        sidecar.addr,
-        api_request(method, path, body.as_ref(), token),
-    )
-    .await
-}
-
-async fn login(sidecar: &Sidecar, email: &str, password: &str) -> (StatusCode, Value) {
-    let (status, body, _) = call(
-        sidecar,
-        Method::POST,
-        "/api/v2/users/login",
-        Some(json!({"email": email, "password": password})),
-        None,
-    )
-    .await;
-    (status, body)
-}
-
-async fn login_ok(sidecar: &Sidecar, email: &str, password: &str) -> String {
-    let (status, body) = login(sidecar, email, password).await;
-    assert_eq!(status, StatusCode::CREATED, "login {email}: {body}");
-    body["session_token"].as_str().unwrap().to_owned()
-}
-
-/// A proxied request with `token`: the status, and the echo report (or the error body).
-async fn proxied(sidecar: &Sidecar, token: &str) -> (StatusCode, Value) {
-    let (status, body, _) = call(sidecar, Method::GET, "/app", None, Some(token)).await;
-    (status, body)
-}
-
-fn assert_message(got: &(StatusCode, Value, HeaderMap), status: StatusCode, message: &str) {
-    assert_eq!(got.0, status, "{}", got.1);
-    assert_eq!(got.1["message"], message, "{}", got.1);
-}
-
-fn assert_signed_out(got: &(StatusCode, Value), detail: &str) {
-    assert_eq!(got.0, StatusCode::UNAUTHORIZED, "{}", got.1);
-    assert_eq!(got.1["message"], SIGNED_OUT);
-    assert_eq!(got.1["detail"], detail);
-}
-
-fn forbidden_detail() -> &'static str {
-    "You don't have permission to view this content. If you believe this is a mistake, please contact your administrator or try signing in with different credentials."
-}
 
 // === POST /users ===
 
@@ -445,6 +287,8 @@ async fn password_users_cannot_be_created_when_password_auth_is_disabled() {
                 scopes: Vec::new(),
                 token_name: "setup".into(),
                 ip_address: String::new(),
+                allow_list: Vec::new(),
+                not_after: None,
             },
         )
         .await
@@ -897,6 +741,8 @@ async fn session_keys(store_url: &str) {
                 scopes: vec!["workspace:read".into()],
                 token_name: "ro".into(),
                 ip_address: String::new(),
+                allow_list: Vec::new(),
+                not_after: None,
             },
         )
         .await

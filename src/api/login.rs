@@ -225,6 +225,8 @@ pub async fn new_session_key(app: &App, user: &User, peer: &Peer) -> Result<Stri
         scopes: vec![scope::ALL.to_owned()],
         token_name: String::new(),
         ip_address: peer.addr.ip().to_string(),
+        allow_list: Vec::new(),
+        not_after: None,
     };
     Ok(Users::of(app).issue_key(user, key).await?)
 }

@@ -1,8 +1,10 @@
 //! The Coder-compatible API under `api.prefix` (spec/coder-api.md): routing, JSON bodies and
 //! the error shape. One file per endpoint family.
 
+pub mod authcheck;
 pub mod login;
 pub mod password;
+pub mod scopes;
 pub mod tokens;
 pub mod users;
 
@@ -194,6 +196,8 @@ pub async fn handle(
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
     let result = match (&method, segments.as_slice()) {
+        (&Method::GET, ["auth", "scopes"]) => scopes::list(),
+        (&Method::POST, ["authcheck"]) => authcheck::check(app, req).await,
         (&Method::GET, ["users", "first"]) => users::first_exists(app).await,
         (&Method::POST, ["users", "first"]) => users::create_first(app, req).await,
         (&Method::GET, ["users", "authmethods"]) => login::auth_methods(app),
@@ -211,6 +215,25 @@ pub async fn handle(
             users::set_status(app, req, user, UserStatus::Active).await
         }
         (&Method::POST, ["users", user, "keys"]) => tokens::create_key(app, peer, req, user).await,
+        (&Method::POST, ["users", user, "keys", "tokens"]) => {
+            tokens::create_token(app, peer, req, user).await
+        }
+        (&Method::GET, ["users", user, "keys", "tokens"]) => {
+            tokens::list_tokens(app, req, user).await
+        }
+        (&Method::GET, ["users", user, "keys", "tokens", "tokenconfig"]) => {
+            tokens::token_config(app, req, user).await
+        }
+        (&Method::GET, ["users", user, "keys", "tokens", name]) => {
+            tokens::token_by_name(app, req, user, name).await
+        }
+        (&Method::GET, ["users", user, "keys", id]) => tokens::get_key(app, req, user, id).await,
+        (&Method::DELETE, ["users", user, "keys", id]) => {
+            tokens::delete_key(app, req, user, id).await
+        }
+        (&Method::PUT, ["users", user, "keys", id, "expire"]) => {
+            tokens::expire_key(app, req, user, id).await
+        }
         _ => return Err(req),
     };
     Ok(result.unwrap_or_else(ApiError::into_response))

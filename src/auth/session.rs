@@ -140,6 +140,9 @@ async fn touch(store: Store, entry: Arc<Entry>, now: OffsetDateTime) {
     if key.expires_at - now <= lifetime - time::Duration::HOUR {
         key.expires_at = now + lifetime;
     }
+    if let Some(cap) = key.not_after {
+        key.expires_at = key.expires_at.min(cap);
+    }
     let keep_until = key.expires_at + KEY_RETENTION;
     if let Err(error) = store.update_key(&key, keep_until).await {
         tracing::debug!(%error, "could not record key use");

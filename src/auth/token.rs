@@ -384,7 +384,7 @@ fn is_bearer(value: &[u8]) -> bool {
 }
 
 /// The first non-empty value of query parameter `key`, decoded.
-fn query_value<'a>(uri: &'a Uri, key: &str) -> Option<Cow<'a, str>> {
+pub fn query_value<'a>(uri: &'a Uri, key: &str) -> Option<Cow<'a, str>> {
     uri.query()?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         // Go (since 1.17) skips a pair that contains `;`.

@@ -56,6 +56,7 @@ fn key(scopes: &[&str], allow: &[(&str, &str)]) -> ApiKey {
                 id: (*id).into(),
             })
             .collect(),
+        not_after: None,
     }
 }
 

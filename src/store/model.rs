@@ -174,6 +174,14 @@ pub struct ApiKey {
     pub scopes: Vec<String>,
     /// The allow list (`[{"type":"*","id":"*"}]` when unrestricted).
     pub allow_list: Vec<AllowListEntry>,
+    /// The latest the sliding refresh may move `expires_at` to: set on a token made with a
+    /// restricted key, which never outlives the key that made it (spec §7.3).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_after: Option<OffsetDateTime>,
 }
 
 /// One allow-list entry of an [`ApiKey`]: a resource type and id, either of which may be `*`.
@@ -286,6 +294,7 @@ mod tests {
                 resource_type: "*".into(),
                 id: "*".into(),
             }],
+            not_after: None,
         }
     }
 
@@ -309,6 +318,21 @@ mod tests {
         assert!(text.contains("\"login_type\":\"token\""), "{text}");
         let back: ApiKey = serde_json::from_str(&text).expect("deserializes");
         assert_eq!(back, k);
+        // Records written before `not_after` existed still load, and a cap round-trips.
+        assert!(!text.contains("not_after"), "{text}");
+        let capped = ApiKey {
+            not_after: Some(OffsetDateTime::UNIX_EPOCH + time::Duration::days(2)),
+            ..k
+        };
+        let text = serde_json::to_string(&capped).expect("serializes");
+        assert!(
+            text.contains("\"not_after\":\"1970-01-03T00:00:00Z\""),
+            "{text}"
+        );
+        assert_eq!(
+            serde_json::from_str::<ApiKey>(&text).expect("deserializes"),
+            capped
+        );
     }
 
     #[test]

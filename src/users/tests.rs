@@ -52,6 +52,8 @@ impl Fixture {
                     scopes: Vec::new(),
                     token_name: String::new(),
                     ip_address: String::new(),
+                    allow_list: Vec::new(),
+                    not_after: None,
                 },
             )
             .await
@@ -293,6 +295,8 @@ async fn issued_keys_carry_canonical_scopes_and_unique_names() {
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
         token_name: name.into(),
         ip_address: String::new(),
+        allow_list: Vec::new(),
+        not_after: None,
     };
     let token = f
         .users()

@@ -38,6 +38,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
 
+pub mod world;
+
 /// The longest any single step of a test may take before the test is failed as hung.
 pub const BOUND: Duration = Duration::from_secs(30);
 
