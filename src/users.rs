@@ -38,6 +38,27 @@ use crate::store::{
 /// The site roles a user may hold (spec §11.3); `member` is implicit and never stored.
 pub const SITE_ROLES: [&str; 4] = ["owner", "auditor", "template-admin", "user-admin"];
 
+/// `roles` without repeats and without the `implicit` one; the first that `known` refuses is
+/// an error.
+fn clean_roles(
+    roles: &[String],
+    known: impl Fn(&str) -> bool,
+    implicit: &str,
+    unknown: fn(String) -> UserError,
+) -> Result<Vec<String>, UserError> {
+    let mut kept: Vec<String> = Vec::with_capacity(roles.len());
+    for role in roles {
+        if role == implicit || kept.contains(role) {
+            continue;
+        }
+        if !known(role) {
+            return Err(unknown(role.clone()));
+        }
+        kept.push(role.clone());
+    }
+    Ok(kept)
+}
+
 /// Why a user operation failed. The API turns each into Coder's answer for its endpoint; the
 /// command line prints it.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +94,9 @@ pub enum UserError {
     /// Not one of [`SITE_ROLES`].
     #[error("{0:?} is not a site role (one of: owner, auditor, template-admin, user-admin)")]
     UnknownRole(String),
+    /// Not a built-in organization role.
+    #[error("{0:?} is not an organization role")]
+    UnknownOrgRole(String),
     /// Not an external scope (spec §1.1).
     #[error("invalid or unsupported API key scope: {0:?}")]
     UnknownScope(String),
@@ -248,15 +272,12 @@ impl<'a> Users<'a> {
         if !invalid.is_empty() {
             return Err(UserError::Invalid(invalid));
         }
-        let mut roles: Vec<String> = Vec::new();
-        for role in new.roles {
-            if !SITE_ROLES.contains(&role.as_str()) {
-                return Err(UserError::UnknownRole(role));
-            }
-            if !roles.contains(&role) {
-                roles.push(role);
-            }
-        }
+        let roles = clean_roles(
+            &new.roles,
+            |r| SITE_ROLES.contains(&r),
+            "",
+            UserError::UnknownRole,
+        )?;
         if self.store.user_by_email(&new.email).await?.is_some() {
             return Err(UserError::Conflict("email"));
         }
@@ -396,6 +417,52 @@ impl<'a> Users<'a> {
         }
         self.invalidate(Invalidation::User(id)).await;
         Ok(user)
+    }
+
+    /// Replaces a user's stored site roles (`member` is implicit and dropped; repeats removed)
+    /// and publishes [`Invalidation::User`], so every replica sees the change at once.
+    ///
+    /// # Errors
+    /// [`UserError::UnknownRole`], [`UserError::NoSuchUser`] and store failures.
+    pub async fn set_roles(&self, id: Uuid, roles: &[String]) -> Result<User, UserError> {
+        let roles = clean_roles(
+            roles,
+            |r| SITE_ROLES.contains(&r),
+            crate::rbac::roles::MEMBER,
+            UserError::UnknownRole,
+        )?;
+        let mut user = self.store.user(id).await?.ok_or(UserError::NoSuchUser)?;
+        user.roles = roles;
+        user.updated_at = OffsetDateTime::now_utc();
+        if !self.store.update_user(&user).await? {
+            return Err(UserError::NoSuchUser);
+        }
+        self.invalidate(Invalidation::User(id)).await;
+        Ok(user)
+    }
+
+    /// Replaces a membership's stored organization roles (`organization-member` is implicit
+    /// and dropped) and publishes [`Invalidation::User`] for the member.
+    ///
+    /// # Errors
+    /// [`UserError::UnknownOrgRole`] and store failures.
+    pub async fn set_org_roles(
+        &self,
+        mut membership: Membership,
+        roles: &[String],
+    ) -> Result<Membership, UserError> {
+        use crate::rbac::roles::{self, Kind};
+        membership.roles = clean_roles(
+            roles,
+            |r| roles::find(r, Kind::Org).is_some(),
+            roles::ORG_MEMBER,
+            UserError::UnknownOrgRole,
+        )?;
+        membership.updated_at = OffsetDateTime::now_utc();
+        self.store.add_member(&membership).await?;
+        self.invalidate(Invalidation::User(membership.user_id))
+            .await;
+        Ok(membership)
     }
 
     /// Deletes a user with every API key and membership, and publishes

@@ -322,27 +322,15 @@ async fn password_users_cannot_be_created_when_password_auth_is_disabled() {
 async fn user_parameter(store_url: &str) {
     let w = World::start(store_url, "").await;
     // `me` without a session: every {user} route needs one, so Coder's session check answers.
-    for (method, path) in [
+    w.assert_sessions_needed(&[
         (Method::GET, "/api/v2/users/me"),
         (Method::DELETE, "/api/v2/users/me"),
         (Method::PUT, "/api/v2/users/me/password"),
         (Method::PUT, "/api/v2/users/me/status/suspend"),
         (Method::PUT, "/api/v2/users/me/status/activate"),
         (Method::POST, "/api/v2/users/me/keys"),
-    ] {
-        let got = w.call(method.clone(), path, Some(json!({})), None).await;
-        assert_eq!(
-            got.0,
-            StatusCode::UNAUTHORIZED,
-            "{method} {path}: {}",
-            got.1
-        );
-        assert_eq!(got.1["message"], SIGNED_OUT);
-        assert_eq!(
-            got.1["detail"],
-            "Cookie \"coder_session_token\" or query parameter must be provided."
-        );
-    }
+    ])
+    .await;
     // An unknown username or id: not found, on every route.
     let unknown_id = format!("/api/v2/users/{}", Uuid::new_v4());
     for base in ["/api/v2/users/nobody", unknown_id.as_str()] {

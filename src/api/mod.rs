@@ -4,6 +4,7 @@
 pub mod authcheck;
 pub mod login;
 pub mod password;
+pub mod roles;
 pub mod scopes;
 pub mod tokens;
 pub mod users;
@@ -167,7 +168,9 @@ impl From<UserError> for ApiError {
                 "",
             ),
             UserError::NoSuchUser => not_found(),
-            e @ UserError::UnknownRole(_) => bad("Invalid role.", &e.to_string()),
+            e @ (UserError::UnknownRole(_) | UserError::UnknownOrgRole(_)) => {
+                bad("Invalid role.", &e.to_string())
+            }
             e @ UserError::UnknownScope(_) => bad("Failed to create API key.", &e.to_string()),
             UserError::Lifetime(detail) => {
                 bad("Failed to validate create API key request.", &detail)
@@ -213,6 +216,10 @@ pub async fn handle(
         }
         (&Method::PUT, ["users", user, "status", "activate"]) => {
             users::set_status(app, req, user, UserStatus::Active).await
+        }
+        (&Method::PUT, ["users", user, "roles"]) => roles::set_site_roles(app, req, user).await,
+        (&Method::PUT, ["organizations", org, "members", user, "roles"]) => {
+            roles::set_member_roles(app, req, org, user).await
         }
         (&Method::POST, ["users", user, "keys"]) => tokens::create_key(app, peer, req, user).await,
         (&Method::POST, ["users", user, "keys", "tokens"]) => {

@@ -114,15 +114,9 @@ impl UserJson {
 }
 
 fn display_name(role: &str) -> String {
-    match role {
-        "owner" => "Owner",
-        "auditor" => "Auditor",
-        "template-admin" => "Template Admin",
-        "user-admin" => "User Admin",
-        "member" => "Member",
-        other => other,
-    }
-    .to_owned()
+    crate::rbac::roles::find(role, crate::rbac::roles::Kind::Site)
+        .map_or(role, |r| r.display_name)
+        .to_owned()
 }
 
 /// `GET /users/first` (§7.6).

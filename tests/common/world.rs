@@ -107,6 +107,25 @@ impl World {
         (user.id.to_string(), token)
     }
 
+    /// Asserts that each route answers a request without a token with 401, Coder's signed-out
+    /// message and the missing-token detail.
+    pub async fn assert_sessions_needed(&self, routes: &[(Method, &str)]) {
+        for (method, path) in routes {
+            let got = self.call(method.clone(), path, Some(json!({})), None).await;
+            assert_eq!(
+                got.0,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path}: {}",
+                got.1
+            );
+            assert_eq!(got.1["message"], SIGNED_OUT);
+            assert_eq!(
+                got.1["detail"],
+                "Cookie \"coder_session_token\" or query parameter must be provided."
+            );
+        }
+    }
+
     pub async fn finish(self) {
         let prefix = self.prefix.clone();
         self.sidecar.shutdown().await;

@@ -1,0 +1,211 @@
+//! Assigning roles: `PUT /users/{user}/roles` (site roles) and
+//! `PUT /organizations/{organization}/members/{user}/roles` (organization roles), with Coder's
+//! rules (spec/coder-api.md §11.3): nobody changes their own roles; every role added or
+//! removed needs the `assign_role` (`assign_org_role` within the organization) `assign` or
+//! `unassign` permission *and* a role of the caller that may assign that role (owner: all;
+//! user-admin: `member` and the default organization member roles; organization-admin: every
+//! organization role in its own organization; organization-user-admin: the default member
+//! roles). Implicit roles (`member`, `organization-member`) are accepted and not stored.
+
+use std::sync::Arc;
+
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::api::users::{self, UserJson};
+use crate::api::{self, ApiError, ApiResult};
+use crate::app::App;
+use crate::auth::session::Authenticated;
+use crate::rbac::roles::{self, Kind, Role};
+use crate::rbac::{org_roles, Action, Object, Resource};
+use crate::store::{Membership, Organization};
+use crate::users::Users;
+
+/// `codersdk.UpdateRoles`.
+#[derive(Debug, Deserialize)]
+struct UpdateRoles {
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// `codersdk.OrganizationMember`.
+#[derive(Debug, Serialize)]
+struct OrganizationMemberJson {
+    user_id: Uuid,
+    organization_id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: OffsetDateTime,
+    roles: Vec<OrgRoleJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct OrgRoleJson {
+    name: String,
+    display_name: &'static str,
+    organization_id: Uuid,
+}
+
+/// `PUT /users/{user}/roles`: `200` with the updated `User`.
+pub async fn set_site_roles(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiResult {
+    let (auth, user) = users::target(app, &req, param).await?;
+    if user.id == auth.subject().id {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "You cannot change your own roles.",
+            "",
+        ));
+    }
+    let body: UpdateRoles = api::json_body(req).await?;
+    let actor = site_roles_of(&auth).collect::<Vec<_>>();
+    let object = Object::new(Resource::known("assign_role"));
+    let wanted: Vec<String> = body
+        .roles
+        .into_iter()
+        .filter(|r| r != roles::MEMBER)
+        .collect();
+    if let Some(unknown) = wanted.iter().find(|r| roles::find(r, Kind::Site).is_none()) {
+        return Err(invalid_role(unknown, "site"));
+    }
+    if !may_change(&auth, &actor, &object, &user.roles, &wanted) {
+        return Err(api::forbidden());
+    }
+    let ops = Users::of(app);
+    let user = ops.set_roles(user.id, &wanted).await?;
+    let memberships = app.store.memberships_of(user.id).await?;
+    api::json(StatusCode::OK, &UserJson::new(&user, &memberships))
+}
+
+/// `PUT /organizations/{organization}/members/{user}/roles`: `200` with the updated
+/// `OrganizationMember`.
+pub async fn set_member_roles(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    org_param: &str,
+    user_param: &str,
+) -> ApiResult {
+    let (auth, user) = users::target(app, &req, user_param).await?;
+    let org = organization(app, &auth, org_param).await?;
+    let membership = app
+        .store
+        .membership(user.id, org.id)
+        .await?
+        .ok_or_else(api::not_found)?;
+    if user.id == auth.subject().id {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "You cannot change your own organization roles.",
+            "",
+        ));
+    }
+    let body: UpdateRoles = api::json_body(req).await?;
+    let wanted: Vec<String> = body
+        .roles
+        .into_iter()
+        .filter(|r| r != roles::ORG_MEMBER)
+        .collect();
+    if let Some(unknown) = wanted.iter().find(|r| roles::find(r, Kind::Org).is_none()) {
+        return Err(invalid_role(unknown, "organization"));
+    }
+    let mut actor: Vec<&'static Role> = site_roles_of(&auth).collect();
+    if let Some(own) = auth
+        .session()
+        .memberships
+        .iter()
+        .find(|m| m.organization_id == org.id)
+    {
+        actor.extend(org_roles(own));
+    }
+    let object = Object {
+        org: Some(org.id),
+        ..Object::new(Resource::known("assign_org_role"))
+    };
+    if !may_change(&auth, &actor, &object, &membership.roles, &wanted) {
+        return Err(api::forbidden());
+    }
+    let updated = Users::of(app).set_org_roles(membership, &wanted).await?;
+    api::json(StatusCode::OK, &member_json(&updated))
+}
+
+/// Whether the caller may go from `old` to `new`: each role added needs `assign` and each
+/// removed `unassign` on `object`, and a role of the caller's that may assign it.
+fn may_change(
+    auth: &Authenticated,
+    actor: &[&'static Role],
+    object: &Object,
+    old: &[String],
+    new: &[String],
+) -> bool {
+    let added = new.iter().filter(|r| !old.contains(r));
+    let removed = old.iter().filter(|r| !new.contains(r));
+    let permitted = |action: &str, role: &String| {
+        api::allowed(auth, action, object) && roles::may_assign(actor.iter().copied(), role)
+    };
+    added.into_iter().all(|r| permitted("assign", r))
+        && removed.into_iter().all(|r| permitted("unassign", r))
+}
+
+/// The caller's site roles, `member` included.
+fn site_roles_of(auth: &Authenticated) -> impl Iterator<Item = &'static Role> + '_ {
+    auth.session()
+        .user
+        .roles
+        .iter()
+        .map(String::as_str)
+        .chain([roles::MEMBER])
+        .filter_map(|r| roles::find(r, Kind::Site))
+}
+
+/// Resolves `{organization}`: an id, a name, or `default`; 404 when there is none or the
+/// caller may not read it.
+pub async fn organization(
+    app: &App,
+    auth: &Authenticated,
+    param: &str,
+) -> Result<Organization, ApiError> {
+    let found = match (param, param.parse::<Uuid>()) {
+        (_, Ok(id)) => app.store.org(id).await?,
+        ("default", _) => app.store.default_org().await?,
+        (name, _) => app.store.org_by_name(name).await?,
+    };
+    match found {
+        Some(org)
+            if auth
+                .subject()
+                .allows(Action::known("read"), &Object::organization(org.id)) =>
+        {
+            Ok(org)
+        }
+        _ => Err(api::not_found()),
+    }
+}
+
+fn member_json(m: &Membership) -> OrganizationMemberJson {
+    OrganizationMemberJson {
+        user_id: m.user_id,
+        organization_id: m.organization_id,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        roles: m
+            .roles
+            .iter()
+            .map(|name| OrgRoleJson {
+                name: name.clone(),
+                display_name: roles::find(name, Kind::Org).map_or("", |r| r.display_name),
+                organization_id: m.organization_id,
+            })
+            .collect(),
+    }
+}
+
+fn invalid_role(role: &str, kind: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "Invalid role.",
+        format!("{role:?} is not a built-in {kind} role"),
+    )
+}
