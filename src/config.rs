@@ -240,6 +240,8 @@ pub struct UpstreamConfig {
 pub struct PolicyConfig {
     /// What an unmatched route needs (`default`).
     pub default: PolicyDefault,
+    /// The `[[policy.route]]` rules, first match wins.
+    pub routes: crate::policy::Policy,
 }
 
 /// The policy for routes no rule names.
@@ -476,6 +478,20 @@ struct FileUpstream {
 #[serde(deny_unknown_fields)]
 struct FilePolicy {
     default: Option<String>,
+    #[serde(default)]
+    route: Vec<FileRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRoute {
+    path: String,
+    methods: Option<Vec<String>>,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    authenticated: bool,
+    require: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -634,7 +650,21 @@ impl Config {
             pass_token: u.pass_token,
         };
 
+        let specs: Vec<crate::policy::RuleSpec> = file
+            .policy
+            .route
+            .into_iter()
+            .map(|r| crate::policy::RuleSpec {
+                path: r.path,
+                methods: r.methods,
+                public: r.public,
+                authenticated: r.authenticated,
+                require: r.require,
+            })
+            .collect();
         let policy = PolicyConfig {
+            routes: crate::policy::Policy::new(&specs)
+                .map_err(|(key, reason)| ConfigError::invalid(&key, reason))?,
             default: match file.policy.default.as_deref().unwrap_or("authenticated") {
                 "public" => PolicyDefault::Public,
                 "deny" => PolicyDefault::Deny,

@@ -41,6 +41,10 @@ pub enum Error {
     /// The store could not answer and nothing usable was cached: 503, never 401.
     #[error("store unavailable: {0}")]
     StoreUnavailable(#[source] crate::store::StoreError),
+    /// The path has dot segments or encoded separators, so the route policy cannot judge it
+    /// the way the upstream would read it.
+    #[error("{0}")]
+    AmbiguousPath(#[from] crate::policy::AmbiguousPath),
     /// The route policy refuses the request.
     #[error("forbidden by route policy")]
     Forbidden,
@@ -71,9 +75,10 @@ impl Error {
     /// The status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::HostMissing | Error::HostConflict | Error::HostInvalid => {
-                StatusCode::BAD_REQUEST
-            }
+            Error::HostMissing
+            | Error::HostConflict
+            | Error::HostInvalid
+            | Error::AmbiguousPath(_) => StatusCode::BAD_REQUEST,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -95,6 +100,10 @@ impl Error {
             Error::HostConflict => ("Request has more than one Host.", ""),
             Error::HostInvalid => ("Request Host header is invalid.", ""),
             Error::MethodNotAllowed(_) => ("Method not allowed.", ""),
+            Error::AmbiguousPath(_) => (
+                "Invalid request path.",
+                "The path has a dot segment or an encoded path separator.",
+            ),
             Error::HeadersTooLarge => ("Request header fields too large.", ""),
             Error::Overloaded => ("Service unavailable.", "Too many open connections."),
             Error::Unauthenticated(detail) => (crate::api::SIGNED_OUT, detail.as_str()),

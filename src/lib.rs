@@ -10,6 +10,7 @@
 //! - [`tls`]: rustls configs and certificate reload.
 //! - [`upstream`]: the connection pool to the upstream.
 //! - [`router`]: which handler answers a request on the main listener.
+//! - [`policy`]: the route policy for proxied traffic.
 //! - [`proxy`]: forwarding, host checks, upgrades.
 //! - [`rbac`]: roles, scopes, allow lists and the permission evaluator.
 //! - [`headers`]: hop-by-hop, identity and forwarded header hygiene.
@@ -44,6 +45,7 @@ pub mod headers;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod rbac;
 pub mod router;

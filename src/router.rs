@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method, Request, Response, Uri};
 use hyper::body::Incoming;
+use uuid::Uuid;
 
 use crate::api;
 use crate::app::App;
@@ -15,7 +16,9 @@ use crate::body::Body;
 use crate::config::PolicyDefault;
 use crate::error::{Error, Result};
 use crate::metrics::{AuthResult, Outcome};
+use crate::policy::{Matched, Rule};
 use crate::proxy::{self, Peer};
+use crate::rbac::{Object, Resource};
 use crate::server::InFlight;
 
 /// Handles one request from the main listener. Never fails: every error becomes a response.
@@ -72,12 +75,80 @@ pub async fn admit(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Option<Authenticated>> {
-    let _ = method;
-    match app.config.policy.default {
-        PolicyDefault::Public => Ok(None),
-        PolicyDefault::Deny => Err(Error::Forbidden),
-        PolicyDefault::Authenticated => authenticate(app, uri, headers).await.map(Some),
+    let policy = &app.config.policy;
+    let Some(route) = policy.routes.find(method, uri.path())? else {
+        return match policy.default {
+            PolicyDefault::Public => Ok(None),
+            PolicyDefault::Deny => Err(Error::Forbidden),
+            PolicyDefault::Authenticated => authenticate(app, uri, headers).await.map(Some),
+        };
+    };
+    match route.rule {
+        Rule::Public => Ok(None),
+        Rule::Authenticated => authenticate(app, uri, headers).await.map(Some),
+        Rule::Require(resource, action) => {
+            let auth = authenticate(app, uri, headers).await?;
+            let object = describe(app, &auth, resource, &route).await?;
+            // Without an `{org}`, the object may be outside organizations (users, keys) or in
+            // any organization the caller belongs to (workspaces, templates): either allows.
+            let any_org = Object {
+                any_org: true,
+                ..object.clone()
+            };
+            let subject = auth.subject();
+            if subject.allows(action, &object)
+                || (object.org.is_none() && subject.allows(action, &any_org))
+            {
+                Ok(Some(auth))
+            } else {
+                Err(Error::Forbidden)
+            }
+        }
     }
+}
+
+/// The object a `require` rule checks, from the route's captures: `{owner}` (`me`, a user id or
+/// a username), `{org}` (an organization id or name) and `{id}`. A name that resolves to nobody
+/// becomes the nil id, which no subject owns or belongs to.
+async fn describe(
+    app: &App,
+    auth: &Authenticated,
+    resource: Resource,
+    route: &Matched<'_>,
+) -> Result<Object> {
+    let store_error = Error::StoreUnavailable;
+    let owner = match route.owner.as_deref() {
+        None => None,
+        Some("me") => Some(auth.subject().id),
+        Some(text) => Some(match text.parse::<Uuid>() {
+            Ok(id) => id,
+            Err(_) => app
+                .store
+                .user_by_username(text)
+                .await
+                .map_err(store_error)?
+                .map_or(Uuid::nil(), |u| u.id),
+        }),
+    };
+    let org = match route.org.as_deref() {
+        None => None,
+        Some(text) => Some(match text.parse::<Uuid>() {
+            Ok(id) => id,
+            Err(_) => app
+                .store
+                .org_by_name(text)
+                .await
+                .map_err(store_error)?
+                .map_or(Uuid::nil(), |o| o.id),
+        }),
+    };
+    Ok(Object {
+        resource,
+        id: route.id.as_deref().and_then(|t| t.parse().ok()),
+        owner,
+        org,
+        any_org: false,
+    })
 }
 
 /// Authenticates the token carried by `headers`/`uri`, counting the result.

@@ -129,6 +129,32 @@ fn policy_default_is_authenticated() {
 }
 
 #[test]
+fn policy_routes_are_validated_at_load_naming_the_rule() {
+    let c = parse(
+        "[upstream]\nurl = \"http://a\"\n\
+         [[policy.route]]\npath = \"/health\"\npublic = true\n\
+         [[policy.route]]\npath = \"/api/v2/users/{owner}/workspaces\"\nmethods = [\"GET\"]\n\
+         require = \"workspace:read\"\n",
+    )
+    .expect("valid");
+    assert!(!c.policy.routes.is_empty());
+    let err = parse(
+        "[upstream]\nurl = \"http://a\"\n\
+         [[policy.route]]\npath = \"/ok\"\nauthenticated = true\n\
+         [[policy.route]]\npath = \"/x\"\nrequire = \"workspace:fly\"\n",
+    )
+    .expect_err("unknown action");
+    assert_eq!(
+        err.to_string(),
+        "policy.route[1].require: unknown action \"fly\""
+    );
+    let err =
+        parse("[upstream]\nurl = \"http://a\"\n[[policy.route]]\npath = \"/x\"\nallow = true\n")
+            .expect_err("unknown key");
+    assert_eq!(key_of(err), "policy.route[0].allow");
+}
+
+#[test]
 fn identity_sections_have_the_documented_defaults_and_name_bad_keys() {
     let c = parse(MINIMAL).unwrap();
     assert_eq!(c.api.prefix, "/api/v2");
