@@ -465,6 +465,32 @@ impl<'a> Users<'a> {
         Ok(membership)
     }
 
+    /// Makes `user` a member of `org` with no stored roles; [`UserError::Conflict`] (`member`)
+    /// when it already is one.
+    pub async fn add_member(&self, user: Uuid, org: Uuid) -> Result<Membership, UserError> {
+        if self.store.membership(user, org).await?.is_some() {
+            return Err(UserError::Conflict("member"));
+        }
+        let now = OffsetDateTime::now_utc();
+        let membership = Membership {
+            user_id: user,
+            organization_id: org,
+            roles: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.add_member(&membership).await?;
+        self.invalidate(Invalidation::User(user)).await;
+        Ok(membership)
+    }
+
+    /// Ends `user`'s membership of `org`; false when there was none.
+    pub async fn remove_member(&self, user: Uuid, org: Uuid) -> Result<bool, UserError> {
+        let removed = self.store.remove_member(user, org).await?;
+        self.invalidate(Invalidation::User(user)).await;
+        Ok(removed)
+    }
+
     /// Deletes a user with every API key and membership, and publishes
     /// [`Invalidation::User`] so that every replica drops the user's cached keys.
     ///

@@ -449,3 +449,79 @@ async fn assigning_organization_roles(store_url: &str) {
 
 on_both_stores!(assigning_organization_roles =>
     assigning_organization_roles_with_the_memory_store, assigning_organization_roles_with_redis);
+
+async fn organization_membership(store_url: &str) {
+    let w = World::start(store_url, "").await;
+    let admin = w.admin.as_str();
+    let org = w.org.as_str();
+    let (bob, bob_token) = w.member("bob").await;
+    let bob_id = bob["id"].as_str().unwrap();
+    let members = format!("/api/v2/organizations/{org}/members");
+    let bobs = format!("/api/v2/organizations/{org}/members/{bob_id}");
+    let own_workspace =
+        json!({"w": check("workspace", "read", json!({"owner_id": "me", "organization_id": org}))});
+
+    // Members see each other, with user data and site roles.
+    let (status, list, _) = w.call(Method::GET, &members, None, Some(&bob_token)).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["admin", "bob"]);
+    assert_eq!(
+        list[0]["global_roles"],
+        json!([{"name": "owner", "display_name": "Owner"}])
+    );
+    assert_eq!(list[1]["organization_id"], org);
+
+    // A member may not remove another, nor themselves.
+    let admins = format!("/api/v2/organizations/{org}/members/{}", w.admin_id);
+    let got = w
+        .call(Method::DELETE, &admins, None, Some(&bob_token))
+        .await;
+    assert_eq!(
+        got.0,
+        StatusCode::NOT_FOUND,
+        "bob cannot see the owner: {}",
+        got.1
+    );
+    let got = w.call(Method::DELETE, &bobs, None, Some(&bob_token)).await;
+    assert_eq!(got.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        got.1["message"],
+        "You cannot remove yourself from an organization."
+    );
+
+    // The owner removes bob: his session loses the organization at once.
+    let (_, got) = authcheck(&w, &bob_token, own_workspace.clone()).await;
+    assert_eq!(got["w"], true);
+    let got = w.call(Method::DELETE, &bobs, None, Some(admin)).await;
+    assert_eq!(got.0, StatusCode::NO_CONTENT, "{}", got.1);
+    let (_, got) = authcheck(&w, &bob_token, own_workspace.clone()).await;
+    assert_eq!(got["w"], false);
+    let (status, _, _) = w.call(Method::GET, &members, None, Some(&bob_token)).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "no longer a member: the organization is gone"
+    );
+    let got = w.call(Method::DELETE, &bobs, None, Some(admin)).await;
+    assert_eq!(got.0, StatusCode::NOT_FOUND);
+
+    // ... and adds him back; twice is a conflict.
+    let got = w.call(Method::POST, &bobs, None, Some(admin)).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1["user_id"], bob_id);
+    assert_eq!(got.1["roles"], json!([]));
+    let got = w.call(Method::POST, &bobs, None, Some(admin)).await;
+    assert_eq!(got.0, StatusCode::CONFLICT, "{}", got.1);
+    let (_, got) = authcheck(&w, &bob_token, own_workspace).await;
+    assert_eq!(got["w"], true);
+    w.finish().await;
+}
+
+on_both_stores!(organization_membership =>
+    organization_membership_with_the_memory_store, organization_membership_with_redis);

@@ -218,6 +218,15 @@ pub async fn handle(
             users::set_status(app, req, user, UserStatus::Active).await
         }
         (&Method::PUT, ["users", user, "roles"]) => roles::set_site_roles(app, req, user).await,
+        (&Method::GET, ["organizations", org, "members"]) => {
+            roles::list_members(app, req, org).await
+        }
+        (&Method::POST, ["organizations", org, "members", user]) => {
+            roles::add_member(app, req, org, user).await
+        }
+        (&Method::DELETE, ["organizations", org, "members", user]) => {
+            roles::remove_member(app, req, org, user).await
+        }
         (&Method::PUT, ["organizations", org, "members", user, "roles"]) => {
             roles::set_member_roles(app, req, org, user).await
         }

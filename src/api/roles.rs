@@ -1,4 +1,6 @@
-//! Assigning roles: `PUT /users/{user}/roles` (site roles) and
+//! Organization membership (`GET /organizations/{organization}/members`, `POST` and `DELETE`
+//! `/organizations/{organization}/members/{user}`, checked as `organization_member` actions in
+//! that organization) and assigning roles: `PUT /users/{user}/roles` (site roles) and
 //! `PUT /organizations/{organization}/members/{user}/roles` (organization roles), with Coder's
 //! rules (spec/coder-api.md §11.3): nobody changes their own roles; every role added or
 //! removed needs the `assign_role` (`assign_org_role` within the organization) `assign` or
@@ -129,6 +131,125 @@ pub async fn set_member_roles(
     }
     let updated = Users::of(app).set_org_roles(membership, &wanted).await?;
     api::json(StatusCode::OK, &member_json(&updated))
+}
+
+/// `codersdk.OrganizationMemberWithUserData`.
+#[derive(Debug, Serialize)]
+struct MemberWithUserJson {
+    #[serde(flatten)]
+    member: OrganizationMemberJson,
+    username: String,
+    name: String,
+    email: String,
+    avatar_url: String,
+    global_roles: Vec<SiteRoleJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct SiteRoleJson {
+    name: String,
+    display_name: &'static str,
+}
+
+/// `GET /organizations/{organization}/members`: every member the caller may read, with user
+/// data, oldest first.
+pub async fn list_members(app: &Arc<App>, req: Request<Incoming>, org_param: &str) -> ApiResult {
+    let auth = api::authenticate(app, &req).await?;
+    let org = organization(app, &auth, org_param).await?;
+    let mut members = app.store.members_of(org.id).await?;
+    members.sort_by_key(|m| (m.created_at, m.user_id));
+    let mut out = Vec::with_capacity(members.len());
+    for m in members {
+        if !api::allowed(&auth, "read", &member_object(&m)) {
+            continue;
+        }
+        let Some(user) = app.store.user(m.user_id).await? else {
+            continue;
+        };
+        out.push(MemberWithUserJson {
+            member: member_json(&m),
+            username: user.username,
+            name: user.name,
+            email: user.email,
+            avatar_url: user.avatar_url,
+            global_roles: user
+                .roles
+                .iter()
+                .map(|r| SiteRoleJson {
+                    name: r.clone(),
+                    display_name: roles::find(r, Kind::Site).map_or("", |r| r.display_name),
+                })
+                .collect(),
+        });
+    }
+    api::json(StatusCode::OK, &out)
+}
+
+/// `POST /organizations/{organization}/members/{user}`: `200` with the new
+/// `OrganizationMember`; `409` when the user already is one.
+pub async fn add_member(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    org_param: &str,
+    user_param: &str,
+) -> ApiResult {
+    let (auth, user) = users::target(app, &req, user_param).await?;
+    let org = organization(app, &auth, org_param).await?;
+    let object = Object {
+        owner: Some(user.id),
+        org: Some(org.id),
+        ..Object::new(Resource::known("organization_member"))
+    };
+    if !api::allowed(&auth, "create", &object) {
+        return Err(api::forbidden());
+    }
+    match Users::of(app).add_member(user.id, org.id).await {
+        Ok(m) => api::json(StatusCode::OK, &member_json(&m)),
+        Err(crate::users::UserError::Conflict(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "User is already a member of this organization.",
+            "",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `DELETE /organizations/{organization}/members/{user}`: `204`; the user's sessions lose the
+/// organization's roles at once. Nobody removes themselves.
+pub async fn remove_member(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    org_param: &str,
+    user_param: &str,
+) -> ApiResult {
+    let (auth, user) = users::target(app, &req, user_param).await?;
+    let org = organization(app, &auth, org_param).await?;
+    let membership = app
+        .store
+        .membership(user.id, org.id)
+        .await?
+        .ok_or_else(api::not_found)?;
+    if user.id == auth.subject().id {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "You cannot remove yourself from an organization.",
+            "",
+        ));
+    }
+    if !api::allowed(&auth, "delete", &member_object(&membership)) {
+        return Err(api::forbidden());
+    }
+    Users::of(app).remove_member(user.id, org.id).await?;
+    api::no_content()
+}
+
+/// The `organization_member` object of a membership.
+fn member_object(m: &Membership) -> Object {
+    Object {
+        owner: Some(m.user_id),
+        org: Some(m.organization_id),
+        ..Object::new(Resource::known("organization_member"))
+    }
 }
 
 /// Whether the caller may go from `old` to `new`: each role added needs `assign` and each

@@ -201,7 +201,7 @@ fn build() -> Vec<Role> {
             ORG_MEMBER,
             "Organization Member",
             PermSet::empty(),
-            p(&["organization:read"]),
+            p(&["organization:read", "organization_member:read"]),
             p(&["api_key:*", "!workspace:share"]),
             &[],
         ),
