@@ -75,6 +75,25 @@ async fn check_config_rejects_a_bad_value_naming_its_key() {
     assert!(stderr.contains("server.idle_timeout"), "{stderr}");
 }
 
+#[tokio::test]
+async fn check_config_rejects_a_route_rule_naming_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = "[[policy.route]]\npath = \"/ok\"\npublic = true\n\n\
+                 [[policy.route]]\npath = \"/api/v2/workspaces/*\"\nrequire = \"workspaces:read\"\n";
+    let path = write_config(
+        dir.path(),
+        &format!("{}\n{rules}", config("http://127.0.0.1:3000", "", "")),
+    );
+
+    let (code, stderr) = run(&["check-config"], &path).await;
+
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("policy.route[1].require: unknown resource \"workspaces\""),
+        "{stderr}"
+    );
+}
+
 /// Each bad config is refused with 64 and its key. The main address is held by this test, so a
 /// `serve` that bound before judging its config would fail with 1 instead.
 #[tokio::test]
