@@ -37,6 +37,8 @@ pub struct App {
     pub passwords: Passwords,
     /// Login abuse limits.
     pub limits: Limits,
+    /// The OpenID Connect provider, when `[oidc]` is configured.
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
     ready: AtomicBool,
 }
 
@@ -86,7 +88,17 @@ impl App {
                 reason: e.to_string(),
             })?;
         let limits = Limits::new(&config.rate_limit, config.server.trusted_proxies.clone());
+        let oidc = config
+            .oidc
+            .as_ref()
+            .map(|o| crate::oidc::Oidc::new(o, config.store.cache_ttl).map(Arc::new))
+            .transpose()
+            .map_err(|e| ConfigError::Invalid {
+                key: "oidc.ca_file".into(),
+                reason: e.to_string(),
+            })?;
         Ok(Arc::new(App {
+            oidc,
             upstream,
             store,
             keys,

@@ -19,6 +19,10 @@ use http::Uri;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod oidc;
+
+pub use oidc::{OidcConfig, MAX_CONVERT_STATE_TTL};
+
 /// The environment variable that names the config file when `--config` is absent.
 pub const CONFIG_ENV: &str = "PORTCULLIS_CONFIG";
 /// The prefix of environment overrides.
@@ -99,6 +103,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// `[tokens]`.
     pub tokens: TokensConfig,
+    /// `[oidc]`: single sign-on; `None` when the section is absent.
+    pub oidc: Option<OidcConfig>,
 }
 
 /// `[api]`: where the Coder-compatible API is served.
@@ -378,6 +384,7 @@ struct FileConfig {
     rate_limit: FileRateLimit,
     #[serde(default)]
     tokens: FileTokens,
+    oidc: Option<oidc::FileOidc>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -856,6 +863,8 @@ impl Config {
             }
         }
 
+        let oidc = file.oidc.map(|o| oidc::parse(o, base)).transpose()?;
+
         Ok(Config {
             server,
             upstream,
@@ -868,6 +877,7 @@ impl Config {
             passwords,
             rate_limit,
             tokens,
+            oidc,
         })
     }
 }

@@ -17,6 +17,8 @@
 //! - [`auth`]: session tokens (format, extraction, stripping) and password hashing.
 //! - [`api`]: the Coder-compatible API under `api.prefix`.
 //! - [`limits`]: login abuse limits (per IP, per account).
+//! - [`oidc`]: single sign-on through an OpenID Connect provider, OIDC session refresh, and
+//!   moving password accounts onto it (convert-login).
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`app`]: the shared state.
 //! - [`body`]: the response body type.
@@ -45,6 +47,7 @@ pub mod headers;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod oidc;
 pub mod policy;
 pub mod proxy;
 pub mod rbac;

@@ -58,7 +58,14 @@ async fn route(
             Err(not_ours) => req = not_ours,
         }
     }
-    let auth = admit(app, req.method(), req.uri(), req.headers()).await?;
+    let auth = match admit(app, req.method(), req.uri(), req.headers()).await {
+        Ok(auth) => auth,
+        Err(e) => {
+            // A browser without a session goes to sign in, when OIDC is configured.
+            let redirect = crate::oidc::session::sign_in_redirect(app, &req, e)?;
+            return Ok((redirect, Outcome::Rejected));
+        }
+    };
     app.upstream
         .forward(req, peer, app, auth.as_ref().map(|a| a.identity()))
         .await
@@ -153,7 +160,10 @@ async fn describe(
 
 /// Authenticates the token carried by `headers`/`uri`, counting the result.
 async fn authenticate(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Authenticated> {
-    let authenticated = session::authenticate(&app.store, &app.keys, headers, uri).await;
+    let authenticated = match session::authenticate(&app.store, &app.keys, headers, uri).await {
+        Ok(auth) => crate::oidc::session::follow(app, auth).await,
+        Err(e) => Err(e),
+    };
     app.metrics.auth(match &authenticated {
         Ok(_) => AuthResult::Ok,
         Err(e) => e.result(),

@@ -35,7 +35,7 @@ struct LoginResponse {
 }
 
 /// A refused or failed login: its answer, and the result it is counted under.
-struct Failed {
+pub(crate) struct Failed {
     result: LoginResult,
     error: ApiError,
 }
@@ -56,21 +56,33 @@ impl From<ApiError> for Failed {
     }
 }
 
+impl From<Failed> for ApiError {
+    fn from(failed: Failed) -> Self {
+        failed.error
+    }
+}
+
 impl From<StoreError> for Failed {
     fn from(e: StoreError) -> Self {
         ApiError::from(e).into()
     }
 }
 
-/// `GET /users/authmethods`.
+/// `GET /users/authmethods`: OIDC is enabled when `[oidc]` is configured, with its
+/// `sign_in_text` and `icon_url`.
 pub fn auth_methods(app: &App) -> ApiResult {
+    let oidc = app.config.oidc.as_ref();
     api::json(
         StatusCode::OK,
         &json!({
             "terms_of_service_url": "",
             "password": { "enabled": !app.config.passwords.disable_password_auth },
             "github": { "enabled": false },
-            "oidc": { "enabled": false, "signInText": "", "iconUrl": "" },
+            "oidc": {
+                "enabled": oidc.is_some(),
+                "signInText": oidc.map_or("", |o| o.sign_in_text.as_str()),
+                "iconUrl": oidc.map_or("", |o| o.icon_url.as_str()),
+            },
         }),
     )
 }
@@ -105,18 +117,43 @@ async fn attempt(
     if !invalid.is_empty() {
         return Err(ApiError::validation(invalid).into());
     }
-    let account = body.email.to_lowercase();
+    let user = check_password(app, &body.email, &body.password).await?;
+
+    let token = new_session_key(app, &user, peer, LoginType::Password).await?;
+    let cookie = session_cookie(app, &token);
+    let mut resp = api::json(
+        StatusCode::CREATED,
+        &LoginResponse {
+            session_token: token,
+        },
+    )?;
+    resp.headers_mut().append(SET_COOKIE, cookie);
+    Ok(resp)
+}
+
+/// Coder's password-login checks (§3.2 steps 2-7) for `email` and `password`: the account
+/// throttle, the password (a dummy hash for unknown users, never a success), disabled password
+/// auth, the login type, suspension; then a dormant user is activated and an old hash
+/// upgraded. `POST /users/login` and `POST /users/{user}/convert-login` (§6.2) both run it.
+pub(crate) async fn check_password(app: &App, email: &str, password: &str) -> Result<User, Failed> {
+    let account = email.to_lowercase();
     app.limits.account_allowed(&app.store, &account).await?;
 
-    let user = app.store.user_by_email(&body.email).await?;
+    let user = app.store.user_by_email(email).await?;
     let hash = user.as_ref().and_then(|u| u.hashed_password.as_deref());
     let verified = match hash {
-        Some(hash) if !hash.is_empty() => app.passwords.verify(&body.password, hash).await,
+        Some(hash) if !hash.is_empty() => app.passwords.verify(password, hash).await,
         // Same work as a real check, and never a success (unlike Coder's `hunter2` quirk).
-        _ => app.passwords.verify_dummy(&body.password).await,
+        _ => app.passwords.verify_dummy(password).await,
     }
     .map_err(password_error)?;
-    let Some(mut user) = user.filter(|_| verified.ok) else {
+    // A user who signs in another way (OIDC, GitHub, none) has no password to match: after the
+    // same work as a real check, the login-type answer below, as Coder gives for a converted
+    // account (§6.4). That answer tells such an email exists; unknown emails still get 401.
+    let passwordless = user
+        .as_ref()
+        .is_some_and(|u| u.login_type != LoginType::Password);
+    let Some(mut user) = user.filter(|_| verified.ok || passwordless) else {
         app.limits.account_failed(&app.store, &account).await;
         return Err(
             ApiError::new(StatusCode::UNAUTHORIZED, "Incorrect email or password.", "").into(),
@@ -131,24 +168,12 @@ async fn attempt(
         .into());
     }
     if user.login_type != LoginType::Password {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            &format!(
-                "Incorrect login type, attempting to use \"password\" but user is of login type \"{}\"",
-                user.login_type.as_str()
-            ),
-            "",
-        )
-        .into());
+        return Err(wrong_login_type(LoginType::Password, user.login_type).into());
     }
     if user.status == UserStatus::Suspended {
         return Err(Failed {
             result: LoginResult::Suspended,
-            error: ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "Your account is suspended. Contact an admin to reactivate your account.",
-                "",
-            ),
+            error: suspended(),
         });
     }
     app.limits.account_succeeded(&app.store, &account).await;
@@ -160,7 +185,7 @@ async fn attempt(
         changed = true;
     }
     if verified.needs_rehash {
-        match app.passwords.hash(&body.password).await {
+        match app.passwords.hash(password).await {
             Ok(upgraded) => {
                 user.hashed_password = Some(upgraded);
                 changed = true;
@@ -172,17 +197,7 @@ async fn attempt(
         user.updated_at = now;
         app.store.update_user(&user).await?;
     }
-
-    let token = new_session_key(app, &user, peer).await?;
-    let cookie = session_cookie(app, &token);
-    let mut resp = api::json(
-        StatusCode::CREATED,
-        &LoginResponse {
-            session_token: token,
-        },
-    )?;
-    resp.headers_mut().append(SET_COOKIE, cookie);
-    Ok(resp)
+    Ok(user)
 }
 
 /// `POST /users/logout` (§7.1): deletes the current key and the user's
@@ -211,16 +226,23 @@ pub async fn logout(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
         }
     }
     app.keys.apply(&Invalidation::Key(session.key.id.clone()));
+    crate::oidc::session::forget(app, &session.key).await;
     let mut resp = api::json(StatusCode::OK, &json!({ "message": "Logged out!" }))?;
     resp.headers_mut().append(SET_COOKIE, clear_cookie(app));
     Ok(resp)
 }
 
-/// Creates and stores a `coder:all` session key for `user` (§3.2 step 8), lasting
-/// `session.lifetime`, and returns the token, the only time its secret exists in the clear.
-pub async fn new_session_key(app: &App, user: &User, peer: &Peer) -> Result<String, ApiError> {
+/// Creates and stores a `coder:all` session key for `user` (§3.2 step 8) with `login_type`
+/// (`password`, or `oidc` for single sign-on), lasting `session.lifetime`, and returns the
+/// token, the only time its secret exists in the clear.
+pub async fn new_session_key(
+    app: &App,
+    user: &User,
+    peer: &Peer,
+    login_type: LoginType,
+) -> Result<String, ApiError> {
     let key = NewKey {
-        login_type: LoginType::Password,
+        login_type,
         lifetime: app.config.session.lifetime,
         scopes: vec![scope::ALL.to_owned()],
         token_name: String::new(),
@@ -231,30 +253,60 @@ pub async fn new_session_key(app: &App, user: &User, peer: &Peer) -> Result<Stri
     Ok(Users::of(app).issue_key(user, key).await?)
 }
 
-fn session_cookie(app: &App, token: &str) -> HeaderValue {
-    let secure = if app.config.session.cookie_secure {
-        "; Secure"
-    } else {
-        ""
-    };
-    let value = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite={}{secure}",
-        app.config.session.cookie_same_site
-    );
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+/// The `coder_session_token` cookie carrying `token` (§3.4).
+pub(crate) fn session_cookie(app: &App, token: &str) -> HeaderValue {
+    set_cookie(
+        app,
+        &format!(
+            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite={}",
+            app.config.session.cookie_same_site
+        ),
+    )
 }
 
-fn clear_cookie(app: &App) -> HeaderValue {
+/// A `Set-Cookie` that clears the session cookie.
+pub(crate) fn clear_cookie(app: &App) -> HeaderValue {
+    set_cookie(
+        app,
+        &format!(
+            "{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite={}",
+            app.config.session.cookie_same_site
+        ),
+    )
+}
+
+/// A `Set-Cookie` value: `cookie` (name, value, attributes), plus `Secure` when
+/// `session.cookie_secure` says so.
+pub(crate) fn set_cookie(app: &App, cookie: &str) -> HeaderValue {
     let secure = if app.config.session.cookie_secure {
         "; Secure"
     } else {
         ""
     };
-    HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite={}{secure}",
-        app.config.session.cookie_same_site
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_str(&format!("{cookie}{secure}"))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Coder's refusal of a login of the wrong type (§3.2 step 5; no trailing period).
+pub(crate) fn wrong_login_type(attempted: LoginType, actual: LoginType) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        &format!(
+            "Incorrect login type, attempting to use \"{}\" but user is of login type \"{}\"",
+            attempted.as_str(),
+            actual.as_str()
+        ),
+        "",
+    )
+}
+
+/// Coder's refusal of a suspended user's login (§3.2 step 7).
+pub(crate) fn suspended() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "Your account is suspended. Contact an admin to reactivate your account.",
+        "",
+    )
 }
 
 fn password_error(e: crate::auth::PasswordError) -> ApiError {

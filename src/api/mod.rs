@@ -205,6 +205,9 @@ pub async fn handle(
         (&Method::POST, ["users", "first"]) => users::create_first(app, req).await,
         (&Method::GET, ["users", "authmethods"]) => login::auth_methods(app),
         (&Method::POST, ["users", "login"]) => login::login(app, peer, req).await,
+        (&Method::GET, ["users", "oidc", "callback"]) => {
+            crate::oidc::flow::callback(app, peer, req).await
+        }
         (&Method::POST, ["users", "logout"]) => login::logout(app, req).await,
         (&Method::POST, ["users", "validate-password"]) => password::validate(app, peer, req).await,
         (&Method::POST, ["users"]) => users::create(app, req).await,
@@ -250,6 +253,9 @@ pub async fn handle(
         (&Method::PUT, ["users", user, "keys", id, "expire"]) => {
             tokens::expire_key(app, req, user, id).await
         }
+        (&Method::POST, ["users", user, "convert-login"]) => {
+            crate::oidc::convert::convert_login(app, req, user).await
+        }
         _ => return Err(req),
     };
     Ok(result.unwrap_or_else(ApiError::into_response))
@@ -278,9 +284,11 @@ pub async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T,
     })
 }
 
-/// Authenticates an API request.
+/// Authenticates an API request (an OIDC session's provider token is refreshed when it has
+/// expired, spec §8.4).
 pub async fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Authenticated, ApiError> {
-    Ok(session::authenticate(&app.store, &app.keys, req.headers(), req.uri()).await?)
+    let auth = session::authenticate(&app.store, &app.keys, req.headers(), req.uri()).await?;
+    Ok(crate::oidc::session::follow(app, auth).await?)
 }
 
 /// Whether the caller may do `action` (a literal action name) on `object`: roles ∩ key scopes

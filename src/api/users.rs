@@ -258,6 +258,7 @@ pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
         "password" => LoginType::Password,
         "none" => LoginType::None,
         "github" => LoginType::Github,
+        "oidc" if app.config.oidc.is_some() => LoginType::Oidc,
         "oidc" => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,

@@ -44,6 +44,10 @@ pub enum AuthError {
     /// The key has expired.
     #[error("API key expired at {0:?}.")]
     Expired(String),
+    /// An OIDC session whose provider token expired, and the provider refused to refresh it
+    /// (§8.4): the session has been ended.
+    #[error("You must re-authenticate with the login provider.")]
+    Reauthenticate,
     /// The user is suspended.
     #[error(
         "User is not active (status = \"suspended\"). Contact an admin to reactivate your account."
@@ -68,7 +72,7 @@ impl AuthError {
         match self {
             AuthError::Missing => AuthResult::Missing,
             AuthError::Format(_) | AuthError::Unknown | AuthError::BadSecret => AuthResult::Invalid,
-            AuthError::Expired(_) => AuthResult::Expired,
+            AuthError::Expired(_) | AuthError::Reauthenticate => AuthResult::Expired,
             AuthError::Suspended => AuthResult::Suspended,
             AuthError::Store(_) => AuthResult::StoreUnavailable,
         }

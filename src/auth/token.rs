@@ -136,19 +136,7 @@ impl Token {
     /// [`RngError`] when the operating system cannot supply randomness.
     pub fn generate() -> Result<Self, RngError> {
         let mut symbols = [0u8; KEY_ID_LEN + SECRET_LEN];
-        let mut filled = 0;
-        // 62/64 of bytes are kept, so one batch of 48 almost always fills all 32 symbols.
-        let mut batch = [0u8; 48];
-        while filled < symbols.len() {
-            getrandom::fill(&mut batch)?;
-            for b in batch {
-                let v = usize::from(b & 0x3f);
-                if let (Some(&symbol), Some(slot)) = (ALPHABET.get(v), symbols.get_mut(filled)) {
-                    *slot = symbol;
-                    filled += 1;
-                }
-            }
-        }
+        fill_symbols(&mut symbols)?;
         let (id, secret) = symbols.split_at(KEY_ID_LEN);
         Ok(Token {
             id: KeyId(id.try_into().expect("split at KEY_ID_LEN")),
@@ -214,6 +202,47 @@ impl FromStr for Token {
     }
 }
 
+/// `len` random symbols of `0-9A-Za-z` from the operating system's CSPRNG, drawn as
+/// [`Token::generate`] draws them: for single-use values such as OAuth `state`s.
+///
+/// # Errors
+/// [`RngError`] when the operating system cannot supply randomness.
+pub fn random_string(len: usize) -> Result<String, RngError> {
+    let mut symbols = vec![0u8; len];
+    fill_symbols(&mut symbols)?;
+    Ok(symbols.into_iter().map(char::from).collect())
+}
+
+/// Fills `out` with symbols of [`ALPHABET`] by rejection sampling: a random byte's low six
+/// bits are used when they are below 62 and discarded otherwise, so every symbol is equally
+/// likely.
+fn fill_symbols(out: &mut [u8]) -> Result<(), RngError> {
+    let mut filled = 0;
+    // 62/64 of bytes are kept, so one batch of 48 almost always fills 32 symbols.
+    let mut batch = [0u8; 48];
+    while filled < out.len() {
+        getrandom::fill(&mut batch)?;
+        for b in batch {
+            let v = usize::from(b & 0x3f);
+            if let (Some(&symbol), Some(slot)) = (ALPHABET.get(v), out.get_mut(filled)) {
+                *slot = symbol;
+                filled += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The value of the first non-empty cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .flat_map(|v| cookies(v.as_bytes()))
+        .find(|(n, v)| *n == name.as_bytes() && !v.is_empty())
+        .map(|(_, v)| v)
+}
+
 /// SHA-256 of the secret: the only form in which a secret is stored (spec §8.2).
 pub fn hash_secret(secret: &Secret) -> [u8; 32] {
     Sha256::digest(secret.0).into()
@@ -239,12 +268,7 @@ pub fn verify_secret(secret: &Secret, stored: &[u8; 32]) -> bool {
 /// such a token is still found and then fails to parse. Only a value that needed decoding is
 /// allocated.
 pub fn extract<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<Cow<'a, str>> {
-    let cookie = headers
-        .get_all(COOKIE)
-        .iter()
-        .flat_map(|v| cookies(v.as_bytes()))
-        .find(|(name, value)| *name == SESSION_COOKIE.as_bytes() && !value.is_empty());
-    if let Some((_, value)) = cookie {
+    if let Some(value) = cookie(headers, SESSION_COOKIE) {
         return Some(String::from_utf8_lossy(value));
     }
     if let Some(value) = query_value(uri, SESSION_TOKEN_QUERY) {

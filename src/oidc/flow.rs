@@ -1,0 +1,591 @@
+//! `GET {api.prefix}/users/oidc/callback`: both legs of an OpenID Connect login (authorization
+//! code flow with PKCE S256, `state` and `nonce`), as Coder's route of the same name.
+//!
+//! - **Start** (no `code`): a random `state` (or the `convert-` state named by
+//!   `oidc_merge_state`, spec §6.4), a `nonce` and a PKCE verifier are stored server-side under
+//!   the state for `oidc.login_timeout`, with the SHA-256 of a random binding secret that goes
+//!   to the browser in the [`BINDING_COOKIE`]; the browser is sent (307) to the provider. An
+//!   optional `redirect` names where to land afterwards: a path on this site only.
+//! - **Return** (`code` and `state`): the state's record is taken (single use), and only by
+//!   the browser holding its binding cookie, so a state copied into another browser is
+//!   useless. The code is exchanged, the ID token verified, the user found by email or created
+//!   (`oidc.create_users`), and a session issued exactly like a password login (the
+//!   `coder_session_token` cookie, login type `oidc`); then a 307 to `redirect`. A `convert-`
+//!   state completes a login-type conversion instead ([`super::convert`]).
+//!
+//! Because records live in the store, a login started on one replica completes on any other.
+//! Every refusal answers with Coder's body and, where Coder has one, Coder's message.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::header::{HeaderValue, HOST, LOCATION, SET_COOKIE};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+use super::{convert, session, Oidc, OidcError};
+use crate::api::login::{
+    clear_cookie, new_session_key, session_cookie, set_cookie, suspended, wrong_login_type,
+};
+use crate::api::{ApiError, ApiResult};
+use crate::app::App;
+use crate::auth::token::{self, RngError};
+use crate::body::Body;
+use crate::headers::{X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use crate::proxy::Peer;
+use crate::store::{LoginType, User, UserStatus};
+use crate::users::{NewUser, UserError, Users};
+
+/// The cookie binding a login in progress to the browser that started it.
+pub const BINDING_COOKIE: &str = "portcullis_oidc";
+
+/// What the start leg stores under `oidc-flow:<state>`.
+#[derive(Serialize, Deserialize)]
+struct Flow {
+    /// Hex SHA-256 of the binding cookie's value.
+    binding: String,
+    /// The PKCE verifier.
+    verifier: String,
+    nonce: String,
+    /// The callback URL sent to the provider; the exchange repeats it.
+    redirect_uri: String,
+    /// Where the browser goes afterwards: a path on this site.
+    redirect: String,
+}
+
+// === impl Flow ===
+
+impl std::fmt::Debug for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flow")
+            .field("redirect", &self.redirect)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The handler of `GET /users/oidc/callback`: 404 when OIDC is not configured.
+pub async fn callback(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> ApiResult {
+    let Some(oidc) = app.oidc.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "OpenID Connect is not configured.",
+            "",
+        ));
+    };
+    let query = query(&req);
+    if let Some(error) = query.get("error") {
+        // OAuth 2.0 §4.1.2.1: the provider refused (a denied consent, a bad scope). Its state
+        // is spent with it.
+        if let Some(state) = query.get("state") {
+            let _ = app.store.take_ephemeral(&flow_key(state)).await;
+        }
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            &format!("Encountered error in oidc process: {error}"),
+            query.get("error_description").map_or("", String::as_str),
+        ));
+    }
+    match query.get("code") {
+        None => start(app, oidc, peer, &req, &query).await,
+        Some(code) => finish(app, oidc, peer, &req, &query, code).await,
+    }
+}
+
+/// The start leg: store the flow, bind it to this browser, send the browser to the provider.
+async fn start(
+    app: &App,
+    oidc: &Oidc,
+    peer: &Peer,
+    req: &Request<Incoming>,
+    query: &HashMap<String, String>,
+) -> ApiResult {
+    let redirect = match query.get("redirect") {
+        None => "/".to_owned(),
+        Some(r) if is_local_path(r) => r.clone(),
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Invalid redirect.",
+                "redirect must be a path on this site, such as /dashboard",
+            ))
+        }
+    };
+    let state = match query.get("oidc_merge_state") {
+        Some(merge) => {
+            convert::check_pending(app, merge).await?;
+            merge.clone()
+        }
+        None => random(32)?,
+    };
+    let binding = random(32)?;
+    let flow = Flow {
+        binding: hex_sha256(&binding),
+        verifier: random(64)?,
+        nonce: random(32)?,
+        redirect_uri: redirect_uri(app, oidc, peer, req)?,
+        redirect,
+    };
+    let url = oidc
+        .authorize_url(&flow.redirect_uri, &state, &flow.nonce, &flow.verifier)
+        .await
+        .map_err(provider_error)?;
+    let record = serde_json::to_vec(&flow).map_err(ApiError::internal)?;
+    app.store
+        .put_ephemeral(&flow_key(&state), &record, oidc.config.login_timeout)
+        .await?;
+    let mut resp = redirect_to(&url);
+    resp.headers_mut().append(
+        SET_COOKIE,
+        binding_cookie(app, &binding, oidc.config.login_timeout.as_secs()),
+    );
+    Ok(resp)
+}
+
+/// The return leg.
+async fn finish(
+    app: &App,
+    oidc: &Oidc,
+    peer: &Peer,
+    req: &Request<Incoming>,
+    query: &HashMap<String, String>,
+    code: &str,
+) -> ApiResult {
+    let state = query
+        .get("state")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "State must be provided.", ""))?;
+    let binding = token::cookie(req.headers(), BINDING_COOKIE).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            &format!("Cookie {BINDING_COOKIE:?} must be provided."),
+            "",
+        )
+    })?;
+    let mismatch = || ApiError::new(StatusCode::UNAUTHORIZED, "State mismatched.", "");
+    let key = flow_key(state);
+    // Read, check the binding, then take: a stranger who learned the state cannot spend it.
+    let record = app.store.get_ephemeral(&key).await?.ok_or_else(mismatch)?;
+    let flow: Flow = serde_json::from_slice(&record).map_err(ApiError::internal)?;
+    let presented = hex_sha256(&String::from_utf8_lossy(binding));
+    if !bool::from(presented.as_bytes().ct_eq(flow.binding.as_bytes())) {
+        return Err(mismatch());
+    }
+    if app.store.take_ephemeral(&key).await?.is_none() {
+        return Err(mismatch());
+    }
+
+    // RFC 9207: a provider that names itself in its response must be the configured one.
+    if query
+        .get("iss")
+        .is_some_and(|iss| *iss != oidc.config.issuer)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Failed to verify OIDC token.",
+            "the authorization response comes from another issuer",
+        ));
+    }
+    let login = oidc
+        .exchange(code, &flow.verifier, &flow.redirect_uri, &flow.nonce)
+        .await
+        .map_err(exchange_error)?;
+    let email = email_of(oidc, &login.claims)?;
+
+    let mut resp = if convert::is_convert_state(state) {
+        convert::complete(app, req, state, &email).await?;
+        let mut resp = redirect_to(&flow.redirect);
+        resp.headers_mut().append(SET_COOKIE, clear_cookie(app));
+        resp
+    } else {
+        let user = sign_in(app, oidc, &login.claims, &email).await?;
+        let token = new_session_key(app, &user, peer, LoginType::Oidc).await?;
+        if let (Some(refresh_token), Some(expires_at)) = (&login.refresh_token, login.expires_at) {
+            session::remember(app, oidc, &token, refresh_token, expires_at).await;
+        }
+        let mut resp = redirect_to(&flow.redirect);
+        resp.headers_mut()
+            .append(SET_COOKIE, session_cookie(app, &token));
+        resp
+    };
+    resp.headers_mut()
+        .append(SET_COOKIE, binding_cookie(app, "", 0));
+    Ok(resp)
+}
+
+/// The user an OIDC login signs in: found by email, or created when `create_users` allows.
+/// Refuses users of another login type and suspended users with Coder's messages; activates
+/// a dormant user; applies `role_claim` when configured.
+async fn sign_in(
+    app: &App,
+    oidc: &Oidc,
+    claims: &Map<String, Value>,
+    email: &str,
+) -> Result<User, ApiError> {
+    let Some(mut user) = app.store.user_by_email(email).await? else {
+        if !oidc.config.create_users {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Signups are not allowed for login type \"oidc\"",
+                "",
+            ));
+        }
+        return create(app, oidc, claims, email).await;
+    };
+    if user.login_type != LoginType::Oidc {
+        return Err(wrong_login_type(LoginType::Oidc, user.login_type));
+    }
+    if user.status == UserStatus::Suspended {
+        return Err(suspended());
+    }
+    let mut changed = false;
+    if user.status == UserStatus::Dormant {
+        user.status = UserStatus::Active;
+        changed = true;
+    }
+    if oidc.config.role_claim.is_some() {
+        let roles = super::roles_from(&oidc.config, claims);
+        if roles != user.roles {
+            user.roles = roles;
+            changed = true;
+        }
+    }
+    if changed {
+        user.updated_at = OffsetDateTime::now_utc();
+        app.store.update_user(&user).await?;
+        session::invalidate_user(app, user.id).await;
+    }
+    Ok(user)
+}
+
+/// Creates the user of a first OIDC login: active, login type `oidc`, no password, in the
+/// default organization, with `default_roles` and the mapped roles. The username comes from
+/// `username_claim` (else the email's local part), shaped to Coder's rule; a taken one gets a
+/// random suffix.
+async fn create(
+    app: &App,
+    oidc: &Oidc,
+    claims: &Map<String, Value>,
+    email: &str,
+) -> Result<User, ApiError> {
+    let wanted = claims
+        .get(&oidc.config.username_claim)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| email.split('@').next().unwrap_or(""));
+    let base = username_from(wanted);
+    let name: String = claims
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(128)
+        .collect();
+    let mut username = base.clone();
+    for _ in 0..10 {
+        let new = NewUser {
+            email: email.to_owned(),
+            username: username.clone(),
+            name: name.trim().to_owned(),
+            password: None,
+            login_type: LoginType::Oidc,
+            status: UserStatus::Active,
+            roles: super::roles_from(&oidc.config, claims),
+            organization_ids: Vec::new(),
+        };
+        match Users::of(app).create(new).await {
+            Ok((user, _)) => return Ok(user),
+            Err(UserError::Conflict("username")) => {
+                let suffix = random(4)?.to_ascii_lowercase();
+                let stem: String = base.chars().take(32 - 5).collect();
+                username = format!("{}-{suffix}", stem.trim_end_matches('-'));
+            }
+            // Another login of the same new user won the race: sign that user in.
+            Err(UserError::Conflict("email")) => {
+                return app
+                    .store
+                    .user_by_email(email)
+                    .await?
+                    .ok_or_else(|| ApiError::internal("a user vanished after an email conflict"))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        &format!("exhausted alternatives for taken username {base:?}"),
+        "",
+    ))
+}
+
+/// The email address of a login, checked (Coder's messages): a string in `email_claim` (or,
+/// as Coder, an email-shaped `username_claim`), `email_verified` not false, and a domain in
+/// `allowed_domains` when that is set.
+pub fn email_of(oidc: &Oidc, claims: &Map<String, Value>) -> Result<String, ApiError> {
+    let config = &oidc.config;
+    let raw = match claims.get(&config.email_claim) {
+        Some(v) => v,
+        None => match claims.get(&config.username_claim) {
+            Some(Value::String(u)) if crate::api::login::looks_like_email(u) => {
+                &claims[&config.username_claim]
+            }
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "No email found in OIDC payload!",
+                    "",
+                ))
+            }
+        },
+    };
+    let Value::String(email) = raw else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            &format!("Email in OIDC payload isn't a string. Got: {raw}"),
+            "",
+        ));
+    };
+    if claims.get("email_verified") == Some(&Value::Bool(false)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            &format!("Verify the {email:?} email address on your OIDC provider to authenticate!"),
+            "",
+        ));
+    }
+    if !config.allowed_domains.is_empty() {
+        let domain = email.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+        if !domain.is_some_and(|d| config.allowed_domains.contains(&d)) {
+            let list: Vec<String> = config
+                .allowed_domains
+                .iter()
+                .map(|d| format!("{d:?}"))
+                .collect();
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "Your email {email:?} is not in domains [{}]!",
+                    list.join(" ")
+                ),
+                "",
+            ));
+        }
+    }
+    Ok(email.clone())
+}
+
+/// Coder's `UsernameFrom`: lowercase, runs of characters outside `[a-z0-9]` become one `-`,
+/// no `-` at either end, at most 32 characters; something random when nothing is left.
+fn username_from(wanted: &str) -> String {
+    let mut out = String::new();
+    for c in wanted.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out: String = out.chars().take(32).collect();
+    let out = out.trim_matches('-').to_owned();
+    if out.is_empty() || matches!(out.as_str(), "new" | "create") {
+        format!(
+            "user-{}",
+            random(8).unwrap_or_default().to_ascii_lowercase()
+        )
+    } else {
+        out
+    }
+}
+
+/// The callback URL: `oidc.redirect_url`, else built from what the client asked for. Behind
+/// trusted proxies their `X-Forwarded-Proto`/`-Host` count.
+fn redirect_uri(
+    app: &App,
+    oidc: &Oidc,
+    peer: &Peer,
+    req: &Request<Incoming>,
+) -> Result<String, ApiError> {
+    if let Some(url) = &oidc.config.redirect_url {
+        return Ok(url.clone());
+    }
+    let forwarded = |name| {
+        peer.trusted
+            .then(|| req.headers().get(name))
+            .flatten()
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_owned())
+    };
+    let scheme = match forwarded(&X_FORWARDED_PROTO) {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        Some(p) if p.eq_ignore_ascii_case("http") => "http",
+        _ if peer.tls => "https",
+        _ => "http",
+    };
+    let host = forwarded(&X_FORWARDED_HOST)
+        .or_else(|| {
+            req.headers()
+                .get(HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .filter(|h| h.parse::<http::uri::Authority>().is_ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Request is missing the Host header.",
+                "",
+            )
+        })?;
+    Ok(format!(
+        "{scheme}://{host}{}/users/oidc/callback",
+        app.config.api.prefix
+    ))
+}
+
+/// Whether `r` is a path on this site: starts with one `/` (not `//` or `/\`, which browsers
+/// read as another host), and has no control characters.
+pub fn is_local_path(r: &str) -> bool {
+    r.starts_with('/')
+        && !r.starts_with("//")
+        && !r.starts_with("/\\")
+        && !r.chars().any(char::is_control)
+        && r.parse::<http::uri::PathAndQuery>().is_ok()
+}
+
+fn flow_key(state: &str) -> String {
+    format!("oidc-flow:{state}")
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let raw = req.uri().query().unwrap_or("");
+    for (k, v) in openidconnect::url::form_urlencoded::parse(raw.as_bytes()) {
+        out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    }
+    out
+}
+
+/// `n` random symbols of `0-9A-Za-z`.
+pub fn random(n: usize) -> Result<String, ApiError> {
+    token::random_string(n).map_err(|e: RngError| ApiError::internal(e))
+}
+
+fn hex_sha256(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A 307 to `location` (Coder's status for both legs).
+pub fn redirect_to(location: &str) -> Response<Body> {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    resp
+}
+
+/// The binding cookie: scoped to the callback path, `SameSite=Lax` so that it comes back on
+/// the provider's top-level redirect. An empty value with `max_age` 0 clears it.
+fn binding_cookie(app: &App, value: &str, max_age: u64) -> HeaderValue {
+    set_cookie(
+        app,
+        &format!(
+            "{BINDING_COOKIE}={value}; Path={}/users/oidc/callback; Max-Age={max_age}; HttpOnly; SameSite=Lax",
+            app.config.api.prefix
+        ),
+    )
+}
+
+/// A provider step that failed before any user was involved: 503 when the provider cannot be
+/// reached, 502 when its answer is unusable.
+pub fn provider_error(e: OidcError) -> ApiError {
+    match e {
+        OidcError::Unavailable(detail) => {
+            tracing::warn!(%detail, "openid connect provider unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable.",
+                "The OpenID Connect provider is not reachable. Try again shortly.",
+            )
+        }
+        other => {
+            tracing::warn!(error = %other, "openid connect provider answered something unusable");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "Bad gateway.",
+                "The OpenID Connect provider's answer could not be used.",
+            )
+        }
+    }
+}
+
+/// The code exchange's failures, with Coder's messages.
+fn exchange_error(e: OidcError) -> ApiError {
+    match e {
+        OidcError::Refused { .. } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Failed exchanging Oauth code.",
+            e.to_string(),
+        ),
+        OidcError::NoIdToken => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "id_token not found in response payload. Ensure your OIDC callback is configured correctly!",
+            "",
+        ),
+        OidcError::IdToken(detail) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Failed to verify OIDC token.",
+            detail,
+        ),
+        other => provider_error(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_on_this_site_are_redirect_targets() {
+        for ok in ["/", "/dashboard", "/a/b?c=d&e=%2F", "/api/v2/users/me"] {
+            assert!(is_local_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "dashboard",
+            "//evil.example/",
+            "/\\evil.example",
+            "https://evil.example/",
+            "/a\nb",
+            "/a b",
+        ] {
+            assert!(!is_local_path(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn usernames_are_shaped_to_coders_rule() {
+        assert_eq!(
+            username_from("Alice.Smith@Example.com"),
+            "alice-smith-example-com"
+        );
+        assert_eq!(username_from("--bob--"), "bob");
+        assert_eq!(username_from(&"x".repeat(40)), "x".repeat(32));
+        let random = username_from("...");
+        assert!(
+            random.starts_with("user-") && random.len() == 13,
+            "{random}"
+        );
+        let mut invalid = Vec::new();
+        crate::users::validate_username(&username_from("Ünïcode_名前 user"), &mut invalid);
+        assert!(invalid.is_empty(), "{invalid:?}");
+    }
+}

@@ -1,0 +1,327 @@
+//! OIDC sessions after login: the provider's refresh token kept with the session, the refresh
+//! of spec/coder-api.md §8.4, and the sign-in redirect of browsers.
+//!
+//! # Refresh
+//! A session created by an OIDC login whose provider issued a refresh token and an access
+//! token expiry is linked to both: a store record `oidc-link:<key id>` (the refresh token is
+//! never logged and never part of any API answer). On each authenticated request of such a
+//! session, once the provider's access token has expired, Portcullis refreshes it:
+//!
+//! - the provider answers with new tokens: the link is updated, the request goes on;
+//! - the provider refuses (`invalid_grant`: the user was removed, the grant revoked): the
+//!   session ends (its key is deleted on every replica) and the request gets 401 with Coder's
+//!   detail `You must re-authenticate with the login provider.`;
+//! - the provider cannot be reached: the request goes on and the refresh is tried again after
+//!   [`RETRY_AFTER`](super::RETRY_AFTER). A provider outage signs nobody out; it delays the
+//!   discovery of a revocation until the provider is back.
+//!
+//! Concurrent requests, on one replica or several, refresh a given token once: the refresher
+//! claims `oidc-refresh:<key id>:<expiry>` in the store first, and the others go on with the
+//! session meanwhile. A session without a refresh token (or without an expiry from the
+//! provider) is never refreshed and lasts its Portcullis lifetime, as a password session.
+//!
+//! # Cost
+//! Password sessions and named tokens never get here past a comparison of their login type:
+//! no store call. An OIDC session costs one in-process cache look-up per request, and one
+//! store read per `store.cache_ttl`.
+
+use std::time::Duration;
+
+use http::header::{HeaderValue, ACCEPT, LOCATION};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use moka::future::Cache;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{Oidc, OidcError, RETRY_AFTER};
+use crate::app::App;
+use crate::auth::session::{AuthError, Authenticated, KEY_RETENTION};
+use crate::auth::token::Token;
+use crate::body::Body;
+use crate::error::Error;
+use crate::store::{ApiKey, Invalidation, LoginType, StoreError};
+
+/// Cached link states at most.
+const CAPACITY: u64 = 100_000;
+
+/// The provider side of one session, stored under `oidc-link:<key id>`.
+#[derive(Clone, Serialize, Deserialize)]
+struct Link {
+    refresh_token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+}
+
+/// What a replica remembers of a session's link, for `store.cache_ttl`.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    /// When the provider's access token expires; `None`: nothing to refresh.
+    expires_at: Option<OffsetDateTime>,
+    /// A refresh failed for want of the provider: not before this again.
+    retry_at: Option<Instant>,
+}
+
+/// Per-replica cache of link expiries, by key id.
+pub(super) struct Links {
+    known: Cache<String, Known>,
+}
+
+// === impl Link ===
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("refresh_token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+// === impl Links ===
+
+impl Links {
+    pub(super) fn new(ttl: Duration) -> Self {
+        Links {
+            known: Cache::builder()
+                .max_capacity(CAPACITY)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+}
+
+/// Records the provider tokens of a new OIDC session (`token` as issued). A failure is logged:
+/// the session then lives without refresh.
+pub async fn remember(
+    app: &App,
+    oidc: &Oidc,
+    token: &str,
+    refresh_token: &str,
+    expires_at: OffsetDateTime,
+) {
+    let Ok(token) = Token::parse(token) else {
+        return;
+    };
+    let id = token.id().as_str();
+    let link = Link {
+        refresh_token: refresh_token.to_owned(),
+        expires_at,
+    };
+    if let Err(error) = store_link(app, id, &link).await {
+        tracing::warn!(%error, "could not store an oidc session's refresh token; it will not be refreshed");
+        return;
+    }
+    oidc.links
+        .known
+        .insert(
+            id.to_owned(),
+            Known {
+                expires_at: Some(expires_at),
+                retry_at: None,
+            },
+        )
+        .await;
+}
+
+/// Drops the provider tokens of an ended session (logout).
+pub async fn forget(app: &App, key: &ApiKey) {
+    if key.login_type != LoginType::Oidc {
+        return;
+    }
+    if let Err(error) = app.store.take_ephemeral(&link_key(&key.id)).await {
+        tracing::debug!(%error, "could not delete an oidc session's refresh token; it expires by itself");
+    }
+    if let Some(oidc) = &app.oidc {
+        oidc.links.known.invalidate(&key.id).await;
+    }
+}
+
+/// Follows an authenticated session's provider token (§8.4, see the module doc): `auth` back
+/// when the request may go on, [`AuthError::Reauthenticate`] when the session was ended, and
+/// [`AuthError::Store`] when the store could not answer.
+pub async fn follow(app: &App, auth: Authenticated) -> Result<Authenticated, AuthError> {
+    let key = &auth.session().key;
+    if key.login_type != LoginType::Oidc {
+        return Ok(auth);
+    }
+    // Without [oidc] there is nothing to refresh against: the session lives its lifetime.
+    let Some(oidc) = app.oidc.as_deref() else {
+        return Ok(auth);
+    };
+    let now = OffsetDateTime::now_utc();
+    let known = match oidc.links.known.get(&key.id).await {
+        Some(known) => known,
+        None => {
+            let known = Known {
+                expires_at: read_link(app, &key.id).await?.map(|l| l.expires_at),
+                retry_at: None,
+            };
+            oidc.links.known.insert(key.id.clone(), known).await;
+            known
+        }
+    };
+    match known.expires_at {
+        Some(at) if at <= now && known.retry_at.map_or(true, |t| t <= Instant::now()) => {
+            refresh(app, oidc, key).await?;
+            Ok(auth)
+        }
+        _ => Ok(auth),
+    }
+}
+
+/// Refreshes the provider token of `key`'s session, once across replicas.
+async fn refresh(app: &App, oidc: &Oidc, key: &ApiKey) -> Result<(), AuthError> {
+    let now = OffsetDateTime::now_utc();
+    // Another replica may have refreshed it since this one cached the expiry.
+    let Some(link) = read_link(app, &key.id).await? else {
+        remember_known(oidc, &key.id, None, None).await;
+        return Ok(());
+    };
+    if link.expires_at > now {
+        remember_known(oidc, &key.id, Some(link.expires_at), None).await;
+        return Ok(());
+    }
+    let claim = format!(
+        "oidc-refresh:{}:{}",
+        key.id,
+        link.expires_at.unix_timestamp()
+    );
+    let hold = oidc.config.request_timeout + Duration::from_secs(5);
+    if !app.store.set_if_absent(&claim, b"1", Some(hold)).await? {
+        // Someone else is refreshing this very token; this request goes on meanwhile.
+        return Ok(());
+    }
+    match oidc.refresh(&link.refresh_token).await {
+        Ok(refreshed) => {
+            let Some(expires_at) = refreshed.expires_at else {
+                // No expiry given: nothing to refresh against from now on.
+                let _ = app.store.take_ephemeral(&link_key(&key.id)).await;
+                remember_known(oidc, &key.id, None, None).await;
+                return Ok(());
+            };
+            let link = Link {
+                refresh_token: refreshed.refresh_token.unwrap_or(link.refresh_token),
+                expires_at,
+            };
+            store_link(app, &key.id, &link).await?;
+            remember_known(oidc, &key.id, Some(expires_at), None).await;
+            tracing::debug!(user_id = %key.user_id, "oidc session refreshed");
+            Ok(())
+        }
+        Err(OidcError::Refused { error, description }) => {
+            tracing::info!(user_id = %key.user_id, %error, %description, "the provider refused to refresh an oidc session; ending it");
+            end(app, oidc, key).await?;
+            Err(AuthError::Reauthenticate)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not refresh an oidc session; trying again shortly");
+            remember_known(
+                oidc,
+                &key.id,
+                Some(link.expires_at),
+                Some(Instant::now() + RETRY_AFTER),
+            )
+            .await;
+            Ok(())
+        }
+    }
+}
+
+/// Ends a session whose provider refused it: the key and its link go, on every replica.
+async fn end(app: &App, oidc: &Oidc, key: &ApiKey) -> Result<(), StoreError> {
+    app.store.delete_key(&key.id).await?;
+    let _ = app.store.take_ephemeral(&link_key(&key.id)).await;
+    oidc.links.known.invalidate(&key.id).await;
+    let what = Invalidation::Key(key.id.clone());
+    app.keys.apply(&what);
+    if let Err(error) = app.store.publish(what).await {
+        tracing::warn!(%error, "could not publish a key invalidation");
+    }
+    Ok(())
+}
+
+/// Tells this replica's cache and every other replica that `user` changed.
+pub async fn invalidate_user(app: &App, user: Uuid) {
+    let what = Invalidation::User(user);
+    app.keys.apply(&what);
+    if let Err(error) = app.store.publish(what).await {
+        tracing::warn!(%error, "could not publish a user invalidation");
+    }
+}
+
+async fn remember_known(
+    oidc: &Oidc,
+    id: &str,
+    expires_at: Option<OffsetDateTime>,
+    retry_at: Option<Instant>,
+) {
+    oidc.links
+        .known
+        .insert(
+            id.to_owned(),
+            Known {
+                expires_at,
+                retry_at,
+            },
+        )
+        .await;
+}
+
+async fn read_link(app: &App, id: &str) -> Result<Option<Link>, StoreError> {
+    let Some(bytes) = app.store.get_ephemeral(&link_key(id)).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("oidc link: {e}")))
+}
+
+/// Writes a link to outlive its session: the session lifetime (which slides with use, and a
+/// used session refreshes its link at least once per provider token lifetime) plus the key
+/// retention.
+async fn store_link(app: &App, id: &str, link: &Link) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(link).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let keep = app.config.session.lifetime
+        + Duration::try_from(KEY_RETENTION).unwrap_or(Duration::from_secs(7 * 24 * 3600));
+    app.store.put_ephemeral(&link_key(id), &bytes, keep).await
+}
+
+fn link_key(id: &str) -> String {
+    format!("oidc-link:{id}")
+}
+
+/// The answer for a request the route policy refused with `error`: when OIDC is configured,
+/// the error is "not signed in", and the request is a browser's page load (`GET` accepting
+/// `text/html`), a 303 into the OIDC login that comes back to the same path; otherwise the
+/// error itself. API clients keep getting 401.
+pub fn sign_in_redirect(
+    app: &App,
+    req: &Request<Incoming>,
+    error: Error,
+) -> Result<Response<Body>, Error> {
+    let is_page_load = req.method() == Method::GET
+        && req
+            .headers()
+            .get_all(ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().starts_with("text/html")));
+    if app.oidc.is_none() || !is_page_load || !matches!(error, Error::Unauthenticated(_)) {
+        return Err(error);
+    }
+    let back = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let encoded: String =
+        openidconnect::url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+    let location = format!(
+        "{}/users/oidc/callback?redirect={encoded}",
+        app.config.api.prefix
+    );
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SEE_OTHER;
+    let value = HeaderValue::from_str(&location).map_err(|e| Error::Internal(e.to_string()))?;
+    resp.headers_mut().insert(LOCATION, value);
+    Ok(resp)
+}
