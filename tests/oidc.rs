@@ -768,3 +768,43 @@ async fn refresh(store_url: &str) {
     assert_eq!(body["detail"], "API key is invalid.");
     w.finish().await;
 }
+
+#[tokio::test]
+async fn two_replicas_refresh_a_shared_session_once() {
+    let options = Options {
+        accounts: alice(),
+        access_token_ttl: 1,
+        ..Options::default()
+    };
+    let w = World::start(REDIS, options, "").await;
+    let echo = start_echo().await;
+    let toml = config_with_store(echo, REDIS, &w.prefix, "", &w.provider.config(""));
+    let replica = Sidecar::start(&toml).await;
+    let mut browser = Browser::new();
+    assert_eq!(
+        w.sign_in(&mut browser, "alice").await.status,
+        StatusCode::OK
+    );
+    let token = session_of(&browser);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let me = || api_request(Method::GET, "/api/v2/users/me", None, Some(&token));
+    let (a, b) = tokio::join!(
+        call_json(w.sidecar.addr, me()),
+        call_json(replica.addr, me())
+    );
+    assert_eq!(
+        (a.0, b.0),
+        (StatusCode::OK, StatusCode::OK),
+        "{} {}",
+        a.1,
+        b.1
+    );
+    assert_eq!(
+        w.provider.refreshes().await,
+        1,
+        "one refresh for both replicas"
+    );
+    replica.shutdown().await;
+    w.finish().await;
+}
