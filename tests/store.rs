@@ -65,6 +65,7 @@ both_backends!(
     token_names_are_unique_per_user,
     counters_count_and_reset,
     ephemeral_values_are_single_use,
+    ephemeral_values_are_taken_only_while_they_hold_the_expected_value,
     values_counters_and_key_records_expire,
     invalidations_reach_subscribers,
 );
@@ -691,6 +692,51 @@ async fn ephemeral_values_are_single_use(store: Store) {
         }
     }
     assert_eq!(got, vec![vec![0, 255, 1]]);
+}
+
+async fn ephemeral_values_are_taken_only_while_they_hold_the_expected_value(store: Store) {
+    let ttl = Duration::from_secs(60);
+    store.put_ephemeral("otp:c", b"first", ttl).await.unwrap();
+    // A replaced value is left alone: only the one that was read may be consumed.
+    store.put_ephemeral("otp:c", b"second", ttl).await.unwrap();
+    assert!(!store.take_ephemeral_if("otp:c", b"first").await.unwrap());
+    assert_eq!(
+        store.get_ephemeral("otp:c").await.unwrap().as_deref(),
+        Some(&b"second"[..])
+    );
+    assert!(!store
+        .take_ephemeral_if("otp:none", b"second")
+        .await
+        .unwrap());
+
+    // Of concurrent takes of the expected value, exactly one wins, and the value is gone.
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take_ephemeral_if("otp:c", b"second").await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.expect("task ran"));
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(store.get_ephemeral("otp:c").await.unwrap(), None);
+
+    // Binary values compare byte for byte; an expired value is never taken.
+    store
+        .put_ephemeral("otp:d", &[0, 255, 1], Duration::from_millis(150))
+        .await
+        .unwrap();
+    assert!(!store
+        .take_ephemeral_if("otp:d", &[0, 255, 2])
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!store
+        .take_ephemeral_if("otp:d", &[0, 255, 1])
+        .await
+        .unwrap());
 }
 
 /// TTLs of 150-300 ms; on memory the clock is paused, so the sleeps take no time.

@@ -346,6 +346,18 @@ impl MemoryStore {
             .map(|(v, _)| v)
     }
 
+    pub(super) fn take_ephemeral_if(&self, name: &str, expected: &[u8]) -> bool {
+        let (mut s, now) = self.state();
+        let holds = s
+            .ephemeral
+            .get(name)
+            .is_some_and(|(v, until)| *until > now && v == expected);
+        if holds {
+            s.ephemeral.remove(name);
+        }
+        holds
+    }
+
     pub(super) fn get_ephemeral(&self, name: &str) -> Option<Vec<u8>> {
         let (s, now) = self.state();
         s.ephemeral

@@ -447,6 +447,17 @@ impl Store {
         }
     }
 
+    /// Removes the value under `name` if it is still `expected`; true when this call removed
+    /// it. A compare-and-delete: of concurrent calls for one value, exactly one gets true, and
+    /// a value that was replaced meanwhile is left alone (a one-time passcode is consumed only
+    /// if it is the one that was checked).
+    pub async fn take_ephemeral_if(&self, name: &str, expected: &[u8]) -> Result<bool, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.take_ephemeral_if(name, expected)),
+            Backend::Redis(r) => r.take_ephemeral_if(name, expected).await,
+        }
+    }
+
     /// Returns the value under `name`, leaving it in place.
     pub async fn get_ephemeral(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &*self.backend {

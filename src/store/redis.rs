@@ -63,7 +63,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
-use redis::{Cmd, ErrorKind, FromRedisValue, RedisError};
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, ToRedisArgs};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -258,7 +258,7 @@ impl RedisStore {
         &self,
         script: &Script,
         keys: &[&str],
-        args: &[&str],
+        args: &[impl ToRedisArgs],
     ) -> Result<T, StoreError> {
         let build = |verb: &str, first: &str| {
             let mut cmd = redis::cmd(verb);
@@ -930,6 +930,21 @@ impl RedisStore {
     pub(super) async fn get_ephemeral(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.query(redis::cmd("GET").arg(self.keys.ephemeral(name)))
             .await
+    }
+
+    pub(super) async fn take_ephemeral_if(
+        &self,
+        name: &str,
+        expected: &[u8],
+    ) -> Result<bool, StoreError> {
+        let taken: i64 = self
+            .eval(
+                &self.scripts.compare_and_delete,
+                &[&self.keys.ephemeral(name)],
+                &[expected],
+            )
+            .await?;
+        Ok(taken > 0)
     }
 
     // --- invalidation ---
