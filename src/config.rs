@@ -20,8 +20,10 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 mod oidc;
+mod otp;
 
 pub use oidc::{OidcConfig, MAX_CONVERT_STATE_TTL};
+pub use otp::{read_secret_file, OtpConfig, OtpDelivery, SmtpConfig, SmtpTls, WebhookConfig};
 
 /// The environment variable that names the config file when `--config` is absent.
 pub const CONFIG_ENV: &str = "PORTCULLIS_CONFIG";
@@ -105,6 +107,8 @@ pub struct Config {
     pub tokens: TokensConfig,
     /// `[oidc]`: single sign-on; `None` when the section is absent.
     pub oidc: Option<OidcConfig>,
+    /// `[otp]`.
+    pub otp: OtpConfig,
 }
 
 /// `[api]`: where the Coder-compatible API is served.
@@ -385,6 +389,8 @@ struct FileConfig {
     #[serde(default)]
     tokens: FileTokens,
     oidc: Option<oidc::FileOidc>,
+    #[serde(default)]
+    otp: otp::FileOtp,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -878,6 +884,7 @@ impl Config {
             rate_limit,
             tokens,
             oidc,
+            otp: OtpConfig::parse(file.otp, base)?,
         })
     }
 }
@@ -988,6 +995,20 @@ fn cidr(s: &str) -> Result<IpNet, String> {
 
 fn upstream_url(url: &str) -> Result<(Scheme, Authority, String), ConfigError> {
     let key = "upstream.url";
+    let (scheme, authority, uri) = http_url(key, url)?;
+    if uri.query().is_some() {
+        return Err(ConfigError::invalid(key, "must not have a query"));
+    }
+    let base_path = uri.path().trim_end_matches('/').to_owned();
+    // Checked now so that joining it with a request path can never fail later.
+    if !base_path.is_empty() && base_path.parse::<PathAndQuery>().is_err() {
+        return Err(ConfigError::invalid(key, "has an invalid path"));
+    }
+    Ok((scheme, authority, base_path))
+}
+
+/// Parses an `http://` or `https://` URL with a host and no credentials, the error naming `key`.
+fn http_url(key: &str, url: &str) -> Result<(Scheme, Authority, Uri), ConfigError> {
     let uri: Uri = url
         .parse()
         .map_err(|e| ConfigError::invalid(key, format!("{url:?} is not a URL ({e})")))?;
@@ -1008,15 +1029,7 @@ fn upstream_url(url: &str) -> Result<(Scheme, Authority, String), ConfigError> {
     if authority.as_str().contains('@') {
         return Err(ConfigError::invalid(key, "must not carry credentials"));
     }
-    if uri.query().is_some() {
-        return Err(ConfigError::invalid(key, "must not have a query"));
-    }
-    let base_path = uri.path().trim_end_matches('/').to_owned();
-    // Checked now so that joining it with a request path can never fail later.
-    if !base_path.is_empty() && base_path.parse::<PathAndQuery>().is_err() {
-        return Err(ConfigError::invalid(key, "has an invalid path"));
-    }
-    Ok((scheme, authority, base_path))
+    Ok((scheme, authority, uri))
 }
 
 fn store_url(url: &str) -> Result<StoreUrl, ConfigError> {

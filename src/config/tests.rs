@@ -500,3 +500,137 @@ fn password_policy_keys_default_off_and_name_bad_values() {
         assert_eq!(key_of(err), key, "{extra}");
     }
 }
+
+#[test]
+fn otp_defaults_are_ten_minutes_three_requests_per_fifteen_and_no_delivery() {
+    let otp = parse(MINIMAL).unwrap().otp;
+    assert_eq!(otp.lifetime, Duration::from_secs(600));
+    assert!(otp.delivery.is_none());
+    assert_eq!(otp.requests_per_email, 3);
+    assert_eq!(otp.request_window, Duration::from_secs(900));
+    assert_eq!(otp.delivery_timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn otp_deliveries_are_parsed_with_their_defaults() {
+    let c = parse(&format!(
+        "{MINIMAL}[otp]\ndelivery = \"webhook\"\nlifetime = \"2m\"\n\
+         [otp.webhook]\nurl = \"https://app.internal/hooks/otp?v=1\"\nsecret_file = \"hook.key\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.otp.lifetime, Duration::from_secs(120));
+    let Some(OtpDelivery::Webhook(w)) = c.otp.delivery else {
+        panic!("not a webhook: {:?}", c.otp.delivery)
+    };
+    assert_eq!(w.scheme, Scheme::HTTPS);
+    assert_eq!(w.authority.as_str(), "app.internal");
+    assert_eq!(w.path.as_str(), "/hooks/otp?v=1");
+    assert_eq!(
+        w.secret_file.as_deref(),
+        Some(Path::new("/etc/portcullis/hook.key"))
+    );
+
+    for (tls, port, want_tls, want_port) in [
+        ("", "", SmtpTls::StartTls, 587),
+        ("tls = \"tls\"\n", "", SmtpTls::Tls, 465),
+        ("tls = \"none\"\n", "", SmtpTls::None, 25),
+        ("tls = \"none\"\n", "port = 2525\n", SmtpTls::None, 2525),
+    ] {
+        let c = parse(&format!(
+            "{MINIMAL}[otp]\ndelivery = \"smtp\"\n[otp.smtp]\nhost = \"mail.internal\"\n\
+             from = \"Portcullis <noreply@example.com>\"\n{tls}{port}"
+        ))
+        .unwrap();
+        let Some(OtpDelivery::Smtp(s)) = c.otp.delivery else {
+            panic!("not smtp: {:?}", c.otp.delivery)
+        };
+        assert_eq!((s.tls, s.port), (want_tls, want_port), "{tls}{port}");
+        assert_eq!(s.from.email.to_string(), "noreply@example.com");
+        assert!(s.username.is_none() && s.password_file.is_none());
+    }
+}
+
+#[test]
+fn log_delivery_is_refused_without_danger_log_codes() {
+    let err = parse(&format!("{MINIMAL}[otp]\ndelivery = \"log\"\n")).expect_err("log refused");
+    let text = err.to_string();
+    assert_eq!(key_of(err), "otp.delivery");
+    assert!(text.contains("otp.danger_log_codes = true"), "{text}");
+    let err = parse(&format!(
+        "{MINIMAL}[otp]\ndelivery = \"log\"\ndanger_log_codes = false\n"
+    ))
+    .expect_err("log refused");
+    assert_eq!(key_of(err), "otp.delivery");
+    let c = parse(&format!(
+        "{MINIMAL}[otp]\ndelivery = \"log\"\ndanger_log_codes = true\n"
+    ))
+    .unwrap();
+    assert!(matches!(c.otp.delivery, Some(OtpDelivery::Log)));
+}
+
+#[test]
+fn bad_otp_keys_name_their_key_path() {
+    const SMTP: &str = "[otp.smtp]\nhost = \"mail\"\nfrom = \"a@example.com\"\n";
+    for (extra, key) in [
+        ("[otp]\nlifetime = \"0s\"\n", "otp.lifetime"),
+        ("[otp]\nlifetime = \"25h\"\n", "otp.lifetime"),
+        ("[otp]\nrequest_window = \"soon\"\n", "otp.request_window"),
+        ("[otp]\nrequests_per_email = -1\n", "otp.requests_per_email"),
+        ("[otp]\ndelivery_timeout = \"0s\"\n", "otp.delivery_timeout"),
+        ("[otp]\ndelivery = \"pigeon\"\n", "otp.delivery"),
+        ("[otp]\ndelivery = \"webhook\"\n", "otp.webhook"),
+        ("[otp]\ndelivery = \"smtp\"\n", "otp.smtp"),
+        ("[otp]\nbogus = 1\n", "otp.bogus"),
+        ("[otp.webhook]\nurl = \"ftp://x\"\n", "otp.webhook.url"),
+        ("[otp.webhook]\nurl = \"/relative\"\n", "otp.webhook.url"),
+        (
+            "[otp.webhook]\nurl = \"http://u:p@x/\"\n",
+            "otp.webhook.url",
+        ),
+        ("[otp.webhook]\nsecret_file = \"k\"\n", "otp.webhook.url"),
+        (
+            "[otp.webhook]\nurl = \"http://x\"\nsecret = \"k\"\n",
+            "otp.webhook.secret",
+        ),
+        ("[otp.smtp]\nfrom = \"a@example.com\"\n", "otp.smtp.host"),
+        ("[otp.smtp]\nhost = \"mail\"\n", "otp.smtp.from"),
+        (
+            "[otp.smtp]\nhost = \"mail\"\nfrom = \"not an address\"\n",
+            "otp.smtp.from",
+        ),
+        (&format!("{SMTP}tls = \"ssl\"\n"), "otp.smtp.tls"),
+        (&format!("{SMTP}port = 0\n"), "otp.smtp.port"),
+        (&format!("{SMTP}port = 70000\n"), "otp.smtp.port"),
+        (
+            &format!("{SMTP}username = \"u\"\n"),
+            "otp.smtp.password_file",
+        ),
+        (
+            &format!("{SMTP}password_file = \"p\"\n"),
+            "otp.smtp.username",
+        ),
+        (
+            "[otp.smtp]\nhost = \"\"\nfrom = \"a@example.com\"\n",
+            "otp.smtp.host",
+        ),
+    ] {
+        let err = parse(&format!("{MINIMAL}{extra}")).expect_err(extra);
+        assert_eq!(key_of(err), key, "{extra}");
+    }
+}
+
+#[test]
+fn secret_files_are_trimmed_and_must_not_be_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    std::fs::write(&path, "s3cret-value\n").unwrap();
+    let secret = read_secret_file("otp.webhook.secret_file", &path).unwrap();
+    assert_eq!(secret.expose(), "s3cret-value");
+    assert!(!format!("{secret:?}").contains("s3cret"));
+    std::fs::write(&path, " \n").unwrap();
+    let err = read_secret_file("otp.webhook.secret_file", &path).expect_err("empty");
+    assert_eq!(key_of(err), "otp.webhook.secret_file");
+    let err = read_secret_file("otp.smtp.password_file", &dir.path().join("missing"))
+        .expect_err("missing");
+    assert_eq!(key_of(err), "otp.smtp.password_file");
+}
