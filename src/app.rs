@@ -11,6 +11,7 @@ use crate::auth::Passwords;
 use crate::config::{Config, ConfigError};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::otp::Otp;
 use crate::proxy::Upstream;
 use crate::store::cache::KeyCache;
 use crate::store::Store;
@@ -39,6 +40,8 @@ pub struct App {
     pub limits: Limits,
     /// The OpenID Connect provider, when `[oidc]` is configured.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// One-time passcodes for password reset.
+    pub otp: Otp,
     ready: AtomicBool,
 }
 
@@ -97,6 +100,7 @@ impl App {
                 key: "oidc.ca_file".into(),
                 reason: e.to_string(),
             })?;
+        let otp = Otp::new(&config.otp, metrics.clone())?;
         Ok(Arc::new(App {
             oidc,
             upstream,
@@ -104,6 +108,7 @@ impl App {
             keys,
             passwords,
             limits,
+            otp,
             metrics,
             tls,
             connections,

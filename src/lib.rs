@@ -19,6 +19,7 @@
 //! - [`limits`]: login abuse limits (per IP, per account).
 //! - [`oidc`]: single sign-on through an OpenID Connect provider, OIDC session refresh, and
 //!   moving password accounts onto it (convert-login).
+//! - [`otp`]: one-time passcodes for password reset, and their delivery (SMTP, webhook, log).
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`app`]: the shared state.
 //! - [`body`]: the response body type.
@@ -48,6 +49,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod oidc;
+pub mod otp;
 pub mod policy;
 pub mod proxy;
 pub mod rbac;

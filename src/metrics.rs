@@ -35,6 +35,12 @@ pub const STORE_ERRORS: &str = "portcullis_store_errors";
 pub const LOGINS: &str = "portcullis_logins";
 /// `portcullis_auth_total{result}`: authentication of proxied requests by result.
 pub const AUTH: &str = "portcullis_auth";
+/// `portcullis_otp_requests_total{result}`: one-time passcode requests by what was done.
+pub const OTP_REQUESTS: &str = "portcullis_otp_requests";
+/// `portcullis_otp_deliveries_total{result}`: one-time passcode deliveries by result.
+pub const OTP_DELIVERIES: &str = "portcullis_otp_deliveries";
+/// `portcullis_otp_password_changes_total{result}`: password changes with a one-time passcode.
+pub const OTP_CHANGES: &str = "portcullis_otp_password_changes";
 
 /// What happened to a request, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +77,9 @@ const LOGIN_RESULTS: [&str; 6] = [
     "suspended",
     "error",
 ];
+const OTP_REQUEST_RESULTS: [&str; 4] = ["issued", "unknown", "limited", "error"];
+const OTP_DELIVERY_RESULTS: [&str; 4] = ["sent", "failed", "timeout", "unconfigured"];
+const OTP_CHANGE_RESULTS: [&str; 5] = ["ok", "bad_code", "refused", "limited", "error"];
 const AUTH_RESULTS: [&str; 6] = [
     "ok",
     "missing",
@@ -106,6 +115,9 @@ pub struct Metrics {
     store_errors: Counter,
     logins: [Counter; 6],
     auth: [Counter; 6],
+    otp_requests: [Counter; 4],
+    otp_deliveries: [Counter; 4],
+    otp_changes: [Counter; 5],
 }
 
 /// Result of a TLS handshake, as a metric label.
@@ -165,6 +177,49 @@ pub enum AuthResult {
     Suspended,
     /// The store could not answer and nothing usable was cached (503).
     StoreUnavailable,
+}
+
+/// What a one-time passcode request led to, as a metric label. The caller is answered `204`
+/// in every case; only operators see the difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpRequestResult {
+    /// A code was stored for a password user and handed to the delivery.
+    Issued,
+    /// No password user has the email: the same work was done, nothing was sent.
+    Unknown,
+    /// Past `otp.requests_per_email`: nothing was stored or sent.
+    Limited,
+    /// The store or the random number generator failed: nothing was sent.
+    Error,
+}
+
+/// The result of one delivery of a code, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpDeliveryResult {
+    /// Accepted by the SMTP server or the webhook (2xx), or written to the log.
+    Sent,
+    /// Refused, or the connection failed.
+    Failed,
+    /// Did not finish within `otp.delivery_timeout`.
+    Timeout,
+    /// No `otp.delivery` is configured, so the code went nowhere.
+    Unconfigured,
+}
+
+/// The result of `POST /users/otp/change-password`, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpChangeResult {
+    /// The password was changed and every key of the user revoked.
+    Ok,
+    /// `Incorrect email or one-time passcode.`
+    BadCode,
+    /// Refused before or after the code check: a bad body, a weak password, the same
+    /// password, password login disabled.
+    Refused,
+    /// Refused by the per-IP limit (429).
+    Limited,
+    /// The store, the hasher or something else of Portcullis's failed (5xx).
+    Error,
 }
 
 // === impl Outcome ===
@@ -271,6 +326,27 @@ impl Metrics {
             AUTH_RESULTS,
         );
 
+        let otp_requests = results(
+            &mut registry,
+            OTP_REQUESTS,
+            "One-time passcode requests by what was done: issued, unknown (no such password \
+             user), limited (otp.requests_per_email), error; every one was answered 204",
+            OTP_REQUEST_RESULTS,
+        );
+        let otp_deliveries = results(
+            &mut registry,
+            OTP_DELIVERIES,
+            "One-time passcode deliveries by result: sent, failed, timeout \
+             (otp.delivery_timeout), unconfigured (no otp.delivery)",
+            OTP_DELIVERY_RESULTS,
+        );
+        let otp_changes = results(
+            &mut registry,
+            OTP_CHANGES,
+            "Password changes with a one-time passcode by result",
+            OTP_CHANGE_RESULTS,
+        );
+
         Metrics {
             registry,
             requests,
@@ -284,6 +360,9 @@ impl Metrics {
             store_errors,
             logins,
             auth,
+            otp_requests,
+            otp_deliveries,
+            otp_changes,
         }
     }
 
@@ -341,6 +420,21 @@ impl Metrics {
     /// Counts the authentication of a proxied request.
     pub fn auth(&self, result: AuthResult) {
         self.auth[result as usize].inc();
+    }
+
+    /// Counts a one-time passcode request.
+    pub fn otp_request(&self, result: OtpRequestResult) {
+        self.otp_requests[result as usize].inc();
+    }
+
+    /// Counts a delivery of a one-time passcode.
+    pub fn otp_delivery(&self, result: OtpDeliveryResult) {
+        self.otp_deliveries[result as usize].inc();
+    }
+
+    /// Counts a password change with a one-time passcode.
+    pub fn otp_change(&self, result: OtpChangeResult) {
+        self.otp_changes[result as usize].inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -428,6 +522,12 @@ mod tests {
             ("portcullis_key_cache_total", &CACHE_RESULTS[..]),
             ("portcullis_logins_total", &LOGIN_RESULTS[..]),
             ("portcullis_auth_total", &AUTH_RESULTS[..]),
+            ("portcullis_otp_requests_total", &OTP_REQUEST_RESULTS[..]),
+            ("portcullis_otp_deliveries_total", &OTP_DELIVERY_RESULTS[..]),
+            (
+                "portcullis_otp_password_changes_total",
+                &OTP_CHANGE_RESULTS[..],
+            ),
         ] {
             for label in labels {
                 let series = format!("{name}{{result=\"{label}\"}} ");
@@ -441,5 +541,14 @@ mod tests {
             AUTH_RESULTS[AuthResult::StoreUnavailable as usize],
             "store_unavailable"
         );
+        assert_eq!(
+            OTP_REQUEST_RESULTS[OtpRequestResult::Error as usize],
+            "error"
+        );
+        assert_eq!(
+            OTP_DELIVERY_RESULTS[OtpDeliveryResult::Unconfigured as usize],
+            "unconfigured"
+        );
+        assert_eq!(OTP_CHANGE_RESULTS[OtpChangeResult::Error as usize], "error");
     }
 }

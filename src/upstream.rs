@@ -304,12 +304,20 @@ impl std::fmt::Debug for Lease {
     }
 }
 
-/// A request body on its way upstream. A body that is not empty from the start reports when
-/// it has been sent in full (or has failed), which is when the response timeout starts.
+/// A request body on its way upstream: a client's, streamed, or one Portcullis wrote itself
+/// (a webhook's JSON). A client's body that is not empty from the start reports when it has
+/// been sent in full (or has failed), which is when the response timeout starts.
 #[derive(Debug)]
 pub struct RequestBody {
-    body: Incoming,
+    body: Source,
     sent: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Debug)]
+enum Source {
+    Client(Incoming),
+    /// The whole body, until its one frame is taken.
+    Full(Option<bytes::Bytes>),
 }
 
 // === impl RequestBody ===
@@ -324,7 +332,19 @@ impl RequestBody {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         };
-        (req.map(|body| RequestBody { body, sent: tx }), rx)
+        let req = req.map(|body| RequestBody {
+            body: Source::Client(body),
+            sent: tx,
+        });
+        (req, rx)
+    }
+
+    /// A body of Portcullis's own, sent in one frame.
+    pub fn full(bytes: bytes::Bytes) -> RequestBody {
+        RequestBody {
+            body: Source::Full(Some(bytes).filter(|b| !b.is_empty())),
+            sent: None,
+        }
     }
 }
 
@@ -336,8 +356,14 @@ impl http_body::Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
-        let frame = Pin::new(&mut self.body).poll_frame(cx);
-        if matches!(frame, Poll::Ready(None)) || self.body.is_end_stream() {
+        let body = match &mut self.body {
+            Source::Client(body) => body,
+            Source::Full(bytes) => {
+                return Poll::Ready(bytes.take().map(|b| Ok(http_body::Frame::data(b))))
+            }
+        };
+        let frame = Pin::new(&mut *body).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None)) || body.is_end_stream() {
             if let Some(sent) = self.sent.take() {
                 let _ = sent.send(());
             }
@@ -346,11 +372,19 @@ impl http_body::Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.body {
+            Source::Client(body) => body.is_end_stream(),
+            Source::Full(bytes) => bytes.is_none(),
+        }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        match &self.body {
+            Source::Client(body) => body.size_hint(),
+            Source::Full(bytes) => {
+                http_body::SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
     }
 }
 

@@ -366,7 +366,7 @@ impl<'a> Users<'a> {
     /// an empty password, [`UserError::WeakPassword`], [`UserError::SamePassword`] (as Coder,
     /// the current password cannot be set again), and store or hashing failures.
     pub async fn set_password(&self, id: Uuid, password: &str) -> Result<usize, UserError> {
-        let mut user = self.store.user(id).await?.ok_or(UserError::NoSuchUser)?;
+        let user = self.store.user(id).await?.ok_or(UserError::NoSuchUser)?;
         if user.login_type != LoginType::Password {
             return Err(UserError::NotPasswordUser);
         }
@@ -382,14 +382,46 @@ impl<'a> Users<'a> {
         if let Some(weak) = self.password_weakness(password, Some(info)) {
             return Err(UserError::WeakPassword(weak));
         }
-        if let Some(current) = user.hashed_password.as_deref().filter(|h| !h.is_empty()) {
-            match self.passwords.verify(password, current).await {
-                Ok(v) if v.ok => return Err(UserError::SamePassword),
-                // A stored hash that cannot be checked cannot match either; it is replaced.
-                Ok(_) | Err(PasswordError::Malformed(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+        if self.is_current_password(&user, password).await? {
+            return Err(UserError::SamePassword);
         }
+        self.replace_password(user, password).await
+    }
+
+    /// Whether `password` is `user`'s current password (spec §7.7, §4.2: a new password must
+    /// differ). A stored hash that cannot be checked matches nothing.
+    ///
+    /// # Errors
+    /// Hashing failures ([`PasswordError::Busy`] when the hashing queue is full).
+    pub async fn is_current_password(
+        &self,
+        user: &User,
+        password: &str,
+    ) -> Result<bool, UserError> {
+        let Some(current) = user.hashed_password.as_deref().filter(|h| !h.is_empty()) else {
+            return Ok(false);
+        };
+        match self.passwords.verify(password, current).await {
+            Ok(v) => Ok(v.ok),
+            // A stored hash that cannot be checked cannot match either; it is replaced.
+            Err(PasswordError::Malformed(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stores `password`'s hash for `user`, then deletes every API key of the user and
+    /// publishes [`Invalidation::User`], so that every session and token ends on every
+    /// replica. Returns how many keys were revoked. No check is made: callers judge the
+    /// password first ([`Users::set_password`], the one-time passcode change).
+    ///
+    /// # Errors
+    /// [`UserError::NoSuchUser`] when the user is gone, and store or hashing failures.
+    pub async fn replace_password(
+        &self,
+        mut user: User,
+        password: &str,
+    ) -> Result<usize, UserError> {
+        let id = user.id;
         user.hashed_password = Some(self.passwords.hash(password).await?);
         user.updated_at = OffsetDateTime::now_utc();
         if !self.store.update_user(&user).await? {

@@ -3,6 +3,7 @@
 
 pub mod authcheck;
 pub mod login;
+pub mod otp;
 pub mod password;
 pub mod roles;
 pub mod scopes;
@@ -210,6 +211,10 @@ pub async fn handle(
         }
         (&Method::POST, ["users", "logout"]) => login::logout(app, req).await,
         (&Method::POST, ["users", "validate-password"]) => password::validate(app, peer, req).await,
+        (&Method::POST, ["users", "otp", "request"]) => otp::request(app, peer, req).await,
+        (&Method::POST, ["users", "otp", "change-password"]) => {
+            otp::change_password(app, peer, req).await
+        }
         (&Method::POST, ["users"]) => users::create(app, req).await,
         (&Method::GET, ["users", user]) => users::get(app, req, user).await,
         (&Method::DELETE, ["users", user]) => users::delete(app, req, user).await,

@@ -161,7 +161,7 @@ pub async fn validate(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> Ap
 }
 
 /// `400 Invalid password.` with the strength rule's text on `password`.
-fn invalid_password(detail: &str) -> ApiError {
+pub(super) fn invalid_password(detail: &str) -> ApiError {
     ApiError::with_validations(
         StatusCode::BAD_REQUEST,
         "Invalid password.",
