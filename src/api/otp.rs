@@ -135,7 +135,7 @@ async fn change(
         return Err(invalid_password(&weak).into());
     }
 
-    let user = app.store.user_by_email(&body.email).await?;
+    let user = crate::otp::user_by_email(&app.store, &body.email).await?;
     let checked = app
         .otp
         .check(&app.store, user.as_ref(), &body.one_time_passcode)

@@ -76,7 +76,7 @@ struct Record {
     id: String,
     /// Hex SHA-256 of the normalized code.
     hash: String,
-    /// Unix seconds; the store's TTL ends the record at the same time.
+    /// Unix milliseconds; the store's TTL ends the record at the same time.
     expires_at: i64,
 }
 
@@ -202,8 +202,7 @@ impl Otp {
     }
 
     async fn issue(&self, store: &Store, email: &str) -> Result<OtpRequestResult, IssueError> {
-        let user = store
-            .user_by_email(email)
+        let user = user_by_email(store, email)
             .await?
             .filter(|u| u.login_type == LoginType::Password);
         let code = Code::generate()?;
@@ -211,7 +210,7 @@ impl Otp {
         let record = serde_json::to_vec(&Record {
             id: hex::encode(random_id()?),
             hash: hex::encode(hash_code(code.expose())),
-            expires_at: expires_at.unix_timestamp(),
+            expires_at: unix_millis(expires_at),
         })
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         if !self.within_request_limit(store, email).await? {
@@ -289,7 +288,7 @@ impl Otp {
         let same = bool::from(hash_code(presented).ct_eq(&stored));
         let live = record
             .as_ref()
-            .is_some_and(|r| r.expires_at > OffsetDateTime::now_utc().unix_timestamp());
+            .is_some_and(|r| r.expires_at > unix_millis(OffsetDateTime::now_utc()));
         let matched = user.is_some() && same && live && tries <= MAX_ATTEMPTS;
         match raw {
             Some(record) if matched => Ok(Some(Checked { name, record })),
@@ -318,12 +317,30 @@ impl Otp {
     }
 }
 
+/// The user with `email`, with as many store reads when there is none as when there is one:
+/// a Redis look-up of a known email reads the index and then the record, so an unknown one
+/// reads a record too (the nil id's, which never exists).
+///
+/// # Errors
+/// [`StoreError`] when the store fails.
+pub async fn user_by_email(store: &Store, email: &str) -> Result<Option<User>, StoreError> {
+    let user = store.user_by_email(email).await?;
+    if user.is_none() {
+        store.user(uuid::Uuid::nil()).await?;
+    }
+    Ok(user)
+}
+
 /// The store name of the code of `user`, or of the decoy.
 fn code_name(user: Option<&User>) -> String {
     match user {
         Some(u) => format!("otp:code:{}", u.id),
         None => format!("otp:code:{NOBODY}"),
     }
+}
+
+fn unix_millis(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 fn random_id() -> Result<[u8; 16], RngError> {

@@ -16,6 +16,7 @@ installs it into the git-ignored .venv-test/.
 
 import argparse
 import json
+import logging
 import os
 import ssl
 import sys
@@ -75,6 +76,8 @@ def main():
 
     # "AUTH without TLS" is what --tls none asks for; the warning would only clutter the output.
     warnings.simplefilter("ignore")
+    # aiosmtpd itself sets the deprecated Session.login_data on every AUTH, and warns about it.
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     kwargs = {}
     if a.tls != "none":
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
