@@ -129,7 +129,7 @@ impl Policy {
         Ok(self
             .routes
             .iter()
-            .filter(|r| r.methods.as_ref().map_or(true, |m| m.contains(method)))
+            .filter(|r| r.methods.as_ref().is_none_or(|m| m.contains(method)))
             .find_map(|r| r.matches(&segments)))
     }
 }

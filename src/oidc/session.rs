@@ -164,7 +164,7 @@ pub async fn follow(app: &App, auth: Authenticated) -> Result<Authenticated, Aut
         }
     };
     match known.expires_at {
-        Some(at) if at <= now && known.retry_at.map_or(true, |t| t <= Instant::now()) => {
+        Some(at) if at <= now && known.retry_at.is_none_or(|t| t <= Instant::now()) => {
             refresh(app, oidc, key).await?;
             Ok(auth)
         }

@@ -270,8 +270,7 @@ impl AllowList {
     /// Whether `object` matches an entry: `*:*`, `<type>:*` or `<type>:<its id>`.
     pub fn admits(&self, object: &Object) -> bool {
         self.0.iter().any(|(resource, id)| {
-            resource.map_or(true, |r| r == object.resource)
-                && id.map_or(true, |i| object.id == Some(i))
+            resource.is_none_or(|r| r == object.resource) && id.is_none_or(|i| object.id == Some(i))
         })
     }
 }

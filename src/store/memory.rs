@@ -57,12 +57,12 @@ impl MemoryStore {
     fn state(&self) -> (MutexGuard<'_, State>, Instant) {
         let now = Instant::now();
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if s.next_sweep.map_or(true, |at| now >= at) {
+        if s.next_sweep.is_none_or(|at| now >= at) {
             s.keys.retain(|_, (_, until)| *until > now);
             s.counters.retain(|_, (_, until)| *until > now);
             s.ephemeral.retain(|_, (_, until)| *until > now);
             s.claims
-                .retain(|_, (_, until)| until.map_or(true, |until| until > now));
+                .retain(|_, (_, until)| until.is_none_or(|until| until > now));
             s.next_sweep = Some(now + SWEEP_EVERY);
         }
         (s, now)
@@ -144,7 +144,7 @@ impl MemoryStore {
         let live = s
             .claims
             .get(name)
-            .is_some_and(|(_, until)| until.map_or(true, |until| until > now));
+            .is_some_and(|(_, until)| until.is_none_or(|until| until > now));
         if live {
             return false;
         }
