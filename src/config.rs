@@ -19,6 +19,7 @@ use http::Uri;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod identity;
 mod oidc;
 mod otp;
 
@@ -134,6 +135,9 @@ pub struct SessionConfig {
 pub struct IdentityConfig {
     /// `headers`: `forwarded` (default), `remote` or `none`.
     pub headers: crate::headers::IdentityStyle,
+    /// The signer of `X-Portcullis-Assertion` (`assertion_key`: PEM file(s), the first signs;
+    /// `issuer`, default `portcullis`); `None` when no key is configured.
+    pub assertion: Option<std::sync::Arc<crate::assertion::Signer>>,
 }
 
 /// `[passwords]`: password login and hashing.
@@ -419,6 +423,8 @@ struct FileSession {
 #[serde(deny_unknown_fields)]
 struct FileIdentity {
     headers: Option<String>,
+    assertion_key: Option<identity::KeyPaths>,
+    issuer: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -788,6 +794,11 @@ impl Config {
                     ))
                 }
             },
+            assertion: identity::assertion(
+                file.identity.assertion_key,
+                file.identity.issuer,
+                base,
+            )?,
         };
 
         let pw = file.passwords;

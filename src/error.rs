@@ -48,6 +48,10 @@ pub enum Error {
     /// The route policy refuses the request.
     #[error("forbidden by route policy")]
     Forbidden,
+    /// A forward-auth request (`/.portcullis/verify`) that does not say, or not from a
+    /// trusted proxy, or not unambiguously, what the original request was; the detail says what.
+    #[error("bad forward-auth request: {0}")]
+    VerifyRequest(&'static str),
     /// The upstream could not be reached or closed the connection.
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -78,7 +82,8 @@ impl Error {
             Error::HostMissing
             | Error::HostConflict
             | Error::HostInvalid
-            | Error::AmbiguousPath(_) => StatusCode::BAD_REQUEST,
+            | Error::AmbiguousPath(_)
+            | Error::VerifyRequest(_) => StatusCode::BAD_REQUEST,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -99,6 +104,7 @@ impl Error {
             Error::HostMissing => ("Request is missing the Host header.", ""),
             Error::HostConflict => ("Request has more than one Host.", ""),
             Error::HostInvalid => ("Request Host header is invalid.", ""),
+            Error::VerifyRequest(detail) => ("Invalid forward-auth request.", *detail),
             Error::MethodNotAllowed(_) => ("Method not allowed.", ""),
             Error::AmbiguousPath(_) => (
                 "Invalid request path.",
@@ -186,6 +192,7 @@ mod tests {
             (Error::HostMissing, 400),
             (Error::HostConflict, 400),
             (Error::HostInvalid, 400),
+            (Error::VerifyRequest("no X-Original-URI"), 400),
             (Error::MethodNotAllowed(http::Method::TRACE), 405),
             (Error::HeadersTooLarge, 431),
             (Error::Overloaded, 503),

@@ -247,6 +247,22 @@ pub fn set_forwarded(
     }
 }
 
+/// Whether the client spoke HTTPS: the first `X-Forwarded-Proto` (only a trusted proxy's
+/// survives [`sanitize_request`]) when there is one, else whether the connection is TLS.
+pub fn forwarded_https(headers: &HeaderMap, tls: bool) -> bool {
+    match headers.get(&X_FORWARDED_PROTO) {
+        Some(v) => {
+            let first = v
+                .as_bytes()
+                .split(|b| *b == b',')
+                .next()
+                .unwrap_or_default();
+            first.trim_ascii().eq_ignore_ascii_case(b"https")
+        }
+        None => tls,
+    }
+}
+
 /// Which identity headers an authenticated request carries upstream (`identity.headers`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityStyle {

@@ -14,6 +14,8 @@
 //! - [`proxy`]: forwarding, host checks, upgrades.
 //! - [`rbac`]: roles, scopes, allow lists and the permission evaluator.
 //! - [`headers`]: hop-by-hop, identity and forwarded header hygiene.
+//! - [`assertion`]: the signed identity assertion (ES256 JWT) and its JWKS.
+//! - [`verify`]: forward-auth (`/.portcullis/verify`) for nginx, Traefik, Caddy and Envoy.
 //! - [`auth`]: session tokens (format, extraction, stripping) and password hashing.
 //! - [`api`]: the Coder-compatible API under `api.prefix`.
 //! - [`limits`]: login abuse limits (per IP, per account).
@@ -39,6 +41,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod assertion;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -60,6 +63,7 @@ pub mod store;
 pub mod tls;
 pub mod upstream;
 pub mod users;
+pub mod verify;
 
 pub use app::App;
 pub use config::Config;

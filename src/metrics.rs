@@ -41,6 +41,8 @@ pub const OTP_REQUESTS: &str = "portcullis_otp_requests";
 pub const OTP_DELIVERIES: &str = "portcullis_otp_deliveries";
 /// `portcullis_otp_password_changes_total{result}`: password changes with a one-time passcode.
 pub const OTP_CHANGES: &str = "portcullis_otp_password_changes";
+/// `portcullis_verify_total{decision}`: forward-auth answers by decision.
+pub const VERIFY: &str = "portcullis_verify";
 
 /// What happened to a request, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +90,14 @@ const AUTH_RESULTS: [&str; 6] = [
     "suspended",
     "store_unavailable",
 ];
+const VERIFY_DECISIONS: [&str; 6] = [
+    "allow",
+    "unauthenticated",
+    "forbidden",
+    "bad_request",
+    "unavailable",
+    "error",
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -98,6 +108,11 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
 }
 
 /// The process's metrics.
@@ -118,6 +133,7 @@ pub struct Metrics {
     otp_requests: [Counter; 4],
     otp_deliveries: [Counter; 4],
     otp_changes: [Counter; 5],
+    verify: [Counter; 6],
 }
 
 /// Result of a TLS handshake, as a metric label.
@@ -219,6 +235,23 @@ pub enum OtpChangeResult {
     /// Refused by the per-IP limit (429).
     Limited,
     /// The store, the hasher or something else of Portcullis's failed (5xx).
+    Error,
+}
+
+/// A forward-auth answer (`/.portcullis/verify`), as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyDecision {
+    /// 200: the edge may forward the request.
+    Allow,
+    /// 401: no valid session.
+    Unauthenticated,
+    /// 403: the route policy refuses it.
+    Forbidden,
+    /// 400: the original request was missing, untrusted or ambiguous.
+    BadRequest,
+    /// 503: the store could not answer.
+    Unavailable,
+    /// 500: Portcullis's own fault.
     Error,
 }
 
@@ -346,6 +379,18 @@ impl Metrics {
             "Password changes with a one-time passcode by result",
             OTP_CHANGE_RESULTS,
         );
+        let verify_family = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            VERIFY,
+            "Forward-auth answers by decision: allow (200), unauthenticated (401), forbidden \
+             (403), bad_request (400), unavailable (503), error (500)",
+            verify_family.clone(),
+        );
+        let verify = VERIFY_DECISIONS.map(|decision| {
+            verify_family
+                .get_or_create(&DecisionLabels { decision })
+                .clone()
+        });
 
         Metrics {
             registry,
@@ -363,6 +408,7 @@ impl Metrics {
             otp_requests,
             otp_deliveries,
             otp_changes,
+            verify,
         }
     }
 
@@ -437,6 +483,11 @@ impl Metrics {
         self.otp_changes[result as usize].inc();
     }
 
+    /// Counts a forward-auth answer.
+    pub fn verify(&self, decision: VerifyDecision) {
+        self.verify[decision as usize].inc();
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -495,6 +546,9 @@ mod tests {
         m.login(LoginResult::BadCredentials);
         m.login(LoginResult::Ok);
         m.auth(AuthResult::StoreUnavailable);
+        m.verify(VerifyDecision::Allow);
+        m.verify(VerifyDecision::Allow);
+        m.verify(VerifyDecision::BadRequest);
         m.store_call(Duration::from_millis(2), false);
         m.store_call(Duration::from_millis(600), true);
         let text = m.encode();
@@ -509,6 +563,9 @@ mod tests {
             (r#"portcullis_logins_total{result="suspended"}"#, 0),
             (r#"portcullis_auth_total{result="store_unavailable"}"#, 1),
             (r#"portcullis_auth_total{result="ok"}"#, 0),
+            (r#"portcullis_verify_total{decision="allow"}"#, 2),
+            (r#"portcullis_verify_total{decision="bad_request"}"#, 1),
+            (r#"portcullis_verify_total{decision="forbidden"}"#, 0),
             (r#"portcullis_store_errors_total"#, 1),
             (r#"portcullis_store_call_seconds_count"#, 2),
         ] {
@@ -550,5 +607,10 @@ mod tests {
             "unconfigured"
         );
         assert_eq!(OTP_CHANGE_RESULTS[OtpChangeResult::Error as usize], "error");
+        assert_eq!(VERIFY_DECISIONS[VerifyDecision::Error as usize], "error");
+        for decision in VERIFY_DECISIONS {
+            let series = format!("portcullis_verify_total{{decision=\"{decision}\"}} ");
+            assert!(Metrics::new().encode().contains(&series), "{series}");
+        }
     }
 }

@@ -17,11 +17,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::App;
+use crate::assertion;
+use crate::auth::session::Authenticated;
 use crate::auth::token;
 use crate::body::Body;
 use crate::config::UpstreamConfig;
 use crate::error::{Error, Result};
-use crate::headers::{self, Identity};
+use crate::headers;
 use crate::metrics::{Metrics, Outcome};
 use crate::tls::TlsError;
 use crate::upstream::{Pool, RequestBody};
@@ -88,7 +90,9 @@ impl Upstream {
     }
 
     /// Forwards `req` and returns the upstream's response with a streamed body. Identity and
-    /// hop-by-hop headers are cleaned first; see [`headers::sanitize_request`].
+    /// hop-by-hop headers are cleaned first (see [`headers::sanitize_request`]); then an
+    /// authenticated request gets its session's identity headers, and the identity assertion
+    /// when `identity.assertion_key` is set.
     ///
     /// The response timeout starts once the request, body included, has been handed to the
     /// upstream connection: a slow upload is not a slow upstream.
@@ -97,12 +101,13 @@ impl Upstream {
         mut req: Request<Incoming>,
         peer: &Peer,
         app: &App,
-        identity: Option<&Identity>,
+        auth: Option<&Authenticated>,
     ) -> Result<(Response<Body>, Outcome)> {
         let host = effective_host(&req)?;
         let cleaned = headers::sanitize_request(req.headers_mut(), peer.trusted);
-        if let Some(identity) = identity {
-            identity.apply(req.headers_mut(), app.config.identity.headers);
+        if let Some(auth) = auth {
+            auth.identity()
+                .apply(req.headers_mut(), app.config.identity.headers);
         }
         if !app.config.upstream.pass_token {
             let mut uri = std::mem::take(req.uri_mut());
@@ -120,6 +125,14 @@ impl Upstream {
         headers::set_forwarded(req.headers_mut(), &peer.ip, proto, host.as_ref());
         // An HTTP/1.0 client may send no Host; the upstream gets HTTP/1.1, which requires one.
         let host = host.unwrap_or_else(|| self.host.clone());
+        if let (Some(auth), Some(signer)) = (auth, &app.config.identity.assertion) {
+            let https = headers::forwarded_https(req.headers(), peer.tls);
+            let aud = assertion::audience(host.as_bytes(), https);
+            let signed = auth
+                .assertion(signer, &aud)
+                .ok_or_else(|| Error::Internal("signing the identity assertion failed".into()))?;
+            req.headers_mut().insert(assertion::HEADER.clone(), signed);
+        }
         req.headers_mut().insert(HOST, host);
         *req.uri_mut() = self.target(req.uri())?;
         *req.version_mut() = if self.http2 {

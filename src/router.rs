@@ -1,6 +1,7 @@
 //! Which part of Portcullis handles a request on the main listener. Straight-line: check the
-//! method, send the API prefix to the API, apply the route policy (authenticating when it
-//! asks for it), forward, record.
+//! method, answer forward-auth (`/.portcullis/verify`) and the JWKS (`/.portcullis/jwks.json`),
+//! send the API prefix to the API, apply the route policy (authenticating when it asks for it),
+//! forward, record.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use uuid::Uuid;
 
 use crate::api;
 use crate::app::App;
+use crate::assertion;
 use crate::auth::session::{self, AuthError, Authenticated};
 use crate::body::Body;
 use crate::config::PolicyDefault;
@@ -20,6 +22,7 @@ use crate::policy::{Matched, Rule};
 use crate::proxy::{self, Peer};
 use crate::rbac::{Object, Resource};
 use crate::server::InFlight;
+use crate::verify;
 
 /// Handles one request from the main listener. Never fails: every error becomes a response.
 pub async fn handle(
@@ -49,6 +52,16 @@ async fn route(
 ) -> Result<(Response<Body>, Outcome)> {
     proxy::check_method(req.method())?;
     proxy::check_head_size(&req, app.config.server.max_header_bytes)?;
+    if verify::is_verify_path(req.uri().path()) {
+        return Ok((verify::handle(app, peer, req).await, Outcome::Local));
+    }
+    if req.uri().path() == assertion::JWKS_PATH {
+        let signer = app.config.identity.assertion.as_deref();
+        return Ok((
+            assertion::jwks_response(signer, req.method()),
+            Outcome::Local,
+        ));
+    }
     if let Some(rest) = api_path(&app.config.api.prefix, req.uri().path()) {
         let rest = rest.to_owned();
         // Routes of the API that Portcullis does not serve (workspaces, templates, ...) belong
@@ -66,9 +79,7 @@ async fn route(
             return Ok((redirect, Outcome::Rejected));
         }
     };
-    app.upstream
-        .forward(req, peer, app, auth.as_ref().map(|a| a.identity()))
-        .await
+    app.upstream.forward(req, peer, app, auth.as_ref()).await
 }
 
 /// Decides whether a request for `method` and `uri` (with the client's `headers`) may go on:

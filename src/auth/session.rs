@@ -9,9 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, Uri};
+use http::{HeaderMap, HeaderValue, Uri};
 use time::OffsetDateTime;
 
+use crate::assertion::Signer;
 use crate::auth::token::{self, Token, TokenError};
 use crate::headers::Identity;
 use crate::metrics::AuthResult;
@@ -95,6 +96,13 @@ impl Authenticated {
     /// The identity headers this session gives a proxied request.
     pub fn identity(&self) -> &Identity {
         &self.entry.identity
+    }
+
+    /// The signed identity assertion for audience `aud` (see [`crate::assertion`]): cached
+    /// with the session, signed again when it is half-way through its life. `None` only if
+    /// signing fails.
+    pub fn assertion(&self, signer: &Signer, aud: &str) -> Option<HeaderValue> {
+        self.entry.assertions.get(signer, &self.entry.session, aud)
     }
 }
 

@@ -31,6 +31,7 @@ use moka::ops::compute::{CompResult, Op};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::assertion::Issued;
 use crate::config::StoreConfig;
 use crate::headers::Identity;
 use crate::metrics::{CacheResult, Metrics};
@@ -60,6 +61,8 @@ pub struct Entry {
     pub identity: Identity,
     /// What the session may do, folded once.
     pub subject: Subject,
+    /// The identity assertions it was given, by audience.
+    pub assertions: Issued,
     loaded: Instant,
     /// Unix seconds of the last `last_used`/expiry write for this key (claimed with a CAS so
     /// that concurrent requests write at most once).
@@ -78,29 +81,40 @@ pub struct KeyCache {
     metrics: Arc<Metrics>,
 }
 
+// === impl Session ===
+
+impl Session {
+    /// The role names the identity headers and the assertion carry: the site roles, then each
+    /// organization role as `<role>:<organization id>`.
+    pub fn role_names(&self) -> impl Iterator<Item = String> + '_ {
+        let org_roles = self.memberships.iter().flat_map(|m| {
+            m.roles
+                .iter()
+                .map(move |r| format!("{r}:{}", m.organization_id))
+        });
+        self.user.roles.iter().cloned().chain(org_roles)
+    }
+}
+
 // === impl Entry ===
 
 impl Entry {
     fn new(session: Session) -> Self {
         let touched = session.key.last_used.unix_timestamp();
         let user = &session.user;
-        let org_roles = session.memberships.iter().flat_map(|m| {
-            m.roles
-                .iter()
-                .map(move |r| format!("{r}:{}", m.organization_id))
-        });
         let identity = Identity::new(
             &user.username,
             &user.email,
             &user.id.to_string(),
             &user.name,
-            user.roles.iter().cloned().chain(org_roles),
+            session.role_names(),
             &session.key.scopes,
         );
         let subject = Subject::new(&session.user, &session.memberships, &session.key);
         Entry {
             identity,
             subject,
+            assertions: Issued::default(),
             session: Arc::new(session),
             loaded: Instant::now(),
             touched: AtomicI64::new(touched),

@@ -1,0 +1,316 @@
+//! Forward-auth: `/.portcullis/verify`, which an edge proxy (nginx, Traefik, Caddy, Envoy) asks
+//! whether a request it holds may go on, before it forwards that request itself. Portcullis
+//! decides exactly as it would for a request it proxies ([`router::admit`]: route policy, then
+//! the session) and answers:
+//!
+//! - `200` with an empty body and the identity headers of `identity.headers` (plus
+//!   `X-Portcullis-Assertion` when configured, its `aud` the original host), which the edge
+//!   copies onto the request it forwards; a public route gets `200` and no identity;
+//! - `401` / `403` / `503` with Coder's error body, exactly as inline: nginx replaces it with its
+//!   own (`error_page`), Traefik, Caddy and Envoy relay it to the client;
+//! - `400` when the original request is not known from a source Portcullis believes.
+//!
+//! Nothing is ever forwarded upstream from here, and the subrequest's body is never read.
+//!
+//! # Where the original request comes from
+//!
+//! - **`/.portcullis/verify`** (nginx `auth_request`, Traefik / Caddy ForwardAuth): from the
+//!   headers the edge sets, believed **only from a peer in `server.trusted_proxies`**: the
+//!   target from `X-Original-URI` (nginx) or `X-Forwarded-Uri` (Traefik, Caddy), the method from
+//!   `X-Original-Method` or `X-Forwarded-Method`, both required. Edges pass the client's own
+//!   headers along, so a client could send the convention the edge does not set: where both
+//!   headers of a pair are present they must agree, or the answer is `400` (never a decision
+//!   about a target the client chose). The host (the assertion's audience) is
+//!   `X-Forwarded-Host`, else the subrequest's `Host`.
+//! - **`/.portcullis/verify/envoy/<original path>`** (Envoy `ext_authz`, HTTP service with
+//!   `path_prefix: /.portcullis/verify/envoy`): the target is the path after the prefix with the
+//!   query, the method the subrequest's own, the host its `Host`. The edge writes the path, so
+//!   no header needs believing and the peer need not be trusted.
+//!
+//! The token is read as for a proxied request (spec §8.3): from the subrequest's cookie and
+//! headers, which the edge copies from the client, and from the original target's query
+//! (`coder_session_token`, `access_token`).
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, HOST};
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, Uri};
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::assertion;
+use crate::body::Body;
+use crate::error::{Error, Result};
+use crate::headers::{self, X_FORWARDED_HOST};
+use crate::metrics::VerifyDecision;
+use crate::proxy::Peer;
+use crate::router;
+
+/// The forward-auth endpoint.
+pub const PATH: &str = "/.portcullis/verify";
+
+/// The prefix of Envoy's `ext_authz` requests: the original path follows it.
+pub const ENVOY_PREFIX: &str = "/.portcullis/verify/envoy";
+
+/// `X-Original-URI`: the original target, as nginx's `auth_request` examples set it.
+pub static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+/// `X-Original-Method`: the original method (nginx).
+pub static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+/// `X-Forwarded-Uri`: the original target (Traefik and Caddy ForwardAuth).
+pub static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+/// `X-Forwarded-Method`: the original method (Traefik and Caddy ForwardAuth).
+pub static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+
+/// What the edge says the original request was.
+#[derive(Debug)]
+struct Original {
+    method: Method,
+    uri: Uri,
+    host: Option<HeaderValue>,
+    https: bool,
+}
+
+/// Whether `path` is forward-auth's: `/.portcullis/verify` or anything under it.
+pub fn is_verify_path(path: &str) -> bool {
+    path.strip_prefix(PATH)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Answers a forward-auth request, counting the decision. Never fails: refusals are responses.
+pub async fn handle(app: &App, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
+    // The body (if an edge sends one) is dropped unread.
+    let (parts, _) = req.into_parts();
+    let answer = verify(app, peer, &parts).await;
+    app.metrics.verify(match &answer {
+        Ok(_) => VerifyDecision::Allow,
+        Err(Error::Unauthenticated(_)) => VerifyDecision::Unauthenticated,
+        Err(Error::Forbidden) => VerifyDecision::Forbidden,
+        Err(Error::VerifyRequest(_)) => VerifyDecision::BadRequest,
+        Err(Error::StoreUnavailable(_)) => VerifyDecision::Unavailable,
+        Err(_) => VerifyDecision::Error,
+    });
+    answer.unwrap_or_else(Error::into_response)
+}
+
+async fn verify(app: &App, peer: &Peer, parts: &Parts) -> Result<Response<Body>> {
+    let original = original(parts, peer)?;
+    let auth = router::admit(app, &original.method, &original.uri, &parts.headers).await?;
+    let mut resp = Response::new(Body::empty());
+    let Some(auth) = auth else {
+        return Ok(resp);
+    };
+    auth.identity()
+        .apply(resp.headers_mut(), app.config.identity.headers);
+    if let Some(signer) = &app.config.identity.assertion {
+        let host = original.host.as_ref().ok_or(Error::VerifyRequest(
+            "The original host is unknown (no X-Forwarded-Host or Host), so the identity \
+             assertion has no audience.",
+        ))?;
+        let aud = assertion::audience(host.as_bytes(), original.https);
+        let signed = auth
+            .assertion(signer, &aud)
+            .ok_or_else(|| Error::Internal("signing the identity assertion failed".into()))?;
+        resp.headers_mut().insert(assertion::HEADER.clone(), signed);
+    }
+    Ok(resp)
+}
+
+/// Works out the original request from the subrequest (see the module doc).
+fn original(parts: &Parts, peer: &Peer) -> Result<Original> {
+    let headers = &parts.headers;
+    let path = parts.uri.path();
+    if let Some(rest) = path.strip_prefix(ENVOY_PREFIX) {
+        if rest.is_empty() || rest.starts_with('/') {
+            let path = if rest.is_empty() { "/" } else { rest };
+            let target = match parts.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_owned(),
+            };
+            let uri = target.parse::<Uri>().map_err(|_| {
+                Error::VerifyRequest("The path after /.portcullis/verify/envoy is not valid.")
+            })?;
+            return Ok(Original {
+                method: parts.method.clone(),
+                uri,
+                host: request_host(parts),
+                https: peer.tls,
+            });
+        }
+    }
+    if path != PATH {
+        return Err(Error::VerifyRequest(
+            "Forward-auth is served at /.portcullis/verify, and for Envoy under \
+             /.portcullis/verify/envoy/.",
+        ));
+    }
+    if !peer.trusted {
+        return Err(Error::VerifyRequest(
+            "The original request (X-Original-URI, X-Forwarded-Uri) is believed only from a \
+             proxy in server.trusted_proxies, and this peer is not one.",
+        ));
+    }
+    let target = agreed(headers, &X_ORIGINAL_URI, &X_FORWARDED_URI)
+        .map_err(|()| {
+            Error::VerifyRequest(
+                "X-Original-URI and X-Forwarded-Uri must be one value each and agree.",
+            )
+        })?
+        .ok_or(Error::VerifyRequest(
+            "The original request target is missing: set X-Original-URI (nginx) or \
+             X-Forwarded-Uri (Traefik, Caddy).",
+        ))?;
+    let method = agreed(headers, &X_ORIGINAL_METHOD, &X_FORWARDED_METHOD)
+        .map_err(|()| {
+            Error::VerifyRequest(
+                "X-Original-Method and X-Forwarded-Method must be one value each and agree.",
+            )
+        })?
+        .ok_or(Error::VerifyRequest(
+            "The original method is missing: set X-Original-Method (nginx) or \
+             X-Forwarded-Method (Traefik, Caddy).",
+        ))?;
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| Error::VerifyRequest("The original method is not a valid method."))?;
+    let host = match headers.get(&X_FORWARDED_HOST) {
+        Some(v) => first_of_list(v),
+        None => request_host(parts),
+    };
+    Ok(Original {
+        method,
+        uri: origin_form(target)?,
+        host,
+        https: headers::forwarded_https(headers, peer.tls),
+    })
+}
+
+/// The value of header `a` and/or `b`: `Ok(None)` when neither is present, `Err` when either
+/// appears more than once or both appear with different values.
+fn agreed<'h>(
+    headers: &'h HeaderMap,
+    a: &HeaderName,
+    b: &HeaderName,
+) -> Result<Option<&'h HeaderValue>, ()> {
+    let one = |name: &HeaderName| {
+        let mut all = headers.get_all(name).iter();
+        match (all.next(), all.next()) {
+            (v, None) => Ok(v),
+            (Some(_), Some(_)) | (None, Some(_)) => Err(()),
+        }
+    };
+    match (one(a)?, one(b)?) {
+        (Some(x), Some(y)) if x != y => Err(()),
+        (x, y) => Ok(x.or(y)),
+    }
+}
+
+/// A target as an edge reports it (`/path?query`, or absolute form), reduced to origin form.
+fn origin_form(target: &HeaderValue) -> Result<Uri> {
+    let invalid = || Error::VerifyRequest("The original request target is not a valid URI.");
+    let uri = Uri::try_from(target.as_bytes()).map_err(|_| invalid())?;
+    let pq: &PathAndQuery = uri.path_and_query().ok_or_else(invalid)?;
+    if !pq.path().starts_with('/') {
+        return Err(invalid());
+    }
+    if uri.authority().is_none() {
+        return Ok(uri);
+    }
+    Uri::builder()
+        .path_and_query(pq.clone())
+        .build()
+        .map_err(|_| invalid())
+}
+
+/// The subrequest's own host: `Host`, or the HTTP/2 `:authority`.
+fn request_host(parts: &Parts) -> Option<HeaderValue> {
+    match parts.headers.get(HOST) {
+        Some(h) => Some(h.clone()),
+        None => parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    }
+}
+
+/// The first member of a comma-separated header value (the client-most host of a chain).
+fn first_of_list(v: &HeaderValue) -> Option<HeaderValue> {
+    let first = v.as_bytes().split(|b| *b == b',').next()?.trim_ascii();
+    (!first.is_empty())
+        .then(|| HeaderValue::from_bytes(first).ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn the_two_conventions_must_agree_when_both_are_present() {
+        let cases = vec![
+            (vec![], Ok(None)),
+            (vec![("x-original-uri", "/a")], Ok(Some("/a"))),
+            (vec![("x-forwarded-uri", "/b")], Ok(Some("/b"))),
+            (
+                vec![("x-original-uri", "/a"), ("x-forwarded-uri", "/a")],
+                Ok(Some("/a")),
+            ),
+            (
+                vec![("x-original-uri", "/a"), ("x-forwarded-uri", "/public")],
+                Err(()),
+            ),
+            (
+                vec![("x-original-uri", "/a"), ("x-original-uri", "/a")],
+                Err(()),
+            ),
+            (
+                vec![("x-forwarded-uri", "/a"), ("x-forwarded-uri", "/b")],
+                Err(()),
+            ),
+        ];
+        for (pairs, want) in cases {
+            let headers = map(&pairs);
+            let got = agreed(&headers, &X_ORIGINAL_URI, &X_FORWARDED_URI)
+                .map(|v| v.map(|v| v.to_str().unwrap()));
+            assert_eq!(got, want, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn targets_are_reduced_to_origin_form_and_nonsense_is_refused() {
+        let cases: [(&str, Option<&str>); 6] = [
+            ("/a/b?c=d", Some("/a/b?c=d")),
+            ("http://app.example/x?y", Some("/x?y")),
+            ("/", Some("/")),
+            ("*", None),
+            ("relative/path", None),
+            ("", None),
+        ];
+        for (target, want) in cases {
+            let got = HeaderValue::from_str(target)
+                .ok()
+                .and_then(|v| origin_form(&v).ok())
+                .map(|u| u.to_string());
+            assert_eq!(got.as_deref(), want, "{target:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_verify_path_and_paths_under_it_are_forward_auth() {
+        for (path, want) in [
+            ("/.portcullis/verify", true),
+            ("/.portcullis/verify/envoy/app", true),
+            ("/.portcullis/verifyx", false),
+            ("/.portcullis/jwks.json", false),
+            ("/app/.portcullis/verify", false),
+        ] {
+            assert_eq!(is_verify_path(path), want, "{path}");
+        }
+    }
+}

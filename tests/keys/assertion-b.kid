@@ -1,0 +1,1 @@
+yu5x-C32k33bRGOOFd7ekmiFyYIJgEW-g01QjG8SnmE
