@@ -913,3 +913,83 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+// === the first user, and the identity assertion ===
+
+/// The password of the user [`first_user_token`] creates.
+pub const FIRST_PASSWORD: &str = "correct horse battery";
+
+/// Creates the first user (`admin`, an owner) on the Portcullis at `addr` and logs in as them:
+/// the user's id and the session token.
+pub async fn first_user_token(addr: SocketAddr) -> (String, String) {
+    let first = serde_json::json!({
+        "email": "admin@example.com", "username": "admin", "password": FIRST_PASSWORD,
+    });
+    let (status, body, _) = call_json(
+        addr,
+        api_request(Method::POST, "/api/v2/users/first", Some(&first), None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let user_id = body["user_id"].as_str().expect("a user id").to_owned();
+    let login = serde_json::json!({"email": "admin@example.com", "password": FIRST_PASSWORD});
+    let (status, body, _) = call_json(
+        addr,
+        api_request(Method::POST, "/api/v2/users/login", Some(&login), None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = body["session_token"].as_str().expect("a token").to_owned();
+    (user_id, token)
+}
+
+/// A file in `tests/keys/` (see `gen.sh` there).
+pub fn key_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/keys")
+        .join(name)
+}
+
+/// The RFC 7638 thumbprint of a test key, as `tests/keys/gen.sh` worked it out with openssl.
+pub fn key_kid(name: &str) -> String {
+    std::fs::read_to_string(key_file(&format!("{name}.kid")))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Checks an identity assertion as an upstream would: fetches the JWKS from the Portcullis at
+/// `addr` (no credentials), picks the key the JWT's `kid` names, and verifies the ES256
+/// signature, `exp`, `aud` and `iss` with the `jsonwebtoken` crate. Returns the `kid` and the
+/// claims; fails the test if anything does not verify.
+pub async fn verify_assertion(
+    addr: SocketAddr,
+    jwt: &str,
+    aud: &str,
+    iss: &str,
+) -> (String, Value) {
+    use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+    let resp = send(addr, get("app.test", "/.portcullis/jwks.json")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let jwks = body_json(resp).await;
+    let header = decode_header(jwt).unwrap_or_else(|e| panic!("not a JWT ({e}): {jwt}"));
+    assert_eq!(header.alg, Algorithm::ES256);
+    let kid = header.kid.expect("the assertion names its key");
+    let jwk = jwks["keys"]
+        .as_array()
+        .expect("a key set")
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .unwrap_or_else(|| panic!("kid {kid} is not in the JWKS {jwks}"));
+    let key =
+        DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
+            .expect("an EC public key");
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_audience(&[aud]);
+    validation.set_issuer(&[iss]);
+    validation.set_required_spec_claims(&["exp", "iat", "aud", "iss", "sub"]);
+    let claims = decode::<Value>(jwt, &key, &validation)
+        .unwrap_or_else(|e| panic!("the assertion does not verify ({e}): {jwt}"))
+        .claims;
+    (kid, claims)
+}
