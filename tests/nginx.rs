@@ -225,11 +225,23 @@ async fn nginx_auth_request_to_portcullis_lets_sessions_through_with_identity_on
     let (_, claims) = verify_assertion(sidecar.addr, &assertion[0], "app.test", ISSUER).await;
     assert_eq!(claims["sub"], user_id.as_str());
 
-    // The cookie and a token in the query work too (nginx passes the original URI).
+    // The cookie, a Bearer token and a token in the query work too (nginx passes the original
+    // URI). A Bearer Authorization is Portcullis's and is removed; another scheme is the app's.
     let cookie = format!("coder_session_token={token}");
-    let (status, seen) = through(&nginx, "/app", &[("cookie", &cookie)]).await;
+    let (status, seen) = through(
+        &nginx,
+        "/app",
+        &[("cookie", &cookie), ("authorization", "Basic YXBwOnVzZXI=")],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{seen}");
     assert_eq!(seen_header(&seen, "x-forwarded-user"), ["admin"]);
+    assert_eq!(seen_header(&seen, "authorization"), ["Basic YXBwOnVzZXI="]);
+    let bearer = format!("Bearer {token}");
+    let (status, seen) = through(&nginx, "/app", &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!(seen_header(&seen, "x-forwarded-user"), ["admin"]);
+    assert!(seen_header(&seen, "authorization").is_empty(), "{seen}");
     let (status, seen) = through(&nginx, &format!("/app?coder_session_token={token}"), &[]).await;
     assert_eq!(status, StatusCode::OK, "{seen}");
     assert_eq!(seen_header(&seen, "x-forwarded-user"), ["admin"]);
@@ -263,7 +275,7 @@ async fn nginx_auth_request_to_portcullis_lets_sessions_through_with_identity_on
     let metrics = sidecar.metrics().await;
     assert_eq!(
         metric(&metrics, r#"portcullis_verify_total{decision="allow"}"#),
-        3.0
+        4.0
     );
     assert_eq!(
         metric(
