@@ -16,7 +16,9 @@
 # through unchanged):
 #   CASES      cases to run (default "direct nginx-proxy haproxy portcullis"; "portcullis" is the
 #              harness's "sidecar" slot)
-#   MODES      which runs (default "http tls auth"; auth = policy "authenticated", cache-hit path, PROTOS=http)
+#   MODES      which runs (default "http tls auth fwd"; auth = policy "authenticated", cache-hit path,
+#              PROTOS=http; fwd = nginx auth_request -> /.portcullis/verify beside nginx auth_request
+#              -> a static nginx verify location, FWD_PROTOS (default http))
 #   BENCH_DIR  the harness (default: ../shared/bench beside the repository)
 #   BENCH_BIN  a portcullis binary to measure instead of building one (default: cargo build --release)
 #   OUT_BASE   where results go (default results/bench-<UTC time>/, one subfolder per run)
@@ -56,7 +58,7 @@ fi
 # --- Driver ------------------------------------------------------------------------------------
 : "${BENCH_DIR:=$ROOT/../shared/bench}"
 : "${CASES:=direct nginx-proxy haproxy portcullis}"
-: "${MODES:=http tls auth}"
+: "${MODES:=http tls auth fwd}"
 : "${OUT_BASE:=$ROOT/results/bench-$(date -u +%Y%m%dT%H%M%SZ)}"
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd) || { echo "benches/run.sh: no harness at $BENCH_DIR" >&2; exit 1; }
 [ -x "$BENCH_DIR/bench.sh" ] || [ -f "$BENCH_DIR/bench.sh" ] || { echo "benches/run.sh: $BENCH_DIR/bench.sh not found" >&2; exit 1; }
@@ -98,18 +100,18 @@ run() {  # run MODE PROTOS
   fi
 }
 
-# Authenticated proxying on a cache hit: Portcullis with policy "authenticated" and its memory
-# store, started here (pinned like the harness pins its servers) so that a user and a session can
-# be created through its API first; the harness then measures the running process (SIDECAR_PID)
-# with that session's token, beside nginx as a plain proxy and nginx auth_request.
-run_auth() {
-  local out="$OUT_BASE/auth" port=$((PORT_BASE + 100)) admin=$((PORT_BASE + 101))
+# start_portcullis OUT EXTRA_TOML: Portcullis with policy "authenticated" and its memory store,
+# started here (pinned like the harness pins its servers) so that a user and a session can be
+# created through its API first. Sets PC_PID and PC_TOKEN; its config and log go to OUT.
+start_portcullis() {
+  local out=$1 extra=$2 port=$((PORT_BASE + 100)) admin=$((PORT_BASE + 101))
   mkdir -p "$out"
-  local conf="$out/portcullis-auth.toml"
+  local conf="$out/portcullis.toml"
   cat >"$conf" <<CONF
 [server]
 listen = "127.0.0.1:$port"
 admin_listen = "127.0.0.1:$admin"
+$extra
 [upstream]
 url = "http://127.0.0.1:$((PORT_BASE + 80))"
 [policy]
@@ -122,25 +124,69 @@ CONF
   local pin=()
   [ "${PIN:-1}" = 1 ] && pin=(taskset -c "${SERVER_CPUS:-0}")
   "${pin[@]}" "$BENCH_BIN" serve --config "$conf" 2>"$out/portcullis.log" &
-  local pid=$!
+  PC_PID=$!
   for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && break
     sleep 0.1
   done
   curl -sf -X POST "http://127.0.0.1:$port/api/v2/users/first" -H 'content-type: application/json' \
     -d '{"email":"bench@example.com","username":"bench","password":"bench password 1"}' >/dev/null \
-    || { kill "$pid"; echo "benches/run.sh: could not create the bench user" >&2; exit 1; }
-  local token
-  token=$(curl -sf -X POST "http://127.0.0.1:$port/api/v2/users/login" -H 'content-type: application/json' \
+    || { kill "$PC_PID"; echo "benches/run.sh: could not create the bench user" >&2; exit 1; }
+  PC_TOKEN=$(curl -sf -X POST "http://127.0.0.1:$port/api/v2/users/login" -H 'content-type: application/json' \
     -d '{"email":"bench@example.com","password":"bench password 1"}' | sed 's/.*"session_token":"\([^"]*\)".*/\1/')
-  [ ${#token} = 33 ] || { kill "$pid"; echo "benches/run.sh: login failed" >&2; exit 1; }
-  echo "== harness run 'auth': PROTOS=http, Portcullis pid $pid with a session token" >&2
-  SIDECAR_CMD="" SIDECAR_PID="$pid" SIDECAR_TOKEN="$token" SIDECAR_AUTH=1 \
-    SIDECAR_URL="http://127.0.0.1:$port/" SIDECAR_TLS_URL="" \
+  [ ${#PC_TOKEN} = 33 ] || { kill "$PC_PID"; echo "benches/run.sh: login failed" >&2; exit 1; }
+}
+
+stop_portcullis() {
+  kill "$PC_PID"
+  wait "$PC_PID" 2>/dev/null || true
+}
+
+# Authenticated proxying on a cache hit: the harness measures the running Portcullis
+# (SIDECAR_PID) with a session token, beside nginx as a plain proxy and nginx auth_request.
+run_auth() {
+  local out="$OUT_BASE/auth"
+  start_portcullis "$out" ""
+  echo "== harness run 'auth': PROTOS=http, Portcullis pid $PC_PID with a session token" >&2
+  SIDECAR_CMD="" SIDECAR_PID="$PC_PID" SIDECAR_TOKEN="$PC_TOKEN" SIDECAR_AUTH=1 \
+    SIDECAR_URL="http://127.0.0.1:$((PORT_BASE + 100))/" SIDECAR_TLS_URL="" \
     IDENTITY_HEADER=X-Forwarded-User CASES="${AUTH_CASES:-direct nginx-proxy nginx-authreq sidecar}" \
-    PROTOS=http OUT_DIR="$out" bash "$BENCH_DIR/bench.sh" || { kill "$pid"; exit 1; }
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
+    PROTOS=http OUT_DIR="$out" bash "$BENCH_DIR/bench.sh" || { stop_portcullis; exit 1; }
+  stop_portcullis
+}
+
+# Forward-auth: nginx auth_request -> Portcullis /.portcullis/verify -> upstream
+# (nginx-authreq-portcullis), beside nginx auth_request -> a static nginx verify location
+# (nginx-authreq: a map lookup of the token and `return 200`) and nginx as a plain proxy, all
+# to the same upstream, in one run. Portcullis trusts nginx (127.0.0.1) for X-Original-URI.
+run_fwd() {
+  local out="$OUT_BASE/fwd"
+  start_portcullis "$out" 'trusted_proxies = ["127.0.0.1"]'
+  echo "== harness run 'fwd': PROTOS=${FWD_PROTOS:-http}, Portcullis pid $PC_PID answering /.portcullis/verify" >&2
+  SIDECAR_CMD="" SIDECAR_PID="$PC_PID" SIDECAR_TOKEN="$PC_TOKEN" SIDECAR_AUTH=1 \
+    SIDECAR_URL="" SIDECAR_TLS_URL="" \
+    SIDECAR_VERIFY_URL="http://127.0.0.1:$((PORT_BASE + 100))/.portcullis/verify" \
+    IDENTITY_HEADER=X-Forwarded-User VERIFY_IDENTITY_HEADER=X-Forwarded-User \
+    CASES="${FWD_CASES:-nginx-proxy nginx-authreq nginx-authreq-sidecar}" \
+    PROTOS="${FWD_PROTOS:-http}" OUT_DIR="$out" bash "$BENCH_DIR/bench.sh" || { stop_portcullis; exit 1; }
+  stop_portcullis
+}
+
+# paired_ratio DIR CASE REFERENCE: CASE's req/s over REFERENCE's in the same repetition and
+# protocol, per repetition, from the harness's raw.jsonl.
+paired_ratio() {
+  python3 - "$1/raw.jsonl" "$2" "$3" <<'PY'
+import json, statistics, sys
+path, case, ref = sys.argv[1:]
+runs = [json.loads(l) for l in open(path) if l.strip()]
+rps = {(r["case"], r["proto"], r["rep"]): r["rps"] for r in runs}
+for proto in sorted({p for (_, p, _) in rps}):
+    ratios = [rps[(case, proto, rep)] / rps[(ref, proto, rep)]
+              for (c, p, rep) in sorted(rps) if c == case and p == proto and (ref, proto, rep) in rps]
+    if ratios:
+        print("%s: %s / %s = %.2f median (per rep: %s)" % (proto, case, ref, statistics.median(ratios),
+              ", ".join("%.2f" % r for r in ratios)))
+PY
 }
 
 for mode in $MODES; do
@@ -148,7 +194,8 @@ for mode in $MODES; do
     http) run http "http" ;;
     tls) run tls "tls-h1 tls-h2" ;;
     auth) run_auth ;;
-    *) echo "benches/run.sh: unknown mode '$mode' (http, tls, auth)" >&2; exit 2 ;;
+    fwd) run_fwd ;;
+    *) echo "benches/run.sh: unknown mode '$mode' (http, tls, auth, fwd)" >&2; exit 2 ;;
   esac
 done
 
@@ -158,5 +205,11 @@ for mode in $MODES; do
   echo
   echo "### $mode ($OUT_BASE/$mode/summary.md)"
   echo
+  [ -f "$OUT_BASE/$mode/summary.md" ] || { echo "(no summary: smoke checks only)"; continue; }
   cat "$OUT_BASE/$mode/summary.md"
+  if [ "$mode" = fwd ]; then
+    echo
+    echo "Forward-auth, paired per repetition (goal: at least 0.9):"
+    paired_ratio "$OUT_BASE/fwd" nginx-authreq-portcullis nginx-authreq
+  fi
 done
