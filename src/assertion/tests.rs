@@ -58,6 +58,7 @@ fn session() -> Session {
         token_name: String::new(),
         scopes: vec!["workspace:read".into(), "user:read".into()],
         allow_list: Vec::new(),
+        not_after: None,
     };
     Session {
         key,
