@@ -34,7 +34,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue, HOST};
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
 use crate::app::App;
@@ -83,11 +83,13 @@ pub async fn handle(app: &App, peer: &Peer, req: Request<Incoming>) -> Response<
     let answer = verify(app, peer, &parts).await;
     app.metrics.verify(match &answer {
         Ok(_) => VerifyDecision::Allow,
-        Err(Error::Unauthenticated(_)) => VerifyDecision::Unauthenticated,
-        Err(Error::Forbidden) => VerifyDecision::Forbidden,
-        Err(Error::VerifyRequest(_)) => VerifyDecision::BadRequest,
-        Err(Error::StoreUnavailable(_)) => VerifyDecision::Unavailable,
-        Err(_) => VerifyDecision::Error,
+        Err(e) => match e.status() {
+            StatusCode::UNAUTHORIZED => VerifyDecision::Unauthenticated,
+            StatusCode::FORBIDDEN => VerifyDecision::Forbidden,
+            StatusCode::BAD_REQUEST => VerifyDecision::BadRequest,
+            StatusCode::SERVICE_UNAVAILABLE => VerifyDecision::Unavailable,
+            _ => VerifyDecision::Error,
+        },
     });
     answer.unwrap_or_else(Error::into_response)
 }

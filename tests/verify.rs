@@ -481,3 +481,63 @@ async fn a_store_outage_answers_503_never_401() {
     );
     sidecar.shutdown().await;
 }
+
+/// The route policy decides on the original request: its path and method, as the edge reports
+/// them. A path that could mean another route (a dot segment) is refused, not guessed at.
+#[tokio::test]
+async fn the_route_policy_applies_to_the_original_path_and_method() {
+    let (upstream, hits) = counting_upstream().await;
+    let policy = "[policy]\ndefault = \"deny\"\n\n\
+                  [[policy.route]]\npath = \"/public/**\"\npublic = true\n\n\
+                  [[policy.route]]\npath = \"/app/**\"\nmethods = [\"GET\"]\nauthenticated = true\n";
+    let sidecar = Sidecar::start(&verify_config(upstream, "memory://", true, policy)).await;
+    let (_, token) = first_user_token(sidecar.addr).await;
+    let cases = [
+        ("/public/page", "GET", StatusCode::OK, false),
+        ("/app/page", "GET", StatusCode::OK, true),
+        ("/app/page", "POST", StatusCode::FORBIDDEN, false),
+        ("/admin", "GET", StatusCode::FORBIDDEN, false),
+        ("/public/../admin", "GET", StatusCode::BAD_REQUEST, false),
+        (
+            "/public/%2e%2e/admin",
+            "GET",
+            StatusCode::BAD_REQUEST,
+            false,
+        ),
+    ];
+    for (path, method, status, identity) in cases {
+        let nginx = subrequest(
+            Method::GET,
+            "/.portcullis/verify",
+            &[
+                ("coder-session-token", &token),
+                ("x-original-uri", path),
+                ("x-original-method", method),
+            ],
+        );
+        let envoy = subrequest(
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            &format!("/.portcullis/verify/envoy{path}"),
+            &[("coder-session-token", &token)],
+        );
+        for (edge, req) in [("nginx", nginx), ("envoy", envoy)] {
+            let (got, headers, body) = ask(sidecar.addr, req).await;
+            assert_eq!(got, status, "{edge} {method} {path}: {body}");
+            assert_eq!(
+                headers.contains_key("x-forwarded-user"),
+                identity,
+                "{edge} {method} {path}"
+            );
+        }
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    let metrics = sidecar.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"portcullis_verify_total{decision="bad_request"}"#
+        ),
+        4.0
+    );
+    sidecar.shutdown().await;
+}
