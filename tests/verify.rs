@@ -17,11 +17,10 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::Value;
 
+use common::world::SIGNED_OUT;
 use common::*;
 
 const ISSUER: &str = "portcullis";
-const SIGNED_OUT: &str =
-    "You are signed out or your session has expired. Please sign in again to continue.";
 const MISSING: &str = "Cookie \"coder_session_token\" or query parameter must be provided.";
 const UNKNOWN_TOKEN: &str = "AAAAAAAAAA-bbbbbbbbbbbbbbbbbbbbbb";
 

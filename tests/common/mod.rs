@@ -916,14 +916,13 @@ impl Drop for RedisServer {
 
 // === the first user, and the identity assertion ===
 
-/// The password of the user [`first_user_token`] creates.
-pub const FIRST_PASSWORD: &str = "correct horse battery";
-
-/// Creates the first user (`admin`, an owner) on the Portcullis at `addr` and logs in as them:
-/// the user's id and the session token.
+/// Creates the first user (`admin`, an owner, with [`world::PASSWORD`]) through the API at
+/// `addr` (Portcullis itself, or an edge in front of it) and logs in as them: the user's id and
+/// the session token.
 pub async fn first_user_token(addr: SocketAddr) -> (String, String) {
+    use world::{ADMIN_EMAIL, PASSWORD};
     let first = serde_json::json!({
-        "email": "admin@example.com", "username": "admin", "password": FIRST_PASSWORD,
+        "email": ADMIN_EMAIL, "username": "admin", "password": PASSWORD,
     });
     let (status, body, _) = call_json(
         addr,
@@ -932,7 +931,7 @@ pub async fn first_user_token(addr: SocketAddr) -> (String, String) {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let user_id = body["user_id"].as_str().expect("a user id").to_owned();
-    let login = serde_json::json!({"email": "admin@example.com", "password": FIRST_PASSWORD});
+    let login = serde_json::json!({"email": ADMIN_EMAIL, "password": PASSWORD});
     let (status, body, _) = call_json(
         addr,
         api_request(Method::POST, "/api/v2/users/login", Some(&login), None),
