@@ -18,7 +18,8 @@
 #              harness's "sidecar" slot)
 #   MODES      which runs (default "http tls auth fwd"; auth = policy "authenticated", cache-hit path,
 #              PROTOS=http; fwd = nginx auth_request -> /.portcullis/verify beside nginx auth_request
-#              -> a static nginx verify location, FWD_PROTOS (default http))
+#              -> a static nginx verify location, FWD_PROTOS (default http); routes1 / routes50 =
+#              authenticated proxying under 1 or 50 route rules, to compare the two)
 #   BENCH_DIR  the harness (default: ../shared/bench beside the repository)
 #   BENCH_BIN  a portcullis binary to measure instead of building one (default: cargo build --release)
 #   OUT_BASE   where results go (default results/bench-<UTC time>/, one subfolder per run)
@@ -100,11 +101,12 @@ run() {  # run MODE PROTOS
   fi
 }
 
-# start_portcullis OUT EXTRA_TOML: Portcullis with policy "authenticated" and its memory store,
-# started here (pinned like the harness pins its servers) so that a user and a session can be
-# created through its API first. Sets PC_PID and PC_TOKEN; its config and log go to OUT.
+# start_portcullis OUT EXTRA_TOML [TAIL_TOML]: Portcullis with policy "authenticated" and its
+# memory store, started here (pinned like the harness pins its servers) so that a user and a
+# session can be created through its API first. EXTRA_TOML goes into [server], TAIL_TOML at the
+# end (route rules). Sets PC_PID and PC_TOKEN; its config and log go to OUT.
 start_portcullis() {
-  local out=$1 extra=$2 port=$((PORT_BASE + 100)) admin=$((PORT_BASE + 101))
+  local out=$1 extra=$2 tail=${3:-} port=$((PORT_BASE + 100)) admin=$((PORT_BASE + 101))
   mkdir -p "$out"
   local conf="$out/portcullis.toml"
   cat >"$conf" <<CONF
@@ -120,6 +122,7 @@ default = "authenticated"
 cookie_secure = false
 [rate_limit]
 login_per_minute = 0
+$tail
 CONF
   local pin=()
   [ "${PIN:-1}" = 1 ] && pin=(taskset -c "${SERVER_CPUS:-0}")
@@ -151,6 +154,25 @@ run_auth() {
   SIDECAR_CMD="" SIDECAR_PID="$PC_PID" SIDECAR_TOKEN="$PC_TOKEN" SIDECAR_AUTH=1 \
     SIDECAR_URL="http://127.0.0.1:$((PORT_BASE + 100))/" SIDECAR_TLS_URL="" \
     IDENTITY_HEADER=X-Forwarded-User CASES="${AUTH_CASES:-direct nginx-proxy nginx-authreq sidecar}" \
+    PROTOS=http OUT_DIR="$out" bash "$BENCH_DIR/bench.sh" || { stop_portcullis; exit 1; }
+  stop_portcullis
+}
+
+# Route policy cost: authenticated proxying of GET /app/v1/items/42 under one rule
+# (`/app/**` requiring user:read, the bench user is the owner) and under 50 rules, where 49
+# share the first two segments and fail on the third before the same last rule decides. Each
+# runs beside nginx as a plain proxy; the goal is the 50-rule ratio within 5% of the 1-rule one.
+run_routes() {
+  local count=$1 out="$OUT_BASE/routes$1" rules="" i
+  for ((i = 1; i < count; i++)); do
+    rules+=$'[[policy.route]]\npath = "/app/v1/r'"$i"$'/{id}"\nmethods = ["GET", "POST"]\nrequire = "workspace:read"\n'
+  done
+  rules+=$'[[policy.route]]\npath = "/app/**"\nrequire = "user:read"\n'
+  start_portcullis "$out" "" "$rules"
+  echo "== harness run 'routes$count': $count route rules, Portcullis pid $PC_PID" >&2
+  SIDECAR_CMD="" SIDECAR_PID="$PC_PID" SIDECAR_TOKEN="$PC_TOKEN" SIDECAR_AUTH=1 \
+    SIDECAR_URL="http://127.0.0.1:$((PORT_BASE + 100))/app/v1/items/42" SIDECAR_TLS_URL="" \
+    IDENTITY_HEADER=X-Forwarded-User CASES="${ROUTES_CASES:-nginx-proxy sidecar}" \
     PROTOS=http OUT_DIR="$out" bash "$BENCH_DIR/bench.sh" || { stop_portcullis; exit 1; }
   stop_portcullis
 }
@@ -195,7 +217,9 @@ for mode in $MODES; do
     tls) run tls "tls-h1 tls-h2" ;;
     auth) run_auth ;;
     fwd) run_fwd ;;
-    *) echo "benches/run.sh: unknown mode '$mode' (http, tls, auth, fwd)" >&2; exit 2 ;;
+    routes1) run_routes 1 ;;
+    routes50) run_routes 50 ;;
+    *) echo "benches/run.sh: unknown mode '$mode' (http, tls, auth, fwd, routes1, routes50)" >&2; exit 2 ;;
   esac
 done
 
