@@ -333,13 +333,18 @@ pub fn jwks_response(signer: Option<&Signer>, method: &Method) -> Response<Body>
     resp
 }
 
+/// At most this many roles are asserted (site roles first, then organization roles), so that a
+/// user in very many organizations cannot make the header unbounded. Scopes need no cap: a key
+/// holds each external scope at most once (60 names).
+pub const MAX_ROLE_CLAIMS: usize = 32;
+
 /// The session's claims as JSON object members: `sub`, `email`, `username`, `roles`, `scopes`.
 fn session_claims(session: &Session) -> String {
     let claims = SessionClaims {
         sub: session.user.id.to_string(),
         email: &session.user.email,
         username: &session.user.username,
-        roles: session.role_names().collect(),
+        roles: session.role_names().take(MAX_ROLE_CLAIMS).collect(),
         scopes: &session.key.scopes,
     };
     let json = serde_json::to_string(&claims).expect("plain strings serialize");

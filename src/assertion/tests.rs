@@ -259,3 +259,23 @@ fn debug_output_shows_no_key_material_and_no_assertion() {
     let text = format!("{issued:?}");
     assert!(!text.contains(jwt.to_str().unwrap()), "{text}");
 }
+
+#[test]
+fn asserted_roles_are_capped_so_the_header_stays_small() {
+    let mut session = session();
+    let template = session.memberships[0].clone();
+    session.memberships = (0..100)
+        .map(|_| Membership {
+            organization_id: Uuid::new_v4(),
+            ..template.clone()
+        })
+        .collect();
+    let claims: Value = serde_json::from_str(&format!("{{{}}}", session_claims(&session))).unwrap();
+    let roles = claims["roles"].as_array().unwrap();
+    assert_eq!(roles.len(), MAX_ROLE_CLAIMS);
+    assert_eq!(roles[0], "owner");
+    assert_eq!(
+        claims["scopes"],
+        serde_json::json!(["workspace:read", "user:read"])
+    );
+}
