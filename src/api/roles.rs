@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::api::users::{self, UserJson};
+use crate::api::users::{self, RoleJson, UserJson};
 use crate::api::{self, ApiError, ApiResult};
 use crate::app::App;
 use crate::auth::session::Authenticated;
@@ -90,14 +90,8 @@ pub async fn set_member_roles(
     org_param: &str,
     user_param: &str,
 ) -> ApiResult {
-    let (auth, user) = users::target(app, &req, user_param).await?;
-    let org = organization(app, &auth, org_param).await?;
-    let membership = app
-        .store
-        .membership(user.id, org.id)
-        .await?
-        .ok_or_else(api::not_found)?;
-    if user.id == auth.subject().id {
+    let (auth, org, membership) = membership(app, &req, org_param, user_param).await?;
+    if membership.user_id == auth.subject().id {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "You cannot change your own organization roles.",
@@ -142,13 +136,7 @@ struct MemberWithUserJson {
     name: String,
     email: String,
     avatar_url: String,
-    global_roles: Vec<SiteRoleJson>,
-}
-
-#[derive(Debug, Serialize)]
-struct SiteRoleJson {
-    name: String,
-    display_name: &'static str,
+    global_roles: Vec<RoleJson>,
 }
 
 /// `GET /organizations/{organization}/members`: every member the caller may read, with user
@@ -160,7 +148,7 @@ pub async fn list_members(app: &Arc<App>, req: Request<Incoming>, org_param: &st
     members.sort_by_key(|m| (m.created_at, m.user_id));
     let mut out = Vec::with_capacity(members.len());
     for m in members {
-        if !api::allowed(&auth, "read", &member_object(&m)) {
+        if !api::allowed(&auth, "read", &member_object(m.user_id, m.organization_id)) {
             continue;
         }
         let Some(user) = app.store.user(m.user_id).await? else {
@@ -172,14 +160,7 @@ pub async fn list_members(app: &Arc<App>, req: Request<Incoming>, org_param: &st
             name: user.name,
             email: user.email,
             avatar_url: user.avatar_url,
-            global_roles: user
-                .roles
-                .iter()
-                .map(|r| SiteRoleJson {
-                    name: r.clone(),
-                    display_name: roles::find(r, Kind::Site).map_or("", |r| r.display_name),
-                })
-                .collect(),
+            global_roles: user.roles.iter().map(|r| RoleJson::site(r)).collect(),
         });
     }
     api::json(StatusCode::OK, &out)
@@ -195,12 +176,7 @@ pub async fn add_member(
 ) -> ApiResult {
     let (auth, user) = users::target(app, &req, user_param).await?;
     let org = organization(app, &auth, org_param).await?;
-    let object = Object {
-        owner: Some(user.id),
-        org: Some(org.id),
-        ..Object::new(Resource::known("organization_member"))
-    };
-    if !api::allowed(&auth, "create", &object) {
+    if !api::allowed(&auth, "create", &member_object(user.id, org.id)) {
         return Err(api::forbidden());
     }
     match Users::of(app).add_member(user.id, org.id).await {
@@ -222,34 +198,48 @@ pub async fn remove_member(
     org_param: &str,
     user_param: &str,
 ) -> ApiResult {
-    let (auth, user) = users::target(app, &req, user_param).await?;
-    let org = organization(app, &auth, org_param).await?;
-    let membership = app
-        .store
-        .membership(user.id, org.id)
-        .await?
-        .ok_or_else(api::not_found)?;
-    if user.id == auth.subject().id {
+    let (auth, org, membership) = membership(app, &req, org_param, user_param).await?;
+    if membership.user_id == auth.subject().id {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "You cannot remove yourself from an organization.",
             "",
         ));
     }
-    if !api::allowed(&auth, "delete", &member_object(&membership)) {
+    if !api::allowed(&auth, "delete", &member_object(membership.user_id, org.id)) {
         return Err(api::forbidden());
     }
-    Users::of(app).remove_member(user.id, org.id).await?;
+    Users::of(app)
+        .remove_member(membership.user_id, org.id)
+        .await?;
     api::no_content()
 }
 
-/// The `organization_member` object of a membership.
-fn member_object(m: &Membership) -> Object {
+/// The `organization_member` object of `user`'s membership of `org`.
+fn member_object(user: Uuid, org: Uuid) -> Object {
     Object {
-        owner: Some(m.user_id),
-        org: Some(m.organization_id),
+        owner: Some(user),
+        org: Some(org),
         ..Object::new(Resource::known("organization_member"))
     }
+}
+
+/// Authenticates, resolves `{organization}` and `{user}` (each 404 when missing or not
+/// readable) and loads the membership (404 when the user is not a member).
+async fn membership(
+    app: &App,
+    req: &Request<Incoming>,
+    org_param: &str,
+    user_param: &str,
+) -> Result<(Authenticated, Organization, Membership), ApiError> {
+    let (auth, user) = users::target(app, req, user_param).await?;
+    let org = organization(app, &auth, org_param).await?;
+    let membership = app
+        .store
+        .membership(user.id, org.id)
+        .await?
+        .ok_or_else(api::not_found)?;
+    Ok((auth, org, membership))
 }
 
 /// Whether the caller may go from `old` to `new`: each role added needs `assign` and each

@@ -46,8 +46,9 @@ pub struct UserJson {
     roles: Vec<RoleJson>,
 }
 
+/// A site role as Coder's `User.roles` shows it: `{name, display_name}`.
 #[derive(Debug, Serialize)]
-struct RoleJson {
+pub struct RoleJson {
     name: String,
     display_name: String,
 }
@@ -101,22 +102,23 @@ impl UserJson {
             login_type: user.login_type.as_str(),
             theme_preference: user.theme_preference.clone(),
             organization_ids: memberships.iter().map(|m| m.organization_id).collect(),
-            roles: user
-                .roles
-                .iter()
-                .map(|r| RoleJson {
-                    name: r.clone(),
-                    display_name: display_name(r),
-                })
-                .collect(),
+            roles: user.roles.iter().map(|r| RoleJson::site(r)).collect(),
         }
     }
 }
 
-fn display_name(role: &str) -> String {
-    crate::rbac::roles::find(role, crate::rbac::roles::Kind::Site)
-        .map_or(role, |r| r.display_name)
-        .to_owned()
+// === impl RoleJson ===
+
+impl RoleJson {
+    /// The site role `name`, with its built-in display name (the name itself for any other).
+    pub fn site(name: &str) -> Self {
+        RoleJson {
+            name: name.to_owned(),
+            display_name: crate::rbac::roles::find(name, crate::rbac::roles::Kind::Site)
+                .map_or(name, |r| r.display_name)
+                .to_owned(),
+        }
+    }
 }
 
 /// `GET /users/first` (§7.6).
