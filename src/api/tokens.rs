@@ -194,17 +194,15 @@ pub async fn create_token(
     }
     // An unnamed token gets a generated name; names are unique per user, so a taken one is
     // tried again with another.
-    for attempt in 0.. {
+    let mut attempts = 1;
+    let key = loop {
         new.token_name = generated_name()?;
         match ops.issue_key(&user, new.clone()).await {
-            Err(UserError::TokenNameTaken(_)) if attempt + 1 < NAME_ATTEMPTS => continue,
-            result => {
-                let key = result?;
-                return api::json(StatusCode::CREATED, &json!({ "key": key }));
-            }
+            Err(UserError::TokenNameTaken(_)) if attempts < NAME_ATTEMPTS => attempts += 1,
+            result => break result?,
         }
-    }
-    unreachable!("the loop returns on its last attempt")
+    };
+    api::json(StatusCode::CREATED, &json!({ "key": key }))
 }
 
 /// `GET /users/{user}/keys/tokens`: the user's named tokens, newest first; expired ones only
