@@ -247,6 +247,13 @@ pub struct UpstreamConfig {
     pub pool_max_idle: usize,
     /// Forward the client's Portcullis cookie and token too (`pass_token`, default false).
     pub pass_token: bool,
+    /// The protocols a client may upgrade to through Portcullis (`upgrade_protocols`, default
+    /// `["websocket"]`), lower case. Any other `Upgrade` (such as `h2c`) is removed and the
+    /// request forwarded as plain HTTP/1.1.
+    pub upgrade_protocols: Vec<String>,
+    /// Forward headers that make frameworks re-route a request (`X-HTTP-Method-Override`,
+    /// `X-Original-URL`, ...; `danger_pass_override_headers`, default false).
+    pub danger_pass_override_headers: bool,
 }
 
 /// `[policy]`: what proxied requests need.
@@ -491,12 +498,18 @@ struct FileUpstream {
     pool_max_idle: Option<usize>,
     #[serde(default)]
     pass_token: bool,
+    upgrade_protocols: Option<Vec<String>>,
+    #[serde(default)]
+    danger_pass_override_headers: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FilePolicy {
     default: Option<String>,
+    #[serde(default)]
+    case_sensitive: bool,
+    head_as_get: Option<bool>,
     #[serde(default)]
     route: Vec<FileRoute>,
 }
@@ -511,6 +524,7 @@ struct FileRoute {
     #[serde(default)]
     authenticated: bool,
     require: Option<String>,
+    case_sensitive: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -667,6 +681,8 @@ impl Config {
             )?,
             pool_max_idle: u.pool_max_idle.unwrap_or(256),
             pass_token: u.pass_token,
+            upgrade_protocols: upgrade_protocols(u.upgrade_protocols)?,
+            danger_pass_override_headers: u.danger_pass_override_headers,
         };
 
         let specs: Vec<crate::policy::RuleSpec> = file
@@ -679,10 +695,15 @@ impl Config {
                 public: r.public,
                 authenticated: r.authenticated,
                 require: r.require,
+                case_sensitive: r.case_sensitive,
             })
             .collect();
+        let options = crate::policy::Options {
+            case_sensitive: file.policy.case_sensitive,
+            head_as_get: file.policy.head_as_get.unwrap_or(true),
+        };
         let policy = PolicyConfig {
-            routes: crate::policy::Policy::new(&specs)
+            routes: crate::policy::Policy::new(&specs, options)
                 .map_err(|(key, reason)| ConfigError::invalid(&key, reason))?,
             default: match file.policy.default.as_deref().unwrap_or("authenticated") {
                 "public" => PolicyDefault::Public,
@@ -996,6 +1017,34 @@ fn positive(key: &str, value: Option<usize>, default: usize) -> Result<usize, Co
         0 => Err(ConfigError::invalid(key, "must be at least 1")),
         n => Ok(n),
     }
+}
+
+/// `upstream.upgrade_protocols`: protocol names (RFC 9110 §7.8 tokens, without a version),
+/// kept in lower case. `h2c` is refused: a tunnel of HTTP/2 requests would carry requests
+/// Portcullis never judged.
+fn upgrade_protocols(list: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let key = "upstream.upgrade_protocols";
+    let list = list.unwrap_or_else(|| vec!["websocket".to_owned()]);
+    list.into_iter()
+        .map(|p| {
+            let name = p.trim().to_ascii_lowercase();
+            if name.is_empty()
+                || name.contains(|c: char| !c.is_ascii_graphic() || "/,;".contains(c))
+            {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{p:?} is not a protocol name (a token such as \"websocket\")"),
+                ));
+            }
+            if name == "h2c" || name.starts_with("http") {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{p:?} would tunnel HTTP requests that Portcullis never judges"),
+                ));
+            }
+            Ok(name)
+        })
+        .collect()
 }
 
 fn cidr(s: &str) -> Result<IpNet, String> {

@@ -1,8 +1,10 @@
 //! `portcullis echo`: a small upstream that answers every request with a JSON description of
 //! what it received — `{"method", "path", "query", "headers": [[name, value], ...],
-//! "body_bytes"}`, headers in the order received with duplicates kept — and completes WebSocket
-//! upgrades by echoing every frame. Operators put it behind Portcullis to see what is forwarded.
-//! Request bodies are counted as they stream, never held.
+//! "body_bytes", "body_sha256", "body"}`, headers in the order received with duplicates kept —
+//! and completes WebSocket upgrades by echoing every frame. Operators put it behind Portcullis
+//! to see what is forwarded. Request bodies are hashed as they stream; only the first
+//! [`MAX_BODY_TEXT`] bytes are held, and `body` is that text when the whole body is UTF-8 and
+//! no longer (else `null`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,6 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -25,6 +28,9 @@ use tokio_tungstenite::WebSocketStream;
 use crate::body::Body;
 use crate::error::json_response;
 
+/// The longest body echo reports as text.
+pub const MAX_BODY_TEXT: usize = 64 * 1024;
+
 #[derive(Serialize)]
 struct Seen<'a> {
     method: &'a str,
@@ -32,6 +38,10 @@ struct Seen<'a> {
     query: &'a str,
     headers: Vec<(&'a str, String)>,
     body_bytes: u64,
+    /// Hex SHA-256 of the whole body.
+    body_sha256: String,
+    /// The body as text: `None` when longer than [`MAX_BODY_TEXT`] or not UTF-8.
+    body: Option<String>,
 }
 
 /// Serves echo on `listener` until `shutdown` completes.
@@ -89,11 +99,16 @@ pub async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infall
 
     let (parts, mut body) = req.into_parts();
     let mut body_bytes = 0u64;
+    let mut hash = Sha256::new();
+    let mut text = Vec::new();
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(frame) => {
                 if let Some(data) = frame.data_ref() {
                     body_bytes += data.len() as u64;
+                    hash.update(data);
+                    let room = (MAX_BODY_TEXT + 1).saturating_sub(text.len());
+                    text.extend_from_slice(&data[..data.len().min(room)]);
                 }
             }
             Err(error) => {
@@ -117,6 +132,10 @@ pub async fn handle(mut req: Request<Incoming>) -> Result<Response<Body>, Infall
             })
             .collect(),
         body_bytes,
+        body_sha256: hex::encode(hash.finalize()),
+        body: (text.len() <= MAX_BODY_TEXT)
+            .then(|| String::from_utf8(text).ok())
+            .flatten(),
     };
     Ok(json_response(StatusCode::OK, &seen))
 }

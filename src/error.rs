@@ -48,6 +48,13 @@ pub enum Error {
     /// The route policy refuses the request.
     #[error("forbidden by route policy")]
     Forbidden,
+    /// The request already passed through this Portcullis (its `Via` names us): the upstream
+    /// points back at Portcullis.
+    #[error("forwarding loop: the request already passed through this proxy")]
+    Loop,
+    /// A path in a namespace Portcullis owns (`/.portcullis/`) that it does not serve.
+    #[error("no such route")]
+    RouteNotFound,
     /// A forward-auth request (`/.portcullis/verify`) that does not say, or not from a
     /// trusted proxy, or not unambiguously, what the original request was; the detail says what.
     #[error("bad forward-auth request: {0}")]
@@ -88,6 +95,8 @@ impl Error {
             Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Error::Forbidden => StatusCode::FORBIDDEN,
+            Error::RouteNotFound => StatusCode::NOT_FOUND,
+            Error::Loop => StatusCode::LOOP_DETECTED,
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
@@ -106,10 +115,9 @@ impl Error {
             Error::HostInvalid => ("Request Host header is invalid.", ""),
             Error::VerifyRequest(detail) => ("Invalid forward-auth request.", *detail),
             Error::MethodNotAllowed(_) => ("Method not allowed.", ""),
-            Error::AmbiguousPath(_) => (
-                "Invalid request path.",
-                "The path has a dot segment or an encoded path separator.",
-            ),
+            Error::AmbiguousPath(crate::policy::AmbiguousPath(why)) => {
+                ("Invalid request path.", *why)
+            }
             Error::HeadersTooLarge => ("Request header fields too large.", ""),
             Error::Overloaded => ("Service unavailable.", "Too many open connections."),
             Error::Unauthenticated(detail) => (crate::api::SIGNED_OUT, detail.as_str()),
@@ -131,6 +139,12 @@ impl Error {
                 "The upstream service did not answer in time.",
             ),
             Error::Internal(_) => ("Internal error.", ""),
+            Error::RouteNotFound => ("Route not found.", ""),
+            Error::Loop => (
+                "Forwarding loop detected.",
+                "This request has already passed through this proxy (see its Via header): the \
+                 upstream leads back to Portcullis. Check upstream.url.",
+            ),
         };
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %ErrorChain(&self), "request failed");

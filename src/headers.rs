@@ -29,12 +29,38 @@ pub const IDENTITY_HEADERS: [&str; 10] = [
     "x-portcullis-assertion",
 ];
 
+/// Headers that make frameworks run another method or path than the request line says
+/// (Express `method-override`, Symfony, Laravel, Spring's `HiddenHttpMethodFilter` variants,
+/// IIS URL Rewrite, Zend): removed from every request, whatever the route, unless
+/// `upstream.danger_pass_override_headers`, because Portcullis judged the request line.
+pub const OVERRIDE_HEADERS: [&str; 5] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+/// How [`sanitize_request`] treats one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Hygiene<'a> {
+    /// The peer is in `server.trusted_proxies`: its `X-Forwarded-*` are kept.
+    pub trusted_peer: bool,
+    /// `upstream.upgrade_protocols`, lower case.
+    pub upgrade_protocols: &'a [String],
+    /// `upstream.danger_pass_override_headers`.
+    pub pass_overrides: bool,
+}
+
 /// What [`sanitize_request`] found and kept aside.
 #[derive(Debug, Default)]
 pub struct Sanitized {
     /// How many spoofed identity headers were removed.
     pub spoofed_identity: usize,
-    /// The `Upgrade` value of a request asking for a protocol upgrade.
+    /// How many method or path override headers were removed.
+    pub overrides: usize,
+    /// The `Upgrade` value of a request asking for a protocol upgrade Portcullis allows: only
+    /// the allowed protocols of what the client offered.
     pub upgrade: Option<HeaderValue>,
 }
 
@@ -48,11 +74,14 @@ enum Class {
     Identity,
     /// Proxy-chain headers believed only from trusted proxies.
     Forwarded,
+    /// Method and path overrides ([`OVERRIDE_HEADERS`]).
+    Override,
 }
 
 /// The fixed hop-by-hop set (RFC 9110 §7.6.1, plus the de-facto `Keep-Alive`,
-/// `Proxy-Connection` and the proxy authentication pair).
-static HOP_BY_HOP: [HeaderName; 9] = [
+/// `Proxy-Connection`, the proxy authentication pair, and `HTTP2-Settings`, which only means
+/// something to the connection that asks for `h2c` (RFC 9113 §3.2.1).
+static HOP_BY_HOP: [HeaderName; 10] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -62,12 +91,13 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     UPGRADE,
     http::header::PROXY_AUTHENTICATE,
     http::header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("http2-settings"),
 ];
 
 fn classify(name: &HeaderName) -> Class {
     let name = name.as_str();
-    // Only the identity and forwarded families need the `_` spelling checked, and all of
-    // them start with x, r or f: other names skip the scan.
+    // Only the identity, forwarded and override families need the `_` spelling checked, and
+    // all of them start with x, r or f: other names skip the scan.
     if matches!(name.as_bytes().first(), Some(b'x' | b'r' | b'f'))
         && name.as_bytes().contains(&b'_')
     {
@@ -92,12 +122,19 @@ fn classify_lower(name: &str) -> Class {
         "upgrade" => Class::HopByHop(6),
         "proxy-authenticate" => Class::HopByHop(7),
         "proxy-authorization" => Class::HopByHop(8),
+        "http2-settings" => Class::HopByHop(9),
         "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-forwarded-port"
         | "x-forwarded-prefix" | "x-forwarded-uri" | "x-forwarded-method" | "forwarded"
         | "x-real-ip" => Class::Forwarded,
         n if IDENTITY_HEADERS.contains(&n) => Class::Identity,
+        n if OVERRIDE_HEADERS.contains(&n) => Class::Override,
         _ => Class::Keep,
     }
+}
+
+/// Whether `headers` carry a method or path override ([`OVERRIDE_HEADERS`], any spelling).
+pub fn has_override(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| classify(name) == Class::Override)
 }
 
 /// True for any spelling of an identity header (any case, `_` for `-`).
@@ -108,11 +145,14 @@ pub fn is_identity_header(name: &HeaderName) -> bool {
 /// Cleans a client's request headers before they go upstream.
 ///
 /// - Removes hop-by-hop headers and every header named in `Connection` (RFC 9110 §7.6.1).
-///   A request for a protocol upgrade keeps `Upgrade` and gets `Connection: upgrade` back
-///   (RFC 9110 §7.8); `TE: trailers` survives, since gRPC upstreams require it.
+///   A request for an upgrade to a protocol in `upgrade_protocols` keeps those protocols in
+///   `Upgrade` and gets `Connection: upgrade` back (RFC 9110 §7.8); any other upgrade (`h2c`
+///   above all, whose tunnel would carry requests nobody judged) is dropped, and the request
+///   goes on as plain HTTP/1.1. `TE: trailers` survives, since gRPC upstreams require it.
 /// - Removes every spelling of every identity header.
+/// - Removes the method and path override headers, unless `pass_overrides`.
 /// - Unless `trusted_peer`, removes the client's `X-Forwarded-*`, `Forwarded` and `X-Real-IP`.
-pub fn sanitize_request(headers: &mut HeaderMap, trusted_peer: bool) -> Sanitized {
+pub fn sanitize_request(headers: &mut HeaderMap, how: Hygiene<'_>) -> Sanitized {
     let mut out = Sanitized::default();
     let mut hop = 0u16;
     let mut remove: Vec<HeaderName> = Vec::new();
@@ -124,8 +164,12 @@ pub fn sanitize_request(headers: &mut HeaderMap, trusted_peer: bool) -> Sanitize
                 out.spoofed_identity += 1;
                 remove.push(name.clone());
             }
-            Class::Forwarded if !trusted_peer => remove.push(name.clone()),
-            Class::Forwarded => {}
+            Class::Override if !how.pass_overrides => {
+                out.overrides += 1;
+                remove.push(name.clone());
+            }
+            Class::Forwarded if !how.trusted_peer => remove.push(name.clone()),
+            Class::Forwarded | Class::Override => {}
         }
     }
     for name in &remove {
@@ -140,7 +184,7 @@ pub fn sanitize_request(headers: &mut HeaderMap, trusted_peer: bool) -> Sanitize
         });
         let wants_upgrade = connection_has(headers, "upgrade");
         let upgrade = if wants_upgrade {
-            headers.get(UPGRADE).cloned()
+            allowed_upgrade(headers, how.upgrade_protocols)
         } else {
             None
         };
@@ -205,6 +249,49 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, present: u16) {
             headers.remove(name);
         }
     }
+}
+
+/// The protocols of the request's `Upgrade` (RFC 9110 §7.8: a list of `name[/version]`) that
+/// are in `allowed`, as one header value; `None` when there are none, or more than one
+/// `Upgrade` header.
+fn allowed_upgrade(headers: &HeaderMap, allowed: &[String]) -> Option<HeaderValue> {
+    let mut all = headers.get_all(UPGRADE).iter();
+    let (Some(value), None) = (all.next(), all.next()) else {
+        return None;
+    };
+    let text = value.to_str().ok()?;
+    let is_allowed = |offer: &&str| {
+        let name = offer.split('/').next().unwrap_or_default().trim();
+        allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+    };
+    let mut offers = text.split(',').map(str::trim).filter(|o| !o.is_empty());
+    if offers.clone().all(|o| is_allowed(&o)) {
+        return Some(value.clone());
+    }
+    let kept: Vec<&str> = offers.by_ref().filter(is_allowed).collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join(", ")).ok()
+}
+
+/// Whether a `101` answer's `Upgrade` names a protocol the request offered (`offered` is the
+/// request's allowed `Upgrade`): an upstream may not switch to anything else.
+pub fn upgrade_agrees(offered: &HeaderValue, answered: Option<&HeaderValue>) -> bool {
+    let Some(answered) = answered.and_then(|a| a.to_str().ok()) else {
+        return false;
+    };
+    let name = |p: &str| {
+        p.split('/')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    };
+    let answered = name(answered);
+    offered
+        .to_str()
+        .is_ok_and(|o| o.split(',').any(|p| name(p) == answered))
 }
 
 fn connection_has(headers: &HeaderMap, token: &str) -> bool {

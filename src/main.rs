@@ -76,6 +76,9 @@ fn load(path: &std::path::Path) -> Result<Config, String> {
 fn check_config(path: PathBuf) -> ExitCode {
     // The store and TLS material are opened too, as `serve` would, but nothing binds.
     let checked = load(&path).and_then(|config| {
+        for warning in config.policy.routes.warnings() {
+            eprintln!("warning: {warning}");
+        }
         runtime(1)?.block_on(async { App::new(config).map(drop).map_err(|e| e.to_string()) })
     });
     match checked {
@@ -99,6 +102,9 @@ fn serve(path: PathBuf) -> ExitCode {
         }
     };
     logging::init(&config.log);
+    for warning in config.policy.routes.warnings() {
+        tracing::warn!(%warning, "config");
+    }
     let rt = match runtime(config.server.workers) {
         Ok(rt) => rt,
         Err(e) => {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::header::{HeaderValue, HOST};
+use http::header::{HeaderValue, HOST, UPGRADE, VIA};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -39,6 +39,18 @@ pub struct Upstream {
     host: HeaderValue,
     http2: bool,
     response_timeout: Duration,
+    via: Via,
+}
+
+/// This process's entries for `Via` (RFC 9110 §7.6.3): the protocol version the message was
+/// received with, then a pseudonym drawn at start-up, which names no host and no version.
+/// Seeing its own pseudonym on a request means the request went round a loop.
+#[derive(Debug)]
+struct Via {
+    pseudonym: String,
+    h10: HeaderValue,
+    h11: HeaderValue,
+    h2: HeaderValue,
 }
 
 /// What the proxy knows about the client connection a request came on. Built once per
@@ -71,6 +83,42 @@ impl Peer {
     }
 }
 
+// === impl Via ===
+
+impl Via {
+    fn new() -> Via {
+        let mut bytes = [0u8; 4];
+        // Uniqueness, not secrecy: should the OS generator fail, the process id and the
+        // clock still tell two processes apart.
+        if getrandom::fill(&mut bytes).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            bytes = (std::process::id() ^ nanos).to_le_bytes();
+        }
+        let pseudonym = format!("portcullis-{}", hex::encode(bytes));
+        let entry = |proto: &str| {
+            HeaderValue::from_str(&format!("{proto} {pseudonym}"))
+                .expect("a version and a hex pseudonym are a valid header value")
+        };
+        Via {
+            h10: entry("1.0"),
+            h11: entry("1.1"),
+            h2: entry("2"),
+            pseudonym,
+        }
+    }
+
+    /// Our entry for a message received with `version`.
+    fn entry(&self, version: Version) -> HeaderValue {
+        match version {
+            Version::HTTP_09 | Version::HTTP_10 => self.h10.clone(),
+            Version::HTTP_2 | Version::HTTP_3 => self.h2.clone(),
+            _ => self.h11.clone(),
+        }
+    }
+}
+
 // === impl Upstream ===
 
 impl Upstream {
@@ -86,7 +134,24 @@ impl Upstream {
                 .expect("a parsed authority is a valid header value"),
             http2: cfg.http2,
             response_timeout: cfg.response_timeout,
+            via: Via::new(),
         })
+    }
+
+    /// `508` when the request already passed through this process: its `Via` names our
+    /// pseudonym, so the upstream leads back here. Checked before anything else is done, so a
+    /// loop costs one extra hop and no more.
+    pub fn check_loop(&self, headers: &http::HeaderMap) -> Result<()> {
+        for value in headers.get_all(VIA) {
+            let Ok(text) = value.to_str() else { continue };
+            let ours = text
+                .split(',')
+                .any(|hop| hop.split_whitespace().nth(1) == Some(&self.via.pseudonym));
+            if ours {
+                return Err(Error::Loop);
+            }
+        }
+        Ok(())
     }
 
     /// Forwards `req` and returns the upstream's response with a streamed body. Identity and
@@ -104,7 +169,17 @@ impl Upstream {
         auth: Option<&Authenticated>,
     ) -> Result<(Response<Body>, Outcome)> {
         let host = effective_host(&req)?;
-        let cleaned = headers::sanitize_request(req.headers_mut(), peer.trusted);
+        let upstream = &app.config.upstream;
+        let cleaned = headers::sanitize_request(
+            req.headers_mut(),
+            headers::Hygiene {
+                trusted_peer: peer.trusted,
+                upgrade_protocols: &upstream.upgrade_protocols,
+                pass_overrides: upstream.danger_pass_override_headers,
+            },
+        );
+        let received = self.via.entry(req.version());
+        req.headers_mut().append(VIA, received);
         if let Some(auth) = auth {
             auth.identity()
                 .apply(req.headers_mut(), app.config.identity.headers);
@@ -114,11 +189,12 @@ impl Upstream {
             token::strip_credentials(req.headers_mut(), &mut uri);
             *req.uri_mut() = uri;
         }
-        if cleaned.spoofed_identity > 0 {
+        if cleaned.spoofed_identity > 0 || cleaned.overrides > 0 {
             tracing::debug!(
-                count = cleaned.spoofed_identity,
+                identity = cleaned.spoofed_identity,
+                overrides = cleaned.overrides,
                 peer = %peer.addr,
-                "removed identity headers sent by the client"
+                "removed identity or override headers sent by the client"
             );
         }
         let proto = if peer.tls { "https" } else { "http" };
@@ -143,8 +219,8 @@ impl Upstream {
 
         let client_upgrade = cleaned
             .upgrade
-            .is_some()
-            .then(|| hyper::upgrade::on(&mut req));
+            .clone()
+            .map(|offered| (offered, hyper::upgrade::on(&mut req)));
 
         let started = Instant::now();
         let (req, body_sent) = RequestBody::wrap(req);
@@ -171,16 +247,23 @@ impl Upstream {
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         headers::sanitize_response(resp.headers_mut(), switching);
+        let answered = self.via.entry(resp.version());
+        resp.headers_mut().append(VIA, answered);
         if switching {
             // The connection now belongs to the tunnel, never to the pool.
             if let Some(lease) = lease {
                 lease.discard();
             }
-            let Some(client_upgrade) = client_upgrade else {
+            let Some((offered, client_upgrade)) = client_upgrade else {
                 return Err(Error::UpstreamUnavailable(
                     "upstream switched protocols without being asked".into(),
                 ));
             };
+            if !headers::upgrade_agrees(&offered, resp.headers().get(UPGRADE)) {
+                return Err(Error::UpstreamUnavailable(
+                    "upstream switched to a protocol the client did not offer".into(),
+                ));
+            }
             // A tunnel is a client connection too: it takes a permit of its own.
             let permit = app
                 .connections

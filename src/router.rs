@@ -1,11 +1,14 @@
 //! Which part of Portcullis handles a request on the main listener. Straight-line: check the
-//! method, answer forward-auth (`/.portcullis/verify`) and the JWKS (`/.portcullis/jwks.json`),
-//! send the API prefix to the API, apply the route policy (authenticating when it asks for it),
-//! forward, record.
+//! method, put the path in its canonical form (or refuse it), refuse a forwarding loop, answer
+//! what is under `/.portcullis/` (forward-auth, the JWKS, 404 for the rest), send the API
+//! prefix to the API, apply the route policy (authenticating when it asks for it), forward,
+//! record.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, Uri};
 use hyper::body::Incoming;
 use uuid::Uuid;
@@ -18,7 +21,7 @@ use crate::body::Body;
 use crate::config::PolicyDefault;
 use crate::error::{Error, Result};
 use crate::metrics::{AuthResult, Outcome};
-use crate::policy::{Matched, Rule};
+use crate::policy::{self, Matched, Rule};
 use crate::proxy::{self, Peer};
 use crate::rbac::{Object, Resource};
 use crate::server::InFlight;
@@ -52,17 +55,27 @@ async fn route(
 ) -> Result<(Response<Body>, Outcome)> {
     proxy::check_method(req.method())?;
     proxy::check_head_size(&req, app.config.server.max_header_bytes)?;
+    // Forward-auth judges the original request's path (in the Envoy form, the rest of this
+    // one) through the same canonical form, and counts its own refusals.
     if verify::is_verify_path(req.uri().path()) {
         return Ok((verify::handle(app, peer, req).await, Outcome::Local));
     }
-    if req.uri().path() == assertion::JWKS_PATH {
-        let signer = app.config.identity.assertion.as_deref();
-        return Ok((
-            assertion::jwks_response(signer, req.method()),
-            Outcome::Local,
-        ));
+    // Everything below, the upstream included, sees the one canonical path.
+    canonical_target(&mut req)?;
+    app.upstream.check_loop(req.headers())?;
+    let path = req.uri().path();
+    if path.starts_with(OWN_PREFIX) {
+        if verify::is_verify_path(path) {
+            return Ok((verify::handle(app, peer, req).await, Outcome::Local));
+        }
+        if path == assertion::JWKS_PATH {
+            let signer = app.config.identity.assertion.as_deref();
+            let jwks = assertion::jwks_response(signer, req.method());
+            return Ok((jwks, Outcome::Local));
+        }
+        return Err(Error::RouteNotFound);
     }
-    if let Some(rest) = api_path(&app.config.api.prefix, req.uri().path()) {
+    if let Some(rest) = api_path(&app.config.api.prefix, path) {
         let rest = rest.to_owned();
         // Routes of the API that Portcullis does not serve (workspaces, templates, ...) belong
         // to the upstream, under the route policy like any other path.
@@ -82,46 +95,93 @@ async fn route(
     app.upstream.forward(req, peer, app, auth.as_ref()).await
 }
 
+/// Paths under this prefix are Portcullis's own (forward-auth, the JWKS): never forwarded.
+const OWN_PREFIX: &str = "/.portcullis/";
+
+/// Replaces the request's path with its canonical form ([`policy::canonicalize`]), keeping the
+/// query as sent; `400` for a path that has no one reading.
+fn canonical_target<B>(req: &mut Request<B>) -> Result<()> {
+    let uri = req.uri();
+    let path = uri.path();
+    let Cow::Owned(canonical) = policy::canonicalize(path)? else {
+        return Ok(());
+    };
+    let pq = match uri.query() {
+        Some(q) => format!("{canonical}?{q}"),
+        None => canonical,
+    };
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.path_and_query = Some(
+        PathAndQuery::try_from(pq)
+            .map_err(|e| Error::Internal(format!("rebuilding a canonical path: {e}")))?,
+    );
+    *req.uri_mut() =
+        Uri::from_parts(parts).map_err(|e| Error::Internal(format!("rebuilding a uri: {e}")))?;
+    Ok(())
+}
+
 /// Decides whether a request for `method` and `uri` (with the client's `headers`) may go on:
 /// the route policy, authenticating when it asks for it. `Ok(None)` for a public route,
 /// `Ok(Some(session))` for an authenticated and authorized one; otherwise the error to answer
-/// with (401, 403, or 503 when the store cannot answer). Inline proxying and forward-auth
-/// (`/.portcullis/verify`, where `uri` and `method` are the original request's) both ask here.
+/// with (400 for a path with no one reading, 401, 403, or 503 when the store cannot answer).
+/// Inline proxying and forward-auth (`/.portcullis/verify`, where `uri` and `method` are the
+/// original request's) both ask here, on the same canonical path.
 pub async fn admit(
     app: &App,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Option<Authenticated>> {
-    let policy = &app.config.policy;
-    let Some(route) = policy.routes.find(method, uri.path())? else {
-        return match policy.default {
-            PolicyDefault::Public => Ok(None),
-            PolicyDefault::Deny => Err(Error::Forbidden),
-            PolicyDefault::Authenticated => authenticate(app, uri, headers).await.map(Some),
-        };
+    let path = policy::canonicalize(uri.path())?;
+    let found = app.config.policy.routes.find(method, &path)?;
+    let mut session = None;
+    judge(app, found.rule.as_ref(), uri, headers, &mut session).await?;
+    if let Some(also) = &found.also {
+        judge(app, also.as_ref(), uri, headers, &mut session).await?;
+    }
+    Ok(session)
+}
+
+/// Applies one rule (`None`: `policy.default`), authenticating into `session` the first time a
+/// rule needs it.
+async fn judge(
+    app: &App,
+    route: Option<&Matched<'_>>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    session: &mut Option<Authenticated>,
+) -> Result<()> {
+    let rule = match route {
+        Some(route) => route.rule,
+        None => match app.config.policy.default {
+            PolicyDefault::Public => Rule::Public,
+            PolicyDefault::Deny => return Err(Error::Forbidden),
+            PolicyDefault::Authenticated => Rule::Authenticated,
+        },
     };
-    match route.rule {
-        Rule::Public => Ok(None),
-        Rule::Authenticated => authenticate(app, uri, headers).await.map(Some),
-        Rule::Require(resource, action) => {
-            let auth = authenticate(app, uri, headers).await?;
-            let object = describe(app, &auth, resource, &route).await?;
-            // Without an `{org}`, the object may be outside organizations (users, keys) or in
-            // any organization the caller belongs to (workspaces, templates): either allows.
-            let any_org = Object {
-                any_org: true,
-                ..object.clone()
-            };
-            let subject = auth.subject();
-            if subject.allows(action, &object)
-                || (object.org.is_none() && subject.allows(action, &any_org))
-            {
-                Ok(Some(auth))
-            } else {
-                Err(Error::Forbidden)
-            }
-        }
+    if rule == Rule::Public {
+        return Ok(());
+    }
+    let auth = match session {
+        Some(auth) => auth,
+        None => session.insert(authenticate(app, uri, headers).await?),
+    };
+    let (Rule::Require(resource, action), Some(route)) = (rule, route) else {
+        return Ok(());
+    };
+    let object = describe(app, auth, resource, route).await?;
+    // Without an `{org}`, the object may be outside organizations (users, keys) or in any
+    // organization the caller belongs to (workspaces, templates): either allows.
+    let any_org = Object {
+        any_org: true,
+        ..object.clone()
+    };
+    let subject = auth.subject();
+    if subject.allows(action, &object) || (object.org.is_none() && subject.allows(action, &any_org))
+    {
+        Ok(())
+    } else {
+        Err(Error::Forbidden)
     }
 }
 

@@ -24,8 +24,10 @@
 //!   `X-Forwarded-Host`, else the subrequest's `Host`.
 //! - **`/.portcullis/verify/envoy/<original path>`** (Envoy `ext_authz`, HTTP service with
 //!   `path_prefix: /.portcullis/verify/envoy`): the target is the path after the prefix with the
-//!   query, the method the subrequest's own, the host its `Host`. The edge writes the path, so
-//!   no header needs believing and the peer need not be trusted.
+//!   query, the method the subrequest's own, the host its `Host`.
+//!
+//! Every form answers only a peer in `server.trusted_proxies` (the edge); anyone else gets
+//! `400`, so no client can ask for identity headers or an assertion for a host it names.
 //!
 //! The token is read as for a proxied request (spec §8.3): from the subrequest's cookie and
 //! headers, which the edge copies from the client, and from the original target's query
@@ -96,6 +98,16 @@ pub async fn handle(app: &App, peer: &Peer, req: Request<Incoming>) -> Response<
 
 async fn verify(app: &App, peer: &Peer, parts: &Parts) -> Result<Response<Body>> {
     let original = original(parts, peer)?;
+    // Inline, these are removed before the upstream sees them; here the edge forwards the
+    // request itself, so one that carries them is refused rather than judged on a method or
+    // path the application may not use.
+    if !app.config.upstream.danger_pass_override_headers && headers::has_override(&parts.headers) {
+        return Err(Error::VerifyRequest(
+            "The request carries a method or path override header (X-HTTP-Method-Override, \
+             X-Original-URL, ...), which the application could act on instead of the method \
+             and path judged here.",
+        ));
+    }
     let auth = router::admit(app, &original.method, &original.uri, &parts.headers).await?;
     let mut resp = Response::new(Body::empty());
     let Some(auth) = auth else {
@@ -121,6 +133,14 @@ async fn verify(app: &App, peer: &Peer, parts: &Parts) -> Result<Response<Body>>
 fn original(parts: &Parts, peer: &Peer) -> Result<Original> {
     let headers = &parts.headers;
     let path = parts.uri.path();
+    // Every form answers only the edge: a client that could call verify itself would get
+    // identity headers and an assertion for any host it names.
+    if !peer.trusted {
+        return Err(Error::VerifyRequest(
+            "Forward-auth answers only proxies in server.trusted_proxies, and this peer is not \
+             one.",
+        ));
+    }
     if let Some(rest) = path.strip_prefix(ENVOY_PREFIX) {
         if rest.is_empty() || rest.starts_with('/') {
             let path = if rest.is_empty() { "/" } else { rest };
@@ -143,12 +163,6 @@ fn original(parts: &Parts, peer: &Peer) -> Result<Original> {
         return Err(Error::VerifyRequest(
             "Forward-auth is served at /.portcullis/verify, and for Envoy under \
              /.portcullis/verify/envoy/.",
-        ));
-    }
-    if !peer.trusted {
-        return Err(Error::VerifyRequest(
-            "The original request (X-Original-URI, X-Forwarded-Uri) is believed only from a \
-             proxy in server.trusted_proxies, and this peer is not one.",
         ));
     }
     let target = agreed(headers, &X_ORIGINAL_URI, &X_FORWARDED_URI)

@@ -61,6 +61,30 @@ async fn check_config_rejects_an_unknown_key_naming_its_path() {
     assert!(stderr.contains("server.bogus"), "{stderr}");
 }
 
+/// With `policy.head_as_get = false`, a rule listing GET without HEAD is legal but most likely
+/// a hole (frameworks answer HEAD with their GET handler): `check-config` says so, and passes.
+#[tokio::test]
+async fn check_config_warns_about_get_without_head_when_they_are_kept_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = "[policy]\ndefault = \"public\"\nhead_as_get = false\n\n\
+                 [[policy.route]]\npath = \"/reports/*\"\nmethods = [\"GET\"]\n\
+                 require = \"user:create\"\n";
+    let text =
+        config("http://127.0.0.1:3000", "", "").replace("[policy]\ndefault = \"public\"\n", rules);
+    let path = write_config(dir.path(), &text);
+    let (code, stderr) = run(&["check-config"], &path).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: policy.route[0].methods: lists GET without HEAD"),
+        "{stderr}"
+    );
+    // Kept together (the default), there is nothing to warn about.
+    let path = write_config(dir.path(), &text.replace("head_as_get = false\n", ""));
+    let (code, stderr) = run(&["check-config"], &path).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
 #[tokio::test]
 async fn check_config_rejects_a_bad_value_naming_its_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -189,16 +189,26 @@ impl From<UserError> for ApiError {
 }
 
 /// Handles a request whose path starts with `api.prefix`; `path` is the rest, starting with
-/// `/`. A route Portcullis does not serve is handed back (`Err`) for the proxy: the rest of a
-/// Coder-style API (workspaces, templates, ...) belongs to the upstream.
+/// `/` (canonical: no empty or dot segments). A path in a family Portcullis owns ([`owned`]) is
+/// answered here for every method and parameter value: by its endpoint, or `405` (with
+/// `Allow`) for a method it does not serve, or `404 Route not found.`. Any other path is
+/// handed back (`Err`) for the proxy: the rest of a Coder-style API (workspaces, templates,
+/// ...) belongs to the upstream. Matching is case-sensitive, as Coder's router is.
 pub async fn handle(
     app: &Arc<App>,
     peer: &Peer,
     req: Request<Incoming>,
     path: &str,
 ) -> Result<Response<Body>, Request<Incoming>> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let method = req.method().clone();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if !owned(&segments) {
+        return Err(req);
+    }
+    // HEAD is answered by the GET handler, without the body (RFC 9110 §9.3.2).
+    let method = match req.method() {
+        &Method::HEAD => Method::GET,
+        m => m.clone(),
+    };
     let result = match (&method, segments.as_slice()) {
         (&Method::GET, ["auth", "scopes"]) => scopes::list(),
         (&Method::POST, ["authcheck"]) => authcheck::check(app, req).await,
@@ -216,6 +226,9 @@ pub async fn handle(
             otp::change_password(app, peer, req).await
         }
         (&Method::POST, ["users"]) => users::create(app, req).await,
+        (_, ["users", fixed, ..]) if FIXED_USER_PATHS.contains(fixed) => {
+            Err(not_served(&method, &segments))
+        }
         (&Method::GET, ["users", user]) => users::get(app, req, user).await,
         (&Method::DELETE, ["users", user]) => users::delete(app, req, user).await,
         (&Method::PUT, ["users", user, "password"]) => password::change(app, peer, req, user).await,
@@ -225,6 +238,7 @@ pub async fn handle(
         (&Method::PUT, ["users", user, "status", "activate"]) => {
             users::set_status(app, req, user, UserStatus::Active).await
         }
+        (&Method::GET, ["users", user, "roles"]) => roles::user_roles(app, req, user).await,
         (&Method::PUT, ["users", user, "roles"]) => roles::set_site_roles(app, req, user).await,
         (&Method::GET, ["organizations", org, "members"]) => {
             roles::list_members(app, req, org).await
@@ -261,9 +275,80 @@ pub async fn handle(
         (&Method::POST, ["users", user, "convert-login"]) => {
             crate::oidc::convert::convert_login(app, req, user).await
         }
-        _ => return Err(req),
+        _ => Err(not_served(&method, &segments)),
     };
     Ok(result.unwrap_or_else(ApiError::into_response))
+}
+
+/// Second segments of `/users/...` that are routes of their own, never a `{user}`: as in
+/// Coder's router, a static segment wins over a parameter (`GET /users/login` is `405`, not a
+/// user named "login").
+const FIXED_USER_PATHS: [&str; 8] = [
+    "first",
+    "authmethods",
+    "login",
+    "logout",
+    "validate-password",
+    "otp",
+    "oidc",
+    "oauth2",
+];
+
+/// Whether a path under the API prefix is in a family Portcullis serves, so that no method or
+/// parameter value of it ever reaches the upstream: the users, keys, roles, membership,
+/// authorization and sign-in routes (spec/coder-api.md §0.5 and DESIGN §3.3). The rest of
+/// `/users/{user}/...` (workspaces, organizations, settings, ...) is the application's.
+fn owned(segments: &[&str]) -> bool {
+    match segments {
+        ["auth", ..] | ["authcheck", ..] | ["users"] | ["users", _] => true,
+        ["users", fixed, ..] if FIXED_USER_PATHS.contains(fixed) => true,
+        ["users", _, "password" | "status" | "roles" | "keys" | "convert-login", ..] => true,
+        ["organizations", _, "members", ..] => true,
+        _ => false,
+    }
+}
+
+/// The methods a path of an owned family is served with, for `Allow`; `None` when no route
+/// has that path.
+fn methods_of(segments: &[&str]) -> Option<&'static str> {
+    Some(match segments {
+        ["auth", "scopes"] | ["users", "authmethods"] | ["users", "oidc", "callback"] => {
+            "GET, HEAD"
+        }
+        ["authcheck"] | ["users"] | ["users", "login" | "logout" | "validate-password"] => "POST",
+        ["users", "otp", "request" | "change-password"] => "POST",
+        ["users", "first"] => "GET, HEAD, POST",
+        ["users", fixed, ..] if FIXED_USER_PATHS.contains(fixed) => return None,
+        ["users", _] => "GET, HEAD, DELETE",
+        ["users", _, "password"] | ["users", _, "status", "suspend" | "activate"] => "PUT",
+        ["users", _, "roles"] => "GET, HEAD, PUT",
+        ["users", _, "keys"] | ["users", _, "convert-login"] => "POST",
+        ["users", _, "keys", "tokens"] => "GET, HEAD, POST",
+        ["users", _, "keys", "tokens", _] => "GET, HEAD",
+        ["users", _, "keys", _] => "GET, HEAD, DELETE",
+        ["users", _, "keys", _, "expire"] => "PUT",
+        ["organizations", _, "members"] => "GET, HEAD",
+        ["organizations", _, "members", _] => "POST, DELETE",
+        ["organizations", _, "members", _, "roles"] => "PUT",
+        _ => return None,
+    })
+}
+
+/// The answer for an owned path that no endpoint serves with `method`: `405` with `Allow` when
+/// the path is a route, `404 Route not found.` (spec §0.1) when it is not.
+fn not_served(method: &Method, segments: &[&str]) -> ApiError {
+    let Some(allow) = methods_of(segments) else {
+        return ApiError::new(StatusCode::NOT_FOUND, "Route not found.", "");
+    };
+    let mut err = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed.",
+        format!("{method} is not served on this route; it serves {allow}."),
+    );
+    err.0
+        .headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+    err
 }
 
 /// Reads and decodes a JSON body (at most 1 MiB): `400 Request body must be valid JSON.` with

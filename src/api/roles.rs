@@ -320,3 +320,28 @@ fn invalid_role(role: &str, kind: &str) -> ApiError {
         format!("{role:?} is not a built-in {kind} role"),
     )
 }
+
+/// `codersdk.UserRoles`: the stored site roles, and the stored roles in each organization.
+#[derive(Debug, Serialize)]
+struct UserRolesJson {
+    roles: Vec<String>,
+    organization_roles: std::collections::BTreeMap<Uuid, Vec<String>>,
+}
+
+/// `GET /users/{user}/roles`: `200` with the user's stored site roles and organization roles,
+/// to whoever may read the user (`404` otherwise, as Coder hides what the caller cannot see).
+pub async fn user_roles(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiResult {
+    let (_, user) = users::target(app, &req, param).await?;
+    let memberships = app.store.memberships_of(user.id).await?;
+    let organization_roles = memberships
+        .into_iter()
+        .map(|m| (m.organization_id, m.roles))
+        .collect();
+    api::json(
+        StatusCode::OK,
+        &UserRolesJson {
+            roles: user.roles,
+            organization_roles,
+        },
+    )
+}

@@ -13,6 +13,106 @@ fn map(pairs: &[(&str, &str)]) -> HeaderMap {
     m
 }
 
+const NO_UPGRADES: &[String] = &[];
+
+fn how(trusted_peer: bool) -> Hygiene<'static> {
+    Hygiene {
+        trusted_peer,
+        upgrade_protocols: WEBSOCKET.get_or_init(|| vec!["websocket".to_owned()]),
+        pass_overrides: false,
+    }
+}
+
+static WEBSOCKET: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+#[test]
+fn override_headers_are_removed_in_every_spelling_unless_passed() {
+    let pairs = [
+        ("x-http-method-override", "DELETE"),
+        ("X-HTTP-Method", "PUT"),
+        ("x_method_override", "PATCH"),
+        ("X-Original-URL", "/admin"),
+        ("x-rewrite-url", "/admin"),
+        ("accept", "*/*"),
+    ];
+    let mut h = map(&pairs);
+    let s = sanitize_request(&mut h, how(true));
+    assert_eq!(s.overrides, 5);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert!(has_override(&map(&pairs)));
+    assert!(!has_override(&h));
+    let mut h = map(&pairs);
+    let passed = Hygiene {
+        pass_overrides: true,
+        ..how(false)
+    };
+    assert_eq!(sanitize_request(&mut h, passed).overrides, 0);
+    assert_eq!(h.len(), 6);
+}
+
+#[test]
+fn only_allowed_upgrades_survive_and_h2c_never_does() {
+    for (upgrade, connection, kept) in [
+        ("websocket", "Upgrade", Some("websocket")),
+        ("WebSocket", "keep-alive, upgrade", Some("WebSocket")),
+        ("h2c", "Upgrade, HTTP2-Settings", None),
+        (
+            "h2c, websocket",
+            "Upgrade, HTTP2-Settings",
+            Some("websocket"),
+        ),
+        ("HTTP/2.0", "upgrade", None),
+        ("websocket", "close", None),
+    ] {
+        let mut h = map(&[
+            ("upgrade", upgrade),
+            ("connection", connection),
+            ("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+        ]);
+        let s = sanitize_request(&mut h, how(false));
+        assert_eq!(
+            s.upgrade.as_ref().map(|v| v.to_str().unwrap()),
+            kept,
+            "{upgrade} / {connection}"
+        );
+        assert!(!h.contains_key("http2-settings"), "{upgrade}");
+        match kept {
+            Some(v) => {
+                assert_eq!(h.get("upgrade").unwrap(), v);
+                assert_eq!(h.get("connection").unwrap(), "upgrade");
+            }
+            None => {
+                assert!(!h.contains_key("upgrade"), "{upgrade}: {h:?}");
+                assert!(!h.contains_key("connection"), "{upgrade}: {h:?}");
+            }
+        }
+    }
+    let none: &[String] = NO_UPGRADES;
+    let mut h = map(&[("upgrade", "websocket"), ("connection", "upgrade")]);
+    let s = sanitize_request(
+        &mut h,
+        Hygiene {
+            upgrade_protocols: none,
+            ..how(false)
+        },
+    );
+    assert!(s.upgrade.is_none());
+}
+
+#[test]
+fn a_switch_must_name_an_offered_protocol() {
+    let offered = HeaderValue::from_static("websocket");
+    assert!(upgrade_agrees(
+        &offered,
+        Some(&HeaderValue::from_static("WebSocket"))
+    ));
+    assert!(!upgrade_agrees(
+        &offered,
+        Some(&HeaderValue::from_static("h2c"))
+    ));
+    assert!(!upgrade_agrees(&offered, None));
+}
+
 #[test]
 fn identity_headers_are_recognised_in_every_spelling() {
     let cases = [
@@ -46,7 +146,7 @@ fn spoofed_identity_headers_are_removed_whoever_sends_them() {
             ("x-portcullis-assertion", "forged"),
             ("accept", "*/*"),
         ]);
-        let s = sanitize_request(&mut h, trusted);
+        let s = sanitize_request(&mut h, how(trusted));
         assert_eq!(s.spoofed_identity, 5);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("accept"));
@@ -67,7 +167,7 @@ fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
         ("upgrade", "h2c"),
         ("x-keep", "yes"),
     ]);
-    let s = sanitize_request(&mut h, false);
+    let s = sanitize_request(&mut h, how(false));
     assert!(s.upgrade.is_none());
     assert_eq!(h.len(), 1, "{h:?}");
     assert_eq!(h["x-keep"], "yes");
@@ -76,7 +176,7 @@ fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
 #[test]
 fn te_trailers_survives_for_grpc() {
     let mut h = map(&[("te", "trailers, gzip")]);
-    sanitize_request(&mut h, false);
+    sanitize_request(&mut h, how(false));
     assert_eq!(h["te"], "trailers");
 }
 
@@ -88,7 +188,7 @@ fn an_upgrade_request_keeps_upgrade_and_connection_upgrade() {
         ("x-private", "1"),
         ("sec-websocket-key", "abc"),
     ]);
-    let s = sanitize_request(&mut h, false);
+    let s = sanitize_request(&mut h, how(false));
     assert_eq!(
         s.upgrade.as_ref().map(|v| v.as_bytes()),
         Some(&b"websocket"[..])
@@ -109,7 +209,7 @@ fn forwarded_headers_from_untrusted_peers_are_replaced() {
         ("forwarded", "for=6.6.6.6"),
         ("x-real-ip", "6.6.6.6"),
     ]);
-    sanitize_request(&mut h, false);
+    sanitize_request(&mut h, how(false));
     let host = HeaderValue::from_static("app.example");
     set_forwarded(
         &mut h,
@@ -133,7 +233,7 @@ fn forwarded_headers_from_trusted_proxies_are_kept_and_extended() {
         ("x-forwarded-proto", "https"),
         ("x-forwarded-host", "public.example"),
     ]);
-    sanitize_request(&mut h, true);
+    sanitize_request(&mut h, how(true));
     let host = HeaderValue::from_static("internal:8443");
     set_forwarded(
         &mut h,

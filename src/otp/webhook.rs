@@ -57,6 +57,8 @@ impl Webhook {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle: 4,
             pass_token: false,
+            upgrade_protocols: Vec::new(),
+            danger_pass_override_headers: false,
         };
         let key = if config.ca_file.is_some() {
             "otp.webhook.ca_file"

@@ -7,10 +7,12 @@
 //! checks: its owner (`me` is the caller; a user id or a username), its organization (an id or
 //! a name) and its id (for allow lists). The check is the same evaluator as `POST /authcheck`.
 //!
-//! Request paths are judged as the upstream will see them: each segment is percent-decoded
-//! before matching, empty segments are skipped (`//admin` is `/admin`), and a path with a `.`
-//! or `..` segment, or an encoded `/` or `\` inside a segment, is refused with 400 — so no
-//! spelling of a path can reach the upstream under a rule meant for another path.
+//! Rules are asked about canonical paths only ([`path::canonicalize`]: the form the upstream
+//! receives, with every ambiguous spelling refused), each segment percent-decoded before it is
+//! compared. Literals match without regard to ASCII case by default, because Express, ASP.NET
+//! and others route that way (`policy.case_sensitive = true`, or `case_sensitive` on a rule,
+//! for applications known to be case-sensitive). `HEAD` is `GET` for matching (RFC 9110
+//! §9.3.2: servers answer HEAD with their GET handler), unless `policy.head_as_get = false`.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -19,10 +21,15 @@ use http::Method;
 
 use crate::rbac::{Action, Resource};
 
+pub mod path;
+
+pub use path::canonicalize;
+
 /// The rules, validated.
 #[derive(Clone, Default)]
 pub struct Policy {
     routes: Vec<Route>,
+    warnings: Vec<String>,
 }
 
 /// One `[[policy.route]]`.
@@ -31,6 +38,8 @@ struct Route {
     pattern: Vec<Segment>,
     /// The pattern ends in `/**`.
     any_suffix: bool,
+    /// Literals must match in case too.
+    case_sensitive: bool,
     /// `None`: every method.
     methods: Option<Vec<Method>>,
     rule: Rule,
@@ -75,6 +84,26 @@ pub struct RuleSpec {
     pub authenticated: bool,
     /// `require`.
     pub require: Option<String>,
+    /// `case_sensitive`: `None` follows `policy.case_sensitive`.
+    pub case_sensitive: Option<bool>,
+}
+
+/// The `[policy]` settings every rule shares.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// `policy.case_sensitive` (default false).
+    pub case_sensitive: bool,
+    /// `policy.head_as_get` (default true): a rule listing `GET` governs `HEAD` too.
+    pub head_as_get: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            case_sensitive: false,
+            head_as_get: true,
+        }
+    }
 }
 
 /// The route that matched a request, with its captures.
@@ -90,24 +119,72 @@ pub struct Matched<'a> {
     pub id: Option<Cow<'a, str>>,
 }
 
-/// A request path no rule may be asked about: `.`/`..` segments or an encoded separator.
+/// What decides a request. A case-insensitive rule that matched only by ignoring case (a
+/// request for `/ADMIN/x` against `/admin/**`) might be the wrong rule for a case-sensitive
+/// application, where `/ADMIN/x` is another path that another rule, or the default, governs;
+/// so the request must then pass both: the rule as matched, and what governs the path with
+/// case respected. Whichever way the application reads the case, the request was judged for
+/// it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Found<'a> {
+    /// The first matching rule; `None`: `policy.default` decides.
+    pub rule: Option<Matched<'a>>,
+    /// When `rule` matched only by ignoring case: the first rule that matches with case
+    /// respected (`Some(None)`: none does, `policy.default` decides).
+    pub also: Option<Option<Matched<'a>>>,
+}
+
+/// How literals are compared in one lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    /// As the rule's `case_sensitive` says.
+    AsRuleSays,
+    /// Exactly.
+    Exact,
+}
+
+/// A request path no rule may be asked about, with the reason (a sentence a client is shown):
+/// see [`path`] for what is refused and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the request path has a dot segment or an encoded path separator")]
-pub struct AmbiguousPath;
+#[error("ambiguous request path: {0}")]
+pub struct AmbiguousPath(pub &'static str);
 
 // === impl Policy ===
 
 impl Policy {
     /// Validates `specs`; the error names the rule (`policy.route[2].require`) and the reason.
-    pub fn new(specs: &[RuleSpec]) -> Result<Policy, (String, String)> {
-        let routes = specs
+    pub fn new(specs: &[RuleSpec], options: Options) -> Result<Policy, (String, String)> {
+        let routes: Vec<Route> = specs
             .iter()
             .enumerate()
             .map(|(i, spec)| {
-                Route::new(spec).map_err(|(key, why)| (format!("policy.route[{i}].{key}"), why))
+                Route::new(spec, options)
+                    .map_err(|(key, why)| (format!("policy.route[{i}].{key}"), why))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Policy { routes })
+        let warnings = routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                !options.head_as_get
+                    && r.methods
+                        .as_ref()
+                        .is_some_and(|m| m.contains(&Method::GET) && !m.contains(&Method::HEAD))
+            })
+            .map(|(i, _)| {
+                format!(
+                    "policy.route[{i}].methods: lists GET without HEAD while policy.head_as_get \
+                     = false, so HEAD requests fall through to later rules or policy.default; \
+                     most frameworks answer HEAD with their GET handler"
+                )
+            })
+            .collect();
+        Ok(Policy { routes, warnings })
+    }
+
+    /// What `check-config` and start-up warn about: legal rules that are likely mistakes.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Whether there are no rules.
@@ -115,22 +192,28 @@ impl Policy {
         self.routes.is_empty()
     }
 
-    /// The first rule matching `method` and `path`; `Ok(None)` when none does (the default
-    /// decides).
-    pub fn find<'a>(
-        &self,
-        method: &Method,
-        path: &'a str,
-    ) -> Result<Option<Matched<'a>>, AmbiguousPath> {
+    /// The rules that decide `method` on `path`, a canonical path ([`canonicalize`]): the
+    /// first matching rule, and, when that rule matched only by ignoring case, the first rule
+    /// that matches with case respected (see [`Found`]).
+    pub fn find<'a>(&self, method: &Method, path: &'a str) -> Result<Found<'a>, AmbiguousPath> {
         if self.routes.is_empty() {
-            return Ok(None);
+            return Ok(Found::default());
         }
         let segments = segments(path)?;
-        Ok(self
+        let applies = |r: &&Route| r.methods.as_ref().is_none_or(|m| m.contains(method));
+        let mut folded = false;
+        let rule = self
             .routes
             .iter()
-            .filter(|r| r.methods.as_ref().is_none_or(|m| m.contains(method)))
-            .find_map(|r| r.matches(&segments)))
+            .filter(applies)
+            .find_map(|r| r.matches(&segments, Case::AsRuleSays, &mut folded));
+        let also = folded.then(|| {
+            self.routes
+                .iter()
+                .filter(applies)
+                .find_map(|r| r.matches(&segments, Case::Exact, &mut false))
+        });
+        Ok(Found { rule, also })
     }
 }
 
@@ -145,12 +228,16 @@ impl fmt::Debug for Policy {
 // === impl Route ===
 
 impl Route {
-    fn new(spec: &RuleSpec) -> Result<Route, (&'static str, String)> {
+    fn new(spec: &RuleSpec, options: Options) -> Result<Route, (&'static str, String)> {
         let path = spec.path.as_str();
         if !path.starts_with('/') {
             return Err(("path", format!("{path:?} does not start with '/'")));
         }
-        let mut parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        // A literal no canonical request path can spell would never match.
+        let canonical = canonicalize(path).map_err(|AmbiguousPath(why)| {
+            ("path", format!("{path:?} can never match a request: {why}"))
+        })?;
+        let mut parts: Vec<&str> = canonical.split('/').filter(|s| !s.is_empty()).collect();
         let any_suffix = parts.last() == Some(&"**");
         if any_suffix {
             parts.pop();
@@ -160,7 +247,6 @@ impl Route {
             pattern.push(match part {
                 "*" => Segment::Any,
                 "**" => return Err(("path", format!("{path:?}: '**' may only end the path"))),
-                "." | ".." => return Err(("path", format!("{path:?} has a dot segment"))),
                 _ if part.starts_with('{') && part.ends_with('}') && part.len() > 2 => {
                     Segment::Capture(match &part[1..part.len() - 1] {
                         "owner" => Capture::Owner,
@@ -176,27 +262,31 @@ impl Route {
                     ))
                 }
                 literal => Segment::Literal(
-                    decode(literal)
-                        .map_err(|_| {
-                            (
-                                "path",
-                                format!("{path:?} has an encoded separator or a bad escape"),
-                            )
-                        })?
+                    path::decode(literal)
+                        .map_err(|AmbiguousPath(why)| ("path", format!("{path:?}: {why}")))?
                         .into_owned(),
                 ),
             });
         }
         let methods = match &spec.methods {
             None => None,
-            Some(list) => Some(
-                list.iter()
+            Some(list) => {
+                let mut methods = list
+                    .iter()
                     .map(|m| {
                         Method::from_bytes(m.to_ascii_uppercase().as_bytes())
                             .map_err(|_| ("methods", format!("{m:?} is not an HTTP method")))
                     })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
+                    .collect::<Result<Vec<_>, _>>()?;
+                // Decided once here, so matching is a plain `contains`.
+                if options.head_as_get
+                    && methods.contains(&Method::GET)
+                    && !methods.contains(&Method::HEAD)
+                {
+                    methods.push(Method::HEAD);
+                }
+                Some(methods)
+            }
         };
         let rule = match (spec.public, spec.authenticated, &spec.require) {
             (true, false, None) => Rule::Public,
@@ -228,16 +318,25 @@ impl Route {
         Ok(Route {
             pattern,
             any_suffix,
+            case_sensitive: spec.case_sensitive.unwrap_or(options.case_sensitive),
             methods,
             rule,
         })
     }
 
-    fn matches<'a>(&self, path: &[Cow<'a, str>]) -> Option<Matched<'a>> {
+    /// The captures when `path` matches; `folded` is set when a literal matched only by
+    /// ignoring case.
+    fn matches<'a>(
+        &self,
+        path: &[Cow<'a, str>],
+        case: Case,
+        folded: &mut bool,
+    ) -> Option<Matched<'a>> {
         if path.len() < self.pattern.len() || (!self.any_suffix && path.len() != self.pattern.len())
         {
             return None;
         }
+        let mut fold = false;
         let mut found = Matched {
             rule: self.rule,
             owner: None,
@@ -246,7 +345,12 @@ impl Route {
         };
         for (want, got) in self.pattern.iter().zip(path) {
             match want {
-                Segment::Literal(l) if l != got => return None,
+                Segment::Literal(l) if l.as_str() != got.as_ref() => {
+                    if case == Case::Exact || self.case_sensitive || !l.eq_ignore_ascii_case(got) {
+                        return None;
+                    }
+                    fold = true;
+                }
                 Segment::Literal(_) | Segment::Any => {}
                 Segment::Capture(c) => {
                     let slot = match c {
@@ -259,52 +363,22 @@ impl Route {
                 }
             }
         }
+        *folded |= fold;
         Some(found)
     }
 }
 
-/// The decoded, non-empty segments of a request path.
+/// The decoded, non-empty segments of a canonical request path. A path that is not canonical
+/// is refused here too, so no caller can skip [`canonicalize`].
 fn segments(path: &str) -> Result<Vec<Cow<'_, str>>, AmbiguousPath> {
+    let Cow::Borrowed(path) = canonicalize(path)? else {
+        return Err(AmbiguousPath("The path is not in its canonical form."));
+    };
     let mut out = Vec::with_capacity(8);
     for raw in path.split('/').filter(|s| !s.is_empty()) {
-        let segment = decode(raw)?;
-        if segment == "." || segment == ".." {
-            return Err(AmbiguousPath);
-        }
-        out.push(segment);
+        out.push(path::decode(raw)?);
     }
     Ok(out)
-}
-
-/// Percent-decodes one segment; an encoded `/` or `\`, a bad escape or invalid UTF-8 is
-/// refused.
-fn decode(raw: &str) -> Result<Cow<'_, str>, AmbiguousPath> {
-    if !raw.contains('%') {
-        if raw.contains('\\') {
-            return Err(AmbiguousPath);
-        }
-        return Ok(Cow::Borrowed(raw));
-    }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(AmbiguousPath)?;
-            let text = std::str::from_utf8(hex).map_err(|_| AmbiguousPath)?;
-            out.push(u8::from_str_radix(text, 16).map_err(|_| AmbiguousPath)?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    if out.contains(&b'/') || out.contains(&b'\\') {
-        return Err(AmbiguousPath);
-    }
-    String::from_utf8(out)
-        .map(Cow::Owned)
-        .map_err(|_| AmbiguousPath)
 }
 
 #[cfg(test)]
@@ -318,34 +392,38 @@ mod tests {
             public: require.is_none(),
             authenticated: false,
             require: require.map(str::to_owned),
+            case_sensitive: None,
         }
     }
 
     fn policy() -> Policy {
-        Policy::new(&[
-            rule("/health", None, None),
-            rule(
-                "/api/v2/users/{owner}/workspaces",
-                Some(&["get"]),
-                Some("workspace:read"),
-            ),
-            rule(
-                "/api/v2/organizations/{org}/templates/*",
-                None,
-                Some("template:read"),
-            ),
-            rule(
-                "/api/v2/workspaces/{id}/**",
-                Some(&["POST"]),
-                Some("workspace:update"),
-            ),
-            rule("/static/**", None, None),
-        ])
+        Policy::new(
+            &[
+                rule("/health", None, None),
+                rule(
+                    "/api/v2/users/{owner}/workspaces",
+                    Some(&["get"]),
+                    Some("workspace:read"),
+                ),
+                rule(
+                    "/api/v2/organizations/{org}/templates/*",
+                    None,
+                    Some("template:read"),
+                ),
+                rule(
+                    "/api/v2/workspaces/{id}/**",
+                    Some(&["POST"]),
+                    Some("workspace:update"),
+                ),
+                rule("/static/**", None, None),
+            ],
+            Options::default(),
+        )
         .expect("valid")
     }
 
     fn find<'a>(p: &Policy, method: Method, path: &'a str) -> Option<Matched<'a>> {
-        p.find(&method, path).expect("unambiguous")
+        p.find(&method, path).expect("unambiguous").rule
     }
 
     #[test]
@@ -375,9 +453,9 @@ mod tests {
     #[test]
     fn paths_are_judged_as_the_upstream_sees_them() {
         let p = policy();
-        // Empty segments are skipped; escapes are decoded before matching.
-        assert!(find(&p, Method::GET, "//health").is_some());
-        assert!(find(&p, Method::GET, "/%68ealth").is_some());
+        // Escapes are decoded before matching.
+        let m = find(&p, Method::GET, "/api/v2/users/caf%C3%A9/workspaces").unwrap();
+        assert_eq!(m.owner.as_deref(), Some("caf\u{e9}"));
         // Dot segments and encoded separators are refused, encoded or not.
         for bad in [
             "/static/../admin",
@@ -390,10 +468,86 @@ mod tests {
             "/static/%zz",
             "/static/%c3",
         ] {
-            assert_eq!(p.find(&Method::GET, bad), Err(AmbiguousPath), "{bad}");
+            assert!(p.find(&Method::GET, bad).is_err(), "{bad}");
         }
         // With no rules nothing is judged (the default decides).
-        assert_eq!(Policy::default().find(&Method::GET, "/a/../b"), Ok(None));
+        assert_eq!(
+            Policy::default().find(&Method::GET, "/a/../b"),
+            Ok(Found::default())
+        );
+    }
+
+    #[test]
+    fn literals_match_in_any_case_unless_told_otherwise() {
+        let p = policy();
+        assert!(find(&p, Method::GET, "/HEALTH").is_some());
+        assert!(find(&p, Method::GET, "/Static/a.css").is_some());
+        assert!(find(&p, Method::GET, "/API/V2/users/me/workspaces").is_some());
+        // An exact match needs nothing more; a folded one is judged with case respected too.
+        assert_eq!(p.find(&Method::GET, "/static/a.css").unwrap().also, None);
+        assert_eq!(
+            p.find(&Method::GET, "/Static/a.css").unwrap().also,
+            Some(None)
+        );
+        let both = Policy::new(
+            &[
+                rule("/admin/**", None, Some("user:create")),
+                rule("/ADMIN/**", None, None),
+            ],
+            Options::default(),
+        )
+        .unwrap();
+        let found = both.find(&Method::GET, "/ADMIN/x").unwrap();
+        assert!(matches!(found.rule.unwrap().rule, Rule::Require(..)));
+        assert_eq!(found.also.unwrap().unwrap().rule, Rule::Public);
+        let strict = Policy::new(
+            &[rule("/admin/**", None, Some("user:create"))],
+            Options {
+                case_sensitive: true,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        assert!(find(&strict, Method::GET, "/admin/x").is_some());
+        assert!(find(&strict, Method::GET, "/ADMIN/x").is_none());
+        // A rule's own setting wins over the policy's.
+        let mut loose = rule("/admin/**", None, Some("user:create"));
+        loose.case_sensitive = Some(false);
+        let mixed = Policy::new(
+            &[loose],
+            Options {
+                case_sensitive: true,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        assert!(find(&mixed, Method::GET, "/Admin/x").is_some());
+    }
+
+    #[test]
+    fn head_is_get_for_matching_unless_kept_apart() {
+        let reports = [rule("/reports/*", Some(&["GET"]), Some("user:create"))];
+        let p = Policy::new(&reports, Options::default()).unwrap();
+        assert!(find(&p, Method::HEAD, "/reports/q3").is_some());
+        assert!(find(&p, Method::POST, "/reports/q3").is_none());
+        assert!(p.warnings().is_empty());
+        let apart = Options {
+            head_as_get: false,
+            ..Options::default()
+        };
+        let p = Policy::new(&reports, apart).unwrap();
+        assert!(find(&p, Method::HEAD, "/reports/q3").is_none());
+        assert_eq!(p.warnings().len(), 1);
+        assert!(p.warnings()[0].starts_with("policy.route[0].methods"));
+    }
+
+    #[test]
+    fn only_canonical_paths_are_matched() {
+        let p = policy();
+        // A caller that skipped `canonicalize` is refused rather than answered.
+        assert!(p.find(&Method::GET, "//health").is_err());
+        assert!(p.find(&Method::GET, "/%68ealth").is_err());
+        assert!(find(&p, Method::GET, "/health").is_some());
     }
 
     #[test]
@@ -413,6 +567,16 @@ mod tests {
                 rule("/a/x*", None, None),
                 "policy.route[0].path",
                 "whole segments",
+            ),
+            (
+                rule("/a;x/b", None, None),
+                "policy.route[0].path",
+                "can never match",
+            ),
+            (
+                rule("/a/../b", None, None),
+                "policy.route[0].path",
+                "can never match",
             ),
             (
                 rule("/a", None, Some("workspaces:read")),
@@ -458,7 +622,8 @@ mod tests {
                 "exactly one of",
             ),
         ] {
-            let (got_key, got_reason) = Policy::new(&[spec]).expect_err("refused");
+            let (got_key, got_reason) =
+                Policy::new(&[spec], Options::default()).expect_err("refused");
             assert_eq!(got_key, key);
             assert!(
                 got_reason.contains(reason),
