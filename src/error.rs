@@ -48,6 +48,10 @@ pub enum Error {
     /// The route policy refuses the request.
     #[error("forbidden by route policy")]
     Forbidden,
+    /// A write authenticated by the session cookie that a browser sent from another site
+    /// (`Origin`, `Sec-Fetch-Site`; see [`crate::csrf`]).
+    #[error("cross-site request refused")]
+    CrossSite,
     /// A forward-auth request (`/.portcullis/verify`) that does not say, or not from a
     /// trusted proxy, or not unambiguously, what the original request was; the detail says what.
     #[error("bad forward-auth request: {0}")]
@@ -87,7 +91,7 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Forbidden => StatusCode::FORBIDDEN,
+            Error::Forbidden | Error::CrossSite => StatusCode::FORBIDDEN,
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
@@ -122,6 +126,11 @@ impl Error {
                 "You don't have permission to view this content. If you believe this is a \
                  mistake, please contact your administrator or try signing in with different \
                  credentials.",
+            ),
+            Error::CrossSite => (
+                "Forbidden.",
+                "Cross-site request refused: a write authenticated by the session cookie must \
+                 come from this site.",
             ),
             Error::UpstreamUnavailable(_) => {
                 ("Bad gateway.", "The upstream service could not be reached.")
@@ -197,6 +206,7 @@ mod tests {
             (Error::HeadersTooLarge, 431),
             (Error::Overloaded, 503),
             (Error::Forbidden, 403),
+            (Error::CrossSite, 403),
             (Error::Unauthenticated("API key is invalid.".into()), 401),
             (Error::UpstreamUnavailable(io()), 502),
             (Error::UpstreamTimeout("connect"), 504),

@@ -16,6 +16,7 @@ use crate::assertion;
 use crate::auth::session::{self, AuthError, Authenticated};
 use crate::body::Body;
 use crate::config::PolicyDefault;
+use crate::csrf;
 use crate::error::{Error, Result};
 use crate::metrics::{AuthResult, Outcome};
 use crate::policy::{Matched, Rule};
@@ -98,14 +99,14 @@ pub async fn admit(
         return match policy.default {
             PolicyDefault::Public => Ok(None),
             PolicyDefault::Deny => Err(Error::Forbidden),
-            PolicyDefault::Authenticated => authenticate(app, uri, headers).await.map(Some),
+            PolicyDefault::Authenticated => authenticate(app, method, uri, headers).await.map(Some),
         };
     };
     match route.rule {
         Rule::Public => Ok(None),
-        Rule::Authenticated => authenticate(app, uri, headers).await.map(Some),
+        Rule::Authenticated => authenticate(app, method, uri, headers).await.map(Some),
         Rule::Require(resource, action) => {
-            let auth = authenticate(app, uri, headers).await?;
+            let auth = authenticate(app, method, uri, headers).await?;
             let object = describe(app, &auth, resource, &route).await?;
             // Without an `{org}`, the object may be outside organizations (users, keys) or in
             // any organization the caller belongs to (workspaces, templates): either allows.
@@ -169,8 +170,14 @@ async fn describe(
     })
 }
 
-/// Authenticates the token carried by `headers`/`uri`, counting the result.
-async fn authenticate(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Authenticated> {
+/// Authenticates the token carried by `headers`/`uri`, counting the result; a write that a
+/// browser sent with the session cookie from another site is refused ([`csrf`]).
+async fn authenticate(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Authenticated> {
     let authenticated = match session::authenticate(&app.store, &app.keys, headers, uri).await {
         Ok(auth) => crate::oidc::session::follow(app, auth).await,
         Err(e) => Err(e),
@@ -180,6 +187,9 @@ async fn authenticate(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Authe
         Err(e) => e.result(),
     });
     match authenticated {
+        Ok(auth) if auth.from_cookie() => csrf::check(method, uri, headers, csrf::Checks::Site)
+            .map(|()| auth)
+            .map_err(|_| Error::CrossSite),
         Ok(auth) => Ok(auth),
         Err(AuthError::Store(e)) => Err(Error::StoreUnavailable(e)),
         Err(e) => Err(Error::Unauthenticated(e.to_string())),

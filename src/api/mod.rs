@@ -23,6 +23,7 @@ use crate::app::App;
 use crate::auth::session::{self, AuthError, Authenticated};
 use crate::auth::PasswordError;
 use crate::body::Body;
+use crate::csrf;
 use crate::error::{json_response, message_response};
 use crate::proxy::Peer;
 use crate::rbac::{Action, Object};
@@ -197,6 +198,14 @@ pub async fn handle(
     req: Request<Incoming>,
     path: &str,
 ) -> Result<Response<Body>, Request<Incoming>> {
+    // Coder exempts `/users/first` (§0.4): it needs no session.
+    if path != "/users/first" {
+        let checks = csrf::Checks::TokenAndSite;
+        if let Err(refused) = csrf::check(req.method(), req.uri(), req.headers(), checks) {
+            return Ok(refused.into_response());
+        }
+    }
+    let carried = csrf::Carried::of(req.headers());
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
     let result = match (&method, segments.as_slice()) {
@@ -263,7 +272,31 @@ pub async fn handle(
         }
         _ => return Err(req),
     };
-    Ok(result.unwrap_or_else(ApiError::into_response))
+    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    if carried.wants_token(resp.headers()) {
+        issue_csrf_cookie(app, &mut resp);
+    }
+    Ok(resp)
+}
+
+/// Adds a `Set-Cookie` with a new `csrf_token` (see [`csrf`]): not `HttpOnly`, so that the
+/// page's script can send it back in `X-CSRF-TOKEN`; `SameSite` and `Secure` as the session
+/// cookie's.
+fn issue_csrf_cookie(app: &App, resp: &mut Response<Body>) {
+    match csrf::new_token() {
+        Ok(token) => {
+            let cookie = login::set_cookie(
+                app,
+                &format!(
+                    "{}={token}; Path=/; SameSite={}",
+                    csrf::TOKEN_COOKIE,
+                    app.config.session.cookie_same_site
+                ),
+            );
+            resp.headers_mut().append(http::header::SET_COOKIE, cookie);
+        }
+        Err(error) => tracing::warn!(%error, "could not make a CSRF token"),
+    }
 }
 
 /// Reads and decodes a JSON body (at most 1 MiB): `400 Request body must be valid JSON.` with
