@@ -55,6 +55,10 @@ pub enum Error {
     /// A path in a namespace Portcullis owns (`/.portcullis/`) that it does not serve.
     #[error("no such route")]
     RouteNotFound,
+    /// A write authenticated by the session cookie that a browser sent from another site
+    /// (`Origin`, `Sec-Fetch-Site`; see [`crate::csrf`]).
+    #[error("cross-site request refused")]
+    CrossSite,
     /// A forward-auth request (`/.portcullis/verify`) that does not say, or not from a
     /// trusted proxy, or not unambiguously, what the original request was; the detail says what.
     #[error("bad forward-auth request: {0}")]
@@ -94,7 +98,7 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Forbidden => StatusCode::FORBIDDEN,
+            Error::Forbidden | Error::CrossSite => StatusCode::FORBIDDEN,
             Error::RouteNotFound => StatusCode::NOT_FOUND,
             Error::Loop => StatusCode::LOOP_DETECTED,
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
@@ -130,6 +134,11 @@ impl Error {
                 "You don't have permission to view this content. If you believe this is a \
                  mistake, please contact your administrator or try signing in with different \
                  credentials.",
+            ),
+            Error::CrossSite => (
+                "Forbidden.",
+                "Cross-site request refused: a write authenticated by the session cookie must \
+                 come from this site.",
             ),
             Error::UpstreamUnavailable(_) => {
                 ("Bad gateway.", "The upstream service could not be reached.")
@@ -211,6 +220,7 @@ mod tests {
             (Error::HeadersTooLarge, 431),
             (Error::Overloaded, 503),
             (Error::Forbidden, 403),
+            (Error::CrossSite, 403),
             (Error::Unauthenticated("API key is invalid.".into()), 401),
             (Error::UpstreamUnavailable(io()), 502),
             (Error::UpstreamTimeout("connect"), 504),

@@ -18,6 +18,7 @@
 //! - [`verify`]: forward-auth (`/.portcullis/verify`) for nginx, Traefik, Caddy and Envoy.
 //! - [`auth`]: session tokens (format, extraction, stripping) and password hashing.
 //! - [`api`]: the Coder-compatible API under `api.prefix`.
+//! - [`csrf`]: the CSRF defence for cookie-authenticated writes (double submit, same site).
 //! - [`limits`]: login abuse limits (per IP, per account).
 //! - [`oidc`]: single sign-on through an OpenID Connect provider, OIDC session refresh, and
 //!   moving password accounts onto it (convert-login).
@@ -45,6 +46,7 @@ pub mod assertion;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod csrf;
 pub mod echo;
 pub mod error;
 pub mod headers;

@@ -19,6 +19,7 @@ use crate::assertion;
 use crate::auth::session::{self, AuthError, Authenticated};
 use crate::body::Body;
 use crate::config::PolicyDefault;
+use crate::csrf;
 use crate::error::{Error, Result};
 use crate::metrics::{AuthResult, Outcome};
 use crate::policy::{self, Matched, Rule};
@@ -135,9 +136,10 @@ pub async fn admit(
     let path = policy::canonicalize(uri.path())?;
     let found = app.config.policy.routes.find(method, &path)?;
     let mut session = None;
-    judge(app, found.rule.as_ref(), uri, headers, &mut session).await?;
+    let request = (method, uri, headers);
+    judge(app, found.rule.as_ref(), request, &mut session).await?;
     if let Some(also) = &found.also {
-        judge(app, also.as_ref(), uri, headers, &mut session).await?;
+        judge(app, also.as_ref(), request, &mut session).await?;
     }
     Ok(session)
 }
@@ -147,8 +149,7 @@ pub async fn admit(
 async fn judge(
     app: &App,
     route: Option<&Matched<'_>>,
-    uri: &Uri,
-    headers: &HeaderMap,
+    (method, uri, headers): (&Method, &Uri, &HeaderMap),
     session: &mut Option<Authenticated>,
 ) -> Result<()> {
     let rule = match route {
@@ -164,7 +165,7 @@ async fn judge(
     }
     let auth = match session {
         Some(auth) => auth,
-        None => session.insert(authenticate(app, uri, headers).await?),
+        None => session.insert(authenticate(app, method, uri, headers).await?),
     };
     let (Rule::Require(resource, action), Some(route)) = (rule, route) else {
         return Ok(());
@@ -229,8 +230,14 @@ async fn describe(
     })
 }
 
-/// Authenticates the token carried by `headers`/`uri`, counting the result.
-async fn authenticate(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Authenticated> {
+/// Authenticates the token carried by `headers`/`uri`, counting the result; a write that a
+/// browser sent with the session cookie from another site is refused ([`csrf`]).
+async fn authenticate(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Authenticated> {
     let authenticated = match session::authenticate(&app.store, &app.keys, headers, uri).await {
         Ok(auth) => crate::oidc::session::follow(app, auth).await,
         Err(e) => Err(e),
@@ -240,6 +247,9 @@ async fn authenticate(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Authe
         Err(e) => e.result(),
     });
     match authenticated {
+        Ok(auth) if auth.from_cookie() => csrf::check(method, uri, headers, csrf::Checks::Site)
+            .map(|()| auth)
+            .map_err(|_| Error::CrossSite),
         Ok(auth) => Ok(auth),
         Err(AuthError::Store(e)) => Err(Error::StoreUnavailable(e)),
         Err(e) => Err(Error::Unauthenticated(e.to_string())),

@@ -570,6 +570,66 @@ async fn webhook_codes(store_url: &str) {
 
 on_both_stores!(webhook_codes => webhook_codes_memory, webhook_codes_redis);
 
+/// A correct code does not lose to itself: of 10 concurrent changes with the one good code,
+/// exactly one wins and the others are refused, without voiding anything. Only wrong codes
+/// count towards the limit: right codes that change nothing (the current password) use up no
+/// attempt, and five wrong ones still void the code.
+async fn only_wrong_codes_count(store_url: &str) {
+    let w = Hooked::start(store_url, WEBHOOK_SECRET, "", "").await;
+    let addr = w.sidecar.addr;
+    const WRONG: &str = "WRONGWRONGWRONGWRONGWRONG0";
+
+    assert_eq!(request_code(addr, EMAIL).await, StatusCode::NO_CONTENT);
+    let code = w.receiver.code(EMAIL, 1).await;
+    let racers: Vec<_> = (0..10)
+        .map(|_| {
+            let code = code.clone();
+            tokio::spawn(async move { change(addr, EMAIL, &code, NEW_PASSWORD).await })
+        })
+        .collect();
+    let mut won = 0;
+    for racer in racers {
+        let got = racer.await.unwrap();
+        if got.0 == StatusCode::NO_CONTENT {
+            won += 1;
+        } else {
+            assert_incorrect(&got);
+        }
+    }
+    assert_eq!(won, 1, "exactly one of the 10 changes wins");
+    session(addr, NEW_PASSWORD).await;
+    assert_incorrect(&change(addr, EMAIL, &code, "another passphrase").await);
+
+    // Four wrong codes, then the right one six times with the current password (refused, the
+    // code kept): the right code still works.
+    assert_eq!(request_code(addr, EMAIL).await, StatusCode::NO_CONTENT);
+    let code = w.receiver.code(EMAIL, 2).await;
+    for _ in 0..4 {
+        assert_incorrect(&change(addr, EMAIL, WRONG, "another passphrase").await);
+    }
+    for _ in 0..6 {
+        let got = change(addr, EMAIL, &code, NEW_PASSWORD).await;
+        assert_eq!(got.0, StatusCode::BAD_REQUEST, "{}", got.1);
+        assert_eq!(got.1["message"], "New password cannot match old password.");
+    }
+    let got = change(addr, EMAIL, &code, "another passphrase").await;
+    assert_eq!(got.0, StatusCode::NO_CONTENT, "{}", got.1);
+
+    // Five wrong codes void the code.
+    assert_eq!(request_code(addr, EMAIL).await, StatusCode::NO_CONTENT);
+    let code = w.receiver.code(EMAIL, 3).await;
+    for _ in 0..5 {
+        assert_incorrect(&change(addr, EMAIL, WRONG, "a third passphrase").await);
+    }
+    assert_incorrect(&change(addr, EMAIL, &code, "a third passphrase").await);
+    w.finish().await;
+}
+
+on_both_stores!(only_wrong_codes_count =>
+    one_of_ten_parallel_changes_with_a_good_code_wins_on_memory,
+    one_of_ten_parallel_changes_with_a_good_code_wins_on_redis
+);
+
 /// A receiver with another secret refuses the deliveries (its check is real); Portcullis
 /// counts them failed and still answers 204.
 #[tokio::test]

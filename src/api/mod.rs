@@ -23,6 +23,7 @@ use crate::app::App;
 use crate::auth::session::{self, AuthError, Authenticated};
 use crate::auth::PasswordError;
 use crate::body::Body;
+use crate::csrf;
 use crate::error::{json_response, message_response};
 use crate::proxy::Peer;
 use crate::rbac::{Action, Object};
@@ -200,10 +201,18 @@ pub async fn handle(
     req: Request<Incoming>,
     path: &str,
 ) -> Result<Response<Body>, Request<Incoming>> {
+    // Coder exempts `/users/first` (§0.4): it needs no session.
+    if path != "/users/first" {
+        let checks = csrf::Checks::TokenAndSite;
+        if let Err(refused) = csrf::check(req.method(), req.uri(), req.headers(), checks) {
+            return Ok(refused.into_response());
+        }
+    }
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     if !owned(&segments) {
         return Err(req);
     }
+    let carried = csrf::Carried::of(req.headers());
     // HEAD is answered by the GET handler, without the body (RFC 9110 §9.3.2).
     let method = match req.method() {
         &Method::HEAD => Method::GET,
@@ -277,7 +286,31 @@ pub async fn handle(
         }
         _ => Err(not_served(&method, &segments)),
     };
-    Ok(result.unwrap_or_else(ApiError::into_response))
+    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    if carried.wants_token(resp.headers()) {
+        issue_csrf_cookie(app, &mut resp);
+    }
+    Ok(resp)
+}
+
+/// Adds a `Set-Cookie` with a new `csrf_token` (see [`csrf`]): not `HttpOnly`, so that the
+/// page's script can send it back in `X-CSRF-TOKEN`; `SameSite` and `Secure` as the session
+/// cookie's.
+fn issue_csrf_cookie(app: &App, resp: &mut Response<Body>) {
+    match csrf::new_token() {
+        Ok(token) => {
+            let cookie = login::set_cookie(
+                app,
+                &format!(
+                    "{}={token}; Path=/; SameSite={}",
+                    csrf::TOKEN_COOKIE,
+                    app.config.session.cookie_same_site
+                ),
+            );
+            resp.headers_mut().append(http::header::SET_COOKIE, cookie);
+        }
+        Err(error) => tracing::warn!(%error, "could not make a CSRF token"),
+    }
 }
 
 /// Second segments of `/users/...` that are routes of their own, never a `{user}`: as in

@@ -15,6 +15,7 @@ use crate::api::{self, tag_failed, ApiError, ApiResult, Validation};
 use crate::app::App;
 use crate::auth::{PasswordError, UserInfo};
 use crate::proxy::Peer;
+use crate::rbac::roles::OWNER;
 use crate::rbac::Object;
 use crate::users::{UserError, Users};
 
@@ -36,6 +37,17 @@ pub async fn change(app: &Arc<App>, peer: &Peer, req: Request<Incoming>, param: 
     let (auth, user) = users::target(app, &req, param).await?;
     if !api::allowed(&auth, "update_personal", &Object::user(user.id)) {
         return Err(api::not_found());
+    }
+    if !users::may_act_on(&auth, &user) {
+        // Coder's own check and answer for this case (coderd/users.go putUserPassword).
+        if user.roles.iter().any(|r| r == OWNER) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Only owners can change the password of another owner.",
+                "",
+            ));
+        }
+        return Err(api::forbidden());
     }
     let body: UpdatePassword = api::json_body(req).await?;
     if body.password.is_empty() {

@@ -7,7 +7,9 @@
 //! `unassign` permission *and* a role of the caller that may assign that role (owner: all;
 //! user-admin: `member` and the default organization member roles; organization-admin: every
 //! organization role in its own organization; organization-user-admin: the default member
-//! roles). Implicit roles (`member`, `organization-member`) are accepted and not stored.
+//! roles). Implicit roles (`member`, `organization-member`) are accepted and not stored. And
+//! nobody changes the roles of a user who holds a role they could not grant
+//! ([`roles::may_act_on`]: a user-admin leaves an owner's roles alone).
 
 use std::sync::Arc;
 
@@ -23,7 +25,7 @@ use crate::app::App;
 use crate::auth::session::Authenticated;
 use crate::rbac::roles::{self, Kind, Role};
 use crate::rbac::{org_roles, Action, Object, Resource};
-use crate::store::{Membership, Organization};
+use crate::store::{Membership, Organization, User};
 use crate::users::Users;
 
 /// `codersdk.UpdateRoles`.
@@ -63,7 +65,7 @@ pub async fn set_site_roles(app: &Arc<App>, req: Request<Incoming>, param: &str)
         ));
     }
     let body: UpdateRoles = api::json_body(req).await?;
-    let actor = site_roles_of(&auth).collect::<Vec<_>>();
+    let actor: Vec<_> = roles::site_roles(&auth.session().user.roles).collect();
     let object = Object::new(Resource::known("assign_role"));
     let wanted: Vec<String> = body
         .roles
@@ -73,7 +75,8 @@ pub async fn set_site_roles(app: &Arc<App>, req: Request<Incoming>, param: &str)
     if let Some(unknown) = wanted.iter().find(|r| roles::find(r, Kind::Site).is_none()) {
         return Err(invalid_role(unknown, "site"));
     }
-    if !may_change(&auth, &actor, &object, &user.roles, &wanted) {
+    if !users::may_act_on(&auth, &user) || !may_change(&auth, &actor, &object, &user.roles, &wanted)
+    {
         return Err(api::forbidden());
     }
     let ops = Users::of(app);
@@ -90,7 +93,7 @@ pub async fn set_member_roles(
     org_param: &str,
     user_param: &str,
 ) -> ApiResult {
-    let (auth, org, membership) = membership(app, &req, org_param, user_param).await?;
+    let (auth, org, user, membership) = membership(app, &req, org_param, user_param).await?;
     if membership.user_id == auth.subject().id {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -107,7 +110,7 @@ pub async fn set_member_roles(
     if let Some(unknown) = wanted.iter().find(|r| roles::find(r, Kind::Org).is_none()) {
         return Err(invalid_role(unknown, "organization"));
     }
-    let mut actor: Vec<&'static Role> = site_roles_of(&auth).collect();
+    let mut actor: Vec<&'static Role> = roles::site_roles(&auth.session().user.roles).collect();
     if let Some(own) = auth
         .session()
         .memberships
@@ -120,7 +123,11 @@ pub async fn set_member_roles(
         org: Some(org.id),
         ..Object::new(Resource::known("assign_org_role"))
     };
-    if !may_change(&auth, &actor, &object, &membership.roles, &wanted) {
+    // The rule of `roles::may_act_on` on both the user's site roles and its roles here.
+    if !roles::may_act_on(&actor, &user.roles, Kind::Site)
+        || !roles::may_act_on(&actor, &membership.roles, Kind::Org)
+        || !may_change(&auth, &actor, &object, &membership.roles, &wanted)
+    {
         return Err(api::forbidden());
     }
     let updated = Users::of(app).set_org_roles(membership, &wanted).await?;
@@ -198,7 +205,7 @@ pub async fn remove_member(
     org_param: &str,
     user_param: &str,
 ) -> ApiResult {
-    let (auth, org, membership) = membership(app, &req, org_param, user_param).await?;
+    let (auth, org, _, membership) = membership(app, &req, org_param, user_param).await?;
     if membership.user_id == auth.subject().id {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -231,7 +238,7 @@ async fn membership(
     req: &Request<Incoming>,
     org_param: &str,
     user_param: &str,
-) -> Result<(Authenticated, Organization, Membership), ApiError> {
+) -> Result<(Authenticated, Organization, User, Membership), ApiError> {
     let (auth, user) = users::target(app, req, user_param).await?;
     let org = organization(app, &auth, org_param).await?;
     let membership = app
@@ -239,7 +246,7 @@ async fn membership(
         .membership(user.id, org.id)
         .await?
         .ok_or_else(api::not_found)?;
-    Ok((auth, org, membership))
+    Ok((auth, org, user, membership))
 }
 
 /// Whether the caller may go from `old` to `new`: each role added needs `assign` and each
@@ -258,17 +265,6 @@ fn may_change(
     };
     added.into_iter().all(|r| permitted("assign", r))
         && removed.into_iter().all(|r| permitted("unassign", r))
-}
-
-/// The caller's site roles, `member` included.
-fn site_roles_of(auth: &Authenticated) -> impl Iterator<Item = &'static Role> + '_ {
-    auth.session()
-        .user
-        .roles
-        .iter()
-        .map(String::as_str)
-        .chain([roles::MEMBER])
-        .filter_map(|r| roles::find(r, Kind::Site))
 }
 
 /// Resolves `{organization}`: an id, a name, or `default`; 404 when there is none or the

@@ -15,6 +15,7 @@ use crate::api::{self, tag_failed, ApiError, ApiResult};
 use crate::app::App;
 use crate::auth::session::Authenticated;
 use crate::auth::UserInfo;
+use crate::rbac::roles::{self, Kind};
 use crate::rbac::{Action, Object, Resource};
 use crate::store::{LoginType, Membership, User, UserStatus};
 use crate::users::{validate_email, validate_name, validate_username, NewUser, UserError, Users};
@@ -114,7 +115,7 @@ impl RoleJson {
     pub fn site(name: &str) -> Self {
         RoleJson {
             name: name.to_owned(),
-            display_name: crate::rbac::roles::find(name, crate::rbac::roles::Kind::Site)
+            display_name: roles::find(name, Kind::Site)
                 .map_or(name, |r| r.display_name)
                 .to_owned(),
         }
@@ -302,7 +303,7 @@ pub async fn delete(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiR
             "",
         ));
     }
-    if !api::allowed(&auth, "delete", &Object::user(user.id)) {
+    if !api::allowed(&auth, "delete", &Object::user(user.id)) || !may_act_on(&auth, &user) {
         return Err(api::forbidden());
     }
     Users::of(app).delete(user.id).await?;
@@ -338,12 +339,25 @@ pub async fn set_status(
             ));
         }
     }
-    if !api::allowed(&auth, "update", &Object::user(user.id)) {
+    if !api::allowed(&auth, "update", &Object::user(user.id)) || !may_act_on(&auth, &user) {
         return Err(api::forbidden());
     }
     let user = Users::of(app).set_status(user.id, status).await?;
     let memberships = app.store.memberships_of(user.id).await?;
     api::json(StatusCode::OK, &UserJson::new(&user, &memberships))
+}
+
+/// Whether the caller may act on `user` (delete, suspend, activate, change the password or
+/// the roles of) under the rule written once in [`roles::may_act_on`]: only a caller that could
+/// grant every site role `user` holds. Always true for the caller's own record; the endpoints
+/// have their own rules about acting on oneself.
+pub fn may_act_on(auth: &Authenticated, user: &User) -> bool {
+    let session = auth.session();
+    if user.id == session.user.id {
+        return true;
+    }
+    let actor: Vec<_> = roles::site_roles(&session.user.roles).collect();
+    roles::may_act_on(&actor, &user.roles, Kind::Site)
 }
 
 /// Authenticates the request, resolves `{user}` (§0.6) and checks that the caller may see

@@ -63,6 +63,7 @@ pub enum AuthError {
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     entry: Arc<Entry>,
+    from_cookie: bool,
 }
 
 // === impl AuthError ===
@@ -86,6 +87,12 @@ impl Authenticated {
     /// The key, user and memberships.
     pub fn session(&self) -> &Arc<Session> {
         &self.entry.session
+    }
+
+    /// Whether the token came from the `coder_session_token` cookie (which a browser attaches
+    /// by itself, so the request gets the CSRF checks of [`crate::csrf`]).
+    pub fn from_cookie(&self) -> bool {
+        self.from_cookie
     }
 
     /// What this session may do.
@@ -140,7 +147,9 @@ pub async fn authenticate(
     {
         tokio::spawn(touch(store.clone(), entry.clone(), now));
     }
-    Ok(Authenticated { entry })
+    // `extract` reads the cookie first: when there is one, the token is the cookie's.
+    let from_cookie = token::cookie(headers, token::SESSION_COOKIE).is_some();
+    Ok(Authenticated { entry, from_cookie })
 }
 
 /// Writes `last_used` and the sliding expiry (§8.5), and re-activates a dormant user (§8.4).

@@ -10,9 +10,12 @@
 //!   comparison is constant-time. The code in the clear exists only on its way to delivery.
 //! - A code lives `otp.lifetime` (default 10 minutes), is single use, and a new request
 //!   replaces the previous code of the user.
-//! - At most [`MAX_ATTEMPTS`] checks per code, counted before the comparison so that
-//!   concurrent guesses on several replicas cannot exceed it; the check that reaches the limit
-//!   without the right code voids the code.
+//! - At most [`MAX_ATTEMPTS`] wrong codes per code: only a wrong code counts, and the one that
+//!   reaches the limit voids the code. A right code uses up nothing and is accepted while
+//!   fewer than [`MAX_ATTEMPTS`] wrong ones have been counted, so that concurrent changes with
+//!   the right code cannot void it for each other (one of them wins the consume, below).
+//!   Guesses in flight on several replicas are counted when they finish, so a burst can have
+//!   a few more than [`MAX_ATTEMPTS`] compared; each still succeeds with probability 2^-130.
 //! - A request does the same work whether or not a password user has the email (look-up,
 //!   code, hash, one store write — to a decoy record when there is nobody); only the delivery
 //!   differs, and it runs in a task of its own after the answer. The per-email limit counts
@@ -25,7 +28,7 @@
 //! |---|---|---|
 //! | `otp:code:<user id>` | ephemeral, TTL `otp.lifetime` | the [`Record`] of the user's current code |
 //! | `otp:code:none` | ephemeral | the decoy written for emails of nobody |
-//! | `otp:tries:<record id>` | counter, window `otp.lifetime` | checks made against one code |
+//! | `otp:tries:<record id>` | counter, window `otp.lifetime` | wrong codes checked against one code |
 //! | `otp:requests:<SHA-256 of the email>` | counter, window `otp.request_window` | requests for one address |
 //!
 //! Consuming a code is a compare-and-delete of the very record that was checked
@@ -51,8 +54,7 @@ mod webhook;
 
 pub use delivery::{Delivery, Message};
 
-/// Checks allowed against one code; the one that reaches this count without the right code
-/// voids it.
+/// Wrong codes allowed against one code; the one that reaches this count voids it.
 pub const MAX_ATTEMPTS: u64 = 5;
 
 /// Symbols in a code: 26 × 5 bits = 130 bits.
@@ -259,10 +261,10 @@ impl Otp {
     }
 
     /// Checks `presented` against the current code of `user` (`None`: nobody has the email,
-    /// which is checked against the decoy and never matches). Every check counts towards
-    /// [`MAX_ATTEMPTS`] for the code, right or wrong; the one that reaches it without the
-    /// right code voids the code. Returns what to consume when the code matches, is live, and
-    /// belongs to a password user.
+    /// which is checked against the decoy and never matches). A wrong code counts towards
+    /// [`MAX_ATTEMPTS`] for the code, and the one that reaches it voids the code; a right code
+    /// counts nothing, and is refused only once the wrong ones have reached the limit. Returns
+    /// what to consume when the code matches, is live, and belongs to a password user.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails (the caller answers 500 or 503).
@@ -276,10 +278,10 @@ impl Otp {
         let name = code_name(user);
         let raw = store.get_ephemeral(&name).await?;
         let record: Option<Record> = raw.as_deref().and_then(|r| serde_json::from_slice(r).ok());
-        let tries_of = record.as_ref().map_or(NOBODY, |r| r.id.as_str());
-        let tries = store
-            .incr_window(&format!("otp:tries:{tries_of}"), self.lifetime)
-            .await?;
+        let tries = format!(
+            "otp:tries:{}",
+            record.as_ref().map_or(NOBODY, |r| r.id.as_str())
+        );
         let stored: [u8; 32] = record
             .as_ref()
             .and_then(|r| hex::decode(&r.hash).ok())
@@ -289,20 +291,25 @@ impl Otp {
         let live = record
             .as_ref()
             .is_some_and(|r| r.expires_at > unix_millis(OffsetDateTime::now_utc()));
-        let matched = user.is_some() && same && live && tries <= MAX_ATTEMPTS;
         match raw {
-            Some(record) if matched => Ok(Some(Checked { name, record })),
-            Some(raw) if user.is_some() && tries >= MAX_ATTEMPTS => {
-                // Compare-and-delete: only the record that was checked; a newer code stays.
-                if store.take_ephemeral_if(&name, &raw).await? {
-                    tracing::info!(
-                        user_id = ?user.map(|u| u.id),
-                        "one-time passcode voided after {MAX_ATTEMPTS} checks"
-                    );
+            Some(record) if user.is_some() && same && live => {
+                // One store read, like the wrong code's one increment.
+                let wrong = store.counter(&tries).await?;
+                Ok((wrong < MAX_ATTEMPTS).then_some(Checked { name, record }))
+            }
+            raw => {
+                let wrong = store.incr_window(&tries, self.lifetime).await?;
+                if let Some(raw) = raw.filter(|_| user.is_some() && wrong >= MAX_ATTEMPTS) {
+                    // Compare-and-delete: only the record that was checked; a newer code stays.
+                    if store.take_ephemeral_if(&name, &raw).await? {
+                        tracing::info!(
+                            user_id = ?user.map(|u| u.id),
+                            "one-time passcode voided after {MAX_ATTEMPTS} wrong codes"
+                        );
+                    }
                 }
                 Ok(None)
             }
-            _ => Ok(None),
         }
     }
 

@@ -118,13 +118,7 @@ impl Subject {
     pub fn new(user: &User, memberships: &[Membership], key: &ApiKey) -> Self {
         let mut site = PermSet::empty();
         let mut own = PermSet::empty();
-        let site_roles = user
-            .roles
-            .iter()
-            .map(String::as_str)
-            .chain([roles::MEMBER])
-            .filter_map(|name| roles::find(name, roles::Kind::Site));
-        for role in site_roles {
+        for role in roles::site_roles(&user.roles) {
             site.union(&role.site);
             own.union(&role.user);
         }

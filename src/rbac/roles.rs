@@ -79,6 +79,28 @@ pub fn may_assign<'a>(actor: impl IntoIterator<Item = &'a Role>, role: &str) -> 
     actor.into_iter().any(|r| r.assigns.contains(&role))
 }
 
+/// The site roles named in `names` with `member`, which every user holds; names that are
+/// not built-in site roles grant nothing and are skipped.
+pub fn site_roles(names: &[String]) -> impl Iterator<Item = &'static Role> + '_ {
+    names
+        .iter()
+        .map(String::as_str)
+        .chain([MEMBER])
+        .filter_map(|name| find(name, Kind::Site))
+}
+
+/// Whether a holder of `actor` roles may act on a user who holds the `held` roles of `kind`:
+/// delete, suspend or activate them, change their password, or change their roles. Only when
+/// it could grant every one of those roles itself ([`may_assign`]), so that nobody takes over
+/// or removes a user with more power than they could hand out (a user-admin cannot reset an
+/// owner's password). Names that are not built-in roles of `kind` grant nothing, so they
+/// protect nothing. The one rule every endpoint that acts on another user asks.
+pub fn may_act_on(actor: &[&Role], held: &[String], kind: Kind) -> bool {
+    held.iter()
+        .filter(|name| find(name, kind).is_some())
+        .all(|name| may_assign(actor.iter().copied(), name))
+}
+
 fn build() -> Vec<Role> {
     let p = |specs: &[&str]| PermSet::parse(specs).expect("built-in permissions parse");
     let every_role: &'static [&'static str] = &[
@@ -360,5 +382,41 @@ mod tests {
             roles(&["member", "auditor", "template-admin"]),
             "member"
         ));
+    }
+
+    #[test]
+    fn who_may_act_on_whom() {
+        let held = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let owner: Vec<_> = site_roles(&held(&["owner"])).collect();
+        let user_admin: Vec<_> = site_roles(&held(&["user-admin"])).collect();
+        let member: Vec<_> = site_roles(&[]).collect();
+        let org_admin = [find("organization-admin", Kind::Org).unwrap()];
+        let cases: &[(&[&Role], &[&str], Kind, bool)] = &[
+            (&owner, &["owner"], Kind::Site, true),
+            (&owner, &["auditor", "user-admin"], Kind::Site, true),
+            (&user_admin, &[], Kind::Site, true),
+            (&user_admin, &["owner"], Kind::Site, false),
+            (&user_admin, &["auditor"], Kind::Site, false),
+            (&user_admin, &["user-admin"], Kind::Site, false),
+            (&user_admin, &["no-such-role"], Kind::Site, true),
+            (&member, &[], Kind::Site, true),
+            (&member, &["auditor"], Kind::Site, false),
+            (&org_admin, &["organization-admin"], Kind::Org, true),
+            (&user_admin, &["organization-admin"], Kind::Org, false),
+            (
+                &user_admin,
+                &["organization-workspace-access"],
+                Kind::Org,
+                true,
+            ),
+        ];
+        for (actor, target, kind, expected) in cases {
+            let names: Vec<_> = actor.iter().map(|r| r.name).collect();
+            assert_eq!(
+                may_act_on(actor, &held(target), *kind),
+                *expected,
+                "{names:?} on {target:?}"
+            );
+        }
     }
 }
