@@ -6,7 +6,7 @@
 //! first-login provisioning with mapped roles, the refusals (a domain not allowed, signups
 //! off, a password user, a tampered or foreign `state`, a replayed code, an expired ID token,
 //! an unreachable provider), convert-login from a password account (§6) with its errors, and
-//! the refresh of §8.4. The flows that keep state in the store run on both backends, the real
+//! the refresh of §8.4, and the login metric. The flows that keep state in the store run on both backends, the real
 //! Redis included (`127.0.0.1:6379`, under a random key prefix).
 
 mod common;
@@ -138,6 +138,20 @@ impl World {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
         answer["session_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Asks to convert the password user of `token` to OIDC; returns the `convert-` state.
+    async fn start_convert(&self, token: &str) -> String {
+        let (status, pending) = self
+            .call(
+                Method::POST,
+                "/api/v2/users/me/convert-login",
+                Some(json!({"to_type": "oidc", "password": PASSWORD})),
+                Some(token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{pending}");
+        pending["state_string"].as_str().unwrap().to_owned()
     }
 
     async fn call(
@@ -666,18 +680,7 @@ async fn convert_login_refuses_an_expired_state_and_another_email() {
     let w = World::with_accounts("memory://", "convert_state_ttl = \"1s\"").await;
     w.first_user("carol@example.com", "carol").await;
     let token = w.password_login("carol@example.com").await;
-    let start = || async {
-        let (status, pending) = w
-            .call(
-                Method::POST,
-                "/api/v2/users/me/convert-login",
-                Some(json!({"to_type": "oidc", "password": PASSWORD})),
-                Some(&token),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{pending}");
-        pending["state_string"].as_str().unwrap().to_owned()
-    };
+    let start = || w.start_convert(&token);
 
     // Past its lifetime the state is refused before anyone is sent to the provider.
     let state = start().await;
@@ -806,5 +809,68 @@ async fn two_replicas_refresh_a_shared_session_once() {
         "one refresh for both replicas"
     );
     replica.shutdown().await;
+    w.finish().await;
+}
+
+// === metrics ===
+
+#[tokio::test]
+async fn oidc_logins_are_counted_by_result() {
+    let w = World::with_accounts("memory://", "create_users = false").await;
+    w.first_user("carol@example.com", "carol").await;
+    let count = |text: &str, result: &str| {
+        metric(
+            text,
+            &format!("portcullis_logins_total{{result=\"{result}\"}}"),
+        )
+    };
+    let before = w.sidecar.metrics().await;
+
+    // Refused: signups off (403), and a replayed state (401).
+    let mut browser = Browser::new();
+    let back = w.login_until_back(&mut browser, "alice").await;
+    assert_eq!(
+        browser.request(Method::GET, &back, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        browser.request(Method::GET, &back, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // A conversion is not a login; carol's login after it is.
+    let token = w.password_login("carol@example.com").await;
+    let state = w.start_convert(&token).await;
+    let mut browser = Browser::new();
+    let back = w
+        .to_provider_and_back(
+            &mut browser,
+            &format!("/api/v2/users/oidc/callback?oidc_merge_state={state}"),
+            "carol",
+        )
+        .await;
+    assert!(browser
+        .request(Method::GET, &back, None)
+        .await
+        .status
+        .is_redirection());
+    assert_eq!(
+        w.sign_in(&mut Browser::new(), "carol").await.status,
+        StatusCode::OK
+    );
+
+    let after = w.sidecar.metrics().await;
+    for (result, added) in [
+        ("ok", 2.0), // carol's password login and her OIDC login
+        ("forbidden", 1.0),
+        ("bad_credentials", 1.0),
+        ("suspended", 0.0),
+        ("error", 0.0),
+    ] {
+        assert_eq!(
+            count(&after, result) - count(&before, result),
+            added,
+            "{result} in:\n{after}"
+        );
+    }
     w.finish().await;
 }

@@ -30,13 +30,14 @@ use time::OffsetDateTime;
 
 use super::{convert, session, Oidc, OidcError};
 use crate::api::login::{
-    clear_cookie, new_session_key, session_cookie, set_cookie, suspended, wrong_login_type,
+    clear_cookie, new_session_key, session_cookie, set_cookie, wrong_login_type, Failed,
 };
 use crate::api::{ApiError, ApiResult};
 use crate::app::App;
 use crate::auth::token::{self, RngError};
 use crate::body::Body;
 use crate::headers::{X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use crate::metrics::LoginResult;
 use crate::proxy::Peer;
 use crate::store::{LoginType, User, UserStatus};
 use crate::users::{NewUser, UserError, Users};
@@ -90,10 +91,21 @@ pub async fn callback(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> Ap
             query.get("error_description").map_or("", String::as_str),
         ));
     }
-    match query.get("code") {
-        None => start(app, oidc, peer, &req, &query).await,
-        Some(code) => finish(app, oidc, peer, &req, &query, code).await,
+    let Some(code) = query.get("code") else {
+        return start(app, oidc, peer, &req, &query).await;
+    };
+    let answer = finish(app, oidc, peer, &req, &query, code).await;
+    // A login comes back here; a conversion (§6) is not one.
+    if !query
+        .get("state")
+        .is_some_and(|s| convert::is_convert_state(s))
+    {
+        app.metrics.login(match &answer {
+            Ok(_) => LoginResult::Ok,
+            Err(failed) => failed.result(),
+        });
     }
+    answer.map_err(ApiError::from)
 }
 
 /// The start leg: store the flow, bind it to this browser, send the browser to the provider.
@@ -154,7 +166,7 @@ async fn finish(
     req: &Request<Incoming>,
     query: &HashMap<String, String>,
     code: &str,
-) -> ApiResult {
+) -> Result<Response<Body>, Failed> {
     let state = query
         .get("state")
         .filter(|s| !s.is_empty())
@@ -173,10 +185,10 @@ async fn finish(
     let flow: Flow = serde_json::from_slice(&record).map_err(ApiError::internal)?;
     let presented = hex_sha256(&String::from_utf8_lossy(binding));
     if !bool::from(presented.as_bytes().ct_eq(flow.binding.as_bytes())) {
-        return Err(mismatch());
+        return Err(mismatch().into());
     }
     if app.store.take_ephemeral(&key).await?.is_none() {
-        return Err(mismatch());
+        return Err(mismatch().into());
     }
 
     // RFC 9207: a provider that names itself in its response must be the configured one.
@@ -188,7 +200,8 @@ async fn finish(
             StatusCode::BAD_REQUEST,
             "Failed to verify OIDC token.",
             "the authorization response comes from another issuer",
-        ));
+        )
+        .into());
     }
     let login = oidc
         .exchange(code, &flow.verifier, &flow.redirect_uri, &flow.nonce)
@@ -225,22 +238,23 @@ async fn sign_in(
     oidc: &Oidc,
     claims: &Map<String, Value>,
     email: &str,
-) -> Result<User, ApiError> {
+) -> Result<User, Failed> {
     let Some(mut user) = app.store.user_by_email(email).await? else {
         if !oidc.config.create_users {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "Signups are not allowed for login type \"oidc\"",
                 "",
-            ));
+            )
+            .into());
         }
-        return create(app, oidc, claims, email).await;
+        return Ok(create(app, oidc, claims, email).await?);
     };
     if user.login_type != LoginType::Oidc {
-        return Err(wrong_login_type(LoginType::Oidc, user.login_type));
+        return Err(wrong_login_type(LoginType::Oidc, user.login_type).into());
     }
     if user.status == UserStatus::Suspended {
-        return Err(suspended());
+        return Err(Failed::suspended());
     }
     let mut changed = false;
     if user.status == UserStatus::Dormant {
