@@ -8,6 +8,7 @@
 //   ACCESS_TOKEN_TTL    seconds (default 3600); ID_TOKEN_TTL likewise
 //   CLOCK_SKEW_SECONDS  shifts this provider's clock (negative: every token it issues has
 //                       already expired by the clock of the relying party)
+//   PORT                the port to listen on (default: a free one)
 //
 // Prints "listening <port>" once it serves. Routes besides the provider's own:
 //   GET  /interaction/:uid         a login form (what a browser would show)
@@ -28,7 +29,7 @@ const accounts = JSON.parse(process.env.ACCOUNTS || '{}');
 const stats = { refreshes: 0 };
 
 const server = http.createServer();
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+await new Promise((resolve) => server.listen(Number(process.env.PORT || 0), '127.0.0.1', resolve));
 const { port } = server.address();
 
 const provider = new Provider(`http://127.0.0.1:${port}`, {
