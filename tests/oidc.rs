@@ -6,9 +6,9 @@
 //! first-login provisioning with mapped roles, the refusals (a domain not allowed, signups
 //! off, a password user, a tampered or foreign `state`, a replayed code, an expired ID token,
 //! an unreachable provider), convert-login from a password account (§6) with its errors, the
-//! refresh of §8.4, accounts linked by (issuer, subject) rather than email (`email_verified`
-//! variants, a second subject with a linked email, the link across restarts and its removal
-//! with the user), and the login metric. The
+//! refresh of §8.4 and its ID token checks, accounts linked by (issuer, subject) rather than
+//! email (`email_verified` variants, a second subject with a linked email, the link across
+//! restarts and its removal with the user), a rotated signing key, and the login metric. The
 //! flows that keep state in the store run on both backends, the real
 //! Redis included (`127.0.0.1:6379`, under a random key prefix).
 
@@ -997,6 +997,69 @@ async fn redis_keys(url: &str, pattern: &str) -> Vec<String> {
         .query_async(&mut conn)
         .await
         .unwrap()
+}
+
+// === keys ===
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_picked_up() {
+    let mut w = World::with_accounts("memory://", "").await;
+    let mut browser = Browser::new();
+    assert_eq!(
+        w.sign_in(&mut browser, "alice").await.status,
+        StatusCode::OK
+    );
+    let alice_id = user_id_of(&w, &browser).await;
+
+    // The provider now signs with a key id Portcullis has not seen.
+    let before = w.provider.signing_kid().await;
+    w.provider.restart(alice()).await;
+    assert_ne!(w.provider.signing_kid().await, before);
+
+    let mut browser = Browser::new();
+    let page = w.sign_in(&mut browser, "alice").await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    assert_eq!(user_id_of(&w, &browser).await, alice_id);
+    w.finish().await;
+}
+
+// === refresh: the ID token ===
+
+#[tokio::test]
+async fn a_refresh_with_a_bad_or_foreign_id_token_ends_the_session() {
+    let options = Options {
+        accounts: alice(),
+        access_token_ttl: 1,
+        ..Options::default()
+    };
+    let w = World::start("memory://", options, "").await;
+    for mode in ["other-sub", "bad-signature"] {
+        w.provider.tamper_refresh_id_tokens("none").await;
+        let mut browser = Browser::new();
+        assert_eq!(
+            w.sign_in(&mut browser, "alice").await.status,
+            StatusCode::OK
+        );
+        let token = session_of(&browser);
+        w.provider.tamper_refresh_id_tokens(mode).await;
+        let refreshes = w.provider.refreshes().await;
+
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (status, body) = w.call(Method::GET, "/dashboard", None, Some(&token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{mode}: {body}");
+        assert_eq!(
+            body["detail"], "You must re-authenticate with the login provider.",
+            "{mode}"
+        );
+        assert_eq!(w.provider.refreshes().await, refreshes + 1, "{mode}");
+        let (status, _) = w.me(&token).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{mode}: the session ended"
+        );
+    }
+    w.finish().await;
 }
 
 // === metrics ===

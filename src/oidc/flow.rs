@@ -219,7 +219,8 @@ async fn finish(
         let user = sign_in(app, oidc, &login, &email).await?;
         let token = new_session_key(app, &user, peer, LoginType::Oidc).await?;
         if let (Some(refresh_token), Some(expires_at)) = (&login.refresh_token, login.expires_at) {
-            session::remember(app, oidc, &token, refresh_token, expires_at).await;
+            let subject = &login.identity.subject;
+            session::remember(app, oidc, &token, subject, refresh_token, expires_at).await;
         }
         let mut resp = redirect_to(&flow.redirect);
         resp.headers_mut()

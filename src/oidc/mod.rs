@@ -14,7 +14,9 @@
 //! login endpoints answer 503 with a Coder body; a failed discovery is not retried for
 //! [`RETRY_AFTER`], so an outage is not amplified. An ID token signed with a key id the cached
 //! key set does not have makes Portcullis read the key set again (at most once per
-//! [`RETRY_AFTER`]) and verify once more: keys rotate without a restart.
+//! [`RETRY_AFTER`]) and verify once more: keys rotate without a restart. This holds for the ID
+//! token of a login and for one that comes back with a refresh (verified as at login, and it
+//! must name the session's `sub`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -178,9 +180,7 @@ impl Oidc {
         match CoreProviderMetadata::discover_async(issuer, &self.http).await {
             Ok(metadata) => {
                 tracing::info!(issuer = %self.config.issuer, "openid connect provider discovered");
-                let now = Instant::now();
-                provider.metadata = Some((metadata.clone(), now));
-                provider.keys_read_at = Some(now);
+                provider.metadata = Some((metadata.clone(), Instant::now()));
                 provider.failed_at = None;
                 Ok(metadata)
             }
@@ -198,7 +198,8 @@ impl Oidc {
     }
 
     /// Reads the key set again after a token named a key id the cached set lacks; false when
-    /// it was read moments ago (then the token is judged on the keys at hand).
+    /// it was read again moments ago (then the token is judged on the keys at hand). The read
+    /// of discovery does not count: a rotation right after start is picked up at once.
     async fn reread_keys(&self) -> Result<bool, OidcError> {
         let mut provider = self.provider.lock().await;
         if provider
@@ -388,8 +389,16 @@ impl Oidc {
             .map_err(|e| OidcError::Invalid(format!("user info: {e}")))
     }
 
-    /// Uses a refresh token (the redirect URI is not part of a refresh).
-    pub async fn refresh(&self, refresh_token: &str) -> Result<Refreshed, OidcError> {
+    /// Uses a refresh token (the redirect URI is not part of a refresh) of the session of
+    /// `subject`. An ID token in the answer is verified as at login (OpenID Connect Core
+    /// §12.2), except for its nonce, and must name the same `sub`: [`OidcError::IdToken`]
+    /// otherwise, and also when the session's subject is not known (`None`: a session
+    /// recorded before subjects were).
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        subject: Option<&str>,
+    ) -> Result<Refreshed, OidcError> {
         let client = self.client(self.metadata().await?, None)?;
         let refresh = RefreshToken::new(refresh_token.to_owned());
         let token = client
@@ -398,6 +407,16 @@ impl Oidc {
             .request_async(&self.http)
             .await
             .map_err(token_error)?;
+        if let Some(id_token) = token.id_token() {
+            // The login's nonce is not kept; the refreshed token may repeat it or not.
+            let any_nonce = |_: Option<&Nonce>| -> Result<(), String> { Ok(()) };
+            let identity = self.verify(&client, id_token, any_nonce).await?;
+            if Some(identity.subject.as_str()) != subject {
+                return Err(OidcError::IdToken(
+                    "the refreshed ID token names another subject".into(),
+                ));
+            }
+        }
         Ok(Refreshed {
             refresh_token: token.refresh_token().map(|t| t.secret().clone()),
             expires_at: expiry(token.expires_in()),

@@ -61,14 +61,28 @@ impl Provider {
         }
     }
 
-    /// Restarts it on the same port (the same issuer) with `accounts`: it has forgotten its
-    /// sessions and grants.
+    /// Restarts it on the same port (the same issuer) with `accounts`: it then signs with a
+    /// new key under a new key id, and has forgotten its sessions and grants.
     pub async fn restart(&mut self, accounts: Value) {
         self.child.kill().await.expect("the provider is killed");
         self.options.accounts = accounts;
         let (child, port) = spawn(&self.options, self.addr.port()).await;
         assert_eq!(port, self.addr.port());
         self.child = child;
+    }
+
+    /// The key id it signs with now (the first of its key set).
+    pub async fn signing_kid(&self) -> String {
+        self.get_json("/jwks").await["keys"][0]["kid"]
+            .as_str()
+            .expect("a key id")
+            .to_owned()
+    }
+
+    /// Makes the ID token of every later refresh answer `mode`: `other-sub`, `bad-signature`
+    /// or `none` (untouched); see provider.mjs.
+    pub async fn tamper_refresh_id_tokens(&self, mode: &str) {
+        self.post(&format!("/test/refresh-id-token/{mode}")).await;
     }
 
     /// `[oidc]` lines for Portcullis to use this provider, plus `extra` lines.
