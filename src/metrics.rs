@@ -31,7 +31,7 @@ pub const KEY_CACHE: &str = "portcullis_key_cache";
 pub const STORE_CALL_SECONDS: &str = "portcullis_store_call_seconds";
 /// `portcullis_store_errors_total`: the cache's session reads that the store failed.
 pub const STORE_ERRORS: &str = "portcullis_store_errors";
-/// `portcullis_logins_total{result}`: password logins by result.
+/// `portcullis_logins_total{result}`: password and OIDC logins by result.
 pub const LOGINS: &str = "portcullis_logins";
 /// `portcullis_auth_total{result}`: authentication of proxied requests by result.
 pub const AUTH: &str = "portcullis_auth";
@@ -161,16 +161,19 @@ pub enum CacheResult {
     Unknown,
 }
 
-/// The result of a password login, as a metric label.
+/// The result of a password or OIDC login, as a metric label. An OIDC login is counted when
+/// the provider sends the browser back (a login-type conversion is not counted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginResult {
     /// A session was created.
     Ok,
-    /// Wrong email or password, or a malformed request.
+    /// Wrong email or password, or a malformed request; for OIDC, a state, code or ID token
+    /// that failed (400, 401).
     BadCredentials,
     /// Refused by the per-IP or per-account limits (429).
     Limited,
-    /// Password login disabled, or the user is not a password user (403).
+    /// Password login disabled, or the user is not a password user (403); for OIDC, any 403:
+    /// an email not verified or not allowed, signups off, another login type, a link conflict.
     Forbidden,
     /// The right password for a suspended user.
     Suspended,
@@ -349,7 +352,7 @@ impl Metrics {
         let logins = results(
             &mut registry,
             LOGINS,
-            "Password logins by result",
+            "Password and OIDC logins by result",
             LOGIN_RESULTS,
         );
         let auth = results(
@@ -458,7 +461,7 @@ impl Metrics {
         }
     }
 
-    /// Counts a password login.
+    /// Counts a password or OIDC login.
     pub fn login(&self, result: LoginResult) {
         self.logins[result as usize].inc();
     }

@@ -5,8 +5,11 @@
 //! Covered: the whole redirect chain from a protected page to a working Portcullis session,
 //! first-login provisioning with mapped roles, the refusals (a domain not allowed, signups
 //! off, a password user, a tampered or foreign `state`, a replayed code, an expired ID token,
-//! an unreachable provider), convert-login from a password account (§6) with its errors, and
-//! the refresh of §8.4. The flows that keep state in the store run on both backends, the real
+//! an unreachable provider), convert-login from a password account (§6) with its errors, the
+//! refresh of §8.4 and its ID token checks, accounts linked by (issuer, subject) rather than
+//! email (`email_verified` variants, a second subject with a linked email, the link across
+//! restarts and its removal with the user), a rotated signing key, and the login metric. The
+//! flows that keep state in the store run on both backends, the real
 //! Redis included (`127.0.0.1:6379`, under a random key prefix).
 
 mod common;
@@ -39,6 +42,11 @@ fn alice() -> Value {
         "unverified": {"email": "unverified@example.com", "email_verified": false},
         "carol": {"email": "carol@example.com", "email_verified": true, "preferred_username": "carol"},
         "dave": {"email": "dave@example.com", "email_verified": true},
+        // Another account of the provider (another `sub`) with alice's verified email.
+        "alice-again": {"email": "alice@example.com", "email_verified": true},
+        "no-claim": {"email": "no-claim@example.com"},
+        "string-false": {"email": "string-false@example.com", "email_verified": "false"},
+        "string-true": {"email": "string-true@example.com", "email_verified": "true"},
     })
 }
 
@@ -138,6 +146,20 @@ impl World {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
         answer["session_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Asks to convert the password user of `token` to OIDC; returns the `convert-` state.
+    async fn start_convert(&self, token: &str) -> String {
+        let (status, pending) = self
+            .call(
+                Method::POST,
+                "/api/v2/users/me/convert-login",
+                Some(json!({"to_type": "oidc", "password": PASSWORD})),
+                Some(token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{pending}");
+        pending["state_string"].as_str().unwrap().to_owned()
     }
 
     async fn call(
@@ -666,18 +688,7 @@ async fn convert_login_refuses_an_expired_state_and_another_email() {
     let w = World::with_accounts("memory://", "convert_state_ttl = \"1s\"").await;
     w.first_user("carol@example.com", "carol").await;
     let token = w.password_login("carol@example.com").await;
-    let start = || async {
-        let (status, pending) = w
-            .call(
-                Method::POST,
-                "/api/v2/users/me/convert-login",
-                Some(json!({"to_type": "oidc", "password": PASSWORD})),
-                Some(&token),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{pending}");
-        pending["state_string"].as_str().unwrap().to_owned()
-    };
+    let start = || w.start_convert(&token);
 
     // Past its lifetime the state is refused before anyone is sent to the provider.
     let state = start().await;
@@ -806,5 +817,310 @@ async fn two_replicas_refresh_a_shared_session_once() {
         "one refresh for both replicas"
     );
     replica.shutdown().await;
+    w.finish().await;
+}
+
+// === accounts linked by (issuer, subject) ===
+
+const VERIFY_EMAIL: &str = "email address on your OIDC provider to authenticate!";
+
+/// The user id of the session in `browser`.
+async fn user_id_of(w: &World, browser: &Browser) -> String {
+    let (status, me) = w.me(&session_of(browser)).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    me["id"].as_str().unwrap().to_owned()
+}
+
+on_both_stores!(same_email_other_subject => same_email_with_another_subject_is_refused_on_memory, same_email_with_another_subject_is_refused_on_redis);
+
+async fn same_email_other_subject(store_url: &str) {
+    let w = World::with_accounts(store_url, "").await;
+    let mut browser = Browser::new();
+    assert_eq!(
+        w.sign_in(&mut browser, "alice").await.status,
+        StatusCode::OK
+    );
+    let alice_id = user_id_of(&w, &browser).await;
+
+    // Another account of the provider with the same verified email does not get alice.
+    let mut intruder = Browser::new();
+    let page = w.sign_in(&mut intruder, "alice-again").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{page:?}");
+    assert_eq!(
+        page.json()["message"],
+        "The user with the email \"alice@example.com\" is linked to another account of the OIDC provider."
+    );
+    assert!(intruder
+        .cookie("127.0.0.1", "coder_session_token")
+        .is_none());
+    assert_eq!(w.sidecar.app.store.users().await.unwrap().len(), 1);
+
+    // Alice's own account still signs in as alice.
+    let mut again = Browser::new();
+    assert_eq!(w.sign_in(&mut again, "alice").await.status, StatusCode::OK);
+    assert_eq!(user_id_of(&w, &again).await, alice_id);
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn email_verified_must_be_the_boolean_true() {
+    let w = World::with_accounts("memory://", "").await;
+    for (account, email, detail) in [
+        ("unverified", "unverified@example.com", ""),
+        (
+            "no-claim",
+            "no-claim@example.com",
+            "The provider did not send the email_verified claim. If it never does, set oidc.ignore_email_verified = true.",
+        ),
+        (
+            "string-false",
+            "string-false@example.com",
+            "email_verified must be the JSON boolean true; the provider sent \"false\".",
+        ),
+        (
+            "string-true",
+            "string-true@example.com",
+            "email_verified must be the JSON boolean true; the provider sent \"true\".",
+        ),
+    ] {
+        let mut browser = Browser::new();
+        let page = w.sign_in(&mut browser, account).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{account}: {page:?}");
+        assert_eq!(
+            page.json()["message"],
+            format!("Verify the \"{email}\" {VERIFY_EMAIL}"),
+            "{account}"
+        );
+        assert_eq!(
+            page.json()["detail"].as_str().unwrap_or(""),
+            detail,
+            "{account}"
+        );
+        assert!(browser.cookie("127.0.0.1", "coder_session_token").is_none());
+    }
+    assert!(w.sidecar.app.store.users().await.unwrap().is_empty());
+    let mut browser = Browser::new();
+    assert_eq!(
+        w.sign_in(&mut browser, "alice").await.status,
+        StatusCode::OK
+    );
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn ignore_email_verified_accepts_a_provider_without_the_claim() {
+    let w = World::with_accounts("memory://", "ignore_email_verified = true").await;
+    let mut browser = Browser::new();
+    let page = w.sign_in(&mut browser, "no-claim").await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    let (_, me) = w.me(&session_of(&browser)).await;
+    assert_eq!(me["email"], "no-claim@example.com");
+    w.finish().await;
+}
+
+/// The link is in Redis: after a restart of Portcullis, and with the provider now sending
+/// another email without `email_verified`, the same subject is the same user.
+#[tokio::test]
+async fn a_link_outlives_a_restart_and_follows_the_subject_not_the_email() {
+    let mut w = World::with_accounts(REDIS, "").await;
+    let mut browser = Browser::new();
+    assert_eq!(
+        w.sign_in(&mut browser, "alice").await.status,
+        StatusCode::OK
+    );
+    let alice_id = user_id_of(&w, &browser).await;
+
+    let echo = start_echo().await;
+    let toml = config_with_store(echo, REDIS, &w.prefix, "", &w.provider.config(""));
+    let old = std::mem::replace(&mut w.sidecar, Sidecar::start(&toml).await);
+    old.shutdown().await;
+    w.base = http_url(w.sidecar.addr);
+    let mut accounts = alice();
+    accounts["alice"] = json!({"email": "alice@new.example", "preferred_username": "alice"});
+    w.provider.restart(accounts).await;
+
+    let mut browser = Browser::new();
+    assert_eq!(
+        w.sign_in(&mut browser, "alice").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(user_id_of(&w, &browser).await, alice_id);
+    w.finish().await;
+}
+
+on_both_stores!(link_deleted_with_user => deleting_a_user_deletes_its_link_on_memory, deleting_a_user_deletes_its_link_on_redis);
+
+async fn link_deleted_with_user(store_url: &str) {
+    let w = World::with_accounts(store_url, "").await;
+    w.first_user("owner@example.com", "owner").await;
+    let owner = w.password_login("owner@example.com").await;
+    let mut browser = Browser::new();
+    assert_eq!(
+        w.sign_in(&mut browser, "alice").await.status,
+        StatusCode::OK
+    );
+    let alice_id = user_id_of(&w, &browser).await;
+
+    let (status, body) = w
+        .call(
+            Method::DELETE,
+            &format!("/api/v2/users/{alice_id}"),
+            None,
+            Some(&owner),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    if store_url != "memory://" {
+        // The user's side (`{u:<id>}:oidc`) and the subject's index (`oidc:<hash>`).
+        for pattern in [
+            format!("{}{{u:*}}:oidc", w.prefix),
+            format!("{}oidc:*", w.prefix),
+        ] {
+            let left = redis_keys(store_url, &pattern).await;
+            assert!(left.is_empty(), "the link is gone from Redis: {left:?}");
+        }
+    }
+
+    // The provider account is free again: its next login is a new user.
+    let mut browser = Browser::new();
+    let page = w.sign_in(&mut browser, "alice").await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    assert_ne!(user_id_of(&w, &browser).await, alice_id);
+    w.finish().await;
+}
+
+async fn redis_keys(url: &str, pattern: &str) -> Vec<String> {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+// === keys ===
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_picked_up() {
+    let mut w = World::with_accounts("memory://", "").await;
+    let mut browser = Browser::new();
+    assert_eq!(
+        w.sign_in(&mut browser, "alice").await.status,
+        StatusCode::OK
+    );
+    let alice_id = user_id_of(&w, &browser).await;
+
+    // The provider now signs with a key id Portcullis has not seen.
+    let before = w.provider.signing_kid().await;
+    w.provider.restart(alice()).await;
+    assert_ne!(w.provider.signing_kid().await, before);
+
+    let mut browser = Browser::new();
+    let page = w.sign_in(&mut browser, "alice").await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    assert_eq!(user_id_of(&w, &browser).await, alice_id);
+    w.finish().await;
+}
+
+// === refresh: the ID token ===
+
+#[tokio::test]
+async fn a_refresh_with_a_bad_or_foreign_id_token_ends_the_session() {
+    let options = Options {
+        accounts: alice(),
+        access_token_ttl: 1,
+        ..Options::default()
+    };
+    let w = World::start("memory://", options, "").await;
+    for mode in ["other-sub", "bad-signature"] {
+        w.provider.tamper_refresh_id_tokens("none").await;
+        let mut browser = Browser::new();
+        assert_eq!(
+            w.sign_in(&mut browser, "alice").await.status,
+            StatusCode::OK
+        );
+        let token = session_of(&browser);
+        w.provider.tamper_refresh_id_tokens(mode).await;
+        let refreshes = w.provider.refreshes().await;
+
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (status, body) = w.call(Method::GET, "/dashboard", None, Some(&token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{mode}: {body}");
+        assert_eq!(
+            body["detail"], "You must re-authenticate with the login provider.",
+            "{mode}"
+        );
+        assert_eq!(w.provider.refreshes().await, refreshes + 1, "{mode}");
+        let (status, _) = w.me(&token).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{mode}: the session ended"
+        );
+    }
+    w.finish().await;
+}
+
+// === metrics ===
+
+#[tokio::test]
+async fn oidc_logins_are_counted_by_result() {
+    let w = World::with_accounts("memory://", "create_users = false").await;
+    w.first_user("carol@example.com", "carol").await;
+    let count = |text: &str, result: &str| {
+        metric(
+            text,
+            &format!("portcullis_logins_total{{result=\"{result}\"}}"),
+        )
+    };
+    let before = w.sidecar.metrics().await;
+
+    // Refused: signups off (403), and a replayed state (401).
+    let mut browser = Browser::new();
+    let back = w.login_until_back(&mut browser, "alice").await;
+    assert_eq!(
+        browser.request(Method::GET, &back, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        browser.request(Method::GET, &back, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // A conversion is not a login; carol's login after it is.
+    let token = w.password_login("carol@example.com").await;
+    let state = w.start_convert(&token).await;
+    let mut browser = Browser::new();
+    let back = w
+        .to_provider_and_back(
+            &mut browser,
+            &format!("/api/v2/users/oidc/callback?oidc_merge_state={state}"),
+            "carol",
+        )
+        .await;
+    assert!(browser
+        .request(Method::GET, &back, None)
+        .await
+        .status
+        .is_redirection());
+    assert_eq!(
+        w.sign_in(&mut Browser::new(), "carol").await.status,
+        StatusCode::OK
+    );
+
+    let after = w.sidecar.metrics().await;
+    for (result, added) in [
+        ("ok", 2.0), // carol's password login and her OIDC login
+        ("forbidden", 1.0),
+        ("bad_credentials", 1.0),
+        ("suspended", 0.0),
+        ("error", 0.0),
+    ] {
+        assert_eq!(
+            count(&after, result) - count(&before, result),
+            added,
+            "{result} in:\n{after}"
+        );
+    }
     w.finish().await;
 }

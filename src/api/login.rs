@@ -42,6 +42,21 @@ pub(crate) struct Failed {
 
 // === impl Failed ===
 
+impl Failed {
+    /// The right credentials of a suspended user.
+    pub(crate) fn suspended() -> Failed {
+        Failed {
+            result: LoginResult::Suspended,
+            error: suspended(),
+        }
+    }
+
+    /// What it is counted under.
+    pub(crate) fn result(&self) -> LoginResult {
+        self.result
+    }
+}
+
 impl From<ApiError> for Failed {
     /// Classifies by status; the one result a status cannot tell (suspended) is built
     /// explicitly where it happens.
@@ -171,10 +186,7 @@ pub(crate) async fn check_password(app: &App, email: &str, password: &str) -> Re
         return Err(wrong_login_type(LoginType::Password, user.login_type).into());
     }
     if user.status == UserStatus::Suspended {
-        return Err(Failed {
-            result: LoginResult::Suspended,
-            error: suspended(),
-        });
+        return Err(Failed::suspended());
     }
     app.limits.account_succeeded(&app.store, &account).await;
 

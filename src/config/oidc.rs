@@ -41,6 +41,11 @@ pub struct OidcConfig {
     /// Email domains allowed to sign in, lowercase without `@` (`allowed_domains`, default
     /// empty: any).
     pub allowed_domains: Vec<String>,
+    /// Do not check the `email_verified` claim (`ignore_email_verified`, default false, as
+    /// Coder's `--oidc-ignore-email-verified`): for a provider that verifies every address
+    /// itself and does not send the claim. Otherwise a first login links by email only when
+    /// `email_verified` is the JSON boolean `true`.
+    pub ignore_email_verified: bool,
     /// Create a user on the first login of an unknown email (`create_users`, default true, as
     /// Coder's `--oidc-allow-signups`).
     pub create_users: bool,
@@ -83,6 +88,8 @@ pub(super) struct FileOidc {
     username_claim: Option<String>,
     #[serde(default)]
     allowed_domains: Vec<String>,
+    #[serde(default)]
+    ignore_email_verified: bool,
     create_users: Option<bool>,
     #[serde(default)]
     default_roles: Vec<String>,
@@ -214,6 +221,7 @@ pub(super) fn parse(file: FileOidc, base: &Path) -> Result<OidcConfig, ConfigErr
             "preferred_username",
         )?,
         allowed_domains,
+        ignore_email_verified: file.ignore_email_verified,
         create_users: file.create_users.unwrap_or(true),
         default_roles,
         role_claim: file
@@ -324,6 +332,10 @@ mod tests {
             ("email", "preferred_username")
         );
         assert!(c.create_users && c.allowed_domains.is_empty() && c.role_claim.is_none());
+        assert!(
+            !c.ignore_email_verified,
+            "email_verified is checked by default"
+        );
         assert_eq!(c.convert_state_ttl, super::MAX_CONVERT_STATE_TTL);
         let none = Config::from_toml(BASE, Vec::new(), Path::new("/")).expect("valid");
         assert!(none.oidc.is_none(), "no [oidc]: no single sign-on");

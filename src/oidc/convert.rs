@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::flow::random;
+use super::flow::{check_verified, link, random};
+use super::{Login, Oidc};
 use crate::api::login::{check_password, suspended};
 use crate::api::{self, tag_failed, ApiError, ApiResult};
 use crate::app::App;
@@ -150,13 +151,17 @@ pub async fn check_pending(app: &App, state: &str) -> Result<(), ApiError> {
     Err(state_mismatch())
 }
 
-/// Completes the conversion named by `state` for the provider account with `email` (§6.4):
-/// switches the user to `oidc`, clears the password hash, and deletes the key the conversion
-/// was asked with and the one of this request's session cookie.
+/// Completes the conversion named by `state` for the provider account of `login`, with
+/// `email` (§6.4): the email must be verified ([`check_verified`]) and the account's, and the
+/// provider account is linked to the user ([`link`]); then the user switches to `oidc`, the
+/// password hash is cleared, and the key the conversion was asked with and the one of this
+/// request's session cookie are deleted.
 pub async fn complete(
     app: &App,
+    oidc: &Oidc,
     req: &Request<Incoming>,
     state: &str,
+    login: &Login,
     email: &str,
 ) -> Result<(), ApiError> {
     let record = app
@@ -165,6 +170,7 @@ pub async fn complete(
         .await?
         .ok_or_else(state_mismatch)?;
     let pending: Pending = serde_json::from_slice(&record).map_err(ApiError::internal)?;
+    check_verified(oidc, &login.claims, email)?;
     let Some(mut user) = app.store.user_by_email(email).await? else {
         return Err(bad_request(&format!(
             "The oidc account with the email {email:?} does not match the email of the account you are trying to convert. Contact your administrator to resolve this issue."
@@ -186,6 +192,7 @@ pub async fn complete(
     if user.status == UserStatus::Suspended {
         return Err(suspended());
     }
+    link(app, &user, &login.identity).await?;
     user.login_type = LoginType::Oidc;
     user.hashed_password = None;
     user.updated_at = OffsetDateTime::now_utc();

@@ -8,8 +8,9 @@
 //!   optional `redirect` names where to land afterwards: a path on this site only.
 //! - **Return** (`code` and `state`): the state's record is taken (single use), and only by
 //!   the browser holding its binding cookie, so a state copied into another browser is
-//!   useless. The code is exchanged, the ID token verified, the user found by email or created
-//!   (`oidc.create_users`), and a session issued exactly like a password login (the
+//!   useless. The code is exchanged, the ID token verified, the user found by its link to the
+//!   provider account (issuer and subject), else on a first login by verified email or created
+//!   (`oidc.create_users`) and linked ([`sign_in`]), and a session issued exactly like a password login (the
 //!   `coder_session_token` cookie, login type `oidc`); then a 307 to `redirect`. A `convert-`
 //!   state completes a login-type conversion instead ([`super::convert`]).
 //!
@@ -28,17 +29,18 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use super::{convert, session, Oidc, OidcError};
+use super::{convert, session, Identity, Login, Oidc, OidcError};
 use crate::api::login::{
-    clear_cookie, new_session_key, session_cookie, set_cookie, suspended, wrong_login_type,
+    clear_cookie, new_session_key, session_cookie, set_cookie, wrong_login_type, Failed,
 };
-use crate::api::{ApiError, ApiResult};
+use crate::api::{self, ApiError, ApiResult};
 use crate::app::App;
 use crate::auth::token::{self, RngError};
 use crate::body::Body;
 use crate::headers::{X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use crate::metrics::LoginResult;
 use crate::proxy::Peer;
-use crate::store::{LoginType, User, UserStatus};
+use crate::store::{LoginType, OidcLink, User, UserStatus};
 use crate::users::{NewUser, UserError, Users};
 
 /// The cookie binding a login in progress to the browser that started it.
@@ -90,10 +92,21 @@ pub async fn callback(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> Ap
             query.get("error_description").map_or("", String::as_str),
         ));
     }
-    match query.get("code") {
-        None => start(app, oidc, peer, &req, &query).await,
-        Some(code) => finish(app, oidc, peer, &req, &query, code).await,
+    let Some(code) = query.get("code") else {
+        return start(app, oidc, peer, &req, &query).await;
+    };
+    let answer = finish(app, oidc, peer, &req, &query, code).await;
+    // A login comes back here; a conversion (§6) is not one.
+    if !query
+        .get("state")
+        .is_some_and(|s| convert::is_convert_state(s))
+    {
+        app.metrics.login(match &answer {
+            Ok(_) => LoginResult::Ok,
+            Err(failed) => failed.result(),
+        });
     }
+    answer.map_err(ApiError::from)
 }
 
 /// The start leg: store the flow, bind it to this browser, send the browser to the provider.
@@ -154,7 +167,7 @@ async fn finish(
     req: &Request<Incoming>,
     query: &HashMap<String, String>,
     code: &str,
-) -> ApiResult {
+) -> Result<Response<Body>, Failed> {
     let state = query
         .get("state")
         .filter(|s| !s.is_empty())
@@ -173,10 +186,10 @@ async fn finish(
     let flow: Flow = serde_json::from_slice(&record).map_err(ApiError::internal)?;
     let presented = hex_sha256(&String::from_utf8_lossy(binding));
     if !bool::from(presented.as_bytes().ct_eq(flow.binding.as_bytes())) {
-        return Err(mismatch());
+        return Err(mismatch().into());
     }
     if app.store.take_ephemeral(&key).await?.is_none() {
-        return Err(mismatch());
+        return Err(mismatch().into());
     }
 
     // RFC 9207: a provider that names itself in its response must be the configured one.
@@ -188,7 +201,8 @@ async fn finish(
             StatusCode::BAD_REQUEST,
             "Failed to verify OIDC token.",
             "the authorization response comes from another issuer",
-        ));
+        )
+        .into());
     }
     let login = oidc
         .exchange(code, &flow.verifier, &flow.redirect_uri, &flow.nonce)
@@ -197,15 +211,16 @@ async fn finish(
     let email = email_of(oidc, &login.claims)?;
 
     let mut resp = if convert::is_convert_state(state) {
-        convert::complete(app, req, state, &email).await?;
+        convert::complete(app, oidc, req, state, &login, &email).await?;
         let mut resp = redirect_to(&flow.redirect);
         resp.headers_mut().append(SET_COOKIE, clear_cookie(app));
         resp
     } else {
-        let user = sign_in(app, oidc, &login.claims, &email).await?;
+        let user = sign_in(app, oidc, &login, &email).await?;
         let token = new_session_key(app, &user, peer, LoginType::Oidc).await?;
         if let (Some(refresh_token), Some(expires_at)) = (&login.refresh_token, login.expires_at) {
-            session::remember(app, oidc, &token, refresh_token, expires_at).await;
+            let subject = &login.identity.subject;
+            session::remember(app, oidc, &token, subject, refresh_token, expires_at).await;
         }
         let mut resp = redirect_to(&flow.redirect);
         resp.headers_mut()
@@ -217,30 +232,49 @@ async fn finish(
     Ok(resp)
 }
 
-/// The user an OIDC login signs in: found by email, or created when `create_users` allows.
-/// Refuses users of another login type and suspended users with Coder's messages; activates
-/// a dormant user; applies `role_claim` when configured.
-async fn sign_in(
-    app: &App,
-    oidc: &Oidc,
-    claims: &Map<String, Value>,
-    email: &str,
-) -> Result<User, ApiError> {
-    let Some(mut user) = app.store.user_by_email(email).await? else {
-        if !oidc.config.create_users {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "Signups are not allowed for login type \"oidc\"",
-                "",
-            ));
+/// The user an OIDC login signs in: the one linked to the login's (issuer, subject), as
+/// Coder's `user_links`. Without a link, the email is used once, and only when the provider
+/// vouches for it ([`check_verified`]): the user with that email, unless it is linked to
+/// another subject of this issuer, or a new user when `create_users` allows; that user is then
+/// linked. Refuses users of another login type and suspended users with Coder's messages;
+/// activates a dormant user; applies `role_claim` when configured.
+async fn sign_in(app: &App, oidc: &Oidc, login: &Login, email: &str) -> Result<User, Failed> {
+    let claims = &login.claims;
+    let identity = &login.identity;
+    let (mut user, linked) = match app
+        .store
+        .user_by_oidc(&identity.issuer, &identity.subject)
+        .await?
+    {
+        Some(user) => (user, true),
+        None => {
+            check_verified(oidc, claims, email)?;
+            match app.store.user_by_email(email).await? {
+                Some(user) => (user, false),
+                None if !oidc.config.create_users => {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "Signups are not allowed for login type \"oidc\"",
+                        "",
+                    )
+                    .into());
+                }
+                None => {
+                    let user = create(app, oidc, claims, email).await?;
+                    link(app, &user, identity).await?;
+                    return Ok(user);
+                }
+            }
         }
-        return create(app, oidc, claims, email).await;
     };
     if user.login_type != LoginType::Oidc {
-        return Err(wrong_login_type(LoginType::Oidc, user.login_type));
+        return Err(wrong_login_type(LoginType::Oidc, user.login_type).into());
+    }
+    if !linked {
+        link(app, &user, identity).await?;
     }
     if user.status == UserStatus::Suspended {
-        return Err(suspended());
+        return Err(Failed::suspended());
     }
     let mut changed = false;
     if user.status == UserStatus::Dormant {
@@ -260,6 +294,61 @@ async fn sign_in(
         session::invalidate_user(app, user.id).await;
     }
     Ok(user)
+}
+
+/// Links `user` to the provider account `identity`; 403 when the user is linked to another
+/// subject of the issuer, or the subject to another user.
+pub async fn link(app: &App, user: &User, identity: &Identity) -> Result<(), ApiError> {
+    let refused = |detail: &str| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "The user with the email {:?} is linked to another account of the OIDC provider.",
+                user.email
+            ),
+            detail,
+        )
+    };
+    match app
+        .store
+        .link_oidc(user.id, &identity.issuer, &identity.subject)
+        .await?
+    {
+        OidcLink::Linked => Ok(()),
+        OidcLink::UserHasOtherSubject => Err(refused(
+            "The provider account that signed in has the same email address but another subject. Sign in with the account first linked, or ask an administrator.",
+        )),
+        OidcLink::SubjectTaken => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "This account of the OIDC provider is linked to another user.",
+            "",
+        )),
+        OidcLink::NoSuchUser => Err(api::not_found()),
+    }
+}
+
+/// Whether the provider vouches for the email of a login: `email_verified` must be the JSON
+/// boolean `true` (OpenID Connect Core §5.1). False, missing, or anything else (the strings
+/// `"true"` and `"false"` included) is refused with Coder's message, unless
+/// `oidc.ignore_email_verified` is set (Coder's `--oidc-ignore-email-verified`), which skips
+/// the check.
+pub fn check_verified(
+    oidc: &Oidc,
+    claims: &Map<String, Value>,
+    email: &str,
+) -> Result<(), ApiError> {
+    let detail = match claims.get("email_verified") {
+        _ if oidc.config.ignore_email_verified => return Ok(()),
+        Some(Value::Bool(true)) => return Ok(()),
+        Some(Value::Bool(false)) => String::new(),
+        None => "The provider did not send the email_verified claim. If it never does, set oidc.ignore_email_verified = true.".to_owned(),
+        Some(other) => format!("email_verified must be the JSON boolean true; the provider sent {other}."),
+    };
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        &format!("Verify the {email:?} email address on your OIDC provider to authenticate!"),
+        detail,
+    ))
 }
 
 /// Creates the user of a first OIDC login: active, login type `oidc`, no password, in the
@@ -323,8 +412,9 @@ async fn create(
 }
 
 /// The email address of a login, checked (Coder's messages): a string in `email_claim` (or,
-/// as Coder, an email-shaped `username_claim`), `email_verified` not false, and a domain in
-/// `allowed_domains` when that is set.
+/// as Coder, an email-shaped `username_claim`), and a domain in `allowed_domains` when that
+/// is set. Whether it is verified matters only where the email links an account
+/// ([`check_verified`]).
 pub fn email_of(oidc: &Oidc, claims: &Map<String, Value>) -> Result<String, ApiError> {
     let config = &oidc.config;
     let raw = match claims.get(&config.email_claim) {
@@ -349,13 +439,6 @@ pub fn email_of(oidc: &Oidc, claims: &Map<String, Value>) -> Result<String, ApiE
             "",
         ));
     };
-    if claims.get("email_verified") == Some(&Value::Bool(false)) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            &format!("Verify the {email:?} email address on your OIDC provider to authenticate!"),
-            "",
-        ));
-    }
     if !config.allowed_domains.is_empty() {
         let domain = email.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
         if !domain.is_some_and(|d| config.allowed_domains.contains(&d)) {

@@ -14,17 +14,21 @@
 //! login endpoints answer 503 with a Coder body; a failed discovery is not retried for
 //! [`RETRY_AFTER`], so an outage is not amplified. An ID token signed with a key id the cached
 //! key set does not have makes Portcullis read the key set again (at most once per
-//! [`RETRY_AFTER`]) and verify once more: keys rotate without a restart.
+//! [`RETRY_AFTER`]) and verify once more: keys rotate without a restart. This holds for the ID
+//! token of a login and for one that comes back with a refresh (verified as at login, and it
+//! must name the session's `sub`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use openidconnect::core::{CoreClient, CoreProviderMetadata, CoreResponseType};
+use openidconnect::core::{
+    CoreClient, CoreIdToken, CoreIdTokenClaims, CoreProviderMetadata, CoreResponseType,
+};
 use openidconnect::{
     AccessToken, AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId,
     ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
-    JsonWebKeySet, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    RefreshToken, RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
+    JsonWebKeySet, Nonce, NonceVerifier, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RefreshToken, RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
 };
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -91,6 +95,8 @@ pub enum OidcError {
 
 /// What a completed code exchange yields.
 pub struct Login {
+    /// Who signed in: the verified ID token's `iss` and `sub`.
+    pub identity: Identity,
     /// The verified ID token's claims, with the user info endpoint's on top (OpenID Connect
     /// Core §5.3.2: its `sub` must match).
     pub claims: Map<String, Value>,
@@ -98,6 +104,15 @@ pub struct Login {
     pub refresh_token: Option<String>,
     /// When the provider's access token expires, when it said.
     pub expires_at: Option<OffsetDateTime>,
+}
+
+/// An account at the provider: what Portcullis links users by (Coder's `user_links`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The ID token's `iss`: the configured issuer.
+    pub issuer: String,
+    /// The ID token's `sub`.
+    pub subject: String,
 }
 
 /// What a refresh yields.
@@ -165,9 +180,7 @@ impl Oidc {
         match CoreProviderMetadata::discover_async(issuer, &self.http).await {
             Ok(metadata) => {
                 tracing::info!(issuer = %self.config.issuer, "openid connect provider discovered");
-                let now = Instant::now();
-                provider.metadata = Some((metadata.clone(), now));
-                provider.keys_read_at = Some(now);
+                provider.metadata = Some((metadata.clone(), Instant::now()));
                 provider.failed_at = None;
                 Ok(metadata)
             }
@@ -185,7 +198,8 @@ impl Oidc {
     }
 
     /// Reads the key set again after a token named a key id the cached set lacks; false when
-    /// it was read moments ago (then the token is judged on the keys at hand).
+    /// it was read again moments ago (then the token is judged on the keys at hand). The read
+    /// of discovery does not count: a rotation right after start is picked up at once.
     async fn reread_keys(&self) -> Result<bool, OidcError> {
         let mut provider = self.provider.lock().await;
         if provider
@@ -285,22 +299,7 @@ impl Oidc {
             .map_err(token_error)?;
         let id_token = token.id_token().ok_or(OidcError::NoIdToken)?;
         let nonce = Nonce::new(nonce.to_owned());
-        let subject = match id_token.claims(&client.id_token_verifier(), &nonce) {
-            Ok(claims) => claims.subject().to_string(),
-            Err(ClaimsVerificationError::SignatureVerification(
-                SignatureVerificationError::NoMatchingKey,
-            )) if self.reread_keys().await? => {
-                let client = self.client(self.metadata().await?, Some(redirect_uri))?;
-                let verifier = client.id_token_verifier();
-                let subject = id_token
-                    .claims(&verifier, &nonce)
-                    .map_err(|e| OidcError::IdToken(error_chain(&e)))?
-                    .subject()
-                    .to_string();
-                subject
-            }
-            Err(e) => return Err(OidcError::IdToken(error_chain(&e))),
-        };
+        let identity = self.verify(&client, id_token, &nonce).await?;
         // The signature and the checks passed: the payload is the provider's word.
         let mut claims = jwt_payload(&id_token.to_string())?;
         if let Some(endpoint) = client.user_info_url() {
@@ -308,7 +307,7 @@ impl Oidc {
                 .user_info(endpoint.url().as_str(), token.access_token())
                 .await?;
             if let Some(info) = info {
-                if info.get("sub").and_then(Value::as_str) != Some(subject.as_str()) {
+                if info.get("sub").and_then(Value::as_str) != Some(identity.subject.as_str()) {
                     return Err(OidcError::Invalid(
                         "the user info's sub is not the ID token's".into(),
                     ));
@@ -317,10 +316,41 @@ impl Oidc {
             }
         }
         Ok(Login {
+            identity,
             claims,
             refresh_token: token.refresh_token().map(|t| t.secret().clone()),
             expires_at: expiry(token.expires_in()),
         })
+    }
+
+    /// Verifies `id_token` with `client`'s verifier (the signature against the provider's
+    /// keys, `iss`, `aud`, `azp`, `exp`) and `nonce`; on a key id the cached key set lacks, reads
+    /// the key set again and verifies once more. Returns who it names.
+    async fn verify<N: NonceVerifier + Copy>(
+        &self,
+        client: &Client,
+        id_token: &CoreIdToken,
+        nonce: N,
+    ) -> Result<Identity, OidcError> {
+        let identity = |claims: &CoreIdTokenClaims| Identity {
+            issuer: claims.issuer().to_string(),
+            subject: claims.subject().to_string(),
+        };
+        match id_token.claims(&client.id_token_verifier(), nonce) {
+            Ok(claims) => Ok(identity(claims)),
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            )) if self.reread_keys().await? => {
+                let metadata = self.metadata().await?;
+                let client = self.client(metadata, None)?;
+                let verified = id_token
+                    .claims(&client.id_token_verifier(), nonce)
+                    .map(identity)
+                    .map_err(|e| OidcError::IdToken(error_chain(&e)));
+                verified
+            }
+            Err(e) => Err(OidcError::IdToken(error_chain(&e))),
+        }
     }
 
     /// The user info endpoint's JSON claims; `None` when it answers in a form other than
@@ -359,8 +389,16 @@ impl Oidc {
             .map_err(|e| OidcError::Invalid(format!("user info: {e}")))
     }
 
-    /// Uses a refresh token (the redirect URI is not part of a refresh).
-    pub async fn refresh(&self, refresh_token: &str) -> Result<Refreshed, OidcError> {
+    /// Uses a refresh token (the redirect URI is not part of a refresh) of the session of
+    /// `subject`. An ID token in the answer is verified as at login (OpenID Connect Core
+    /// §12.2), except for its nonce, and must name the same `sub`: [`OidcError::IdToken`]
+    /// otherwise, and also when the session's subject is not known (`None`: a session
+    /// recorded before subjects were).
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        subject: Option<&str>,
+    ) -> Result<Refreshed, OidcError> {
         let client = self.client(self.metadata().await?, None)?;
         let refresh = RefreshToken::new(refresh_token.to_owned());
         let token = client
@@ -369,6 +407,16 @@ impl Oidc {
             .request_async(&self.http)
             .await
             .map_err(token_error)?;
+        if let Some(id_token) = token.id_token() {
+            // The login's nonce is not kept; the refreshed token may repeat it or not.
+            let any_nonce = |_: Option<&Nonce>| -> Result<(), String> { Ok(()) };
+            let identity = self.verify(&client, id_token, any_nonce).await?;
+            if Some(identity.subject.as_str()) != subject {
+                return Err(OidcError::IdToken(
+                    "the refreshed ID token names another subject".into(),
+                ));
+            }
+        }
         Ok(Refreshed {
             refresh_token: token.refresh_token().map(|t| t.secret().clone()),
             expires_at: expiry(token.expires_in()),

@@ -8,8 +8,10 @@
 //! session, once the provider's access token has expired, Portcullis refreshes it:
 //!
 //! - the provider answers with new tokens: the link is updated, the request goes on;
-//! - the provider refuses (`invalid_grant`: the user was removed, the grant revoked): the
-//!   session ends (its key is deleted on every replica) and the request gets 401 with Coder's
+//! - the provider refuses (`invalid_grant`: the user was removed, the grant revoked), or its
+//!   answer carries an ID token that fails verification (signature, `iss`, `aud`, `exp`) or
+//!   names another `sub` than the session's (a session recorded before its `sub` was kept
+//!   counts as another): the session ends (its key is deleted on every replica) and the request gets 401 with Coder's
 //!   detail `You must re-authenticate with the login provider.`;
 //! - the provider cannot be reached: the request goes on and the refresh is tried again after
 //!   [`RETRY_AFTER`](super::RETRY_AFTER). A provider outage signs nobody out; it delays the
@@ -53,6 +55,10 @@ struct Link {
     refresh_token: String,
     #[serde(with = "time::serde::rfc3339")]
     expires_at: OffsetDateTime,
+    /// The `sub` the session signed in as: a refreshed ID token must name it. `None` in a
+    /// record written before it was kept.
+    #[serde(default)]
+    subject: Option<String>,
 }
 
 /// What a replica remembers of a session's link, for `store.cache_ttl`.
@@ -76,6 +82,7 @@ impl std::fmt::Debug for Link {
         f.debug_struct("Link")
             .field("refresh_token", &"<redacted>")
             .field("expires_at", &self.expires_at)
+            .field("subject", &self.subject)
             .finish()
     }
 }
@@ -93,12 +100,13 @@ impl Links {
     }
 }
 
-/// Records the provider tokens of a new OIDC session (`token` as issued). A failure is logged:
-/// the session then lives without refresh.
+/// Records the provider tokens of a new OIDC session (`token` as issued) of `subject`. A
+/// failure is logged: the session then lives without refresh.
 pub async fn remember(
     app: &App,
     oidc: &Oidc,
     token: &str,
+    subject: &str,
     refresh_token: &str,
     expires_at: OffsetDateTime,
 ) {
@@ -109,6 +117,7 @@ pub async fn remember(
     let link = Link {
         refresh_token: refresh_token.to_owned(),
         expires_at,
+        subject: Some(subject.to_owned()),
     };
     if let Err(error) = store_link(app, id, &link).await {
         tracing::warn!(%error, "could not store an oidc session's refresh token; it will not be refreshed");
@@ -194,7 +203,10 @@ async fn refresh(app: &App, oidc: &Oidc, key: &ApiKey) -> Result<(), AuthError> 
         // Someone else is refreshing this very token; this request goes on meanwhile.
         return Ok(());
     }
-    match oidc.refresh(&link.refresh_token).await {
+    match oidc
+        .refresh(&link.refresh_token, link.subject.as_deref())
+        .await
+    {
         Ok(refreshed) => {
             let Some(expires_at) = refreshed.expires_at else {
                 // No expiry given: nothing to refresh against from now on.
@@ -205,6 +217,7 @@ async fn refresh(app: &App, oidc: &Oidc, key: &ApiKey) -> Result<(), AuthError> 
             let link = Link {
                 refresh_token: refreshed.refresh_token.unwrap_or(link.refresh_token),
                 expires_at,
+                subject: link.subject,
             };
             store_link(app, &key.id, &link).await?;
             remember_known(oidc, &key.id, Some(expires_at), None).await;
@@ -213,6 +226,11 @@ async fn refresh(app: &App, oidc: &Oidc, key: &ApiKey) -> Result<(), AuthError> 
         }
         Err(OidcError::Refused { error, description }) => {
             tracing::info!(user_id = %key.user_id, %error, %description, "the provider refused to refresh an oidc session; ending it");
+            end(app, oidc, key).await?;
+            Err(AuthError::Reauthenticate)
+        }
+        Err(OidcError::IdToken(error)) => {
+            tracing::warn!(user_id = %key.user_id, %error, "the refreshed id token failed verification; ending the oidc session");
             end(app, oidc, key).await?;
             Err(AuthError::Reauthenticate)
         }

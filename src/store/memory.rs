@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{fold, ApiKey, Invalidation, Membership, Organization, StoreError, User};
+use super::{fold, ApiKey, Invalidation, Membership, OidcLink, Organization, StoreError, User};
 
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -31,6 +31,8 @@ struct State {
     orgs: HashMap<Uuid, Organization>,
     org_names: HashMap<String, Uuid>,
     default_org: Option<Uuid>,
+    /// Boxed to keep the store handle small (clippy's `large_enum_variant` on the backend).
+    oidc: Box<OidcLinks>,
     /// By (user, organization).
     members: HashMap<(Uuid, Uuid), Membership>,
     /// Key records with the instant they vanish.
@@ -39,6 +41,15 @@ struct State {
     ephemeral: HashMap<String, (Vec<u8>, Instant)>,
     claims: HashMap<String, (Vec<u8>, Option<Instant>)>,
     next_sweep: Option<Instant>,
+}
+
+/// OpenID Connect links.
+#[derive(Default)]
+struct OidcLinks {
+    /// (issuer, subject) → user.
+    by_subject: HashMap<(String, String), Uuid>,
+    /// User → issuer → subject.
+    by_user: HashMap<Uuid, HashMap<String, String>>,
 }
 
 // === impl MemoryStore ===
@@ -135,8 +146,43 @@ impl MemoryStore {
             s.emails.remove(&fold(&old.email));
             s.usernames.remove(&fold(&old.username));
         }
+        for (issuer, subject) in s.oidc.by_user.remove(&id).unwrap_or_default() {
+            s.oidc.by_subject.remove(&(issuer, subject));
+        }
         s.members.retain(|(user, _), _| *user != id);
         take_keys_of(&mut s, id, now)
+    }
+
+    pub(super) fn user_by_oidc(&self, issuer: &str, subject: &str) -> Option<User> {
+        let (s, _) = self.state();
+        let id = s
+            .oidc
+            .by_subject
+            .get(&(issuer.to_owned(), subject.to_owned()))?;
+        s.users.get(id).cloned()
+    }
+
+    pub(super) fn link_oidc(&self, user: Uuid, issuer: &str, subject: &str) -> OidcLink {
+        let (mut s, _) = self.state();
+        if !s.users.contains_key(&user) {
+            return OidcLink::NoSuchUser;
+        }
+        // In the order of the Redis backend: the user's side, then the subject's.
+        let oidc = &mut *s.oidc;
+        let linked = oidc.by_user.get(&user).and_then(|l| l.get(issuer));
+        if linked.is_some_and(|linked| linked != subject) {
+            return OidcLink::UserHasOtherSubject;
+        }
+        let pair = (issuer.to_owned(), subject.to_owned());
+        if oidc.by_subject.get(&pair).is_some_and(|id| *id != user) {
+            return OidcLink::SubjectTaken;
+        }
+        oidc.by_user
+            .entry(user)
+            .or_default()
+            .insert(issuer.to_owned(), subject.to_owned());
+        oidc.by_subject.insert(pair, user);
+        OidcLink::Linked
     }
 
     pub(super) fn set_if_absent(&self, name: &str, value: &[u8], ttl: Option<Duration>) -> bool {

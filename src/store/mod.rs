@@ -64,6 +64,19 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// What [`Store::link_oidc`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OidcLink {
+    /// The user is now linked to the (issuer, subject), or already was.
+    Linked,
+    /// There is no such user.
+    NoSuchUser,
+    /// The user is already linked to another subject of this issuer; nothing changed.
+    UserHasOtherSubject,
+    /// Another user is linked to this (issuer, subject); nothing changed.
+    SubjectTaken,
+}
+
 /// What every replica should drop from its cache.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Invalidation {
@@ -202,12 +215,39 @@ impl Store {
         }
     }
 
-    /// Deletes a user with its API keys and memberships; returns the ids of the keys deleted
+    /// Deletes a user with its API keys, memberships and OpenID Connect links; returns the ids of the keys deleted
     /// (so the caller can publish their invalidation). Deleting a missing user is not an error.
     pub async fn delete_user(&self, id: Uuid) -> Result<Vec<String>, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.delete_user(id)),
             Backend::Redis(r) => r.delete_user(id).await,
+        }
+    }
+
+    /// The user linked to the OpenID Connect `subject` of `issuer` (Coder's `user_links`).
+    pub async fn user_by_oidc(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<User>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.user_by_oidc(issuer, subject)),
+            Backend::Redis(r) => r.user_by_oidc(issuer, subject).await,
+        }
+    }
+
+    /// Links `user` to the OpenID Connect `subject` of `issuer`. A user has at most one
+    /// subject per issuer and a subject at most one user; of concurrent links of one subject
+    /// to several users exactly one wins. The link goes with [`Store::delete_user`].
+    pub async fn link_oidc(
+        &self,
+        user: Uuid,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<OidcLink, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.link_oidc(user, issuer, subject)),
+            Backend::Redis(r) => r.link_oidc(user, issuer, subject).await,
         }
     }
 

@@ -14,9 +14,11 @@
 //! | `P{u:<user id>}:key_names` | hash | token name → key id |
 //! | `P{u:<user id>}:orgs` | set | ids of the organizations the user belongs to |
 //! | `P{u:<user id>}:member:<org id>` | string | the [`Membership`] |
+//! | `P{u:<user id>}:oidc` | hash | OpenID Connect issuer → the subject linked to the user |
 //! | `Pusers` | set | every user id |
 //! | `Pemail:<lower-cased email>` | string | user id (uniqueness index) |
 //! | `Pusername:<lower-cased username>` | string | user id (uniqueness index) |
+//! | `Poidc:<hex SHA-256 of issuer, newline, subject>` | string | user id (uniqueness index) |
 //! | `P{o:<org id>}:org` | string | the [`Organization`] |
 //! | `P{o:<org id>}:members` | set | ids of the organization's members |
 //! | `Porgs` | set | every organization id |
@@ -34,7 +36,7 @@
 //! with a `{…}` of its own puts every key in one slot, which is also correct.) Steps across
 //! slots are single-key atomic commands with compensation on failure:
 //!
-//! - Uniqueness indexes (`email:`, `username:`, `org_name:`, `default_org`) are claimed with
+//! - Uniqueness indexes (`email:`, `username:`, `org_name:`, `default_org`, `oidc:`) are claimed with
 //!   `SET NX` after the record they point to is written, and released with a compare-and-delete.
 //!   So an index entry is valid only when its record exists and still has that value; a claim
 //!   that finds an invalid entry takes it over with a compare-and-set. Of concurrent claims
@@ -71,7 +73,7 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
-use super::{fold, ApiKey, Invalidation, Membership, Organization, StoreError, User};
+use super::{fold, ApiKey, Invalidation, Membership, OidcLink, Organization, StoreError, User};
 use crate::config::{RedisUrl, StoreUrl};
 
 mod conn;
@@ -163,6 +165,8 @@ enum Index {
     Username,
     OrgName,
     DefaultOrg,
+    /// The value is `issuer` + `\n` + `subject`.
+    OidcSubject,
 }
 
 // === impl RedisStore ===
@@ -404,6 +408,15 @@ impl RedisStore {
                 .is_some_and(|u| fold(&u.username) == value),
             Index::OrgName => self.org(id).await?.is_some_and(|o| fold(&o.name) == value),
             Index::DefaultOrg => self.org(id).await?.is_some_and(|o| o.is_default),
+            Index::OidcSubject => {
+                let Some((issuer, subject)) = value.split_once('\n') else {
+                    return Ok(false);
+                };
+                let linked: Option<String> = self
+                    .query(redis::cmd("HGET").arg(self.keys.user_oidc(id)).arg(issuer))
+                    .await?;
+                linked.as_deref() == Some(subject) && self.user(id).await?.is_some()
+            }
         })
     }
 
@@ -564,6 +577,71 @@ impl RedisStore {
         Ok(true)
     }
 
+    pub(super) async fn user_by_oidc(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let value = format!("{issuer}\n{subject}");
+        let key = self.keys.index(Index::OidcSubject, &value);
+        let holder: Option<String> = self.query(redis::cmd("GET").arg(&key)).await?;
+        let Some(holder) = holder else {
+            return Ok(None);
+        };
+        match holder.parse::<Uuid>() {
+            Ok(id) if self.holds(Index::OidcSubject, &holder, &value).await? => self.user(id).await,
+            _ => Ok(None),
+        }
+    }
+
+    /// Writes the user's side of the link first (`HSETNX`: a user keeps its subject), then
+    /// claims the subject's index as the email index is claimed; a lost claim undoes the
+    /// user's side when this call wrote it.
+    pub(super) async fn link_oidc(
+        &self,
+        user: Uuid,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<OidcLink, StoreError> {
+        if self.user(user).await?.is_none() {
+            return Ok(OidcLink::NoSuchUser);
+        }
+        let links = self.keys.user_oidc(user);
+        let wrote: i64 = self
+            .query(redis::cmd("HSETNX").arg(&links).arg(issuer).arg(subject))
+            .await?;
+        if wrote == 0 {
+            let linked: Option<String> = self
+                .query(redis::cmd("HGET").arg(&links).arg(issuer))
+                .await?;
+            if linked.as_deref() != Some(subject) {
+                return Ok(OidcLink::UserHasOtherSubject);
+            }
+        }
+        let value = format!("{issuer}\n{subject}");
+        let key = self.keys.index(Index::OidcSubject, &value);
+        match self
+            .claim(Index::OidcSubject, &key, &value, &user.to_string())
+            .await
+        {
+            Ok(()) => Ok(OidcLink::Linked),
+            Err(e) => {
+                if wrote == 1 {
+                    self.compensate("unlink oidc subject", async {
+                        self.query::<i64>(redis::cmd("HDEL").arg(&links).arg(issuer))
+                            .await
+                            .map(drop)
+                    })
+                    .await;
+                }
+                match e {
+                    StoreError::Conflict { .. } => Ok(OidcLink::SubjectTaken),
+                    e => Err(e),
+                }
+            }
+        }
+    }
+
     pub(super) async fn delete_user(&self, id: Uuid) -> Result<Vec<String>, StoreError> {
         let old = self.user(id).await?;
         let sid = id.to_string();
@@ -575,6 +653,15 @@ impl RedisStore {
             self.release(&self.keys.username(&fold(&old.username)), &sid)
                 .await?;
         }
+        let links: Vec<(String, String)> = self
+            .query(redis::cmd("HGETALL").arg(self.keys.user_oidc(id)))
+            .await?;
+        for (issuer, subject) in links {
+            let key = self
+                .keys
+                .index(Index::OidcSubject, &format!("{issuer}\n{subject}"));
+            self.release(&key, &sid).await?;
+        }
         let deleted = self.delete_keys_of(id).await?;
         let orgs = self.members(&self.keys.user_orgs(id)).await?;
         for org in orgs.iter().filter_map(|o| o.parse::<Uuid>().ok()) {
@@ -583,6 +670,7 @@ impl RedisStore {
         self.query::<i64>(
             redis::cmd("DEL")
                 .arg(self.keys.user_orgs(id))
+                .arg(self.keys.user_oidc(id))
                 .arg(self.keys.user(id)),
         )
         .await?;
@@ -979,6 +1067,9 @@ impl Keys {
     fn user_orgs(&self, id: Uuid) -> String {
         format!("{}{{u:{id}}}:orgs", self.p)
     }
+    fn user_oidc(&self, id: Uuid) -> String {
+        format!("{}{{u:{id}}}:oidc", self.p)
+    }
     fn member(&self, user: Uuid, org: Uuid) -> String {
         format!("{}{{u:{user}}}:member:{org}", self.p)
     }
@@ -1012,6 +1103,12 @@ impl Keys {
             Index::Username => self.username(folded),
             Index::OrgName => self.org_name(folded),
             Index::DefaultOrg => self.default_org(),
+            Index::OidcSubject => {
+                use sha2::{Digest, Sha256};
+                let digest = Sha256::digest(folded.as_bytes());
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                format!("{}oidc:{hex}", self.p)
+            }
         }
     }
     fn api_key(&self, id: &str) -> String {
@@ -1040,6 +1137,7 @@ impl Index {
             Index::Username => "username",
             Index::OrgName => "name",
             Index::DefaultOrg => "is_default",
+            Index::OidcSubject => "oidc_subject",
         }
     }
 }

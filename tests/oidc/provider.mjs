@@ -8,6 +8,9 @@
 //   ACCESS_TOKEN_TTL    seconds (default 3600); ID_TOKEN_TTL likewise
 //   CLOCK_SKEW_SECONDS  shifts this provider's clock (negative: every token it issues has
 //                       already expired by the clock of the relying party)
+//   PORT                the port to listen on (default: a free one); a restart on the same
+//                       port is a key rotation, since every process signs with a fresh RSA
+//                       key under a fresh key id
 //
 // Prints "listening <port>" once it serves. Routes besides the provider's own:
 //   GET  /interaction/:uid         a login form (what a browser would show)
@@ -15,6 +18,11 @@
 //                                  to the requested scopes in one step
 //   POST /test/accounts/:id/delete removes an account (its refresh tokens then fail)
 //   GET  /test/stats               {"refreshes": <refresh_token grants served>}
+//   POST /test/refresh-id-token/:mode  tampers with the ID token of every later refresh
+//                                  answer: `other-sub` (re-signed with this provider's key,
+//                                  `sub` changed), `bad-signature` (a signature byte flipped),
+//                                  `none` (as issued)
+import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
@@ -27,8 +35,34 @@ if (skew) {
 const accounts = JSON.parse(process.env.ACCOUNTS || '{}');
 const stats = { refreshes: 0 };
 
+// The signing key: fresh for every process, so a restart rotates it.
+const kid = crypto.randomUUID();
+const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingJwk = { ...privateKey.export({ format: 'jwk' }), kid, use: 'sig', alg: 'RS256' };
+let refreshIdToken = 'none';
+
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+
+// The ID token `jwt` altered as `refreshIdToken` says.
+function tamper(jwt) {
+  const [header, payload, signature] = jwt.split('.');
+  if (refreshIdToken === 'bad-signature') {
+    const bytes = Buffer.from(signature, 'base64url');
+    bytes[0] ^= 0xff;
+    return `${header}.${payload}.${b64url(bytes)}`;
+  }
+  if (refreshIdToken === 'other-sub') {
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
+    claims.sub = `${claims.sub}-other`;
+    const input = `${header}.${b64url(JSON.stringify(claims))}`;
+    const signed = crypto.sign('sha256', Buffer.from(input), privateKey);
+    return `${input}.${b64url(signed)}`;
+  }
+  return jwt;
+}
+
 const server = http.createServer();
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+await new Promise((resolve) => server.listen(Number(process.env.PORT || 0), '127.0.0.1', resolve));
 const { port } = server.address();
 
 const provider = new Provider(`http://127.0.0.1:${port}`, {
@@ -51,6 +85,7 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
   pkce: { required: () => true, methods: ['S256'] },
   features: { devInteractions: { enabled: false } },
   cookies: { keys: ['portcullis-test-cookie-key'] },
+  jwks: { keys: [signingJwk] },
   ttl: {
     AccessToken: Number(process.env.ACCESS_TOKEN_TTL || 3600),
     IdToken: Number(process.env.ID_TOKEN_TTL || 3600),
@@ -70,6 +105,14 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
 });
 provider.on('grant.success', (ctx) => {
   if (ctx.oidc.params.grant_type === 'refresh_token') stats.refreshes += 1;
+});
+provider.use(async (ctx, next) => {
+  await next();
+  const body = ctx.body;
+  if (ctx.path === '/token' && ctx.oidc?.params?.grant_type === 'refresh_token'
+    && body && typeof body.id_token === 'string') {
+    body.id_token = tamper(body.id_token);
+  }
 });
 
 const callback = provider.callback();
@@ -112,6 +155,12 @@ server.on('request', async (req, res) => {
     }
     if (parts[0] === 'test' && parts[1] === 'accounts' && parts[3] === 'delete') {
       delete accounts[parts[2]];
+      res.statusCode = 204;
+      res.end();
+      return;
+    }
+    if (parts[0] === 'test' && parts[1] === 'refresh-id-token' && req.method === 'POST') {
+      refreshIdToken = parts[2];
       res.statusCode = 204;
       res.end();
       return;

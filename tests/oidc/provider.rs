@@ -45,45 +45,44 @@ pub struct Provider {
     pub issuer: String,
     /// Its address.
     pub addr: SocketAddr,
-    _child: tokio::process::Child,
+    options: Options,
+    child: tokio::process::Child,
 }
 
 impl Provider {
     /// Starts one and waits until it serves.
     pub async fn start(options: Options) -> Provider {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
-        assert!(
-            dir.join("node_modules/oidc-provider").is_dir(),
-            "tests/oidc/node_modules is missing: run scripts/test, which installs it (npm ci)"
-        );
-        let mut child = tokio::process::Command::new("node")
-            .arg("provider.mjs")
-            .current_dir(&dir)
-            .env("ACCOUNTS", options.accounts.to_string())
-            .env("CLIENT_ID", CLIENT_ID)
-            .env("CLIENT_SECRET", CLIENT_SECRET)
-            .env("ACCESS_TOKEN_TTL", options.access_token_ttl.to_string())
-            .env("CLOCK_SKEW_SECONDS", options.clock_skew.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node runs (install nodejs)");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = bounded("the provider starts", lines.next_line())
-            .await
-            .expect("provider stdout")
-            .expect("the provider printed its port");
-        let port: u16 = line
-            .strip_prefix("listening ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("unexpected provider output {line:?}"));
+        let (child, port) = spawn(&options, 0).await;
         Provider {
             issuer: format!("http://127.0.0.1:{port}"),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            _child: child,
+            options,
+            child,
         }
+    }
+
+    /// Restarts it on the same port (the same issuer) with `accounts`: it then signs with a
+    /// new key under a new key id, and has forgotten its sessions and grants.
+    pub async fn restart(&mut self, accounts: Value) {
+        self.child.kill().await.expect("the provider is killed");
+        self.options.accounts = accounts;
+        let (child, port) = spawn(&self.options, self.addr.port()).await;
+        assert_eq!(port, self.addr.port());
+        self.child = child;
+    }
+
+    /// The key id it signs with now (the first of its key set).
+    pub async fn signing_kid(&self) -> String {
+        self.get_json("/jwks").await["keys"][0]["kid"]
+            .as_str()
+            .expect("a key id")
+            .to_owned()
+    }
+
+    /// Makes the ID token of every later refresh answer `mode`: `other-sub`, `bad-signature`
+    /// or `none` (untouched); see provider.mjs.
+    pub async fn tamper_refresh_id_tokens(&self, mode: &str) {
+        self.post(&format!("/test/refresh-id-token/{mode}")).await;
     }
 
     /// `[oidc]` lines for Portcullis to use this provider, plus `extra` lines.
@@ -96,26 +95,72 @@ impl Provider {
 
     /// Removes an account: its refresh tokens stop working.
     pub async fn delete_account(&self, id: &str) {
+        self.post(&format!("/test/accounts/{id}/delete")).await;
+    }
+
+    /// How many refresh grants it has served.
+    pub async fn refreshes(&self) -> u64 {
+        self.get_json("/test/stats").await["refreshes"]
+            .as_u64()
+            .expect("a count")
+    }
+
+    /// `POST path` of a test route, which answers 204.
+    async fn post(&self, path: &str) {
         let req = Request::builder()
             .method(Method::POST)
-            .uri(format!("/test/accounts/{id}/delete"))
+            .uri(path)
             .header(HOST, self.addr.to_string())
             .body(empty())
             .unwrap();
         assert_eq!(send(self.addr, req).await.status(), StatusCode::NO_CONTENT);
     }
 
-    /// How many refresh grants it has served.
-    pub async fn refreshes(&self) -> u64 {
+    /// `GET path` as JSON.
+    async fn get_json(&self, path: &str) -> Value {
         let req = Request::builder()
-            .uri("/test/stats")
+            .uri(path)
             .header(HOST, self.addr.to_string())
             .body(empty())
             .unwrap();
         let text = body_string(send(self.addr, req).await).await;
-        let stats: Value = serde_json::from_str(&text).expect("stats are JSON");
-        stats["refreshes"].as_u64().expect("a count")
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path} is not JSON: {text}"))
     }
+}
+
+/// Starts provider.mjs with `options` on `port` (0: a free one); returns it and its port once
+/// it serves.
+async fn spawn(options: &Options, port: u16) -> (tokio::process::Child, u16) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
+    assert!(
+        dir.join("node_modules/oidc-provider").is_dir(),
+        "tests/oidc/node_modules is missing: run scripts/test, which installs it (npm ci)"
+    );
+    let mut child = tokio::process::Command::new("node")
+        .arg("provider.mjs")
+        .current_dir(&dir)
+        .env("ACCOUNTS", options.accounts.to_string())
+        .env("CLIENT_ID", CLIENT_ID)
+        .env("CLIENT_SECRET", CLIENT_SECRET)
+        .env("ACCESS_TOKEN_TTL", options.access_token_ttl.to_string())
+        .env("CLOCK_SKEW_SECONDS", options.clock_skew.to_string())
+        .env("PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (install nodejs)");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = bounded("the provider starts", lines.next_line())
+        .await
+        .expect("provider stdout")
+        .expect("the provider printed its port");
+    let port: u16 = line
+        .strip_prefix("listening ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected provider output {line:?}"));
+    (child, port)
 }
 
 /// One response as a browser sees it.
