@@ -226,7 +226,7 @@ async fn sign_in(
     claims: &Map<String, Value>,
     email: &str,
 ) -> Result<User, ApiError> {
-    let Some(mut user) = app.store.user_by_email(email).await? else {
+    let Some(user) = app.store.user_by_email(email).await? else {
         if !oidc.config.create_users {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -242,22 +242,39 @@ async fn sign_in(
     if user.status == UserStatus::Suspended {
         return Err(suspended());
     }
+    // Only the fields meant, on the stored user as it is now: a suspension made meanwhile
+    // stays, and refuses the sign-in.
+    let roles = oidc
+        .config
+        .role_claim
+        .is_some()
+        .then(|| super::roles_from(&oidc.config, claims));
+    let now = OffsetDateTime::now_utc();
     let mut changed = false;
-    if user.status == UserStatus::Dormant {
-        user.status = UserStatus::Active;
-        changed = true;
-    }
-    if oidc.config.role_claim.is_some() {
-        let roles = super::roles_from(&oidc.config, claims);
-        if roles != user.roles {
-            user.roles = roles;
-            changed = true;
-        }
-    }
+    let user = app
+        .store
+        .modify_user(user.id, |stored| {
+            changed = false;
+            if stored.status == UserStatus::Dormant {
+                stored.status = UserStatus::Active;
+                changed = true;
+            }
+            if let Some(roles) = roles.as_ref().filter(|r| **r != stored.roles) {
+                stored.roles.clone_from(roles);
+                changed = true;
+            }
+            if changed {
+                stored.updated_at = now;
+            }
+            changed
+        })
+        .await?
+        .ok_or_else(crate::api::not_found)?;
     if changed {
-        user.updated_at = OffsetDateTime::now_utc();
-        app.store.update_user(&user).await?;
         session::invalidate_user(app, user.id).await;
+    }
+    if user.status == UserStatus::Suspended {
+        return Err(suspended());
     }
     Ok(user)
 }
