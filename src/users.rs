@@ -416,15 +416,19 @@ impl<'a> Users<'a> {
     ///
     /// # Errors
     /// [`UserError::NoSuchUser`] when the user is gone, and store or hashing failures.
-    pub async fn replace_password(
-        &self,
-        mut user: User,
-        password: &str,
-    ) -> Result<usize, UserError> {
+    pub async fn replace_password(&self, user: User, password: &str) -> Result<usize, UserError> {
         let id = user.id;
-        user.hashed_password = Some(self.passwords.hash(password).await?);
-        user.updated_at = OffsetDateTime::now_utc();
-        if !self.store.update_user(&user).await? {
+        let hashed = self.passwords.hash(password).await?;
+        let now = OffsetDateTime::now_utc();
+        let stored = self
+            .store
+            .modify_user(id, |user| {
+                user.hashed_password = Some(hashed.clone());
+                user.updated_at = now;
+                true
+            })
+            .await?;
+        if stored.is_none() {
             return Err(UserError::NoSuchUser);
         }
         let revoked = self.store.delete_keys_of(id).await?;
@@ -439,14 +443,19 @@ impl<'a> Users<'a> {
     /// # Errors
     /// [`UserError::NoSuchUser`] and store failures.
     pub async fn set_status(&self, id: Uuid, status: UserStatus) -> Result<User, UserError> {
-        let mut user = self.store.user(id).await?.ok_or(UserError::NoSuchUser)?;
-        if user.status != status {
-            user.status = status;
-            user.updated_at = OffsetDateTime::now_utc();
-            if !self.store.update_user(&user).await? {
-                return Err(UserError::NoSuchUser);
-            }
-        }
+        let now = OffsetDateTime::now_utc();
+        let user = self
+            .store
+            .modify_user(id, |user| {
+                let change = user.status != status;
+                if change {
+                    user.status = status;
+                    user.updated_at = now;
+                }
+                change
+            })
+            .await?
+            .ok_or(UserError::NoSuchUser)?;
         self.invalidate(Invalidation::User(id)).await;
         Ok(user)
     }
@@ -463,12 +472,16 @@ impl<'a> Users<'a> {
             crate::rbac::roles::MEMBER,
             UserError::UnknownRole,
         )?;
-        let mut user = self.store.user(id).await?.ok_or(UserError::NoSuchUser)?;
-        user.roles = roles;
-        user.updated_at = OffsetDateTime::now_utc();
-        if !self.store.update_user(&user).await? {
-            return Err(UserError::NoSuchUser);
-        }
+        let now = OffsetDateTime::now_utc();
+        let user = self
+            .store
+            .modify_user(id, |user| {
+                user.roles.clone_from(&roles);
+                user.updated_at = now;
+                true
+            })
+            .await?
+            .ok_or(UserError::NoSuchUser)?;
         self.invalidate(Invalidation::User(id)).await;
         Ok(user)
     }
@@ -581,16 +594,25 @@ impl<'a> Users<'a> {
 
     /// Makes `key` expire now (unless it already has) and drops it from every replica's cache;
     /// false when the key no longer exists.
-    pub async fn expire_key(&self, mut key: ApiKey) -> Result<bool, UserError> {
+    pub async fn expire_key(&self, key: ApiKey) -> Result<bool, UserError> {
         let now = OffsetDateTime::now_utc();
         if key.expires_at <= now {
             return Ok(true);
         }
-        key.expires_at = now;
-        key.updated_at = now;
-        let existed = self.store.update_key(&key, now + KEY_RETENTION).await?;
+        // An atomic change of the stored key: it only ever moves the expiry earlier.
+        let stored = self
+            .store
+            .modify_key(&key.id, KEY_RETENTION, |key| {
+                let change = key.expires_at > now;
+                if change {
+                    key.expires_at = now;
+                    key.updated_at = now;
+                }
+                change
+            })
+            .await?;
         self.invalidate(Invalidation::Key(key.id)).await;
-        Ok(existed)
+        Ok(stored.is_some())
     }
 
     /// The default lifetime of keys that are not sessions (`tokens.default_lifetime`).

@@ -490,3 +490,89 @@ async fn metrics_count_logins_cache_results_and_proxied_auth_results() {
     sidecar.shutdown().await;
     delete_redis_keys(REDIS, &prefix).await;
 }
+
+// === revocation racing a load ===
+
+/// How many races [`a_revocation_racing_a_paused_load_is_never_undone`] runs.
+const REVOCATION_RACES: usize = 50;
+
+/// A new API key of the first user, made through the API at `addr` with `admin`.
+async fn new_key(addr: SocketAddr, admin: &str) -> String {
+    let (status, body) = call(
+        addr,
+        json_request("/api/v2/users/me/keys", &json!({}), Some(admin)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["key"].as_str().expect("a key").to_owned()
+}
+
+/// A load that read the key before its revocation must not put it back in the cache after
+/// the revocation: Redis (a private one) is paused with `CLIENT PAUSE` while replica A loads
+/// a key, the key is revoked meanwhile (deleted through A's API, or logged out on replica B),
+/// and once the revocation has reached A the key is refused there, every time, also after
+/// the paused load finished. `cache_ttl` is a minute: only a stale entry could serve it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_racing_a_paused_load_is_never_undone() {
+    let port = free_port();
+    let _server = RedisServer::start(port).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let (echo, prefix) = (start_echo().await, random_key_prefix());
+    let extra = "cache_ttl = \"60s\"\ncommand_timeout = \"5s\"\n";
+    let a = Sidecar::start(&cache_config(echo, &url, &prefix, extra)).await;
+    let b = Sidecar::start(&cache_config(echo, &url, &prefix, extra)).await;
+    for s in [&a, &b] {
+        eventually("/readyz 200", || async {
+            readyz(s).await == StatusCode::OK
+        })
+        .await;
+    }
+    create_first_user(a.addr).await;
+    let admin = token(a.addr).await;
+    let mut redis = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the private Redis answers");
+
+    for race in 0..REVOCATION_RACES {
+        let victim = new_key(b.addr, &admin).await;
+        let id = victim[..10].to_owned();
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(300)
+            .arg("ALL")
+            .query_async(&mut redis)
+            .await
+            .expect("CLIENT PAUSE");
+        // A starts loading the key; its first read waits for the pause to end.
+        let in_flight = tokio::spawn(call(a.addr, proxied(Some(&victim))));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if race % 2 == 0 {
+            let path = format!("/api/v2/users/me/keys/{id}");
+            let req = api_request(Method::DELETE, &path, None, Some(&admin));
+            let (status, body) = bounded("delete", call(a.addr, req)).await;
+            assert_eq!(status, StatusCode::NO_CONTENT, "race {race}: {body}");
+            // A applied its own invalidation before answering: refused at once.
+            let (status, body) = call(a.addr, proxied(Some(&victim))).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "race {race}: {body}");
+        } else {
+            let req = json_request("/api/v2/users/logout", &json!({}), Some(&victim));
+            let (status, body) = bounded("logout", call(b.addr, req)).await;
+            assert_eq!(status, StatusCode::OK, "race {race}: {body}");
+        }
+        // Whatever the load in flight answered (it began before the revocation)...
+        bounded("the paused load", in_flight).await.expect("ran");
+        // ... once A has the invalidation, the key is refused, and stays refused.
+        eventually("A refuses the revoked key", || async {
+            call(a.addr, proxied(Some(&victim))).await.0 == StatusCode::UNAUTHORIZED
+        })
+        .await;
+        for _ in 0..3 {
+            let (status, body) = call(a.addr, proxied(Some(&victim))).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "race {race}: {body}");
+        }
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}

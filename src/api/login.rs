@@ -168,7 +168,7 @@ pub(crate) async fn check_password(app: &App, email: &str, password: &str) -> Re
     let passwordless = user
         .as_ref()
         .is_some_and(|u| u.login_type != LoginType::Password);
-    let Some(mut user) = user.filter(|_| verified.ok || passwordless) else {
+    let Some(user) = user.filter(|_| verified.ok || passwordless) else {
         app.limits.account_failed(&app.store, &account).await;
         return Err(
             ApiError::new(StatusCode::UNAUTHORIZED, "Incorrect email or password.", "").into(),
@@ -190,26 +190,50 @@ pub(crate) async fn check_password(app: &App, email: &str, password: &str) -> Re
     }
     app.limits.account_succeeded(&app.store, &account).await;
 
-    let now = OffsetDateTime::now_utc();
-    let mut changed = false;
-    if user.status == UserStatus::Dormant {
-        user.status = UserStatus::Active;
-        changed = true;
+    let upgraded = if verified.needs_rehash {
+        app.passwords
+            .hash(password)
+            .await
+            .inspect_err(|error| tracing::warn!(%error, "could not upgrade a password hash"))
+            .ok()
+    } else {
+        None
+    };
+    if user.status != UserStatus::Dormant && upgraded.is_none() {
+        return Ok(user);
     }
-    if verified.needs_rehash {
-        match app.passwords.hash(password).await {
-            Ok(upgraded) => {
-                user.hashed_password = Some(upgraded);
+    // Only the fields meant, on the stored user as it is now (an administrator may have
+    // suspended it, or someone changed its password, while the hashes ran).
+    let (verified_hash, now) = (user.hashed_password.clone(), OffsetDateTime::now_utc());
+    let user = app
+        .store
+        .modify_user(user.id, |stored| {
+            let mut changed = false;
+            if stored.status == UserStatus::Dormant {
+                stored.status = UserStatus::Active;
                 changed = true;
             }
-            Err(error) => tracing::warn!(%error, "could not upgrade a password hash"),
+            if upgraded.is_some() && stored.hashed_password == verified_hash {
+                stored.hashed_password.clone_from(&upgraded);
+                changed = true;
+            }
+            if changed {
+                stored.updated_at = now;
+            }
+            changed
+        })
+        .await?;
+    match user {
+        Some(user) if user.status == UserStatus::Suspended => Err(Failed {
+            result: LoginResult::Suspended,
+            error: suspended(),
+        }),
+        Some(user) => Ok(user),
+        // Deleted while logging in.
+        None => {
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "Incorrect email or password.", "").into())
         }
     }
-    if changed {
-        user.updated_at = now;
-        app.store.update_user(&user).await?;
-    }
-    Ok(user)
 }
 
 /// `POST /users/logout` (§7.1): deletes the current key and the user's

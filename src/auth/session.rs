@@ -18,7 +18,7 @@ use crate::headers::Identity;
 use crate::metrics::AuthResult;
 use crate::rbac::Subject;
 use crate::store::cache::{Entry, KeyCache, Session};
-use crate::store::{Store, StoreError, UserStatus};
+use crate::store::{ApiKey, Store, StoreError, UserStatus};
 
 /// How often a key's `last_used` (and sliding expiry) is written back, at most (§8.5).
 pub const TOUCH_EVERY: Duration = Duration::from_secs(3600);
@@ -153,30 +153,65 @@ pub async fn authenticate(
 }
 
 /// Writes `last_used` and the sliding expiry (§8.5), and re-activates a dormant user (§8.4).
+/// Both are atomic changes of the stored records ([`Store::modify_key`],
+/// [`Store::modify_user`]), never a write-back of the cached copies: a key expired, deleted or
+/// refreshed meanwhile, or a user suspended meanwhile, stays as it is.
 async fn touch(store: Store, entry: Arc<Entry>, now: OffsetDateTime) {
     let session = &entry.session;
-    let mut key = session.key.clone();
-    key.last_used = now;
-    let lifetime = time::Duration::seconds(key.lifetime_seconds);
-    if key.expires_at - now <= lifetime - time::Duration::HOUR {
-        key.expires_at = now + lifetime;
-    }
-    if let Some(cap) = key.not_after {
-        key.expires_at = key.expires_at.min(cap);
-    }
-    let keep_until = key.expires_at + KEY_RETENTION;
-    if let Err(error) = store.update_key(&key, keep_until).await {
+    let seen = session.key.expires_at;
+    let slid = store
+        .modify_key(&session.key.id, KEY_RETENTION, |key| slide(key, seen, now))
+        .await;
+    if let Err(error) = slid {
         tracing::debug!(%error, "could not record key use");
     }
     if session.user.status == UserStatus::Dormant {
-        let mut user = session.user.clone();
-        user.status = UserStatus::Active;
-        user.updated_at = now;
-        if let Err(error) = store.update_user(&user).await {
+        let mut activated = false;
+        let result = store
+            .modify_user(session.user.id, |user| {
+                activated = user.status == UserStatus::Dormant;
+                if activated {
+                    user.status = UserStatus::Active;
+                    user.updated_at = now;
+                }
+                activated
+            })
+            .await;
+        if let Err(error) = result {
             tracing::debug!(%error, "could not re-activate a dormant user");
         }
-        let _ = store
-            .publish(crate::store::Invalidation::User(user.id))
-            .await;
+        if activated {
+            let _ = store
+                .publish(crate::store::Invalidation::User(session.user.id))
+                .await;
+        }
     }
+}
+
+/// The sliding refresh of a key used at `now` whose request saw it expire at `seen` (§8.5):
+/// `last_used` only moves forward, and `expires_at` only grows (to `now + lifetime`, at most
+/// `not_after`, once less than `lifetime - 1h` is left). A key that has expired, or whose
+/// expiry was moved earlier since the request saw it (`expire`, whatever the clocks of the
+/// replicas say), is left alone: it must stay expired. Returns whether anything changed.
+fn slide(key: &mut ApiKey, seen: OffsetDateTime, now: OffsetDateTime) -> bool {
+    if key.expires_at <= now || key.expires_at < seen {
+        return false;
+    }
+    let mut changed = false;
+    if key.last_used < now {
+        key.last_used = now;
+        changed = true;
+    }
+    let lifetime = time::Duration::seconds(key.lifetime_seconds);
+    if key.expires_at - now <= lifetime - time::Duration::HOUR {
+        let mut until = now + lifetime;
+        if let Some(cap) = key.not_after {
+            until = until.min(cap);
+        }
+        if until > key.expires_at {
+            key.expires_at = until;
+            changed = true;
+        }
+    }
+    changed
 }

@@ -171,33 +171,51 @@ pub async fn complete(
         .ok_or_else(state_mismatch)?;
     let pending: Pending = serde_json::from_slice(&record).map_err(ApiError::internal)?;
     check_verified(oidc, &login.claims, email)?;
-    let Some(mut user) = app.store.user_by_email(email).await? else {
+    let Some(user) = app.store.user_by_email(email).await? else {
         return Err(bad_request(&format!(
             "The oidc account with the email {email:?} does not match the email of the account you are trying to convert. Contact your administrator to resolve this issue."
         )));
     };
-    if user.id != pending.user_id
-        || user.login_type != pending.from
-        || pending.to != LoginType::Oidc
-    {
-        return Err(ApiError::new(
+    let refused = |from: LoginType| {
+        ApiError::new(
             StatusCode::FORBIDDEN,
             &format!(
                 "Request to convert login type from {} to oidc failed.",
-                user.login_type.as_str()
+                from.as_str()
             ),
             "",
-        ));
+        )
+    };
+    if user.id != pending.user_id || pending.to != LoginType::Oidc {
+        return Err(refused(user.login_type));
     }
     if user.status == UserStatus::Suspended {
         return Err(suspended());
     }
     link(app, &user, &login.identity).await?;
-    user.login_type = LoginType::Oidc;
-    user.hashed_password = None;
-    user.updated_at = OffsetDateTime::now_utc();
-    if !app.store.update_user(&user).await? {
-        return Err(api::not_found());
+    // Only the fields meant, and only while the stored user is still what the conversion
+    // was asked for: of the login type it had, and not suspended.
+    let (from, now) = (pending.from, OffsetDateTime::now_utc());
+    let mut converted = false;
+    let user = app
+        .store
+        .modify_user(user.id, |stored| {
+            converted = stored.login_type == from && stored.status != UserStatus::Suspended;
+            if converted {
+                stored.login_type = LoginType::Oidc;
+                stored.hashed_password = None;
+                stored.updated_at = now;
+            }
+            converted
+        })
+        .await?
+        .ok_or_else(api::not_found)?;
+    if !converted {
+        return Err(if user.login_type == from {
+            suspended()
+        } else {
+            refused(user.login_type)
+        });
     }
     let mut doomed = vec![pending.key_id];
     if let Some(current) = token::extract(req.headers(), req.uri())

@@ -241,7 +241,7 @@ async fn finish(
 async fn sign_in(app: &App, oidc: &Oidc, login: &Login, email: &str) -> Result<User, Failed> {
     let claims = &login.claims;
     let identity = &login.identity;
-    let (mut user, linked) = match app
+    let (user, linked) = match app
         .store
         .user_by_oidc(&identity.issuer, &identity.subject)
         .await?
@@ -276,22 +276,39 @@ async fn sign_in(app: &App, oidc: &Oidc, login: &Login, email: &str) -> Result<U
     if user.status == UserStatus::Suspended {
         return Err(Failed::suspended());
     }
+    // Only the fields meant, on the stored user as it is now: a suspension made meanwhile
+    // stays, and refuses the sign-in.
+    let roles = oidc
+        .config
+        .role_claim
+        .is_some()
+        .then(|| super::roles_from(&oidc.config, claims));
+    let now = OffsetDateTime::now_utc();
     let mut changed = false;
-    if user.status == UserStatus::Dormant {
-        user.status = UserStatus::Active;
-        changed = true;
-    }
-    if oidc.config.role_claim.is_some() {
-        let roles = super::roles_from(&oidc.config, claims);
-        if roles != user.roles {
-            user.roles = roles;
-            changed = true;
-        }
-    }
+    let user = app
+        .store
+        .modify_user(user.id, |stored| {
+            changed = false;
+            if stored.status == UserStatus::Dormant {
+                stored.status = UserStatus::Active;
+                changed = true;
+            }
+            if let Some(roles) = roles.as_ref().filter(|r| **r != stored.roles) {
+                stored.roles.clone_from(roles);
+                changed = true;
+            }
+            if changed {
+                stored.updated_at = now;
+            }
+            changed
+        })
+        .await?
+        .ok_or_else(|| Failed::from(api::not_found()))?;
     if changed {
-        user.updated_at = OffsetDateTime::now_utc();
-        app.store.update_user(&user).await?;
         session::invalidate_user(app, user.id).await;
+    }
+    if user.status == UserStatus::Suspended {
+        return Err(Failed::suspended());
     }
     Ok(user)
 }

@@ -18,10 +18,21 @@
 //!   staleness bound is `cache_ttl` (the store subscriber sends `Invalidation::All` when it
 //!   re-subscribes, which empties the cache).
 //!
+//! - Revocation cannot be undone by a load in flight: every invalidation (local, or received
+//!   from another replica) takes the next number of a sequence and records it for the key id
+//!   or user id it names (in one of [`STRIPES`] slots chosen by hash, so memory stays bounded
+//!   and a collision only costs a reload), or for everything. A load notes the sequence
+//!   before its first store read; if an invalidation for its key or user (or everything) came
+//!   after that, what it read may predate the revocation, so it is thrown away and the store
+//!   read again (up to [`LOAD_ATTEMPTS`] times, then the request gets 503). An entry that an
+//!   invalidation overtook on its way into the cache is refused on every hit. On the hit
+//!   path this costs three atomic loads, no lock and no hashing.
+//!
 //! Every look-up is counted in `portcullis_key_cache_total` (hit, miss, stale, unknown), and
 //! every session read from the store is timed (`portcullis_store_call_seconds`) and, when it
 //! fails, counted (`portcullis_store_errors_total`): atomic adds on handles made up front.
 
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +51,12 @@ use crate::store::{ApiKey, Invalidation, Membership, Store, StoreError, User};
 
 /// Cached entries at most.
 const CAPACITY: u64 = 100_000;
+
+/// Slots of invalidation numbers for key ids, and as many for user ids.
+pub const STRIPES: usize = 4096;
+
+/// Store reads of one load that invalidations may overtake before the request gets 503.
+pub const LOAD_ATTEMPTS: usize = 3;
 
 /// What a valid key id resolves to.
 #[derive(Debug)]
@@ -69,6 +86,23 @@ pub struct Entry {
     touched: AtomicI64,
     /// When a reload of this entry last failed, in nanoseconds after `loaded` (0: never).
     failed: AtomicU64,
+    /// The invalidation sequence before the store reads this entry came from, and the slots of
+    /// its key id and user id: see [`Generations`].
+    read_at: u64,
+    key_slot: usize,
+    user_slot: usize,
+}
+
+/// The numbers of the latest invalidations: for everything, and per slot of key ids and of
+/// user ids. Written only by invalidations; read with plain atomic loads.
+#[derive(Debug)]
+struct Generations {
+    /// The last number handed out.
+    sequence: AtomicU64,
+    all: AtomicU64,
+    keys: Box<[AtomicU64]>,
+    users: Box<[AtomicU64]>,
+    hasher: std::hash::RandomState,
 }
 
 /// The cache.
@@ -76,6 +110,7 @@ pub struct Entry {
 pub struct KeyCache {
     entries: Cache<String, Arc<Entry>>,
     unknown: Option<Cache<String, ()>>,
+    generations: Generations,
     ttl: Duration,
     max_stale: Duration,
     metrics: Arc<Metrics>,
@@ -99,7 +134,8 @@ impl Session {
 // === impl Entry ===
 
 impl Entry {
-    fn new(session: Session) -> Self {
+    fn new(session: Session, read_at: u64, gens: &Generations) -> Self {
+        let (key_slot, user_slot) = gens.slots(&session.key.id, session.user.id);
         let touched = session.key.last_used.unix_timestamp();
         let user = &session.user;
         let identity = Identity::new(
@@ -119,6 +155,9 @@ impl Entry {
             loaded: Instant::now(),
             touched: AtomicI64::new(touched),
             failed: AtomicU64::new(0),
+            read_at,
+            key_slot,
+            user_slot,
         }
     }
 
@@ -149,6 +188,60 @@ impl Entry {
     }
 }
 
+// === impl Generations ===
+
+impl Generations {
+    fn new() -> Self {
+        let slots = || (0..STRIPES).map(|_| AtomicU64::new(0)).collect();
+        Generations {
+            sequence: AtomicU64::new(0),
+            all: AtomicU64::new(0),
+            keys: slots(),
+            users: slots(),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    /// The sequence now: note it before reading the store.
+    fn now(&self) -> u64 {
+        self.sequence.load(Ordering::SeqCst)
+    }
+
+    fn slot(&self, what: impl Hash) -> usize {
+        // The remainder is below STRIPES, so it fits a usize.
+        usize::try_from(self.hasher.hash_one(what) % STRIPES as u64).unwrap_or(0)
+    }
+
+    /// The slots of a key id and a user id.
+    fn slots(&self, key: &str, user: Uuid) -> (usize, usize) {
+        (self.slot(key), self.slot(user))
+    }
+
+    /// Records an invalidation: it gets the next number, which its slot keeps (the highest
+    /// wins when two race).
+    fn bump(&self, what: &Invalidation) {
+        let n = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
+        let slot = match what {
+            Invalidation::Key(id) => &self.keys[self.slot(id.as_str())],
+            Invalidation::User(user) => &self.users[self.slot(user)],
+            Invalidation::All => &self.all,
+        };
+        slot.fetch_max(n, Ordering::SeqCst);
+    }
+
+    /// Whether an invalidation for this key slot or user slot (or everything) came after
+    /// `read_at`.
+    fn overtaken(&self, read_at: u64, key_slot: usize, user_slot: usize) -> bool {
+        let after = |n: &AtomicU64| n.load(Ordering::SeqCst) > read_at;
+        after(&self.all) || after(&self.keys[key_slot]) || after(&self.users[user_slot])
+    }
+
+    /// Whether `entry` may still be served: no invalidation came after its store reads.
+    fn holds(&self, entry: &Entry) -> bool {
+        !self.overtaken(entry.read_at, entry.key_slot, entry.user_slot)
+    }
+}
+
 // === impl KeyCache ===
 
 impl KeyCache {
@@ -168,6 +261,7 @@ impl KeyCache {
         KeyCache {
             entries,
             unknown,
+            generations: Generations::new(),
             ttl: cfg.cache_ttl,
             max_stale: cfg.max_stale,
             metrics,
@@ -177,7 +271,7 @@ impl KeyCache {
     /// Resolves a key id: `Ok(None)` when no such key (or its user) exists.
     pub async fn lookup(&self, store: &Store, id: &str) -> Result<Option<Arc<Entry>>, StoreError> {
         if let Some(entry) = self.entries.get(id).await {
-            if entry.loaded.elapsed() < self.ttl {
+            if entry.loaded.elapsed() < self.ttl && self.generations.holds(&entry) {
                 self.metrics.key_cache(CacheResult::Hit);
                 return Ok(Some(entry));
             }
@@ -196,11 +290,14 @@ impl KeyCache {
         let ttl = self.ttl;
         let stale_limit = self.ttl + self.max_stale;
         let metrics = &self.metrics;
+        let gens = &self.generations;
         let asked = Instant::now();
         let result = self
             .entries
             .entry(id.to_owned())
             .and_try_compute_with(|existing| {
+                // An entry an invalidation overtook is as good as none.
+                let existing = existing.filter(|e| gens.holds(e.value()));
                 async move {
                     if let Some(e) = &existing {
                         let e = e.value();
@@ -217,12 +314,12 @@ impl KeyCache {
                         }
                     }
                     let started = Instant::now();
-                    let loaded = load_session(store, id).await;
+                    let loaded = load_fresh(store, id, gens).await;
                     metrics.store_call(started.elapsed(), loaded.is_err());
                     match loaded {
-                        Ok(Some(session)) => {
+                        Ok(Some((session, read_at))) => {
                             metrics.key_cache(CacheResult::Miss);
-                            Ok(Op::Put(Arc::new(Entry::new(session))))
+                            Ok(Op::Put(Arc::new(Entry::new(session, read_at, gens))))
                         }
                         Ok(None) => {
                             metrics.key_cache(CacheResult::Miss);
@@ -257,8 +354,10 @@ impl KeyCache {
         })
     }
 
-    /// Applies an invalidation from this or another replica.
+    /// Applies an invalidation from this or another replica. From its return on, no entry or
+    /// load that read the store before it is served.
     pub fn apply(&self, what: &Invalidation) {
+        self.generations.bump(what);
         match what {
             Invalidation::Key(id) => {
                 let entries = self.entries.clone();
@@ -287,12 +386,35 @@ impl KeyCache {
             match rx.recv().await {
                 Ok(what) => self.apply(&what),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    self.entries.invalidate_all();
+                    self.apply(&Invalidation::All);
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
     }
+}
+
+/// Reads what a key id resolves to, with the invalidation sequence noted before the reads:
+/// read again when an invalidation for the key or its user came meanwhile (what was read may
+/// predate it); [`StoreError::Unavailable`] when that happens [`LOAD_ATTEMPTS`] times.
+async fn load_fresh(
+    store: &Store,
+    id: &str,
+    gens: &Generations,
+) -> Result<Option<(Session, u64)>, StoreError> {
+    for _ in 0..LOAD_ATTEMPTS {
+        let read_at = gens.now();
+        let Some(session) = load_session(store, id).await? else {
+            return Ok(None);
+        };
+        let (key_slot, user_slot) = gens.slots(id, session.user.id);
+        if !gens.overtaken(read_at, key_slot, user_slot) {
+            return Ok(Some((session, read_at)));
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "key {id} was invalidated during each of {LOAD_ATTEMPTS} reads"
+    )))
 }
 
 /// Reads what a key id resolves to: the key, then its user and memberships together.

@@ -119,6 +119,21 @@ impl MemoryStore {
         self.state().0.users.values().cloned().collect()
     }
 
+    /// Runs `change` on the stored user under the lock: nothing can come in between.
+    pub(super) fn modify_user(
+        &self,
+        id: Uuid,
+        mut change: impl FnMut(&mut User) -> bool,
+    ) -> Option<User> {
+        let (mut s, _) = self.state();
+        let stored = s.users.get_mut(&id)?;
+        let mut user = stored.clone();
+        if change(&mut user) {
+            *stored = user;
+        }
+        Some(stored.clone())
+    }
+
     pub(super) fn update_user(&self, user: &User) -> Result<bool, StoreError> {
         let (mut s, _) = self.state();
         let Some(old) = s.users.get(&user.id) else {
@@ -327,16 +342,21 @@ impl MemoryStore {
             .map(|(k, _)| k.clone())
     }
 
-    pub(super) fn update_key(&self, key: &ApiKey, expire_record_at: OffsetDateTime) -> bool {
+    /// Runs `change` on the live stored key under the lock; when it returns a record expiry,
+    /// the changed key is kept until then.
+    pub(super) fn modify_key(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut ApiKey) -> Option<OffsetDateTime>,
+    ) -> Option<ApiKey> {
         let (mut s, now) = self.state();
-        match s.keys.get_mut(&key.id) {
-            Some((stored, until)) if *until > now => {
-                *stored = key.clone();
-                *until = instant_at(now, expire_record_at);
-                true
-            }
-            _ => false,
+        let (stored, until) = s.keys.get_mut(id).filter(|(_, until)| *until > now)?;
+        let mut key = stored.clone();
+        if let Some(expire_record_at) = change(&mut key) {
+            *stored = key;
+            *until = instant_at(now, expire_record_at);
         }
+        Some(stored.clone())
     }
 
     pub(super) fn delete_key(&self, id: &str) -> bool {

@@ -11,6 +11,21 @@
 //! succeed. API key records vanish at the absolute time their writer names, single-use values
 //! and counters at the end of their TTL.
 //!
+//! # Atomicity of writes
+//! A write changes only what it means to change, so that no writer puts back a stale copy of
+//! what another one changed meanwhile:
+//!
+//! - [`Store::modify_user`] and [`Store::modify_key`] apply a change to the record *as it is
+//!   stored now*: in memory under the store's lock; in Redis as a compare-and-swap of the
+//!   whole record (a Lua script writes the new value only if the stored bytes are still the
+//!   ones the change was computed from, and the change is recomputed on the fresh record
+//!   otherwise). The change itself decides from the fresh record, e.g. "activate only if
+//!   still dormant", "replace the hash only if it is still the one that was verified",
+//!   "extend the expiry only if the key has not expired".
+//! - [`Store::update_user`] replaces a whole record, last writer wins: only for moving a
+//!   user's email or username (uniqueness indexes); nothing on the request paths uses it.
+//! - Creates, deletes and index claims are described per method and in the Redis module doc.
+//!
 //! # Failure
 //! [`Store::open`] never waits for Redis. Every Redis call has its own deadline
 //! (`store.command_timeout`); a call that misses it, or finds Redis unreachable, fails with
@@ -202,8 +217,36 @@ impl Store {
         }
     }
 
-    /// Replaces the user with `user.id`; returns false when there is no such user. A changed
-    /// email or username must be free, as in [`Store::create_user`].
+    /// Changes the user `id` atomically (see the module doc, "Atomicity of writes"): `change`
+    /// gets the stored user and returns whether it changed it; only then is it written, and
+    /// only if the record did not change meanwhile, else `change` runs again on the fresh
+    /// record. Returns the user as stored after the call (changed or not); `None` when there is
+    /// no such user. `change` cannot move the id, email or username (it gets them back as they
+    /// were): use [`Store::update_user`] for that.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] also when the record kept changing under every attempt.
+    pub async fn modify_user(
+        &self,
+        id: Uuid,
+        mut change: impl FnMut(&mut User) -> bool + Send,
+    ) -> Result<Option<User>, StoreError> {
+        let change = move |user: &mut User| {
+            let (email, username) = (user.email.clone(), user.username.clone());
+            let changed = change(user);
+            (user.id, user.email, user.username) = (id, email, username);
+            changed
+        };
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.modify_user(id, change)),
+            Backend::Redis(r) => r.modify_user(id, change).await,
+        }
+    }
+
+    /// Replaces the whole user with `user.id`, last writer wins; returns false when there is
+    /// no such user. Only for changes of email or username: everything else goes through
+    /// [`Store::modify_user`]. A changed email or username must be free, as in
+    /// [`Store::create_user`].
     ///
     /// # Errors
     /// [`StoreError::Conflict`] with `field` `"email"` or `"username"`; the stored user is then
@@ -401,17 +444,29 @@ impl Store {
         }
     }
 
-    /// Replaces an existing key record (the sliding refresh, `expire`) and moves its record
-    /// expiry to `expire_record_at`; false when the record no longer exists. `key` must keep
-    /// the stored owner and token name: they are indexed when the key is inserted.
-    pub async fn update_key(
+    /// Changes the API key `id` atomically, as [`Store::modify_user`] does users: `change`
+    /// gets the stored key and returns whether it changed it; a changed key is written only if
+    /// the record did not change meanwhile, and its record then vanishes at its (new)
+    /// `expires_at` plus `retention`. Returns the key as stored after the call; `None` when
+    /// the record no longer exists. `change` cannot move the id, owner or token name.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] also when the record kept changing under every attempt.
+    pub async fn modify_key(
         &self,
-        key: &ApiKey,
-        expire_record_at: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+        id: &str,
+        retention: time::Duration,
+        mut change: impl FnMut(&mut ApiKey) -> bool + Send,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        let change = move |key: &mut ApiKey| {
+            let (kid, owner, name) = (key.id.clone(), key.user_id, key.token_name.clone());
+            let changed = change(key);
+            (key.id, key.user_id, key.token_name) = (kid, owner, name);
+            changed.then(|| key.expires_at + retention)
+        };
         match &*self.backend {
-            Backend::Memory(m) => Ok(m.update_key(key, expire_record_at)),
-            Backend::Redis(r) => r.update_key(key, expire_record_at).await,
+            Backend::Memory(m) => Ok(m.modify_key(id, change)),
+            Backend::Redis(r) => r.modify_key(id, change).await,
         }
     }
 

@@ -45,6 +45,11 @@
 //! - Token names are claimed the same way in `key_names`, inside the script that adds the key
 //!   id to the user's set. Records of expired keys vanish by themselves; the ids they leave in
 //!   `keys` are dropped when [`RedisStore::keys_of`] meets them.
+//! - Changes of some fields of a user or key record ([`RedisStore::modify_user`],
+//!   [`RedisStore::modify_key`]) are a compare-and-replace of the whole JSON record: a script
+//!   writes the new value only if the record still holds the bytes the change was computed
+//!   from (the bytes are the version); otherwise the change is recomputed on the fresh record,
+//!   at most 32 times. A writer never puts back a stale copy of fields it did not mean to change.
 //!
 //! # Deadlines and reconnects
 //! Every command runs under its own `tokio::time::timeout` of `store.command_timeout`: the
@@ -84,6 +89,11 @@ use conn::{breaks_connection, encode, store_error, subscribe_forever, Connector,
 /// up with a conflict (each retry means another writer raced this one).
 const CLAIM_ATTEMPTS: usize = 4;
 
+/// Of a compare-and-replace loop ([`RedisStore::modify`]): how many times to recompute a change
+/// on a record that other writers keep changing before giving up. A lost attempt waits a
+/// random 0 to `attempt` ms (at most 8) first, so that racing writers spread out.
+const MODIFY_ATTEMPTS: u8 = 32;
+
 /// `INCR`, and `PEXPIRE` when the key has no expiry yet (the first increment of a window).
 const INCR_WINDOW: &str = r"
 local n = redis.call('INCR', KEYS[1])
@@ -93,6 +103,13 @@ return n";
 const COMPARE_AND_SET: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end
 return 0";
+/// Replace the value of KEYS[1] with ARGV[2] if it is still ARGV[1] (the bytes a change was
+/// computed from), expiring at Unix milliseconds ARGV[3] when that is not empty, else never.
+const COMPARE_AND_REPLACE: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2])
+else redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3]) end
+return 1";
 /// Delete KEYS[1] if its value is ARGV[1].
 const COMPARE_AND_DELETE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -146,6 +163,7 @@ struct Keys {
 struct Scripts {
     incr_window: Script,
     compare_and_set: Script,
+    compare_and_replace: Script,
     compare_and_delete: Script,
     key_attach: Script,
     key_detach: Script,
@@ -297,6 +315,45 @@ impl RedisStore {
         )
         .await
         .map(|n| n.into_iter().map(|n| n > 0).collect())
+    }
+
+    /// Applies `change` to the JSON record `record` by compare-and-replace: read the bytes,
+    /// decode, change, and write only if the stored bytes are still the ones read, else start
+    /// again from the fresh record. `change` returns `None` to leave the record alone, or
+    /// `Some(expire_at)` to write it (expiring then, or never for `None`). Returns the record
+    /// as stored after the call; `None` when there is none.
+    async fn modify<T: Serialize + DeserializeOwned>(
+        &self,
+        record: &str,
+        mut change: impl FnMut(&mut T) -> Option<Option<OffsetDateTime>>,
+    ) -> Result<Option<T>, StoreError> {
+        for attempt in 0..MODIFY_ATTEMPTS {
+            if attempt > 0 {
+                let spread = u64::from(Uuid::new_v4().as_bytes()[0] % attempt.min(8));
+                tokio::time::sleep(Duration::from_millis(spread)).await;
+            }
+            let raw: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(record)).await?;
+            let Some(raw) = raw else { return Ok(None) };
+            let mut value: T = serde_json::from_slice(&raw)
+                .map_err(|e| StoreError::Corrupt(format!("{record}: {e}")))?;
+            let Some(expire_at) = change(&mut value) else {
+                return Ok(Some(value));
+            };
+            let expire_at = expire_at.map_or_else(String::new, |at| unix_millis(at).to_string());
+            let replaced: i64 = self
+                .eval(
+                    &self.scripts.compare_and_replace,
+                    &[record],
+                    &[raw, json(&value)?.into_bytes(), expire_at.into_bytes()],
+                )
+                .await?;
+            if replaced == 1 {
+                return Ok(Some(value));
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "{record} kept changing during {MODIFY_ATTEMPTS} attempts to update it"
+        )))
     }
 
     /// Runs a compensation step: its failure is logged, not returned, since the caller is
@@ -516,6 +573,15 @@ impl RedisStore {
             .records(&ids, |id| id.parse().ok().map(|id| self.keys.user(id)))
             .await?;
         Ok(users)
+    }
+
+    pub(super) async fn modify_user(
+        &self,
+        id: Uuid,
+        mut change: impl FnMut(&mut User) -> bool,
+    ) -> Result<Option<User>, StoreError> {
+        self.modify(&self.keys.user(id), |user| change(user).then_some(None))
+            .await
     }
 
     pub(super) async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
@@ -913,22 +979,13 @@ impl RedisStore {
             .filter(|k| k.user_id == user && k.token_name == name))
     }
 
-    pub(super) async fn update_key(
+    pub(super) async fn modify_key(
         &self,
-        key: &ApiKey,
-        expire_record_at: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let written: Option<String> = self
-            .query(
-                redis::cmd("SET")
-                    .arg(self.keys.api_key(&key.id))
-                    .arg(json(key)?)
-                    .arg("XX")
-                    .arg("PXAT")
-                    .arg(unix_millis(expire_record_at)),
-            )
-            .await?;
-        Ok(written.is_some())
+        id: &str,
+        mut change: impl FnMut(&mut ApiKey) -> Option<OffsetDateTime>,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        self.modify(&self.keys.api_key(id), |key| change(key).map(Some))
+            .await
     }
 
     pub(super) async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
@@ -1149,6 +1206,7 @@ impl Scripts {
         Scripts {
             incr_window: Script::new(INCR_WINDOW),
             compare_and_set: Script::new(COMPARE_AND_SET),
+            compare_and_replace: Script::new(COMPARE_AND_REPLACE),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
             key_attach: Script::new(KEY_ATTACH),
             key_detach: Script::new(KEY_DETACH),
