@@ -10,7 +10,8 @@
 //! - [`tls`]: rustls configs and certificate reload.
 //! - [`upstream`]: the connection pool to the upstream.
 //! - [`router`]: which handler answers a request on the main listener.
-//! - [`policy`]: the route policy for proxied traffic.
+//! - [`policy`]: the canonical form of a request path, and the route policy for proxied
+//!   traffic.
 //! - [`proxy`]: forwarding, host checks, upgrades.
 //! - [`rbac`]: roles, scopes, allow lists and the permission evaluator.
 //! - [`headers`]: hop-by-hop, identity and forwarded header hygiene.
