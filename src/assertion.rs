@@ -21,8 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
-use http::{Method, Response, StatusCode};
+use http::header::{HeaderName, HeaderValue};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use rustls::pki_types::pem::PemObject;
@@ -30,9 +29,7 @@ use rustls::pki_types::PrivatePkcs8KeyDer;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::body::Body;
-use crate::error;
-use crate::store::cache::Session;
+use crate::model::Session;
 
 /// `X-Portcullis-Assertion`.
 pub static HEADER: HeaderName = HeaderName::from_static("x-portcullis-assertion");
@@ -303,34 +300,6 @@ impl std::fmt::Debug for Issued {
             .field("audiences", &self.lock().len())
             .finish()
     }
-}
-
-/// The answer to `GET /.portcullis/jwks.json`: every key of `signer` (public, cacheable for
-/// five minutes: rotate by publishing the new key second for longer than that before it
-/// signs); `404` when no key is configured; `405` for methods other than `GET` and `HEAD`.
-pub fn jwks_response(signer: Option<&Signer>, method: &Method) -> Response<Body> {
-    if method != Method::GET && method != Method::HEAD {
-        let mut resp =
-            error::message_response(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.", "");
-        resp.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return resp;
-    }
-    let Some(signer) = signer else {
-        return error::message_response(
-            StatusCode::NOT_FOUND,
-            "Not found.",
-            "No identity assertion key is configured (identity.assertion_key).",
-        );
-    };
-    let mut resp = Response::new(Body::full(signer.jwks()));
-    let headers = resp.headers_mut();
-    headers.insert(CONTENT_TYPE, error::JSON);
-    headers.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
-    resp
 }
 
 /// At most this many roles are asserted (site roles first, then organization roles), so that a

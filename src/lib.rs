@@ -4,70 +4,84 @@
 //! request against the route policy, and forwards authorized traffic upstream with identity
 //! headers the application can trust. See `DESIGN.md` in the shared folder for the contract.
 //!
-//! # Layout
-//! - [`config`]: the TOML schema and the validated [`config::Config`].
-//! - [`server`]: listeners, TLS accept, HTTP/1.1 and HTTP/2, limits, idle timer, shutdown.
-//! - [`tls`]: rustls configs and certificate reload.
-//! - [`upstream`]: the connection pool to the upstream.
-//! - [`router`]: which handler answers a request on the main listener.
-//! - [`policy`]: the canonical form of a request path, and the route policy for proxied
-//!   traffic.
-//! - [`proxy`]: forwarding, host checks, upgrades.
-//! - [`rbac`]: roles, scopes, allow lists and the permission evaluator.
+//! # Module map
+//!
+//! The crate is built in layers. A module may import its own layer and the layers below it,
+//! never one above; `layering::imports_only_point_down_the_layers` (part of `cargo test`) reads
+//! `src/` and fails on an import that points up.
+//!
+//! **L0 — vocabulary** (imports nothing of the crate but other L0 modules)
+//! - [`model`]: the stored records (users, organizations, API keys, memberships, sessions),
+//!   their ids, statuses and login types.
+//! - [`rbac`]: the only lists of roles, resource types and actions (as types), scopes, allow
+//!   lists, and the permission evaluator.
+//! - [`policy`]: the canonical form of a request path, and the compiled route policy.
 //! - [`headers`]: hop-by-hop, identity and forwarded header hygiene.
-//! - [`assertion`]: the signed identity assertion (ES256 JWT) and its JWKS.
-//! - [`verify`]: forward-auth (`/.portcullis/verify`) for nginx, Traefik, Caddy and Envoy.
-//! - [`auth`]: session tokens (format, extraction, stripping) and password hashing.
-//! - [`api`]: the Coder-compatible API under `api.prefix`.
-//! - [`csrf`]: the CSRF defence for cookie-authenticated writes (double submit, same site).
-//! - [`limits`]: login abuse limits (per IP, per account).
-//! - [`oidc`]: single sign-on through an OpenID Connect provider, OIDC session refresh, and
-//!   moving password accounts onto it (convert-login).
-//! - [`otp`]: one-time passcodes for password reset, and their delivery (SMTP, webhook, log).
-//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
-//! - [`app`]: the shared state.
-//! - [`body`]: the response body type.
-//! - [`error`]: the request-path error and its one mapping to a response.
-//! - [`metrics`]: Prometheus metrics.
-//! - [`signal`]: the shutdown signal (SIGTERM, SIGINT).
-//! - [`store`]: users, organizations, API keys, counters and invalidation; memory or Redis.
+//! - [`coder`]: Coder's wire texts (messages, details) and validation helpers.
+//! - [`assertion`]: session claims → the signed identity assertion (ES256 JWT) and its JWKS.
+//! - [`metrics`]: the Prometheus registry and every metric's labels.
+//! - [`report`]: an error and its source chain on one log line.
+//!
+//! **L1 — configuration**
+//! - [`config`]: the TOML schema, parsed and validated section by section into plain data. It
+//!   builds no live object (no pools, no tasks); L0 only.
+//!
+//! **L2 — infrastructure** (L0, L1)
+//! - [`store`]: users, organizations, keys, counters and invalidation on memory or Redis, with
+//!   its key names in one place, its own error, and the key cache in front of it.
+//! - [`tls`]: rustls server and client configs, certificate reload.
+//! - [`upstream`]: the connection pool to the upstream, with its own error.
+//!
+//! **L3 — services** (L0–L2; no request or response types)
+//! - [`auth`]: session tokens (format, extraction, stripping), password hashing off the async
+//!   threads, password strength, and authenticating a token against the cache and store.
+//! - [`limits`]: login abuse limits, keyed by client IP and account.
 //! - [`users`]: user management shared by the API and the command line (create, password,
-//!   status, delete, issue keys), with the invalidations each publishes.
-//! - [`echo`]: `portcullis echo`, the inspection upstream.
+//!   status, roles, membership, delete, keys), the id-or-name lookups, and the invalidations
+//!   each change publishes.
+//! - [`otp`]: one-time passcodes for password reset and their delivery (SMTP, webhook, log).
+//! - [`oidc`]: the OpenID Connect provider (discovery, code exchange, ID token checks, refresh)
+//!   and the OIDC session bookkeeping.
+//!
+//! **L4 — HTTP** (L0–L3)
+//! - [`http`]: the response body, the one error type and its renderer, the client connection,
+//!   the one `authenticate` and `admit`, forwarding, forward-auth, the JWKS, the admin
+//!   listener, the echo upstream, the router, CSRF, the shared state ([`App`]), and the
+//!   Coder-compatible API ([`http::api`]).
+//!
+//! **L5 — process** (everything)
+//! - [`server`]: listeners, TLS accept, HTTP/1.1 and HTTP/2, connection limits, idle timer,
+//!   shutdown.
+//! - [`signal`]: the shutdown signal (SIGTERM, SIGINT).
 //! - [`logging`]: tracing set-up.
+//! - `main.rs`, `cli.rs` (the binary): the command line.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 #![warn(missing_docs)]
 
-pub mod admin;
-pub mod api;
-pub mod app;
 pub mod assertion;
 pub mod auth;
-pub mod body;
+pub mod coder;
 pub mod config;
-pub mod csrf;
-pub mod echo;
-pub mod error;
 pub mod headers;
+pub mod http;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod oidc;
 pub mod otp;
 pub mod policy;
-pub mod proxy;
 pub mod rbac;
-pub mod router;
+pub mod report;
 pub mod server;
 pub mod signal;
 pub mod store;
 pub mod tls;
 pub mod upstream;
 pub mod users;
-pub mod verify;
 
-pub use app::App;
 pub use config::Config;
-pub use error::{Error, Result};
+pub use http::app::App;
+pub use http::error::{Error, Result};

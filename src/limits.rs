@@ -5,14 +5,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use http::{HeaderMap, StatusCode};
-use ipnet::IpNet;
-
-use crate::api::ApiError;
 use crate::config::RateLimitConfig;
-use crate::headers::X_FORWARDED_FOR;
-use crate::proxy::Peer;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
@@ -22,33 +16,42 @@ pub struct Limits {
     login_per_minute: u64,
     account_failures: u64,
     account_window: Duration,
-    trusted: Vec<IpNet>,
+}
+
+/// Why a request of the login group is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    /// More than `limit` requests in `window`.
+    #[error("more than {limit} requests in {window:?}")]
+    Limited {
+        /// The most requests allowed in `window`.
+        limit: u64,
+        /// The window the limit counts over.
+        window: Duration,
+    },
+    /// The store could not count: the request fails closed.
+    #[error("the store could not count")]
+    Store(#[from] StoreError),
 }
 
 // === impl Limits ===
 
 impl Limits {
-    /// Limits from the config; `trusted` are the proxies whose `X-Forwarded-For` is believed.
-    pub fn new(cfg: &RateLimitConfig, trusted: Vec<IpNet>) -> Self {
+    /// Limits from the config.
+    pub fn new(cfg: &RateLimitConfig) -> Self {
         Limits {
             login_per_minute: cfg.login_per_minute,
             account_failures: cfg.account_failures,
             account_window: cfg.account_window,
-            trusted,
         }
     }
 
-    /// Counts a login-group request from the client and refuses it past the per-minute limit.
-    pub async fn login(
-        &self,
-        store: &Store,
-        peer: &Peer,
-        headers: &HeaderMap,
-    ) -> Result<(), ApiError> {
+    /// Counts a login-group request from the client at `ip` and refuses it past the per-minute
+    /// limit.
+    pub async fn login(&self, store: &Store, ip: IpAddr) -> Result<(), LimitError> {
         if self.login_per_minute == 0 {
             return Ok(());
         }
-        let ip = self.client_ip(peer, headers);
         let n = store
             .incr_window(&format!("rl:login:{ip}"), LOGIN_WINDOW)
             .await?;
@@ -60,7 +63,7 @@ impl Limits {
 
     /// Refuses a login for an account that failed too often lately. The answer is the same
     /// for accounts that do not exist, so it reveals nothing.
-    pub async fn account_allowed(&self, store: &Store, account: &str) -> Result<(), ApiError> {
+    pub async fn account_allowed(&self, store: &Store, account: &str) -> Result<(), LimitError> {
         if self.account_failures == 0 {
             return Ok(());
         }
@@ -86,97 +89,12 @@ impl Limits {
             tracing::debug!(%error, "could not reset a login failure counter");
         }
     }
-
-    /// The client's address: the socket peer, or, behind trusted proxies, the nearest address
-    /// in `X-Forwarded-For` that is not one of them.
-    pub fn client_ip(&self, peer: &Peer, headers: &HeaderMap) -> IpAddr {
-        if !peer.trusted {
-            return peer.addr.ip();
-        }
-        let chain: Vec<IpAddr> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse().ok())
-            .collect();
-        chain
-            .iter()
-            .rev()
-            .find(|ip| !self.trusted.iter().any(|n| n.contains(*ip)))
-            .copied()
-            .unwrap_or_else(|| peer.addr.ip())
-    }
 }
 
 fn account_key(account: &str) -> String {
     format!("rl:fail:{account}")
 }
 
-fn limited(n: u64, window: Duration) -> ApiError {
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        &format!(
-            "You've been rate limited for sending more than {n} requests in {}.",
-            go_duration(window)
-        ),
-        "",
-    )
-}
-
-/// Formats a duration as Go's `time.Duration.String` does for whole seconds (`1m0s`, `5m0s`,
-/// `1h0m0s`, `30s`), since Coder's 429 message embeds it.
-pub fn go_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
-    if h > 0 {
-        format!("{h}h{m}m{sec}s")
-    } else if m > 0 {
-        format!("{m}m{sec}s")
-    } else {
-        format!("{sec}s")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_are_formatted_like_go() {
-        for (secs, text) in [
-            (60, "1m0s"),
-            (300, "5m0s"),
-            (3600, "1h0m0s"),
-            (30, "30s"),
-            (90, "1m30s"),
-        ] {
-            assert_eq!(go_duration(Duration::from_secs(secs)), text);
-        }
-    }
-
-    #[test]
-    fn the_client_behind_trusted_proxies_is_the_nearest_untrusted_address() {
-        let limits = Limits {
-            login_per_minute: 60,
-            account_failures: 10,
-            account_window: Duration::from_secs(300),
-            trusted: vec!["10.0.0.0/8".parse().unwrap()],
-        };
-        let mut h = HeaderMap::new();
-        h.insert(
-            &X_FORWARDED_FOR,
-            "6.6.6.6, 1.2.3.4, 10.0.0.7".parse().unwrap(),
-        );
-        let trusted = Peer::new("10.0.0.1:5000".parse().unwrap(), false, true);
-        assert_eq!(
-            limits.client_ip(&trusted, &h),
-            "1.2.3.4".parse::<IpAddr>().unwrap()
-        );
-        let untrusted = Peer::new("8.8.8.8:5000".parse().unwrap(), false, false);
-        assert_eq!(
-            limits.client_ip(&untrusted, &h),
-            "8.8.8.8".parse::<IpAddr>().unwrap()
-        );
-    }
+fn limited(limit: u64, window: Duration) -> LimitError {
+    LimitError::Limited { limit, window }
 }

@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use portcullis::config::{Config, CONFIG_ENV};
+use portcullis::http::echo;
 use portcullis::server::{self, Listeners};
-use portcullis::{echo, logging, signal, App};
+use portcullis::{logging, signal, App};
 
 mod cli;
 

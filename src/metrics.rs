@@ -33,7 +33,8 @@ pub const STORE_CALL_SECONDS: &str = "portcullis_store_call_seconds";
 pub const STORE_ERRORS: &str = "portcullis_store_errors";
 /// `portcullis_logins_total{result}`: password and OIDC logins by result.
 pub const LOGINS: &str = "portcullis_logins";
-/// `portcullis_auth_total{result}`: authentication of proxied requests by result.
+/// `portcullis_auth_total{result}`: authentication of every request that needs a session
+/// (proxied, forward-auth and API) by result.
 pub const AUTH: &str = "portcullis_auth";
 /// `portcullis_otp_requests_total{result}`: one-time passcode requests by what was done.
 pub const OTP_REQUESTS: &str = "portcullis_otp_requests";
@@ -358,7 +359,7 @@ impl Metrics {
         let auth = results(
             &mut registry,
             AUTH,
-            "Authentication of proxied requests by result",
+            "Session checks (proxied, forward-auth and API requests) by result",
             AUTH_RESULTS,
         );
 

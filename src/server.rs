@@ -16,7 +16,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,11 +28,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
-use crate::admin;
-use crate::app::App;
+use crate::http::activity::{Activity, InFlight};
+use crate::http::admin;
+use crate::http::app::App;
+use crate::http::peer::Peer;
+use crate::http::router;
 use crate::metrics::Handshake;
-use crate::proxy::Peer;
-use crate::router;
 use crate::tls;
 
 /// Admin connections open at once, at most.
@@ -226,8 +227,8 @@ async fn serve_http<IO>(
                 return;
             }
             _ = tick.tick() => {
-                let ops = activity.requests.load(Ordering::Relaxed);
-                let busy = activity.in_flight.load(Ordering::Acquire) > 0;
+                let ops = activity.requests();
+                let busy = activity.busy();
                 quiet = if busy || ops != last_ops { 0 } else { quiet + 1 };
                 last_ops = ops;
                 if quiet >= 2 {
@@ -313,41 +314,5 @@ async fn accept_error(error: io::Error, stop: &mut watch::Receiver<bool>) {
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         _ = stop.changed() => {}
-    }
-}
-
-/// Whether a connection is being used: requests started and requests in flight.
-///
-/// Idle means no request in flight and none started: bytes alone do not count, so an HTTP/2
-/// connection kept alive by PINGs, or a client trickling frames that never make a request,
-/// is still idle. The idle timer samples the counter every half `idle_timeout` and closes the
-/// connection after two quiet samples in a row, that is after between one and one and a half
-/// `idle_timeout`s without a request.
-#[derive(Debug, Default)]
-pub struct Activity {
-    requests: AtomicU64,
-    in_flight: AtomicUsize,
-}
-
-/// Counts one request as in flight on its connection until dropped (the response body holds
-/// it, so a streaming response keeps the connection from looking idle).
-#[derive(Debug)]
-pub struct InFlight(Arc<Activity>);
-
-// === impl InFlight ===
-
-impl InFlight {
-    /// Marks a request in flight on the connection `activity` belongs to.
-    pub fn new(activity: &Arc<Activity>) -> Self {
-        activity.requests.fetch_add(1, Ordering::Relaxed);
-        activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(activity.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.requests.fetch_add(1, Ordering::Relaxed);
     }
 }

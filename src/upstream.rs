@@ -27,7 +27,6 @@ use tokio::sync::oneshot;
 use tokio_rustls::TlsConnector;
 
 use crate::config::UpstreamConfig;
-use crate::error::Error;
 use crate::tls::{self, TlsError};
 
 /// The pool of connections to the upstream.
@@ -123,9 +122,7 @@ impl Pool {
                 Some(s) => (s, true),
                 None => match self.connect().await? {
                     Sender::H1(s) => (s, false),
-                    Sender::H2(_) => {
-                        return Err(Error::Internal("h2 connection in h1 pool".into()))
-                    }
+                    Sender::H2(_) => return Err(Error::Internal("h2 connection in h1 pool")),
                 },
             };
             match sender.try_send_request(req).await {
@@ -207,7 +204,7 @@ impl Pool {
                 *self.shared_h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.clone());
                 Ok(s)
             }
-            Sender::H1(_) => Err(Error::Internal("h1 connection for an h2 upstream".into())),
+            Sender::H1(_) => Err(Error::Internal("h1 connection for an h2 upstream")),
         }
     }
 
@@ -216,7 +213,7 @@ impl Pool {
     async fn connect(&self) -> Result<Sender, Error> {
         tokio::time::timeout(self.connect_timeout, self.connect_inner())
             .await
-            .map_err(|_| Error::UpstreamTimeout("connect"))?
+            .map_err(|_| Error::Timeout("connect"))?
     }
 
     async fn connect_inner(&self) -> Result<Sender, Error> {
@@ -388,9 +385,23 @@ impl http_body::Body for RequestBody {
     }
 }
 
+/// Why an exchange with the upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The upstream could not be reached or broke the exchange; the cause is kept for the log.
+    #[error("upstream unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The upstream did not connect or answer in time; names the phase.
+    #[error("upstream timed out during {0}")]
+    Timeout(&'static str),
+    /// The pool handed out a connection of the wrong protocol (a bug).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
 /// The upstream could not be reached or broke the exchange; the cause is kept for the log.
 fn unavailable(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
-    Error::UpstreamUnavailable(e.into())
+    Error::Unavailable(e.into())
 }
 
 #[cfg(test)]

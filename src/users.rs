@@ -20,14 +20,13 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::api::login::looks_like_email;
-use crate::api::{tag_failed, Validation};
-use crate::app::App;
 use crate::auth::session::KEY_RETENTION;
-use crate::auth::token::{self, RngError, Token};
+use crate::auth::token::{self, Token};
 use crate::auth::{PasswordError, PasswordPolicy, Passwords, UserInfo};
+use crate::coder::go_duration;
+use crate::coder::tag_failed;
 use crate::config::TokensConfig;
-use crate::limits::go_duration;
+use crate::rbac::roles::OWNER;
 use crate::rbac::scopes as scope;
 use crate::store::cache::KeyCache;
 use crate::store::{
@@ -59,59 +58,27 @@ fn clean_roles(
     Ok(kept)
 }
 
-/// Why a user operation failed. The API turns each into Coder's answer for its endpoint; the
-/// command line prints it.
-#[derive(Debug, thiserror::Error)]
-pub enum UserError {
-    /// Fields fail validation, one entry per field (spec §0.1).
-    #[error("{}", describe(.0))]
-    Invalid(Vec<Validation>),
-    /// The password-strength rule ([`Users::password_weakness`]) refuses the password; holds
-    /// the rule's text.
-    #[error("password not strong enough: {0}")]
-    WeakPassword(String),
-    /// A password was given for a user who does not log in with one.
-    #[error("a password cannot be set for non-password ({:?}) authentication", .0.as_str())]
-    PasswordNotAllowed(LoginType),
-    /// The user does not log in with a password.
-    #[error("users without password login type cannot change their password")]
-    NotPasswordUser,
-    /// The new password is the current one.
-    #[error("the new password cannot match the old password")]
-    SamePassword,
-    /// The `email` or `username` belongs to another user.
-    #[error("a user with this {0} already exists")]
-    Conflict(&'static str),
-    /// The user already has a token with this name.
-    #[error("a token with name {0:?} already exists")]
-    TokenNameTaken(String),
-    /// No organization has this id.
-    #[error("organization {0} does not exist")]
-    NoSuchOrg(Uuid),
-    /// No such user.
-    #[error("no such user")]
-    NoSuchUser,
-    /// Not one of [`SITE_ROLES`].
-    #[error("{0:?} is not a site role (one of: owner, auditor, template-admin, user-admin)")]
-    UnknownRole(String),
-    /// Not a built-in organization role.
-    #[error("{0:?} is not an organization role")]
-    UnknownOrgRole(String),
-    /// Not an external scope (spec §1.1).
-    #[error("invalid or unsupported API key scope: {0:?}")]
-    UnknownScope(String),
-    /// A key lifetime is out of bounds; holds Coder's detail (`lifetime must be less than …`).
-    #[error("{0}")]
-    Lifetime(String),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Hashing or checking a password failed.
-    #[error(transparent)]
-    Password(#[from] PasswordError),
-    /// No random bytes for a new key.
-    #[error(transparent)]
-    Rng(#[from] RngError),
+/// The user `text` names: a user id, or else a username (case-insensitively). The one
+/// resolution of a `{user}` (the route policy's `{owner}`, the API's `{user}`; `me` is the
+/// caller's and resolved by whoever knows the caller).
+pub async fn user_by_id_or_name(store: &Store, text: &str) -> Result<Option<User>, StoreError> {
+    match text.parse::<Uuid>() {
+        Ok(id) => store.user(id).await,
+        Err(_) => store.user_by_username(text).await,
+    }
+}
+
+/// The organization `text` names: an id, `default` (the default organization), or else a
+/// name. The one resolution of an `{organization}` (the route policy's `{org}` and the API's).
+pub async fn org_by_id_or_name(
+    store: &Store,
+    text: &str,
+) -> Result<Option<Organization>, StoreError> {
+    match (text, text.parse::<Uuid>()) {
+        (_, Ok(id)) => store.org(id).await,
+        ("default", _) => store.default_org().await,
+        (name, _) => store.org_by_name(name).await,
+    }
 }
 
 /// A user to create.
@@ -151,7 +118,7 @@ pub struct NewKey {
     /// The client address recorded on the key (empty when there is none, as on the command
     /// line).
     pub ip_address: String,
-    /// The allow list, normalized (see [`crate::api::tokens`]); empty means `*:*`.
+    /// The allow list, normalized (see [`crate::http::api::tokens`]); empty means `*:*`.
     pub allow_list: Vec<AllowListEntry>,
     /// The latest the key may ever expire (a token made with a restricted key); the expiry is
     /// capped at it, now and by every sliding refresh.
@@ -197,27 +164,21 @@ impl<'a> Users<'a> {
         Users { policy, ..self }
     }
 
-    /// Operations on a running Portcullis's store, clearing its own cache directly too.
-    pub fn of(app: &'a App) -> Self {
+    /// The same operations, clearing `cache` (a running Portcullis's own) directly too.
+    pub fn with_cache(self, cache: &'a KeyCache) -> Self {
         Users {
-            store: &app.store,
-            passwords: &app.passwords,
-            tokens: &app.config.tokens,
-            policy: &app.config.passwords.policy,
-            cache: Some(&app.keys),
+            cache: Some(cache),
+            ..self
         }
     }
 
     /// The user named by `who`: a user id, an email (anything with an `@`) or a username;
     /// emails and usernames match case-insensitively.
     pub async fn find(&self, who: &str) -> Result<Option<User>, StoreError> {
-        if let Ok(id) = who.parse::<Uuid>() {
-            return self.store.user(id).await;
-        }
-        if who.contains('@') {
+        if who.contains('@') && who.parse::<Uuid>().is_err() {
             return self.store.user_by_email(who).await;
         }
-        self.store.user_by_username(who).await
+        user_by_id_or_name(self.store, who).await
     }
 
     /// The default organization, created (as Coder's `coder`) when there is none yet. Of
@@ -577,7 +538,7 @@ impl<'a> Users<'a> {
     /// The longest token `user` may have: `tokens.max_admin_lifetime` for an `owner` (yes,
     /// stricter), `tokens.max_lifetime` for everyone else (§7.3).
     pub fn max_token_lifetime(&self, user: &User) -> Duration {
-        if user.roles.iter().any(|r| r == "owner") {
+        if user.roles.iter().any(|r| r == OWNER) {
             self.tokens.max_admin_lifetime
         } else {
             self.tokens.max_lifetime
@@ -710,45 +671,12 @@ impl<'a> Users<'a> {
     }
 }
 
-/// Coder's username rule: 1-32 characters of `[a-zA-Z0-9]` in groups joined by single `-`,
-/// and not `new` or `create`.
-pub fn validate_username(username: &str, invalid: &mut Vec<Validation>) {
-    if username.is_empty() {
-        invalid.push(tag_failed("username", "required", ""));
-        return;
-    }
-    let shape_ok = username.len() <= 32
-        && username
-            .split('-')
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if !shape_ok || matches!(username, "new" | "create") {
-        invalid.push(tag_failed("username", "username", username));
-    }
-}
+mod error;
+mod validate;
 
-/// Required, and shaped like an email address.
-pub fn validate_email(email: &str, invalid: &mut Vec<Validation>) {
-    if email.is_empty() {
-        invalid.push(tag_failed("email", "required", ""));
-    } else if !looks_like_email(email) {
-        invalid.push(tag_failed("email", "email", email));
-    }
-}
+pub use error::UserError;
 
-/// Optional; at most 128 characters, no leading or trailing white space.
-pub fn validate_name(name: &str, invalid: &mut Vec<Validation>) {
-    if name.chars().count() > 128 || name.trim() != name {
-        invalid.push(tag_failed("name", "user_real_name", name));
-    }
-}
-
-fn describe(invalid: &[Validation]) -> String {
-    invalid
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.detail))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
+pub use validate::{validate_email, validate_name, validate_username};
 
 #[cfg(test)]
 mod tests;

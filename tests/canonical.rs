@@ -41,7 +41,7 @@ async fn counting_echo() -> (SocketAddr, Arc<AtomicUsize>) {
     let counter = hits.clone();
     let addr = serve(move |req| {
         counter.fetch_add(1, Ordering::SeqCst);
-        portcullis::echo::handle(req)
+        portcullis::http::echo::handle(req)
     })
     .await;
     (addr, hits)
@@ -674,7 +674,7 @@ async fn echo_reports_the_body_as_text_or_digest() {
     let seen = body_json(send(echo, post(vec![0xff, 0xfe])).await).await;
     assert_eq!(seen["body"], Value::Null);
     assert_eq!(seen["body_bytes"], 2);
-    let big = vec![b'a'; portcullis::echo::MAX_BODY_TEXT + 1];
+    let big = vec![b'a'; portcullis::http::echo::MAX_BODY_TEXT + 1];
     let seen = body_json(send(echo, post(big)).await).await;
     assert_eq!(seen["body"], Value::Null);
     assert_eq!(seen["body_bytes"], 64 * 1024 + 1);

@@ -471,7 +471,8 @@ async fn metrics_count_logins_cache_results_and_proxied_auth_results() {
         assert_eq!(metric(&text, series), value, "{series} in:\n{text}");
     }
 
-    // API requests authenticate through the same cache but are not proxied requests.
+    // API requests authenticate through the same cache and the same `authenticate`, and are
+    // counted like every other session check.
     let me = Request::builder()
         .uri("/api/v2/users/me")
         .header("host", "app.test")
@@ -481,7 +482,7 @@ async fn metrics_count_logins_cache_results_and_proxied_auth_results() {
     let (status, body) = call(addr, me).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let text = sidecar.metrics().await;
-    assert_eq!(metric(&text, r#"portcullis_auth_total{result="ok"}"#), 3.0);
+    assert_eq!(metric(&text, r#"portcullis_auth_total{result="ok"}"#), 4.0);
     assert_eq!(
         metric(&text, r#"portcullis_key_cache_total{result="hit"}"#),
         3.0

@@ -318,7 +318,9 @@ async fn refusals_with_coders_messages() {
     assert_eq!(w.sign_in(&mut browser, "dave").await.status, StatusCode::OK);
     let (_, me) = w.me(&session_of(&browser)).await;
     let id: uuid::Uuid = me["id"].as_str().unwrap().parse().unwrap();
-    portcullis::users::Users::of(&w.sidecar.app)
+    w.sidecar
+        .app
+        .users()
         .set_status(id, portcullis::store::UserStatus::Suspended)
         .await
         .unwrap();

@@ -143,9 +143,9 @@ async fn websocket_text_and_binary_frames_round_trip_through_the_proxy() {
 /// The upstream reports the HTTP version it was spoken to with.
 async fn versioned_echo(
     req: Request<Incoming>,
-) -> Result<Response<portcullis::body::Body>, Infallible> {
+) -> Result<Response<portcullis::http::body::Body>, Infallible> {
     let version = format!("{:?}", req.version());
-    let mut resp = portcullis::echo::handle(req).await?;
+    let mut resp = portcullis::http::echo::handle(req).await?;
     resp.headers_mut()
         .insert("x-upstream-version", version.parse().unwrap());
     Ok(resp)

@@ -21,7 +21,7 @@ async fn counting_echo() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let c = count.clone();
     let addr = serve(move |req: Request<Incoming>| {
         c.fetch_add(1, Ordering::SeqCst);
-        portcullis::echo::handle(req)
+        portcullis::http::echo::handle(req)
     })
     .await;
     (addr, count)

@@ -27,7 +27,9 @@ async fn echo_or_download(
             pattern(BIG).map_err(|never| match never {}).boxed(),
         ));
     }
-    Ok(portcullis::echo::handle(req).await?.map(BodyExt::boxed))
+    Ok(portcullis::http::echo::handle(req)
+        .await?
+        .map(BodyExt::boxed))
 }
 
 async fn upload(addr: std::net::SocketAddr) {

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use common::world::*;
 use common::*;
 use portcullis::store::{LoginType, UserStatus};
-use portcullis::users::{NewKey, NewUser, Users};
+use portcullis::users::{NewKey, NewUser};
 
 // === POST /users ===
 
@@ -264,7 +264,7 @@ async fn password_users_cannot_be_created_when_password_auth_is_disabled() {
         "argon2_iterations = 1\ndisable_password_auth = true\n",
     );
     let sidecar = Sidecar::start(&config).await;
-    let ops = Users::of(&sidecar.app);
+    let ops = sidecar.app.users();
     let (admin, _) = ops
         .create(NewUser {
             email: ADMIN_EMAIL.into(),
@@ -718,7 +718,7 @@ async fn session_keys(store_url: &str) {
     assert_message(&got, StatusCode::NOT_FOUND, NOT_FOUND);
 
     // A key of a scoped token cannot mint a coder:all key.
-    let ops = Users::of(&w.sidecar.app);
+    let ops = w.sidecar.app.users();
     let bob_user = ops.find("bob").await.unwrap().unwrap();
     let scoped = ops
         .issue_key(

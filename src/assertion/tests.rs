@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::*;
-use crate::store::{ApiKey, LoginType, Membership, User, UserStatus};
+use crate::model::{ApiKey, LoginType, Membership, User, UserStatus};
 
 fn key_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -90,7 +90,7 @@ impl Authenticated {
     }
 
     /// Whether the token came from the `coder_session_token` cookie (which a browser attaches
-    /// by itself, so the request gets the CSRF checks of [`crate::csrf`]).
+    /// by itself, so the request gets the CSRF checks of [`crate::http::csrf`]).
     pub fn from_cookie(&self) -> bool {
         self.from_cookie
     }

@@ -37,8 +37,6 @@ use tokio::time::Instant;
 use crate::config::OidcConfig;
 use crate::tls::TlsError;
 
-pub mod convert;
-pub mod flow;
 pub mod http;
 pub mod session;
 
@@ -474,7 +472,7 @@ fn jwt_payload(jwt: &str) -> Result<Map<String, Value>, OidcError> {
 
 /// An error with its sources, on one line.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    crate::error::ErrorChain(e).to_string()
+    crate::report::ErrorChain(e).to_string()
 }
 
 /// Claim value → site roles, and the roles a user gets from the claims (`default_roles`, then

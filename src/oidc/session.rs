@@ -29,9 +29,6 @@
 
 use std::time::Duration;
 
-use http::header::{HeaderValue, ACCEPT, LOCATION};
-use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -39,12 +36,10 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Oidc, OidcError, RETRY_AFTER};
-use crate::app::App;
 use crate::auth::session::{AuthError, Authenticated, KEY_RETENTION};
 use crate::auth::token::Token;
-use crate::body::Body;
-use crate::error::Error;
-use crate::store::{ApiKey, Invalidation, LoginType, StoreError};
+use crate::store::cache::KeyCache;
+use crate::store::{ApiKey, Invalidation, LoginType, Store, StoreError};
 
 /// Cached link states at most.
 const CAPACITY: u64 = 100_000;
@@ -100,173 +95,209 @@ impl Links {
     }
 }
 
-/// Records the provider tokens of a new OIDC session (`token` as issued) of `subject`. A
-/// failure is logged: the session then lives without refresh.
-pub async fn remember(
-    app: &App,
-    oidc: &Oidc,
-    token: &str,
-    subject: &str,
-    refresh_token: &str,
-    expires_at: OffsetDateTime,
-) {
-    let Ok(token) = Token::parse(token) else {
-        return;
-    };
-    let id = token.id().as_str();
-    let link = Link {
-        refresh_token: refresh_token.to_owned(),
-        expires_at,
-        subject: Some(subject.to_owned()),
-    };
-    if let Err(error) = store_link(app, id, &link).await {
-        tracing::warn!(%error, "could not store an oidc session's refresh token; it will not be refreshed");
-        return;
-    }
-    oidc.links
-        .known
-        .insert(
-            id.to_owned(),
-            Known {
-                expires_at: Some(expires_at),
-                retry_at: None,
-            },
-        )
-        .await;
+/// The OIDC session bookkeeping of one process: what it reads and writes, and nothing else.
+#[derive(Debug, Clone, Copy)]
+pub struct Sessions<'a> {
+    /// Where links and keys live.
+    pub store: &'a Store,
+    /// This process's key cache, cleared directly when a session ends.
+    pub keys: &'a KeyCache,
+    /// The provider, when `[oidc]` is configured.
+    pub oidc: Option<&'a Oidc>,
+    /// `session.lifetime`: how long a link outlives its last refresh.
+    pub session_lifetime: Duration,
 }
 
-/// Drops the provider tokens of an ended session (logout).
-pub async fn forget(app: &App, key: &ApiKey) {
-    if key.login_type != LoginType::Oidc {
-        return;
-    }
-    if let Err(error) = app.store.take_ephemeral(&link_key(&key.id)).await {
-        tracing::debug!(%error, "could not delete an oidc session's refresh token; it expires by itself");
-    }
-    if let Some(oidc) = &app.oidc {
-        oidc.links.known.invalidate(&key.id).await;
-    }
-}
+// === impl Sessions ===
 
-/// Follows an authenticated session's provider token (§8.4, see the module doc): `auth` back
-/// when the request may go on, [`AuthError::Reauthenticate`] when the session was ended, and
-/// [`AuthError::Store`] when the store could not answer.
-pub async fn follow(app: &App, auth: Authenticated) -> Result<Authenticated, AuthError> {
-    let key = &auth.session().key;
-    if key.login_type != LoginType::Oidc {
-        return Ok(auth);
-    }
-    // Without [oidc] there is nothing to refresh against: the session lives its lifetime.
-    let Some(oidc) = app.oidc.as_deref() else {
-        return Ok(auth);
-    };
-    let now = OffsetDateTime::now_utc();
-    let known = match oidc.links.known.get(&key.id).await {
-        Some(known) => known,
-        None => {
-            let known = Known {
-                expires_at: read_link(app, &key.id).await?.map(|l| l.expires_at),
-                retry_at: None,
-            };
-            oidc.links.known.insert(key.id.clone(), known).await;
-            known
+impl Sessions<'_> {
+    /// Records the provider tokens of a new OIDC session (`token` as issued) of `subject`. A
+    /// failure is logged: the session then lives without refresh.
+    pub async fn remember(
+        &self,
+        oidc: &Oidc,
+        token: &str,
+        subject: &str,
+        refresh_token: &str,
+        expires_at: OffsetDateTime,
+    ) {
+        let Ok(token) = Token::parse(token) else {
+            return;
+        };
+        let id = token.id().as_str();
+        let link = Link {
+            refresh_token: refresh_token.to_owned(),
+            expires_at,
+            subject: Some(subject.to_owned()),
+        };
+        if let Err(error) = self.store_link(id, &link).await {
+            tracing::warn!(%error, "could not store an oidc session's refresh token; it will not be refreshed");
+            return;
         }
-    };
-    match known.expires_at {
-        Some(at) if at <= now && known.retry_at.is_none_or(|t| t <= Instant::now()) => {
-            refresh(app, oidc, key).await?;
-            Ok(auth)
-        }
-        _ => Ok(auth),
-    }
-}
-
-/// Refreshes the provider token of `key`'s session, once across replicas.
-async fn refresh(app: &App, oidc: &Oidc, key: &ApiKey) -> Result<(), AuthError> {
-    let now = OffsetDateTime::now_utc();
-    // Another replica may have refreshed it since this one cached the expiry.
-    let Some(link) = read_link(app, &key.id).await? else {
-        remember_known(oidc, &key.id, None, None).await;
-        return Ok(());
-    };
-    if link.expires_at > now {
-        remember_known(oidc, &key.id, Some(link.expires_at), None).await;
-        return Ok(());
-    }
-    let claim = format!(
-        "oidc-refresh:{}:{}",
-        key.id,
-        link.expires_at.unix_timestamp()
-    );
-    let hold = oidc.config.request_timeout + Duration::from_secs(5);
-    if !app.store.set_if_absent(&claim, b"1", Some(hold)).await? {
-        // Someone else is refreshing this very token; this request goes on meanwhile.
-        return Ok(());
-    }
-    match oidc
-        .refresh(&link.refresh_token, link.subject.as_deref())
-        .await
-    {
-        Ok(refreshed) => {
-            let Some(expires_at) = refreshed.expires_at else {
-                // No expiry given: nothing to refresh against from now on.
-                let _ = app.store.take_ephemeral(&link_key(&key.id)).await;
-                remember_known(oidc, &key.id, None, None).await;
-                return Ok(());
-            };
-            let link = Link {
-                refresh_token: refreshed.refresh_token.unwrap_or(link.refresh_token),
-                expires_at,
-                subject: link.subject,
-            };
-            store_link(app, &key.id, &link).await?;
-            remember_known(oidc, &key.id, Some(expires_at), None).await;
-            tracing::debug!(user_id = %key.user_id, "oidc session refreshed");
-            Ok(())
-        }
-        Err(OidcError::Refused { error, description }) => {
-            tracing::info!(user_id = %key.user_id, %error, %description, "the provider refused to refresh an oidc session; ending it");
-            end(app, oidc, key).await?;
-            Err(AuthError::Reauthenticate)
-        }
-        Err(OidcError::IdToken(error)) => {
-            tracing::warn!(user_id = %key.user_id, %error, "the refreshed id token failed verification; ending the oidc session");
-            end(app, oidc, key).await?;
-            Err(AuthError::Reauthenticate)
-        }
-        Err(error) => {
-            tracing::warn!(%error, "could not refresh an oidc session; trying again shortly");
-            remember_known(
-                oidc,
-                &key.id,
-                Some(link.expires_at),
-                Some(Instant::now() + RETRY_AFTER),
+        oidc.links
+            .known
+            .insert(
+                id.to_owned(),
+                Known {
+                    expires_at: Some(expires_at),
+                    retry_at: None,
+                },
             )
             .await;
-            Ok(())
+    }
+
+    /// Drops the provider tokens of an ended session (logout).
+    pub async fn forget(&self, key: &ApiKey) {
+        if key.login_type != LoginType::Oidc {
+            return;
+        }
+        if let Err(error) = self.store.take_ephemeral(&link_key(&key.id)).await {
+            tracing::debug!(%error, "could not delete an oidc session's refresh token; it expires by itself");
+        }
+        if let Some(oidc) = self.oidc {
+            oidc.links.known.invalidate(&key.id).await;
         }
     }
-}
 
-/// Ends a session whose provider refused it: the key and its link go, on every replica.
-async fn end(app: &App, oidc: &Oidc, key: &ApiKey) -> Result<(), StoreError> {
-    app.store.delete_key(&key.id).await?;
-    let _ = app.store.take_ephemeral(&link_key(&key.id)).await;
-    oidc.links.known.invalidate(&key.id).await;
-    let what = Invalidation::Key(key.id.clone());
-    app.keys.apply(&what);
-    if let Err(error) = app.store.publish(what).await {
-        tracing::warn!(%error, "could not publish a key invalidation");
+    /// Follows an authenticated session's provider token (§8.4, see the module doc): `auth` back
+    /// when the request may go on, [`AuthError::Reauthenticate`] when the session was ended, and
+    /// [`AuthError::Store`] when the store could not answer.
+    pub async fn follow(&self, auth: Authenticated) -> Result<Authenticated, AuthError> {
+        let key = &auth.session().key;
+        if key.login_type != LoginType::Oidc {
+            return Ok(auth);
+        }
+        // Without [oidc] there is nothing to refresh against: the session lives its lifetime.
+        let Some(oidc) = self.oidc else {
+            return Ok(auth);
+        };
+        let now = OffsetDateTime::now_utc();
+        let known = match oidc.links.known.get(&key.id).await {
+            Some(known) => known,
+            None => {
+                let known = Known {
+                    expires_at: self.read_link(&key.id).await?.map(|l| l.expires_at),
+                    retry_at: None,
+                };
+                oidc.links.known.insert(key.id.clone(), known).await;
+                known
+            }
+        };
+        match known.expires_at {
+            Some(at) if at <= now && known.retry_at.is_none_or(|t| t <= Instant::now()) => {
+                self.refresh(oidc, key).await?;
+                Ok(auth)
+            }
+            _ => Ok(auth),
+        }
     }
-    Ok(())
-}
 
-/// Tells this replica's cache and every other replica that `user` changed.
-pub async fn invalidate_user(app: &App, user: Uuid) {
-    let what = Invalidation::User(user);
-    app.keys.apply(&what);
-    if let Err(error) = app.store.publish(what).await {
-        tracing::warn!(%error, "could not publish a user invalidation");
+    /// Refreshes the provider token of `key`'s session, once across replicas.
+    async fn refresh(&self, oidc: &Oidc, key: &ApiKey) -> Result<(), AuthError> {
+        let now = OffsetDateTime::now_utc();
+        // Another replica may have refreshed it since this one cached the expiry.
+        let Some(link) = self.read_link(&key.id).await? else {
+            remember_known(oidc, &key.id, None, None).await;
+            return Ok(());
+        };
+        if link.expires_at > now {
+            remember_known(oidc, &key.id, Some(link.expires_at), None).await;
+            return Ok(());
+        }
+        let claim = format!(
+            "oidc-refresh:{}:{}",
+            key.id,
+            link.expires_at.unix_timestamp()
+        );
+        let hold = oidc.config.request_timeout + Duration::from_secs(5);
+        if !self.store.set_if_absent(&claim, b"1", Some(hold)).await? {
+            // Someone else is refreshing this very token; this request goes on meanwhile.
+            return Ok(());
+        }
+        match oidc
+            .refresh(&link.refresh_token, link.subject.as_deref())
+            .await
+        {
+            Ok(refreshed) => {
+                let Some(expires_at) = refreshed.expires_at else {
+                    // No expiry given: nothing to refresh against from now on.
+                    let _ = self.store.take_ephemeral(&link_key(&key.id)).await;
+                    remember_known(oidc, &key.id, None, None).await;
+                    return Ok(());
+                };
+                let link = Link {
+                    refresh_token: refreshed.refresh_token.unwrap_or(link.refresh_token),
+                    expires_at,
+                    subject: link.subject,
+                };
+                self.store_link(&key.id, &link).await?;
+                remember_known(oidc, &key.id, Some(expires_at), None).await;
+                tracing::debug!(user_id = %key.user_id, "oidc session refreshed");
+                Ok(())
+            }
+            Err(OidcError::Refused { error, description }) => {
+                tracing::info!(user_id = %key.user_id, %error, %description, "the provider refused to refresh an oidc session; ending it");
+                self.end(oidc, key).await?;
+                Err(AuthError::Reauthenticate)
+            }
+            Err(OidcError::IdToken(error)) => {
+                tracing::warn!(user_id = %key.user_id, %error, "the refreshed id token failed verification; ending the oidc session");
+                self.end(oidc, key).await?;
+                Err(AuthError::Reauthenticate)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not refresh an oidc session; trying again shortly");
+                remember_known(
+                    oidc,
+                    &key.id,
+                    Some(link.expires_at),
+                    Some(Instant::now() + RETRY_AFTER),
+                )
+                .await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends a session whose provider refused it: the key and its link go, on every replica.
+    async fn end(&self, oidc: &Oidc, key: &ApiKey) -> Result<(), StoreError> {
+        self.store.delete_key(&key.id).await?;
+        let _ = self.store.take_ephemeral(&link_key(&key.id)).await;
+        oidc.links.known.invalidate(&key.id).await;
+        let what = Invalidation::Key(key.id.clone());
+        self.keys.apply(&what);
+        if let Err(error) = self.store.publish(what).await {
+            tracing::warn!(%error, "could not publish a key invalidation");
+        }
+        Ok(())
+    }
+
+    /// Tells this replica's cache and every other replica that `user` changed.
+    pub async fn invalidate_user(&self, user: Uuid) {
+        let what = Invalidation::User(user);
+        self.keys.apply(&what);
+        if let Err(error) = self.store.publish(what).await {
+            tracing::warn!(%error, "could not publish a user invalidation");
+        }
+    }
+
+    async fn read_link(&self, id: &str) -> Result<Option<Link>, StoreError> {
+        let Some(bytes) = self.store.get_ephemeral(&link_key(id)).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("oidc link: {e}")))
+    }
+
+    /// Writes a link to outlive its session: the session lifetime (which slides with use, and a
+    /// used session refreshes its link at least once per provider token lifetime) plus the key
+    /// retention.
+    async fn store_link(&self, id: &str, link: &Link) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(link).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let keep = self.session_lifetime
+            + Duration::try_from(KEY_RETENTION).unwrap_or(Duration::from_secs(7 * 24 * 3600));
+        self.store.put_ephemeral(&link_key(id), &bytes, keep).await
     }
 }
 
@@ -288,58 +319,6 @@ async fn remember_known(
         .await;
 }
 
-async fn read_link(app: &App, id: &str) -> Result<Option<Link>, StoreError> {
-    let Some(bytes) = app.store.get_ephemeral(&link_key(id)).await? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| StoreError::Corrupt(format!("oidc link: {e}")))
-}
-
-/// Writes a link to outlive its session: the session lifetime (which slides with use, and a
-/// used session refreshes its link at least once per provider token lifetime) plus the key
-/// retention.
-async fn store_link(app: &App, id: &str, link: &Link) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec(link).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let keep = app.config.session.lifetime
-        + Duration::try_from(KEY_RETENTION).unwrap_or(Duration::from_secs(7 * 24 * 3600));
-    app.store.put_ephemeral(&link_key(id), &bytes, keep).await
-}
-
 fn link_key(id: &str) -> String {
     format!("oidc-link:{id}")
-}
-
-/// The answer for a request the route policy refused with `error`: when OIDC is configured,
-/// the error is "not signed in", and the request is a browser's page load (`GET` accepting
-/// `text/html`), a 303 into the OIDC login that comes back to the same path; otherwise the
-/// error itself. API clients keep getting 401.
-pub fn sign_in_redirect(
-    app: &App,
-    req: &Request<Incoming>,
-    error: Error,
-) -> Result<Response<Body>, Error> {
-    let is_page_load = req.method() == Method::GET
-        && req
-            .headers()
-            .get_all(ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().starts_with("text/html")));
-    if app.oidc.is_none() || !is_page_load || !matches!(error, Error::Unauthenticated(_)) {
-        return Err(error);
-    }
-    let back = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let encoded: String =
-        openidconnect::url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
-    let location = format!(
-        "{}/users/oidc/callback?redirect={encoded}",
-        app.config.api.prefix
-    );
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = StatusCode::SEE_OTHER;
-    let value = HeaderValue::from_str(&location).map_err(|e| Error::Internal(e.to_string()))?;
-    resp.headers_mut().insert(LOCATION, value);
-    Ok(resp)
 }

@@ -153,9 +153,115 @@ pub const RESOURCES: &[(&str, &[&str])] = &[
 /// How many resource types there are.
 pub const RESOURCE_COUNT: usize = RESOURCES.len();
 
+/// Whether two strings are equal, in a const context.
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The index of action `name` in [`ACTIONS`], in a const context.
+const fn action_index(name: &str) -> Option<u8> {
+    let mut i = 0;
+    while i < ACTIONS.len() {
+        if same(ACTIONS[i], name) {
+            return Some(i as u8);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The index of resource type `name` in [`RESOURCES`], in a const context.
+const fn resource_index(name: &str) -> Option<u8> {
+    let mut i = 0;
+    while i < RESOURCES.len() {
+        if same(RESOURCES[i].0, name) {
+            return Some(i as u8);
+        }
+        i += 1;
+    }
+    None
+}
+
+// Every action a resource lists is in `ACTIONS`: checked when the crate compiles, so the
+// tables cannot name an action that does not exist.
+const _: () = {
+    let mut r = 0;
+    while r < RESOURCES.len() {
+        let actions = RESOURCES[r].1;
+        let mut a = 0;
+        while a < actions.len() {
+            assert!(
+                action_index(actions[a]).is_some(),
+                "a resource in RESOURCES lists an action that is not in ACTIONS"
+            );
+            a += 1;
+        }
+        r += 1;
+    }
+};
+
 // === impl Action ===
 
 impl Action {
+    /// `create`.
+    pub const CREATE: Action = Action::named("create");
+    /// `read`.
+    pub const READ: Action = Action::named("read");
+    /// `update`.
+    pub const UPDATE: Action = Action::named("update");
+    /// `delete`.
+    pub const DELETE: Action = Action::named("delete");
+    /// `use`.
+    pub const USE: Action = Action::named("use");
+    /// `ssh`.
+    pub const SSH: Action = Action::named("ssh");
+    /// `application_connect`.
+    pub const APPLICATION_CONNECT: Action = Action::named("application_connect");
+    /// `view_insights`.
+    pub const VIEW_INSIGHTS: Action = Action::named("view_insights");
+    /// `start`.
+    pub const START: Action = Action::named("start");
+    /// `stop`.
+    pub const STOP: Action = Action::named("stop");
+    /// `assign`.
+    pub const ASSIGN: Action = Action::named("assign");
+    /// `unassign`.
+    pub const UNASSIGN: Action = Action::named("unassign");
+    /// `read_personal`.
+    pub const READ_PERSONAL: Action = Action::named("read_personal");
+    /// `update_personal`.
+    pub const UPDATE_PERSONAL: Action = Action::named("update_personal");
+    /// `create_agent`.
+    pub const CREATE_AGENT: Action = Action::named("create_agent");
+    /// `delete_agent`.
+    pub const DELETE_AGENT: Action = Action::named("delete_agent");
+    /// `update_agent`.
+    pub const UPDATE_AGENT: Action = Action::named("update_agent");
+    /// `share`.
+    pub const SHARE: Action = Action::named("share");
+    /// `use_shared`.
+    pub const USE_SHARED: Action = Action::named("use_shared");
+
+    /// The action named `name`, for the constants above: a name that is not an action fails
+    /// the build, since constants are evaluated when the crate compiles.
+    const fn named(name: &str) -> Action {
+        match action_index(name) {
+            Some(i) => Action(i),
+            None => panic!("not an action in ACTIONS"),
+        }
+    }
+
     /// The action named `name`, if there is one.
     pub fn parse(name: &str) -> Option<Action> {
         let i = ACTIONS.iter().position(|a| *a == name)?;
@@ -177,9 +283,9 @@ impl Action {
         1 << self.0
     }
 
-    /// A known action by name; for the built-in tables, where a typo is a bug.
-    pub(crate) fn known(name: &str) -> Action {
-        Action::parse(name).unwrap_or_else(|| panic!("unknown action {name:?} in a built-in table"))
+    /// An action of the built-in tables by name (checked against `ACTIONS` at compile time).
+    fn of_table(name: &str) -> Action {
+        Action::parse(name).unwrap_or(Action(0))
     }
 }
 
@@ -192,6 +298,32 @@ impl fmt::Display for Action {
 // === impl Resource ===
 
 impl Resource {
+    /// `workspace`.
+    pub const WORKSPACE: Resource = Resource::named("workspace");
+    /// `template`.
+    pub const TEMPLATE: Resource = Resource::named("template");
+    /// `user`.
+    pub const USER: Resource = Resource::named("user");
+    /// `organization`.
+    pub const ORGANIZATION: Resource = Resource::named("organization");
+    /// `organization_member`.
+    pub const ORGANIZATION_MEMBER: Resource = Resource::named("organization_member");
+    /// `api_key`.
+    pub const API_KEY: Resource = Resource::named("api_key");
+    /// `assign_role`.
+    pub const ASSIGN_ROLE: Resource = Resource::named("assign_role");
+    /// `assign_org_role`.
+    pub const ASSIGN_ORG_ROLE: Resource = Resource::named("assign_org_role");
+
+    /// The resource type named `name`, for the constants above: a name that is not a resource
+    /// type fails the build.
+    const fn named(name: &str) -> Resource {
+        match resource_index(name) {
+            Some(i) => Resource(i),
+            None => panic!("not a resource type in RESOURCES"),
+        }
+    }
+
     /// The resource type named `name`, if there is one.
     pub fn parse(name: &str) -> Option<Resource> {
         let i = RESOURCES.iter().position(|(r, _)| *r == name)?;
@@ -220,7 +352,7 @@ impl Resource {
                 RESOURCES[i]
                     .1
                     .iter()
-                    .fold(0, |mask, a| mask | Action::known(a).bit())
+                    .fold(0, |mask, a| mask | Action::of_table(a).bit())
             })
         });
         MASKS[self.index()]
@@ -229,12 +361,6 @@ impl Resource {
     /// Whether `action` is one of this resource's.
     pub fn has(self, action: Action) -> bool {
         self.actions() & action.bit() != 0
-    }
-
-    /// A known resource by name; for the built-in tables, where a typo is a bug.
-    pub(crate) fn known(name: &str) -> Resource {
-        Resource::parse(name)
-            .unwrap_or_else(|| panic!("unknown resource {name:?} in a built-in table"))
     }
 }
 
@@ -267,7 +393,9 @@ mod tests {
         let ws = Resource::parse("workspace").unwrap();
         assert_eq!(ws.name(), "workspace");
         assert!(ws.has(Action::parse("ssh").unwrap()));
-        assert!(!Resource::known("template").has(Action::known("ssh")));
+        assert!(!Resource::parse("template")
+            .unwrap()
+            .has(Action::parse("ssh").unwrap()));
         assert_eq!(Resource::parse("workspaces"), None);
         assert_eq!(Action::parse("fly"), None);
         assert_eq!(Action::parse("*"), None);

@@ -21,7 +21,7 @@ use uuid::Uuid;
 pub use catalog::{Action, Resource};
 pub use perms::{PermSet, Vote};
 
-use crate::store::{AllowListEntry, ApiKey, Membership, User};
+use crate::model::{AllowListEntry, ApiKey, Membership, User};
 
 /// What is acted on (Coder's RBAC object, without ACLs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +81,7 @@ impl Object {
         Object {
             id: Some(id),
             owner: Some(id),
-            ..Object::new(Resource::known("user"))
+            ..Object::new(Resource::USER)
         }
     }
 
@@ -89,7 +89,7 @@ impl Object {
     pub fn api_key(owner: Uuid) -> Self {
         Object {
             owner: Some(owner),
-            ..Object::new(Resource::known("api_key"))
+            ..Object::new(Resource::API_KEY)
         }
     }
 
@@ -98,7 +98,7 @@ impl Object {
         Object {
             id: Some(id),
             org: Some(id),
-            ..Object::new(Resource::known("organization"))
+            ..Object::new(Resource::ORGANIZATION)
         }
     }
 

@@ -180,7 +180,7 @@ mod tests {
     use super::*;
 
     fn vote(set: &PermSet, r: &str, a: &str) -> Vote {
-        set.vote(Resource::known(r), Action::known(a))
+        set.vote(Resource::parse(r).unwrap(), Action::parse(a).unwrap())
     }
 
     #[test]
@@ -216,7 +216,10 @@ mod tests {
         let more = PermSet::parse(&["workspace:read,delete"]).unwrap();
         assert_eq!(
             have.first_not_covering(&more),
-            Some((Resource::known("workspace"), Action::known("delete")))
+            Some((
+                Resource::parse("workspace").unwrap(),
+                Action::parse("delete").unwrap()
+            ))
         );
         let everything = PermSet::parse(&["*:*"]).unwrap();
         assert!(have.first_not_covering(&everything).is_some());

@@ -172,20 +172,30 @@ mod tests {
         }
         use crate::rbac::catalog::{Action, Resource};
         use crate::rbac::perms::Vote;
-        let ws = Resource::known("workspace");
+        let ws = Resource::parse("workspace").unwrap();
         let create = expand("coder:workspaces.create").unwrap().site;
-        assert_eq!(create.vote(ws, Action::known("start")), Vote::Allow);
-        assert_eq!(create.vote(ws, Action::known("delete")), Vote::Abstain);
+        assert_eq!(
+            create.vote(ws, Action::parse("start").unwrap()),
+            Vote::Allow
+        );
+        assert_eq!(
+            create.vote(ws, Action::parse("delete").unwrap()),
+            Vote::Abstain
+        );
         let read = expand("workspace:read").unwrap().site;
-        assert_eq!(read.vote(ws, Action::known("read")), Vote::Allow);
-        assert_eq!(read.vote(ws, Action::known("update")), Vote::Abstain);
+        assert_eq!(read.vote(ws, Action::parse("read").unwrap()), Vote::Allow);
+        assert_eq!(
+            read.vote(ws, Action::parse("update").unwrap()),
+            Vote::Abstain
+        );
         assert_eq!(expand("coder:nonsense"), None);
         assert_eq!(expand("workspace:fly"), None);
         let union = expand_all(&["workspace:read".to_owned(), "template:use".to_owned()]);
         assert_eq!(
-            union
-                .site
-                .vote(Resource::known("template"), Action::known("use")),
+            union.site.vote(
+                Resource::parse("template").unwrap(),
+                Action::parse("use").unwrap()
+            ),
             Vote::Allow
         );
     }

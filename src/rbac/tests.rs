@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::*;
-use crate::store::{LoginType, UserStatus};
+use crate::model::{LoginType, UserStatus};
 
 const ME: Uuid = Uuid::from_u128(0xa);
 const OTHER: Uuid = Uuid::from_u128(0xb);
@@ -78,7 +78,7 @@ fn scoped(site: &[&str], org: &[&str], scopes: &[&str], allow: &[(&str, &str)]) 
 
 /// The objects of the table, by name.
 fn object(name: &str) -> Object {
-    let r = Resource::known;
+    let r = |name: &str| Resource::parse(name).unwrap();
     let in_org = |resource: &str, id: Option<Uuid>, owner: Option<Uuid>, org: Uuid| Object {
         resource: r(resource),
         id,
@@ -294,7 +294,7 @@ const ROLE_CASES: &[Case] = &[
 fn built_in_roles_decide_as_the_matrix_says() {
     let mut wrong = Vec::new();
     for (site, org, obj, action, want) in ROLE_CASES {
-        let got = subject(site, org).allows(Action::known(action), &object(obj));
+        let got = subject(site, org).allows(Action::parse(action).unwrap(), &object(obj));
         if got != *want {
             wrong.push(format!(
                 "{site:?}/{org:?} {action} {obj}: got {got}, want {want}"
@@ -307,46 +307,49 @@ fn built_in_roles_decide_as_the_matrix_says() {
 #[test]
 fn a_scoped_owner_token_can_read_but_not_update() {
     let s = scoped(&["owner"], &[], &["workspace:read"], &[("*", "*")]);
-    assert!(s.allows(Action::known("read"), &object("ws_other")));
-    assert!(!s.allows(Action::known("update"), &object("ws_other")));
-    assert!(!s.allows(Action::known("read"), &object("tpl")));
-    assert!(!s.allows(Action::known("read"), &object("user_self")));
+    assert!(s.allows(Action::parse("read").unwrap(), &object("ws_other")));
+    assert!(!s.allows(Action::parse("update").unwrap(), &object("ws_other")));
+    assert!(!s.allows(Action::parse("read").unwrap(), &object("tpl")));
+    assert!(!s.allows(Action::parse("read").unwrap(), &object("user_self")));
 }
 
 #[test]
 fn scopes_never_grant_beyond_the_roles() {
     let s = scoped(&[], &[], &["coder:all"], &[("*", "*")]);
-    assert!(!s.allows(Action::known("read"), &object("user_other")));
+    assert!(!s.allows(Action::parse("read").unwrap(), &object("user_other")));
     let s = scoped(&[], &[], &["user:*"], &[("*", "*")]);
-    assert!(!s.allows(Action::known("delete"), &object("user_other")));
-    assert!(s.allows(Action::known("read"), &object("user_self")));
+    assert!(!s.allows(Action::parse("delete").unwrap(), &object("user_other")));
+    assert!(s.allows(Action::parse("read").unwrap(), &object("user_self")));
 }
 
 #[test]
 fn an_allow_listed_token_reaches_only_its_object() {
     let ws = WS.to_string();
     let s = scoped(&[], &[], &["coder:all"], &[("workspace", &ws)]);
-    assert!(s.allows(Action::known("read"), &object("ws_own")));
-    assert!(s.allows(Action::known("ssh"), &object("ws_own")));
-    assert!(!s.allows(Action::known("read"), &object("ws_own2")));
-    assert!(!s.allows(Action::known("read"), &object("user_self")));
+    assert!(s.allows(Action::parse("read").unwrap(), &object("ws_own")));
+    assert!(s.allows(Action::parse("ssh").unwrap(), &object("ws_own")));
+    assert!(!s.allows(Action::parse("read").unwrap(), &object("ws_own2")));
+    assert!(!s.allows(Action::parse("read").unwrap(), &object("user_self")));
     // A type-wide entry admits every object of that type.
     let s = scoped(&[], &[], &["coder:all"], &[("workspace", "*")]);
-    assert!(s.allows(Action::known("read"), &object("ws_own2")));
-    assert!(!s.allows(Action::known("read"), &object("key_own")));
+    assert!(s.allows(Action::parse("read").unwrap(), &object("ws_own2")));
+    assert!(!s.allows(Action::parse("read").unwrap(), &object("key_own")));
 }
 
 #[test]
 fn composite_and_application_connect_scopes() {
     let s = scoped(&[], &[], &["coder:application_connect"], &[("*", "*")]);
-    assert!(s.allows(Action::known("application_connect"), &object("ws_own")));
-    assert!(!s.allows(Action::known("read"), &object("ws_own")));
+    assert!(s.allows(
+        Action::parse("application_connect").unwrap(),
+        &object("ws_own")
+    ));
+    assert!(!s.allows(Action::parse("read").unwrap(), &object("ws_own")));
     let s = scoped(&[], &[], &["coder:workspaces.operate"], &[("*", "*")]);
-    assert!(s.allows(Action::known("start"), &object("ws_own")));
-    assert!(!s.allows(Action::known("delete"), &object("ws_own")));
+    assert!(s.allows(Action::parse("start").unwrap(), &object("ws_own")));
+    assert!(!s.allows(Action::parse("delete").unwrap(), &object("ws_own")));
     let s = scoped(&[], &[], &["coder:apikeys.manage_self"], &[("*", "*")]);
-    assert!(s.allows(Action::known("create"), &object("key_own")));
-    assert!(!s.allows(Action::known("read"), &object("user_self")));
+    assert!(s.allows(Action::parse("create").unwrap(), &object("key_own")));
+    assert!(!s.allows(Action::parse("read").unwrap(), &object("user_self")));
     // Its grant is on the key owner's own keys only, even for an owner.
     let s = scoped(
         &["owner"],
@@ -354,21 +357,21 @@ fn composite_and_application_connect_scopes() {
         &["coder:apikeys.manage_self"],
         &[("*", "*")],
     );
-    assert!(s.allows(Action::known("delete"), &object("key_own")));
-    assert!(!s.allows(Action::known("create"), &object("key_other")));
+    assert!(s.allows(Action::parse("delete").unwrap(), &object("key_own")));
+    assert!(!s.allows(Action::parse("create").unwrap(), &object("key_other")));
     let s = scoped(&["owner"], &[], &["api_key:create"], &[("*", "*")]);
-    assert!(s.allows(Action::known("create"), &object("key_other")));
+    assert!(s.allows(Action::parse("create").unwrap(), &object("key_other")));
 }
 
 #[test]
 fn unknown_role_names_and_unparsable_allow_list_entries_grant_nothing() {
     let s = subject(&["superuser"], &["organization-superuser"]);
-    assert!(!s.allows(Action::known("read"), &object("user_other")));
+    assert!(!s.allows(Action::parse("read").unwrap(), &object("user_other")));
     let s = scoped(
         &["owner"],
         &[],
         &["coder:all"],
         &[("workspace", "not-a-uuid")],
     );
-    assert!(!s.allows(Action::known("read"), &object("ws_own")));
+    assert!(!s.allows(Action::parse("read").unwrap(), &object("ws_own")));
 }

@@ -47,7 +47,7 @@ use crate::config::StoreConfig;
 use crate::headers::Identity;
 use crate::metrics::{CacheResult, Metrics};
 use crate::rbac::Subject;
-use crate::store::{ApiKey, Invalidation, Membership, Store, StoreError, User};
+use crate::store::{Invalidation, Store, StoreError};
 
 /// Cached entries at most.
 const CAPACITY: u64 = 100_000;
@@ -58,16 +58,7 @@ pub const STRIPES: usize = 4096;
 /// Store reads of one load that invalidations may overtake before the request gets 503.
 pub const LOAD_ATTEMPTS: usize = 3;
 
-/// What a valid key id resolves to.
-#[derive(Debug)]
-pub struct Session {
-    /// The key record (its secret only as a hash).
-    pub key: ApiKey,
-    /// The key's user.
-    pub user: User,
-    /// The user's organization memberships.
-    pub memberships: Vec<Membership>,
-}
+pub use crate::model::Session;
 
 /// A cached [`Session`] and when it was read from the store.
 #[derive(Debug)]

@@ -52,10 +52,12 @@ use crate::config::{StoreConfig, StoreUrl};
 
 pub mod cache;
 mod memory;
-pub mod model;
+
 mod redis;
 
-pub use model::{AllowListEntry, ApiKey, LoginType, Membership, Organization, User, UserStatus};
+pub use crate::model::{
+    AllowListEntry, ApiKey, LoginType, Membership, Organization, User, UserStatus,
+};
 
 /// How many invalidations a slow receiver may fall behind before it sees `Lagged`.
 const INVALIDATION_CAPACITY: usize = 1024;

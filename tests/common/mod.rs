@@ -180,7 +180,10 @@ pub fn metric(text: &str, series: &str) -> f64 {
 pub async fn start_echo() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(portcullis::echo::run(listener, std::future::pending()));
+    tokio::spawn(portcullis::http::echo::run(
+        listener,
+        std::future::pending(),
+    ));
     addr
 }
 

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use portcullis::store::{LoginType, UserStatus};
-use portcullis::users::{NewUser, Users};
+use portcullis::users::NewUser;
 
 pub const MEMORY: &str = "memory://";
 pub const PASSWORD: &str = "correct horse battery";
@@ -90,7 +90,10 @@ impl World {
     /// Creates an active user holding a site role the API cannot grant yet, through the
     /// app's own user operations, then logs in as them.
     pub async fn with_role(&self, username: &str, role: &str) -> (String, String) {
-        let (user, _) = Users::of(&self.sidecar.app)
+        let (user, _) = self
+            .sidecar
+            .app
+            .users()
             .create(NewUser {
                 email: format!("{username}@example.com"),
                 username: username.into(),

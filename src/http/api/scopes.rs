@@ -3,7 +3,7 @@
 use http::StatusCode;
 use serde_json::json;
 
-use crate::api::{self, ApiResult};
+use crate::http::api::{self, ApiResult};
 use crate::rbac::scopes;
 
 /// `200 {"external": [...]}`: the external scope names, sorted. No session needed.

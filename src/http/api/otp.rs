@@ -6,18 +6,19 @@
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::Deserialize;
 
-use crate::api::password::invalid_password;
-use crate::api::{self, tag_failed, ApiError, ApiResult};
-use crate::app::App;
 use crate::auth::UserInfo;
-use crate::body::Body;
+use crate::coder::tag_failed;
+use crate::http::api::password::invalid_password;
+use crate::http::api::{self, ApiResult};
+use crate::http::app::App;
+use crate::http::body::{Body, ReqBody};
+use crate::http::error::Error;
+use crate::http::peer::Peer;
 use crate::metrics::OtpChangeResult;
-use crate::proxy::Peer;
 use crate::store::StoreError;
-use crate::users::{validate_email, UserError, Users};
+use crate::users::{validate_email, UserError};
 
 /// `codersdk.RequestOneTimePasscodeRequest`.
 #[derive(Deserialize)]
@@ -38,13 +39,13 @@ struct ChangeWithCode {
 }
 
 /// A refused change: its answer, and the result it is counted under.
-struct Refusal(OtpChangeResult, ApiError);
+struct Refusal(OtpChangeResult, Error);
 
 // === impl Refusal ===
 
-impl From<ApiError> for Refusal {
-    fn from(error: ApiError) -> Self {
-        let result = match error.0.status() {
+impl From<Error> for Refusal {
+    fn from(error: Error) -> Self {
+        let result = match error.status() {
             StatusCode::TOO_MANY_REQUESTS => OtpChangeResult::Limited,
             s if s.is_server_error() => OtpChangeResult::Error,
             _ => OtpChangeResult::Refused,
@@ -55,13 +56,13 @@ impl From<ApiError> for Refusal {
 
 impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Self {
-        ApiError::from(e).into()
+        Error::from(e).into()
     }
 }
 
 impl From<UserError> for Refusal {
     fn from(e: UserError) -> Self {
-        ApiError::from(e).into()
+        Error::from(e).into()
     }
 }
 
@@ -70,8 +71,8 @@ impl From<UserError> for Refusal {
 /// through — the difference shows only in the log and in `portcullis_otp_requests_total`.
 /// Refused before any of that: the per-IP limit (429, or 503 when the store cannot count),
 /// disabled password login (403), a bad body (400).
-pub async fn request(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> ApiResult {
-    app.limits.login(&app.store, peer, req.headers()).await?;
+pub async fn request(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -> ApiResult {
+    api::limit_login(app, peer, req.headers()).await?;
     if app.config.passwords.disable_password_auth {
         return Err(password_auth_disabled());
     }
@@ -79,7 +80,7 @@ pub async fn request(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> Api
     let mut invalid = Vec::new();
     validate_email(&body.email, &mut invalid);
     if !invalid.is_empty() {
-        return Err(ApiError::validation(invalid));
+        return Err(Error::validation(invalid));
     }
     app.otp.request(&app.store, &body.email).await;
     api::no_content()
@@ -87,7 +88,7 @@ pub async fn request(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> Api
 
 /// `POST /users/otp/change-password` (§4.2), counted in
 /// `portcullis_otp_password_changes_total`.
-pub async fn change_password(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> ApiResult {
+pub async fn change_password(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -> ApiResult {
     let answer = change(app, peer, req).await;
     app.metrics.otp_change(match &answer {
         Ok(_) => OtpChangeResult::Ok,
@@ -108,9 +109,9 @@ pub async fn change_password(app: &Arc<App>, peer: &Peer, req: Request<Incoming>
 async fn change(
     app: &Arc<App>,
     peer: &Peer,
-    req: Request<Incoming>,
+    req: Request<impl ReqBody>,
 ) -> Result<Response<Body>, Refusal> {
-    app.limits.login(&app.store, peer, req.headers()).await?;
+    api::limit_login(app, peer, req.headers()).await?;
     if app.config.passwords.disable_password_auth {
         return Err(password_auth_disabled().into());
     }
@@ -124,9 +125,9 @@ async fn change(
         invalid.push(tag_failed("one_time_passcode", "required", ""));
     }
     if !invalid.is_empty() {
-        return Err(ApiError::validation(invalid).into());
+        return Err(Error::validation(invalid).into());
     }
-    let users = Users::of(app);
+    let users = app.users();
     let by_email = UserInfo {
         username: "",
         email: &body.email,
@@ -165,7 +166,7 @@ async fn change(
 fn incorrect_code() -> Refusal {
     Refusal(
         OtpChangeResult::BadCode,
-        ApiError::new(
+        Error::coder(
             StatusCode::BAD_REQUEST,
             "Incorrect email or one-time passcode.",
             "",
@@ -173,8 +174,8 @@ fn incorrect_code() -> Refusal {
     )
 }
 
-fn password_auth_disabled() -> ApiError {
-    ApiError::new(
+fn password_auth_disabled() -> Error {
+    Error::coder(
         StatusCode::FORBIDDEN,
         "Password authentication is disabled.",
         "",

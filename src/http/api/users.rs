@@ -5,20 +5,22 @@
 use std::sync::Arc;
 
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::api::{self, tag_failed, ApiError, ApiResult};
-use crate::app::App;
 use crate::auth::session::Authenticated;
 use crate::auth::UserInfo;
+use crate::coder::tag_failed;
+use crate::http::api::{self, ApiResult};
+use crate::http::app::App;
+use crate::http::body::ReqBody;
+use crate::http::error::Error;
 use crate::rbac::roles::{self, Kind};
 use crate::rbac::{Action, Object, Resource};
 use crate::store::{LoginType, Membership, User, UserStatus};
-use crate::users::{validate_email, validate_name, validate_username, NewUser, UserError, Users};
+use crate::users::{validate_email, validate_name, validate_username, NewUser, UserError};
 
 /// The store's claim that makes first-user creation single-winner across replicas. It
 /// expires, so that a creation that failed half-way (a store blip) can be retried; once the
@@ -125,7 +127,7 @@ impl RoleJson {
 /// `GET /users/first` (§7.6).
 pub async fn first_exists(app: &Arc<App>) -> ApiResult {
     if app.store.users().await?.is_empty() {
-        return Err(ApiError::new(
+        return Err(Error::coder(
             StatusCode::NOT_FOUND,
             "The initial user has not been created!",
             "",
@@ -139,7 +141,7 @@ pub async fn first_exists(app: &Arc<App>) -> ApiResult {
 
 /// `POST /users/first` (§7.6): the first user becomes an active `owner` and a member of the
 /// default organization, created with it. Exactly one request wins, across replicas.
-pub async fn create_first(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
+pub async fn create_first(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
     let body: CreateFirstUser = api::json_body(req).await?;
     let mut invalid = Vec::new();
     validate_email(&body.email, &mut invalid);
@@ -149,17 +151,17 @@ pub async fn create_first(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
         invalid.push(tag_failed("password", "required", ""));
     }
     if !invalid.is_empty() {
-        return Err(ApiError::validation(invalid));
+        return Err(Error::validation(invalid));
     }
     let user = UserInfo {
         username: &body.username,
         email: &body.email,
     };
-    if let Some(weak) = Users::of(app).password_weakness(&body.password, Some(user)) {
+    if let Some(weak) = app.users().password_weakness(&body.password, Some(user)) {
         return Err(UserError::WeakPassword(weak).into());
     }
     let already = || {
-        ApiError::new(
+        Error::coder(
             StatusCode::CONFLICT,
             "The initial user has already been created.",
             "",
@@ -180,7 +182,8 @@ pub async fn create_first(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
     {
         return Err(already());
     }
-    let (user, memberships) = Users::of(app)
+    let (user, memberships) = app
+        .users()
         .create(NewUser {
             email: body.email,
             username: body.username,
@@ -188,7 +191,7 @@ pub async fn create_first(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
             password: Some(body.password),
             login_type: LoginType::Password,
             status: UserStatus::Active,
-            roles: vec!["owner".into()],
+            roles: vec![roles::OWNER.into()],
             organization_ids: Vec::new(),
         })
         .await?;
@@ -201,7 +204,7 @@ pub async fn create_first(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
 
 /// `GET /users/{user}` (§7.2, §0.6): `me`, a UUID or a username. Others are visible to the
 /// site roles that may read users; to anyone else they do not exist.
-pub async fn get(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiResult {
+pub async fn get(app: &Arc<App>, req: Request<impl ReqBody>, param: &str) -> ApiResult {
     let (auth, user) = target(app, &req, param).await?;
     let session = auth.session();
     if user.id == session.user.id {
@@ -213,10 +216,10 @@ pub async fn get(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiResu
 
 /// `POST /users` (§7.8): an admin creates a user, `dormant` until the first login unless
 /// `user_status` says otherwise, in the given organizations or the default one.
-pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
+pub async fn create(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
     let auth = api::authenticate(app, &req).await?;
-    if !api::allowed(&auth, "create", &Object::new(Resource::known("user"))) {
-        return Err(ApiError::new(
+    if !api::allowed(&auth, Action::CREATE, &Object::new(Resource::USER)) {
+        return Err(Error::coder(
             StatusCode::FORBIDDEN,
             "You are not authorized to create users.",
             "",
@@ -237,21 +240,21 @@ pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
         }
     };
     if !invalid.is_empty() {
-        return Err(ApiError::validation(invalid));
+        return Err(Error::validation(invalid));
     }
     let login_type = match body.login_type.as_str() {
         "" => "password",
         other => other,
     };
     if login_type != "password" && !body.password.is_empty() {
-        return Err(ApiError::new(
+        return Err(Error::coder(
             StatusCode::BAD_REQUEST,
-            &format!("Password cannot be set for non-password (\"{login_type}\") authentication."),
+            format!("Password cannot be set for non-password (\"{login_type}\") authentication."),
             "",
         ));
     }
     if login_type == "password" && app.config.passwords.disable_password_auth {
-        return Err(ApiError::new(
+        return Err(Error::coder(
             StatusCode::FORBIDDEN,
             "Password based authentication is disabled! Unable to provision new users with password authentication.",
             "",
@@ -263,21 +266,22 @@ pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
         "github" => LoginType::Github,
         "oidc" if app.config.oidc.is_some() => LoginType::Oidc,
         "oidc" => {
-            return Err(ApiError::new(
+            return Err(Error::coder(
                 StatusCode::BAD_REQUEST,
                 "You must configure OIDC before creating OIDC users.",
                 "",
             ))
         }
         other => {
-            return Err(ApiError::new(
+            return Err(Error::coder(
                 StatusCode::BAD_REQUEST,
-                &format!("Unsupported login type \"{other}\" for manually creating new users."),
+                format!("Unsupported login type \"{other}\" for manually creating new users."),
                 "",
             ))
         }
     };
-    let (user, memberships) = Users::of(app)
+    let (user, memberships) = app
+        .users()
         .create(NewUser {
             email: body.email,
             username: body.username,
@@ -294,19 +298,19 @@ pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
 
 /// `DELETE /users/{user}`: deletes the user with every key and membership; nobody may delete
 /// themselves. `200 {"message":"User has been deleted!"}`, as Coder.
-pub async fn delete(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiResult {
+pub async fn delete(app: &Arc<App>, req: Request<impl ReqBody>, param: &str) -> ApiResult {
     let (auth, user) = target(app, &req, param).await?;
     if user.id == auth.session().user.id {
-        return Err(ApiError::new(
+        return Err(Error::coder(
             StatusCode::FORBIDDEN,
             "You cannot delete yourself!",
             "",
         ));
     }
-    if !api::allowed(&auth, "delete", &Object::user(user.id)) || !may_act_on(&auth, &user) {
-        return Err(api::forbidden());
+    if !api::allowed(&auth, Action::DELETE, &Object::user(user.id)) || !may_act_on(&auth, &user) {
+        return Err(Error::Forbidden);
     }
-    Users::of(app).delete(user.id).await?;
+    app.users().delete(user.id).await?;
     api::json(
         StatusCode::OK,
         &json!({ "message": "User has been deleted!" }),
@@ -318,31 +322,31 @@ pub async fn delete(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiR
 /// Coder). A suspension ends every session of the user at once, on every replica.
 pub async fn set_status(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<impl ReqBody>,
     param: &str,
     status: UserStatus,
 ) -> ApiResult {
     let (auth, user) = target(app, &req, param).await?;
     if status == UserStatus::Suspended {
         if user.id == auth.session().user.id {
-            return Err(ApiError::new(
+            return Err(Error::coder(
                 StatusCode::BAD_REQUEST,
                 "You cannot suspend yourself.",
                 "",
             ));
         }
-        if user.roles.iter().any(|r| r == "owner") {
-            return Err(ApiError::new(
+        if user.roles.iter().any(|r| r == roles::OWNER) {
+            return Err(Error::coder(
                 StatusCode::BAD_REQUEST,
                 "You cannot suspend a user with the \"owner\" role. You must remove the role first.",
                 "",
             ));
         }
     }
-    if !api::allowed(&auth, "update", &Object::user(user.id)) || !may_act_on(&auth, &user) {
-        return Err(api::forbidden());
+    if !api::allowed(&auth, Action::UPDATE, &Object::user(user.id)) || !may_act_on(&auth, &user) {
+        return Err(Error::Forbidden);
     }
-    let user = Users::of(app).set_status(user.id, status).await?;
+    let user = app.users().set_status(user.id, status).await?;
     let memberships = app.store.memberships_of(user.id).await?;
     api::json(StatusCode::OK, &UserJson::new(&user, &memberships))
 }
@@ -366,16 +370,16 @@ pub fn may_act_on(auth: &Authenticated, user: &User) -> bool {
 /// whose it is (`/users/me`); what the caller then does to the user is checked in full.
 pub async fn target(
     app: &App,
-    req: &Request<Incoming>,
+    req: &Request<impl ReqBody>,
     param: &str,
-) -> Result<(Authenticated, User), ApiError> {
+) -> Result<(Authenticated, User), Error> {
     let auth = api::authenticate(app, req).await?;
     let user = resolve(app, &auth, param).await?;
     if !auth
         .subject()
-        .roles_allow(Action::known("read"), &Object::user(user.id))
+        .roles_allow(Action::READ, &Object::user(user.id))
     {
-        return Err(api::not_found());
+        return Err(Error::NotFound);
     }
     Ok((auth, user))
 }
@@ -384,13 +388,11 @@ pub async fn target(
 /// (case-insensitively). Every route that takes it needs a session, which is checked first,
 /// so `me` always has one here (Coder's `Cannot use "me" without a valid session.` answers
 /// only routes where a session is optional, and there are none).
-pub async fn resolve(app: &App, auth: &Authenticated, param: &str) -> Result<User, ApiError> {
+pub async fn resolve(app: &App, auth: &Authenticated, param: &str) -> Result<User, Error> {
     if param == "me" {
         return Ok(auth.session().user.clone());
     }
-    let found = match param.parse::<Uuid>() {
-        Ok(id) => app.store.user(id).await?,
-        Err(_) => app.store.user_by_username(param).await?,
-    };
-    found.ok_or_else(api::not_found)
+    crate::users::user_by_id_or_name(&app.store, param)
+        .await?
+        .ok_or(Error::NotFound)
 }

@@ -14,19 +14,19 @@
 use std::sync::Arc;
 
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::api::users::{self, RoleJson, UserJson};
-use crate::api::{self, ApiError, ApiResult};
-use crate::app::App;
 use crate::auth::session::Authenticated;
+use crate::http::api::users::{self, RoleJson, UserJson};
+use crate::http::api::{self, ApiResult};
+use crate::http::app::App;
+use crate::http::body::ReqBody;
+use crate::http::error::Error;
 use crate::rbac::roles::{self, Kind, Role};
 use crate::rbac::{org_roles, Action, Object, Resource};
 use crate::store::{Membership, Organization, User};
-use crate::users::Users;
 
 /// `codersdk.UpdateRoles`.
 #[derive(Debug, Deserialize)]
@@ -55,10 +55,10 @@ struct OrgRoleJson {
 }
 
 /// `PUT /users/{user}/roles`: `200` with the updated `User`.
-pub async fn set_site_roles(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiResult {
+pub async fn set_site_roles(app: &Arc<App>, req: Request<impl ReqBody>, param: &str) -> ApiResult {
     let (auth, user) = users::target(app, &req, param).await?;
     if user.id == auth.subject().id {
-        return Err(ApiError::new(
+        return Err(Error::coder(
             StatusCode::BAD_REQUEST,
             "You cannot change your own roles.",
             "",
@@ -66,7 +66,7 @@ pub async fn set_site_roles(app: &Arc<App>, req: Request<Incoming>, param: &str)
     }
     let body: UpdateRoles = api::json_body(req).await?;
     let actor: Vec<_> = roles::site_roles(&auth.session().user.roles).collect();
-    let object = Object::new(Resource::known("assign_role"));
+    let object = Object::new(Resource::ASSIGN_ROLE);
     let wanted: Vec<String> = body
         .roles
         .into_iter()
@@ -77,9 +77,9 @@ pub async fn set_site_roles(app: &Arc<App>, req: Request<Incoming>, param: &str)
     }
     if !users::may_act_on(&auth, &user) || !may_change(&auth, &actor, &object, &user.roles, &wanted)
     {
-        return Err(api::forbidden());
+        return Err(Error::Forbidden);
     }
-    let ops = Users::of(app);
+    let ops = app.users();
     let user = ops.set_roles(user.id, &wanted).await?;
     let memberships = app.store.memberships_of(user.id).await?;
     api::json(StatusCode::OK, &UserJson::new(&user, &memberships))
@@ -89,13 +89,13 @@ pub async fn set_site_roles(app: &Arc<App>, req: Request<Incoming>, param: &str)
 /// `OrganizationMember`.
 pub async fn set_member_roles(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<impl ReqBody>,
     org_param: &str,
     user_param: &str,
 ) -> ApiResult {
     let (auth, org, user, membership) = membership(app, &req, org_param, user_param).await?;
     if membership.user_id == auth.subject().id {
-        return Err(ApiError::new(
+        return Err(Error::coder(
             StatusCode::BAD_REQUEST,
             "You cannot change your own organization roles.",
             "",
@@ -121,16 +121,16 @@ pub async fn set_member_roles(
     }
     let object = Object {
         org: Some(org.id),
-        ..Object::new(Resource::known("assign_org_role"))
+        ..Object::new(Resource::ASSIGN_ORG_ROLE)
     };
     // The rule of `roles::may_act_on` on both the user's site roles and its roles here.
     if !roles::may_act_on(&actor, &user.roles, Kind::Site)
         || !roles::may_act_on(&actor, &membership.roles, Kind::Org)
         || !may_change(&auth, &actor, &object, &membership.roles, &wanted)
     {
-        return Err(api::forbidden());
+        return Err(Error::Forbidden);
     }
-    let updated = Users::of(app).set_org_roles(membership, &wanted).await?;
+    let updated = app.users().set_org_roles(membership, &wanted).await?;
     api::json(StatusCode::OK, &member_json(&updated))
 }
 
@@ -148,14 +148,22 @@ struct MemberWithUserJson {
 
 /// `GET /organizations/{organization}/members`: every member the caller may read, with user
 /// data, oldest first.
-pub async fn list_members(app: &Arc<App>, req: Request<Incoming>, org_param: &str) -> ApiResult {
+pub async fn list_members(
+    app: &Arc<App>,
+    req: Request<impl ReqBody>,
+    org_param: &str,
+) -> ApiResult {
     let auth = api::authenticate(app, &req).await?;
     let org = organization(app, &auth, org_param).await?;
     let mut members = app.store.members_of(org.id).await?;
     members.sort_by_key(|m| (m.created_at, m.user_id));
     let mut out = Vec::with_capacity(members.len());
     for m in members {
-        if !api::allowed(&auth, "read", &member_object(m.user_id, m.organization_id)) {
+        if !api::allowed(
+            &auth,
+            Action::READ,
+            &member_object(m.user_id, m.organization_id),
+        ) {
             continue;
         }
         let Some(user) = app.store.user(m.user_id).await? else {
@@ -177,18 +185,18 @@ pub async fn list_members(app: &Arc<App>, req: Request<Incoming>, org_param: &st
 /// `OrganizationMember`; `409` when the user already is one.
 pub async fn add_member(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<impl ReqBody>,
     org_param: &str,
     user_param: &str,
 ) -> ApiResult {
     let (auth, user) = users::target(app, &req, user_param).await?;
     let org = organization(app, &auth, org_param).await?;
-    if !api::allowed(&auth, "create", &member_object(user.id, org.id)) {
-        return Err(api::forbidden());
+    if !api::allowed(&auth, Action::CREATE, &member_object(user.id, org.id)) {
+        return Err(Error::Forbidden);
     }
-    match Users::of(app).add_member(user.id, org.id).await {
+    match app.users().add_member(user.id, org.id).await {
         Ok(m) => api::json(StatusCode::OK, &member_json(&m)),
-        Err(crate::users::UserError::Conflict(_)) => Err(ApiError::new(
+        Err(crate::users::UserError::Conflict(_)) => Err(Error::coder(
             StatusCode::CONFLICT,
             "User is already a member of this organization.",
             "",
@@ -201,22 +209,26 @@ pub async fn add_member(
 /// organization's roles at once. Nobody removes themselves.
 pub async fn remove_member(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<impl ReqBody>,
     org_param: &str,
     user_param: &str,
 ) -> ApiResult {
     let (auth, org, _, membership) = membership(app, &req, org_param, user_param).await?;
     if membership.user_id == auth.subject().id {
-        return Err(ApiError::new(
+        return Err(Error::coder(
             StatusCode::BAD_REQUEST,
             "You cannot remove yourself from an organization.",
             "",
         ));
     }
-    if !api::allowed(&auth, "delete", &member_object(membership.user_id, org.id)) {
-        return Err(api::forbidden());
+    if !api::allowed(
+        &auth,
+        Action::DELETE,
+        &member_object(membership.user_id, org.id),
+    ) {
+        return Err(Error::Forbidden);
     }
-    Users::of(app)
+    app.users()
         .remove_member(membership.user_id, org.id)
         .await?;
     api::no_content()
@@ -227,7 +239,7 @@ fn member_object(user: Uuid, org: Uuid) -> Object {
     Object {
         owner: Some(user),
         org: Some(org),
-        ..Object::new(Resource::known("organization_member"))
+        ..Object::new(Resource::ORGANIZATION_MEMBER)
     }
 }
 
@@ -235,17 +247,17 @@ fn member_object(user: Uuid, org: Uuid) -> Object {
 /// readable) and loads the membership (404 when the user is not a member).
 async fn membership(
     app: &App,
-    req: &Request<Incoming>,
+    req: &Request<impl ReqBody>,
     org_param: &str,
     user_param: &str,
-) -> Result<(Authenticated, Organization, User, Membership), ApiError> {
+) -> Result<(Authenticated, Organization, User, Membership), Error> {
     let (auth, user) = users::target(app, req, user_param).await?;
     let org = organization(app, &auth, org_param).await?;
     let membership = app
         .store
         .membership(user.id, org.id)
         .await?
-        .ok_or_else(api::not_found)?;
+        .ok_or(Error::NotFound)?;
     Ok((auth, org, user, membership))
 }
 
@@ -260,11 +272,11 @@ fn may_change(
 ) -> bool {
     let added = new.iter().filter(|r| !old.contains(r));
     let removed = old.iter().filter(|r| !new.contains(r));
-    let permitted = |action: &str, role: &String| {
+    let permitted = |action: Action, role: &String| {
         api::allowed(auth, action, object) && roles::may_assign(actor.iter().copied(), role)
     };
-    added.into_iter().all(|r| permitted("assign", r))
-        && removed.into_iter().all(|r| permitted("unassign", r))
+    added.into_iter().all(|r| permitted(Action::ASSIGN, r))
+        && removed.into_iter().all(|r| permitted(Action::UNASSIGN, r))
 }
 
 /// Resolves `{organization}`: an id, a name, or `default`; 404 when there is none or the
@@ -273,21 +285,17 @@ pub async fn organization(
     app: &App,
     auth: &Authenticated,
     param: &str,
-) -> Result<Organization, ApiError> {
-    let found = match (param, param.parse::<Uuid>()) {
-        (_, Ok(id)) => app.store.org(id).await?,
-        ("default", _) => app.store.default_org().await?,
-        (name, _) => app.store.org_by_name(name).await?,
-    };
+) -> Result<Organization, Error> {
+    let found = crate::users::org_by_id_or_name(&app.store, param).await?;
     match found {
         Some(org)
             if auth
                 .subject()
-                .allows(Action::known("read"), &Object::organization(org.id)) =>
+                .allows(Action::READ, &Object::organization(org.id)) =>
         {
             Ok(org)
         }
-        _ => Err(api::not_found()),
+        _ => Err(Error::NotFound),
     }
 }
 
@@ -309,8 +317,8 @@ fn member_json(m: &Membership) -> OrganizationMemberJson {
     }
 }
 
-fn invalid_role(role: &str, kind: &str) -> ApiError {
-    ApiError::new(
+fn invalid_role(role: &str, kind: &str) -> Error {
+    Error::coder(
         StatusCode::BAD_REQUEST,
         "Invalid role.",
         format!("{role:?} is not a built-in {kind} role"),
@@ -326,7 +334,7 @@ struct UserRolesJson {
 
 /// `GET /users/{user}/roles`: `200` with the user's stored site roles and organization roles,
 /// to whoever may read the user (`404` otherwise, as Coder hides what the caller cannot see).
-pub async fn user_roles(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiResult {
+pub async fn user_roles(app: &Arc<App>, req: Request<impl ReqBody>, param: &str) -> ApiResult {
     let (_, user) = users::target(app, &req, param).await?;
     let memberships = app.store.memberships_of(user.id).await?;
     let organization_roles = memberships

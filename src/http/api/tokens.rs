@@ -11,21 +11,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::api::users;
-use crate::api::{self, ApiError, ApiResult};
-use crate::app::App;
 use crate::auth::session::Authenticated;
 use crate::auth::token;
-use crate::proxy::Peer;
+use crate::http::api::users;
+use crate::http::api::{self, ApiResult};
+use crate::http::app::App;
+use crate::http::body::ReqBody;
+use crate::http::error::Error;
+use crate::http::peer::Peer;
 use crate::rbac::scopes as scope;
-use crate::rbac::{Object, Resource};
+use crate::rbac::{Action, Object, Resource};
 use crate::store::{AllowListEntry, ApiKey, LoginType};
-use crate::users::{NewKey, UserError, Users};
+use crate::users::{NewKey, UserError};
 
 /// The most entries an allow list may have (§7.3).
 const MAX_ALLOW_LIST: usize = 128;
@@ -116,15 +117,15 @@ impl<'a> ApiKeyJson<'a> {
 pub async fn create_key(
     app: &Arc<App>,
     peer: &Peer,
-    req: Request<Incoming>,
+    req: Request<impl ReqBody>,
     param: &str,
 ) -> ApiResult {
     let (auth, user) = users::target(app, &req, param).await?;
-    if !api::allowed(&auth, "create", &Object::api_key(user.id)) {
+    if !api::allowed(&auth, Action::CREATE, &Object::api_key(user.id)) {
         // Coder answers a key it may not create for this user as not found.
-        return Err(api::not_found());
+        return Err(Error::NotFound);
     }
-    let ops = Users::of(app);
+    let ops = app.users();
     let new = NewKey {
         login_type: LoginType::Password,
         lifetime: ops.default_token_lifetime(),
@@ -143,16 +144,16 @@ pub async fn create_key(
 pub async fn create_token(
     app: &Arc<App>,
     peer: &Peer,
-    req: Request<Incoming>,
+    req: Request<impl ReqBody>,
     param: &str,
 ) -> ApiResult {
     let (auth, user) = users::target(app, &req, param).await?;
     let body: CreateToken = api::json_body(req).await?;
-    if !api::allowed(&auth, "create", &Object::api_key(user.id)) {
+    if !api::allowed(&auth, Action::CREATE, &Object::api_key(user.id)) {
         // Coder answers a key it may not create for this user as not found.
-        return Err(api::not_found());
+        return Err(Error::NotFound);
     }
-    let ops = Users::of(app);
+    let ops = app.users();
     if body.lifetime < 0 {
         return Err(invalid_request(
             "lifetime must be positive number greater than 0",
@@ -207,10 +208,10 @@ pub async fn create_token(
 
 /// `GET /users/{user}/keys/tokens`: the user's named tokens, newest first; expired ones only
 /// with `?include_expired=true` (§7.4).
-pub async fn list_tokens(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiResult {
+pub async fn list_tokens(app: &Arc<App>, req: Request<impl ReqBody>, param: &str) -> ApiResult {
     let (auth, user) = users::target(app, &req, param).await?;
-    if !api::allowed(&auth, "read", &Object::api_key(user.id)) {
-        return Err(api::not_found());
+    if !api::allowed(&auth, Action::READ, &Object::api_key(user.id)) {
+        return Err(Error::NotFound);
     }
     // Go's strconv.ParseBool spellings of true.
     let include_expired = token::query_value(req.uri(), "include_expired")
@@ -231,9 +232,9 @@ pub async fn list_tokens(app: &Arc<App>, req: Request<Incoming>, param: &str) ->
 
 /// `GET /users/{user}/keys/tokens/tokenconfig`: `{"max_token_lifetime": <ns>}`, the longest
 /// token that user may have (§7.4).
-pub async fn token_config(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiResult {
+pub async fn token_config(app: &Arc<App>, req: Request<impl ReqBody>, param: &str) -> ApiResult {
     let (_, user) = users::target(app, &req, param).await?;
-    let max = Users::of(app).max_token_lifetime(&user);
+    let max = app.users().max_token_lifetime(&user);
     let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
     api::json(StatusCode::OK, &json!({ "max_token_lifetime": nanos }))
 }
@@ -241,7 +242,7 @@ pub async fn token_config(app: &Arc<App>, req: Request<Incoming>, param: &str) -
 /// `GET /users/{user}/keys/tokens/{name}`: the user's token of that name, or 404.
 pub async fn token_by_name(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<impl ReqBody>,
     param: &str,
     name: &str,
 ) -> ApiResult {
@@ -250,40 +251,45 @@ pub async fn token_by_name(
         .store
         .key_by_name(user.id, name)
         .await?
-        .filter(|k| api::allowed(&auth, "read", &Object::api_key(k.user_id)))
-        .ok_or_else(api::not_found)?;
+        .filter(|k| api::allowed(&auth, Action::READ, &Object::api_key(k.user_id)))
+        .ok_or(Error::NotFound)?;
     api::json(StatusCode::OK, &ApiKeyJson::new(&key))
 }
 
 /// `GET /users/{user}/keys/{id}`: the key, found by id alone and authorized by its owner, as
 /// in Coder; 404 when missing or not readable.
-pub async fn get_key(app: &Arc<App>, req: Request<Incoming>, param: &str, id: &str) -> ApiResult {
-    let (_, key) = key_for(app, &req, param, id, "read").await?;
+pub async fn get_key(
+    app: &Arc<App>,
+    req: Request<impl ReqBody>,
+    param: &str,
+    id: &str,
+) -> ApiResult {
+    let (_, key) = key_for(app, &req, param, id, Action::READ).await?;
     api::json(StatusCode::OK, &ApiKeyJson::new(&key))
 }
 
 /// `DELETE /users/{user}/keys/{id}`: 204; the key stops working on every replica at once.
 pub async fn delete_key(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<impl ReqBody>,
     param: &str,
     id: &str,
 ) -> ApiResult {
-    let (_, key) = key_for(app, &req, param, id, "delete").await?;
-    Users::of(app).delete_key(&key.id).await?;
+    let (_, key) = key_for(app, &req, param, id, Action::DELETE).await?;
+    app.users().delete_key(&key.id).await?;
     api::no_content()
 }
 
 /// `PUT /users/{user}/keys/{id}/expire`: sets the expiry to now (idempotent); 204.
 pub async fn expire_key(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<impl ReqBody>,
     param: &str,
     id: &str,
 ) -> ApiResult {
-    let (_, key) = key_for(app, &req, param, id, "update").await?;
-    if !Users::of(app).expire_key(key).await? {
-        return Err(api::not_found());
+    let (_, key) = key_for(app, &req, param, id, Action::UPDATE).await?;
+    if !app.users().expire_key(key).await? {
+        return Err(Error::NotFound);
     }
     api::no_content()
 }
@@ -292,19 +298,19 @@ pub async fn expire_key(
 /// is missing or the caller may not see it, 403 when it may see it but not do `action`.
 async fn key_for(
     app: &App,
-    req: &Request<Incoming>,
+    req: &Request<impl ReqBody>,
     param: &str,
     id: &str,
-    action: &str,
-) -> Result<(Authenticated, ApiKey), ApiError> {
+    action: Action,
+) -> Result<(Authenticated, ApiKey), Error> {
     let (auth, _) = users::target(app, req, param).await?;
-    let key = app.store.key(id).await?.ok_or_else(api::not_found)?;
+    let key = app.store.key(id).await?.ok_or(Error::NotFound)?;
     let object = Object::api_key(key.user_id);
-    if !api::allowed(&auth, "read", &object) {
-        return Err(api::not_found());
+    if !api::allowed(&auth, Action::READ, &object) {
+        return Err(Error::NotFound);
     }
     if !api::allowed(&auth, action, &object) {
-        return Err(api::forbidden());
+        return Err(Error::Forbidden);
     }
     Ok((auth, key))
 }
@@ -317,7 +323,7 @@ fn within_caller(
     mut new: NewKey,
     inherit_scopes: bool,
     inherit_allow_list: bool,
-) -> Result<NewKey, ApiError> {
+) -> Result<NewKey, Error> {
     let subject = auth.subject();
     if subject.unrestricted() {
         return Ok(new);
@@ -356,8 +362,8 @@ fn within_caller(
     Ok(new)
 }
 
-fn exceeds(detail: &str) -> ApiError {
-    ApiError::new(
+fn exceeds(detail: &str) -> Error {
+    Error::coder(
         StatusCode::BAD_REQUEST,
         "Failed to create API key.",
         format!("exceeds the creating API key: {detail}"),
@@ -382,7 +388,7 @@ fn everything() -> AllowListEntry {
 /// Validates and normalizes an allow list (§7.3): each type `*` or a resource type, each id
 /// `*` or a UUID (written in canonical form); at most 128 entries; `*:*` anywhere leaves only
 /// `*:*`; `type:*` absorbs that type's single entries; sorted and without repeats.
-fn normalize_allow_list(entries: Vec<AllowListInput>) -> Result<Vec<AllowListEntry>, ApiError> {
+fn normalize_allow_list(entries: Vec<AllowListInput>) -> Result<Vec<AllowListEntry>, Error> {
     if entries.len() > MAX_ALLOW_LIST {
         return Err(invalid_allow_list(&format!(
             "allow_list has {} entries; at most {MAX_ALLOW_LIST} are allowed",
@@ -435,20 +441,24 @@ fn normalize_allow_list(entries: Vec<AllowListInput>) -> Result<Vec<AllowListEnt
     Ok(parsed)
 }
 
-fn invalid_allow_list(detail: &str) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "Failed to create API key.", detail)
+fn invalid_allow_list(detail: &str) -> Error {
+    Error::coder(
+        StatusCode::BAD_REQUEST,
+        "Failed to create API key.",
+        detail.to_owned(),
+    )
 }
 
-fn invalid_request(detail: &str) -> ApiError {
-    ApiError::new(
+fn invalid_request(detail: &str) -> Error {
+    Error::coder(
         StatusCode::BAD_REQUEST,
         "Failed to validate create API key request.",
-        detail,
+        detail.to_owned(),
     )
 }
 
 /// A random `adjective_surname` token name, as Coder's generator makes.
-fn generated_name() -> Result<String, ApiError> {
+fn generated_name() -> Result<String, Error> {
     const ADJECTIVES: &[&str] = &[
         "admiring",
         "bold",
@@ -490,7 +500,7 @@ fn generated_name() -> Result<String, ApiError> {
         "thompson", "torvalds", "turing", "wiles", "wozniak", "wu", "yonath",
     ];
     let mut bytes = [0u8; 3];
-    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
+    getrandom::fill(&mut bytes).map_err(Error::internal)?;
     Ok(format!(
         "{}_{}{}",
         ADJECTIVES[usize::from(bytes[0]) % ADJECTIVES.len()],

@@ -25,8 +25,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::body::Body;
-use crate::error::json_response;
+use crate::http::body::Body;
+use crate::http::error::json_response;
 
 /// The longest body echo reports as text.
 pub const MAX_BODY_TEXT: usize = 64 * 1024;

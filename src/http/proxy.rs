@@ -1,7 +1,6 @@
 //! Forwarding to the upstream: target and `Host` rewriting, header hygiene, the pooled client,
 //! timeouts, streamed bodies both ways, and protocol upgrades (WebSocket) tunnelled as raw bytes.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,14 +15,15 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::app::App;
-use crate::assertion;
 use crate::auth::session::Authenticated;
 use crate::auth::token;
-use crate::body::Body;
 use crate::config::UpstreamConfig;
-use crate::error::{Error, Result};
 use crate::headers;
+use crate::http::admit;
+use crate::http::app::App;
+use crate::http::body::Body;
+use crate::http::error::{Error, Result};
+use crate::http::peer::Peer;
 use crate::metrics::{Metrics, Outcome};
 use crate::tls::TlsError;
 use crate::upstream::{Pool, RequestBody};
@@ -51,36 +51,6 @@ struct Via {
     h10: HeaderValue,
     h11: HeaderValue,
     h2: HeaderValue,
-}
-
-/// What the proxy knows about the client connection a request came on. Built once per
-/// connection.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    /// The client's address as seen on the socket.
-    pub addr: SocketAddr,
-    /// Whether the connection is TLS (sets `X-Forwarded-Proto`).
-    pub tls: bool,
-    /// Whether `addr` is in `server.trusted_proxies`.
-    pub trusted: bool,
-    /// `addr`'s IP as a header value, rendered once per connection for `X-Forwarded-For`.
-    pub ip: HeaderValue,
-}
-
-// === impl Peer ===
-
-impl Peer {
-    /// Describes a client connection from `addr`.
-    pub fn new(addr: SocketAddr, tls: bool, trusted: bool) -> Peer {
-        let ip = HeaderValue::from_maybe_shared(bytes::Bytes::from(addr.ip().to_string()))
-            .expect("an IP address is a valid header value");
-        Peer {
-            addr,
-            tls,
-            trusted,
-            ip,
-        }
-    }
 }
 
 // === impl Via ===
@@ -180,10 +150,6 @@ impl Upstream {
         );
         let received = self.via.entry(req.version());
         req.headers_mut().append(VIA, received);
-        if let Some(auth) = auth {
-            auth.identity()
-                .apply(req.headers_mut(), app.config.identity.headers);
-        }
         if !app.config.upstream.pass_token {
             let mut uri = std::mem::take(req.uri_mut());
             token::strip_credentials(req.headers_mut(), &mut uri);
@@ -201,13 +167,15 @@ impl Upstream {
         headers::set_forwarded(req.headers_mut(), &peer.ip, proto, host.as_ref());
         // An HTTP/1.0 client may send no Host; the upstream gets HTTP/1.1, which requires one.
         let host = host.unwrap_or_else(|| self.host.clone());
-        if let (Some(auth), Some(signer)) = (auth, &app.config.identity.assertion) {
+        if let Some(auth) = auth {
             let https = headers::forwarded_https(req.headers(), peer.tls);
-            let aud = assertion::audience(host.as_bytes(), https);
-            let signed = auth
-                .assertion(signer, &aud)
-                .ok_or_else(|| Error::Internal("signing the identity assertion failed".into()))?;
-            req.headers_mut().insert(assertion::HEADER.clone(), signed);
+            admit::identify(
+                req.headers_mut(),
+                auth,
+                &app.config.identity,
+                Some(&host),
+                https,
+            )?;
         }
         req.headers_mut().insert(HOST, host);
         *req.uri_mut() = self.target(req.uri())?;
@@ -294,7 +262,7 @@ impl Upstream {
         } else {
             let joined = format!("{}{}", self.base_path, pq.as_str());
             PathAndQuery::try_from(joined)
-                .map_err(|e| Error::Internal(format!("joining the upstream path: {e}")))?
+                .map_err(|e| Error::internal(format!("joining the upstream path: {e}")))?
         };
         let mut parts = http::uri::Parts::default();
         if self.http2 {
@@ -303,7 +271,7 @@ impl Upstream {
         }
         parts.path_and_query = Some(pq);
         Uri::from_parts(parts)
-            .map_err(|e| Error::Internal(format!("building the upstream uri: {e}")))
+            .map_err(|e| Error::internal(format!("building the upstream uri: {e}")))
     }
 }
 

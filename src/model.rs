@@ -374,3 +374,14 @@ mod tests {
         assert!(text.contains("\"status\":\"dormant\""), "{text}");
     }
 }
+
+/// What a valid key id resolves to.
+#[derive(Debug)]
+pub struct Session {
+    /// The key record (its secret only as a hash).
+    pub key: ApiKey,
+    /// The key's user.
+    pub user: User,
+    /// The user's organization memberships.
+    pub memberships: Vec<Membership>,
+}

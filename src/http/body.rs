@@ -9,8 +9,20 @@ use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::server::InFlight;
+use crate::http::activity::InFlight;
 use crate::upstream::Lease;
+
+/// A request body a handler can read: any body of [`Bytes`] frames whose error is a real error
+/// (hyper's `Incoming` on the wire, `http_body_util::Full` in a unit test without sockets).
+pub trait ReqBody:
+    http_body::Body<Data = Bytes, Error: std::error::Error + Send + Sync + 'static> + Send
+{
+}
+
+impl<B> ReqBody for B where
+    B: http_body::Body<Data = Bytes, Error: std::error::Error + Send + Sync + 'static> + Send
+{
+}
 
 /// A response body. While it lives, its connection counts a request in flight (so the idle
 /// timer never closes a connection that is still streaming).

@@ -8,8 +8,8 @@ use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::app::App;
-use crate::body::Body;
+use crate::http::app::App;
+use crate::http::body::Body;
 
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 const OPENMETRICS: HeaderValue =

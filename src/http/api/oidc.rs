@@ -22,26 +22,27 @@ use std::sync::Arc;
 
 use http::header::{HeaderValue, HOST, LOCATION, SET_COOKIE};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use super::{convert, session, Identity, Login, Oidc, OidcError};
-use crate::api::login::{
+use super::convert;
+use crate::auth::token::{self, RngError};
+use crate::headers::{X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use crate::http::api::login::{
     clear_cookie, new_session_key, session_cookie, set_cookie, wrong_login_type, Failed,
 };
-use crate::api::{self, ApiError, ApiResult};
-use crate::app::App;
-use crate::auth::token::{self, RngError};
-use crate::body::Body;
-use crate::headers::{X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use crate::http::api::ApiResult;
+use crate::http::app::App;
+use crate::http::body::{Body, ReqBody};
+use crate::http::error::Error;
+use crate::http::peer::Peer;
 use crate::metrics::LoginResult;
-use crate::proxy::Peer;
+use crate::oidc::{Identity, Login, Oidc, OidcError};
 use crate::store::{LoginType, OidcLink, User, UserStatus};
-use crate::users::{NewUser, UserError, Users};
+use crate::users::{NewUser, UserError};
 
 /// The cookie binding a login in progress to the browser that started it.
 pub const BINDING_COOKIE: &str = "portcullis_oidc";
@@ -71,9 +72,9 @@ impl std::fmt::Debug for Flow {
 }
 
 /// The handler of `GET /users/oidc/callback`: 404 when OIDC is not configured.
-pub async fn callback(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> ApiResult {
+pub async fn callback(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -> ApiResult {
     let Some(oidc) = app.oidc.as_deref() else {
-        return Err(ApiError::new(
+        return Err(Error::coder(
             StatusCode::NOT_FOUND,
             "OpenID Connect is not configured.",
             "",
@@ -86,10 +87,10 @@ pub async fn callback(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> Ap
         if let Some(state) = query.get("state") {
             let _ = app.store.take_ephemeral(&flow_key(state)).await;
         }
-        return Err(ApiError::new(
+        return Err(Error::coder(
             StatusCode::BAD_REQUEST,
-            &format!("Encountered error in oidc process: {error}"),
-            query.get("error_description").map_or("", String::as_str),
+            format!("Encountered error in oidc process: {error}"),
+            query.get("error_description").cloned().unwrap_or_default(),
         ));
     }
     let Some(code) = query.get("code") else {
@@ -106,7 +107,7 @@ pub async fn callback(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> Ap
             Err(failed) => failed.result(),
         });
     }
-    answer.map_err(ApiError::from)
+    answer.map_err(Error::from)
 }
 
 /// The start leg: store the flow, bind it to this browser, send the browser to the provider.
@@ -114,14 +115,14 @@ async fn start(
     app: &App,
     oidc: &Oidc,
     peer: &Peer,
-    req: &Request<Incoming>,
+    req: &Request<impl ReqBody>,
     query: &HashMap<String, String>,
 ) -> ApiResult {
     let redirect = match query.get("redirect") {
         None => "/".to_owned(),
         Some(r) if is_local_path(r) => r.clone(),
         Some(_) => {
-            return Err(ApiError::new(
+            return Err(Error::coder(
                 StatusCode::BAD_REQUEST,
                 "Invalid redirect.",
                 "redirect must be a path on this site, such as /dashboard",
@@ -147,7 +148,7 @@ async fn start(
         .authorize_url(&flow.redirect_uri, &state, &flow.nonce, &flow.verifier)
         .await
         .map_err(provider_error)?;
-    let record = serde_json::to_vec(&flow).map_err(ApiError::internal)?;
+    let record = serde_json::to_vec(&flow).map_err(Error::internal)?;
     app.store
         .put_ephemeral(&flow_key(&state), &record, oidc.config.login_timeout)
         .await?;
@@ -164,26 +165,26 @@ async fn finish(
     app: &App,
     oidc: &Oidc,
     peer: &Peer,
-    req: &Request<Incoming>,
+    req: &Request<impl ReqBody>,
     query: &HashMap<String, String>,
     code: &str,
 ) -> Result<Response<Body>, Failed> {
     let state = query
         .get("state")
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "State must be provided.", ""))?;
+        .ok_or_else(|| Error::coder(StatusCode::BAD_REQUEST, "State must be provided.", ""))?;
     let binding = token::cookie(req.headers(), BINDING_COOKIE).ok_or_else(|| {
-        ApiError::new(
+        Error::coder(
             StatusCode::UNAUTHORIZED,
-            &format!("Cookie {BINDING_COOKIE:?} must be provided."),
+            format!("Cookie {BINDING_COOKIE:?} must be provided."),
             "",
         )
     })?;
-    let mismatch = || ApiError::new(StatusCode::UNAUTHORIZED, "State mismatched.", "");
+    let mismatch = || Error::coder(StatusCode::UNAUTHORIZED, "State mismatched.", "");
     let key = flow_key(state);
     // Read, check the binding, then take: a stranger who learned the state cannot spend it.
     let record = app.store.get_ephemeral(&key).await?.ok_or_else(mismatch)?;
-    let flow: Flow = serde_json::from_slice(&record).map_err(ApiError::internal)?;
+    let flow: Flow = serde_json::from_slice(&record).map_err(Error::internal)?;
     let presented = hex_sha256(&String::from_utf8_lossy(binding));
     if !bool::from(presented.as_bytes().ct_eq(flow.binding.as_bytes())) {
         return Err(mismatch().into());
@@ -197,7 +198,7 @@ async fn finish(
         .get("iss")
         .is_some_and(|iss| *iss != oidc.config.issuer)
     {
-        return Err(ApiError::new(
+        return Err(Error::coder(
             StatusCode::BAD_REQUEST,
             "Failed to verify OIDC token.",
             "the authorization response comes from another issuer",
@@ -220,7 +221,9 @@ async fn finish(
         let token = new_session_key(app, &user, peer, LoginType::Oidc).await?;
         if let (Some(refresh_token), Some(expires_at)) = (&login.refresh_token, login.expires_at) {
             let subject = &login.identity.subject;
-            session::remember(app, oidc, &token, subject, refresh_token, expires_at).await;
+            app.oidc_sessions()
+                .remember(oidc, &token, subject, refresh_token, expires_at)
+                .await;
         }
         let mut resp = redirect_to(&flow.redirect);
         resp.headers_mut()
@@ -252,7 +255,7 @@ async fn sign_in(app: &App, oidc: &Oidc, login: &Login, email: &str) -> Result<U
             match app.store.user_by_email(email).await? {
                 Some(user) => (user, false),
                 None if !oidc.config.create_users => {
-                    return Err(ApiError::new(
+                    return Err(Error::coder(
                         StatusCode::FORBIDDEN,
                         "Signups are not allowed for login type \"oidc\"",
                         "",
@@ -282,7 +285,7 @@ async fn sign_in(app: &App, oidc: &Oidc, login: &Login, email: &str) -> Result<U
         .config
         .role_claim
         .is_some()
-        .then(|| super::roles_from(&oidc.config, claims));
+        .then(|| crate::oidc::roles_from(&oidc.config, claims));
     let now = OffsetDateTime::now_utc();
     let mut changed = false;
     let user = app
@@ -303,9 +306,9 @@ async fn sign_in(app: &App, oidc: &Oidc, login: &Login, email: &str) -> Result<U
             changed
         })
         .await?
-        .ok_or_else(|| Failed::from(api::not_found()))?;
+        .ok_or_else(|| Failed::from(Error::NotFound))?;
     if changed {
-        session::invalidate_user(app, user.id).await;
+        app.oidc_sessions().invalidate_user(user.id).await;
     }
     if user.status == UserStatus::Suspended {
         return Err(Failed::suspended());
@@ -315,15 +318,15 @@ async fn sign_in(app: &App, oidc: &Oidc, login: &Login, email: &str) -> Result<U
 
 /// Links `user` to the provider account `identity`; 403 when the user is linked to another
 /// subject of the issuer, or the subject to another user.
-pub async fn link(app: &App, user: &User, identity: &Identity) -> Result<(), ApiError> {
+pub async fn link(app: &App, user: &User, identity: &Identity) -> Result<(), Error> {
     let refused = |detail: &str| {
-        ApiError::new(
+        Error::coder(
             StatusCode::FORBIDDEN,
-            &format!(
+            format!(
                 "The user with the email {:?} is linked to another account of the OIDC provider.",
                 user.email
             ),
-            detail,
+            detail.to_owned(),
         )
     };
     match app
@@ -335,12 +338,12 @@ pub async fn link(app: &App, user: &User, identity: &Identity) -> Result<(), Api
         OidcLink::UserHasOtherSubject => Err(refused(
             "The provider account that signed in has the same email address but another subject. Sign in with the account first linked, or ask an administrator.",
         )),
-        OidcLink::SubjectTaken => Err(ApiError::new(
+        OidcLink::SubjectTaken => Err(Error::coder(
             StatusCode::FORBIDDEN,
             "This account of the OIDC provider is linked to another user.",
             "",
         )),
-        OidcLink::NoSuchUser => Err(api::not_found()),
+        OidcLink::NoSuchUser => Err(Error::NotFound),
     }
 }
 
@@ -349,11 +352,7 @@ pub async fn link(app: &App, user: &User, identity: &Identity) -> Result<(), Api
 /// `"true"` and `"false"` included) is refused with Coder's message, unless
 /// `oidc.ignore_email_verified` is set (Coder's `--oidc-ignore-email-verified`), which skips
 /// the check.
-pub fn check_verified(
-    oidc: &Oidc,
-    claims: &Map<String, Value>,
-    email: &str,
-) -> Result<(), ApiError> {
+pub fn check_verified(oidc: &Oidc, claims: &Map<String, Value>, email: &str) -> Result<(), Error> {
     let detail = match claims.get("email_verified") {
         _ if oidc.config.ignore_email_verified => return Ok(()),
         Some(Value::Bool(true)) => return Ok(()),
@@ -361,9 +360,9 @@ pub fn check_verified(
         None => "The provider did not send the email_verified claim. If it never does, set oidc.ignore_email_verified = true.".to_owned(),
         Some(other) => format!("email_verified must be the JSON boolean true; the provider sent {other}."),
     };
-    Err(ApiError::new(
+    Err(Error::coder(
         StatusCode::FORBIDDEN,
-        &format!("Verify the {email:?} email address on your OIDC provider to authenticate!"),
+        format!("Verify the {email:?} email address on your OIDC provider to authenticate!"),
         detail,
     ))
 }
@@ -377,7 +376,7 @@ async fn create(
     oidc: &Oidc,
     claims: &Map<String, Value>,
     email: &str,
-) -> Result<User, ApiError> {
+) -> Result<User, Error> {
     let wanted = claims
         .get(&oidc.config.username_claim)
         .and_then(Value::as_str)
@@ -400,10 +399,10 @@ async fn create(
             password: None,
             login_type: LoginType::Oidc,
             status: UserStatus::Active,
-            roles: super::roles_from(&oidc.config, claims),
+            roles: crate::oidc::roles_from(&oidc.config, claims),
             organization_ids: Vec::new(),
         };
-        match Users::of(app).create(new).await {
+        match app.users().create(new).await {
             Ok((user, _)) => return Ok(user),
             Err(UserError::Conflict("username")) => {
                 let suffix = random(4)?.to_ascii_lowercase();
@@ -416,14 +415,14 @@ async fn create(
                     .store
                     .user_by_email(email)
                     .await?
-                    .ok_or_else(|| ApiError::internal("a user vanished after an email conflict"))
+                    .ok_or_else(|| Error::internal("a user vanished after an email conflict"))
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::new(
+    Err(Error::coder(
         StatusCode::CONFLICT,
-        &format!("exhausted alternatives for taken username {base:?}"),
+        format!("exhausted alternatives for taken username {base:?}"),
         "",
     ))
 }
@@ -432,16 +431,16 @@ async fn create(
 /// as Coder, an email-shaped `username_claim`), and a domain in `allowed_domains` when that
 /// is set. Whether it is verified matters only where the email links an account
 /// ([`check_verified`]).
-pub fn email_of(oidc: &Oidc, claims: &Map<String, Value>) -> Result<String, ApiError> {
+pub fn email_of(oidc: &Oidc, claims: &Map<String, Value>) -> Result<String, Error> {
     let config = &oidc.config;
     let raw = match claims.get(&config.email_claim) {
         Some(v) => v,
         None => match claims.get(&config.username_claim) {
-            Some(Value::String(u)) if crate::api::login::looks_like_email(u) => {
+            Some(Value::String(u)) if crate::coder::looks_like_email(u) => {
                 &claims[&config.username_claim]
             }
             _ => {
-                return Err(ApiError::new(
+                return Err(Error::coder(
                     StatusCode::BAD_REQUEST,
                     "No email found in OIDC payload!",
                     "",
@@ -450,9 +449,9 @@ pub fn email_of(oidc: &Oidc, claims: &Map<String, Value>) -> Result<String, ApiE
         },
     };
     let Value::String(email) = raw else {
-        return Err(ApiError::new(
+        return Err(Error::coder(
             StatusCode::BAD_REQUEST,
-            &format!("Email in OIDC payload isn't a string. Got: {raw}"),
+            format!("Email in OIDC payload isn't a string. Got: {raw}"),
             "",
         ));
     };
@@ -464,9 +463,9 @@ pub fn email_of(oidc: &Oidc, claims: &Map<String, Value>) -> Result<String, ApiE
                 .iter()
                 .map(|d| format!("{d:?}"))
                 .collect();
-            return Err(ApiError::new(
+            return Err(Error::coder(
                 StatusCode::FORBIDDEN,
-                &format!(
+                format!(
                     "Your email {email:?} is not in domains [{}]!",
                     list.join(" ")
                 ),
@@ -506,8 +505,8 @@ fn redirect_uri(
     app: &App,
     oidc: &Oidc,
     peer: &Peer,
-    req: &Request<Incoming>,
-) -> Result<String, ApiError> {
+    req: &Request<impl ReqBody>,
+) -> Result<String, Error> {
     if let Some(url) = &oidc.config.redirect_url {
         return Ok(url.clone());
     }
@@ -535,7 +534,7 @@ fn redirect_uri(
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .filter(|h| h.parse::<http::uri::Authority>().is_ok())
         .ok_or_else(|| {
-            ApiError::new(
+            Error::coder(
                 StatusCode::BAD_REQUEST,
                 "Request is missing the Host header.",
                 "",
@@ -561,7 +560,7 @@ fn flow_key(state: &str) -> String {
     format!("oidc-flow:{state}")
 }
 
-fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+fn query(req: &Request<impl ReqBody>) -> HashMap<String, String> {
     let mut out = HashMap::new();
     let raw = req.uri().query().unwrap_or("");
     for (k, v) in openidconnect::url::form_urlencoded::parse(raw.as_bytes()) {
@@ -571,8 +570,8 @@ fn query(req: &Request<Incoming>) -> HashMap<String, String> {
 }
 
 /// `n` random symbols of `0-9A-Za-z`.
-pub fn random(n: usize) -> Result<String, ApiError> {
-    token::random_string(n).map_err(|e: RngError| ApiError::internal(e))
+pub fn random(n: usize) -> Result<String, Error> {
+    token::random_string(n).map_err(|e: RngError| Error::internal(e))
 }
 
 fn hex_sha256(s: &str) -> String {
@@ -606,11 +605,11 @@ fn binding_cookie(app: &App, value: &str, max_age: u64) -> HeaderValue {
 
 /// A provider step that failed before any user was involved: 503 when the provider cannot be
 /// reached, 502 when its answer is unusable.
-pub fn provider_error(e: OidcError) -> ApiError {
+pub fn provider_error(e: OidcError) -> Error {
     match e {
         OidcError::Unavailable(detail) => {
             tracing::warn!(%detail, "openid connect provider unavailable");
-            ApiError::new(
+            Error::coder(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service unavailable.",
                 "The OpenID Connect provider is not reachable. Try again shortly.",
@@ -618,7 +617,7 @@ pub fn provider_error(e: OidcError) -> ApiError {
         }
         other => {
             tracing::warn!(error = %other, "openid connect provider answered something unusable");
-            ApiError::new(
+            Error::coder(
                 StatusCode::BAD_GATEWAY,
                 "Bad gateway.",
                 "The OpenID Connect provider's answer could not be used.",
@@ -628,19 +627,19 @@ pub fn provider_error(e: OidcError) -> ApiError {
 }
 
 /// The code exchange's failures, with Coder's messages.
-fn exchange_error(e: OidcError) -> ApiError {
+fn exchange_error(e: OidcError) -> Error {
     match e {
-        OidcError::Refused { .. } => ApiError::new(
+        OidcError::Refused { .. } => Error::coder(
             StatusCode::BAD_REQUEST,
             "Failed exchanging Oauth code.",
             e.to_string(),
         ),
-        OidcError::NoIdToken => ApiError::new(
+        OidcError::NoIdToken => Error::coder(
             StatusCode::BAD_REQUEST,
             "id_token not found in response payload. Ensure your OIDC callback is configured correctly!",
             "",
         ),
-        OidcError::IdToken(detail) => ApiError::new(
+        OidcError::IdToken(detail) => Error::coder(
             StatusCode::BAD_REQUEST,
             "Failed to verify OIDC token.",
             detail,

@@ -18,19 +18,21 @@
 use std::sync::Arc;
 
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::flow::{check_verified, link, random};
-use super::{Login, Oidc};
-use crate::api::login::{check_password, suspended};
-use crate::api::{self, tag_failed, ApiError, ApiResult};
-use crate::app::App;
+use super::oidc::{check_verified, link, random};
 use crate::auth::session::Authenticated;
 use crate::auth::token::{self, Token};
+use crate::coder::tag_failed;
 use crate::config::MAX_CONVERT_STATE_TTL;
+use crate::http::api::login::{check_password, suspended};
+use crate::http::api::{self, ApiResult};
+use crate::http::app::App;
+use crate::http::body::ReqBody;
+use crate::http::error::Error;
+use crate::oidc::{Login, Oidc};
 use crate::store::{LoginType, User, UserStatus};
 
 /// The prefix of a conversion's state (§6.3).
@@ -64,7 +66,7 @@ struct Pending {
 }
 
 /// `POST /users/{user}/convert-login` (§6.1-6.3).
-pub async fn convert_login(app: &Arc<App>, req: Request<Incoming>, param: &str) -> ApiResult {
+pub async fn convert_login(app: &Arc<App>, req: Request<impl ReqBody>, param: &str) -> ApiResult {
     let (auth, user) = permitted(app, &req, param).await?;
     let body: ConvertRequest = api::json_body(req).await?;
     let mut invalid = Vec::new();
@@ -75,7 +77,7 @@ pub async fn convert_login(app: &Arc<App>, req: Request<Incoming>, param: &str) 
         invalid.push(tag_failed("password", "required", ""));
     }
     if !invalid.is_empty() {
-        return Err(ApiError::validation(invalid));
+        return Err(Error::validation(invalid));
     }
     let to = match body.to_type.as_str() {
         "oidc" => LoginType::Oidc,
@@ -104,12 +106,12 @@ pub async fn convert_login(app: &Arc<App>, req: Request<Incoming>, param: &str) 
         to,
         key_id: auth.session().key.id.clone(),
     };
-    let record = serde_json::to_vec(&pending).map_err(ApiError::internal)?;
+    let record = serde_json::to_vec(&pending).map_err(Error::internal)?;
     app.store
         .put_ephemeral(&pending_key(&state), &record, ttl)
         .await?;
     let expires_at =
-        OffsetDateTime::now_utc() + time::Duration::try_from(ttl).map_err(ApiError::internal)?;
+        OffsetDateTime::now_utc() + time::Duration::try_from(ttl).map_err(Error::internal)?;
     api::json(
         StatusCode::CREATED,
         &ConvertResponse {
@@ -125,10 +127,10 @@ pub async fn convert_login(app: &Arc<App>, req: Request<Incoming>, param: &str) 
 /// caller must know the user's password). The one place to change for the RBAC evaluator.
 async fn permitted(
     app: &App,
-    req: &Request<Incoming>,
+    req: &Request<impl ReqBody>,
     param: &str,
-) -> Result<(Authenticated, User), ApiError> {
-    crate::api::users::target(app, req, param).await
+) -> Result<(Authenticated, User), Error> {
+    crate::http::api::users::target(app, req, param).await
 }
 
 /// Whether an OAuth `state` belongs to a conversion.
@@ -138,7 +140,7 @@ pub fn is_convert_state(state: &str) -> bool {
 
 /// Checks, when the callback starts with `oidc_merge_state`, that the conversion it names is
 /// pending (it is taken only when the provider comes back).
-pub async fn check_pending(app: &App, state: &str) -> Result<(), ApiError> {
+pub async fn check_pending(app: &App, state: &str) -> Result<(), Error> {
     if is_convert_state(state)
         && app
             .store
@@ -159,17 +161,17 @@ pub async fn check_pending(app: &App, state: &str) -> Result<(), ApiError> {
 pub async fn complete(
     app: &App,
     oidc: &Oidc,
-    req: &Request<Incoming>,
+    req: &Request<impl ReqBody>,
     state: &str,
     login: &Login,
     email: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let record = app
         .store
         .take_ephemeral(&pending_key(state))
         .await?
         .ok_or_else(state_mismatch)?;
-    let pending: Pending = serde_json::from_slice(&record).map_err(ApiError::internal)?;
+    let pending: Pending = serde_json::from_slice(&record).map_err(Error::internal)?;
     check_verified(oidc, &login.claims, email)?;
     let Some(user) = app.store.user_by_email(email).await? else {
         return Err(bad_request(&format!(
@@ -177,9 +179,9 @@ pub async fn complete(
         )));
     };
     let refused = |from: LoginType| {
-        ApiError::new(
+        Error::coder(
             StatusCode::FORBIDDEN,
-            &format!(
+            format!(
                 "Request to convert login type from {} to oidc failed.",
                 from.as_str()
             ),
@@ -209,7 +211,7 @@ pub async fn complete(
             converted
         })
         .await?
-        .ok_or_else(api::not_found)?;
+        .ok_or(Error::NotFound)?;
     if !converted {
         return Err(if user.login_type == from {
             suspended()
@@ -234,7 +236,7 @@ pub async fn complete(
     for id in doomed {
         app.store.delete_key(&id).await?;
     }
-    super::session::invalidate_user(app, user.id).await;
+    app.oidc_sessions().invalidate_user(user.id).await;
     tracing::info!(user_id = %user.id, "login type converted from password to oidc");
     Ok(())
 }
@@ -243,14 +245,14 @@ fn pending_key(state: &str) -> String {
     format!("oidc-convert:{state}")
 }
 
-fn state_mismatch() -> ApiError {
-    ApiError::new(
+fn state_mismatch() -> Error {
+    Error::coder(
         StatusCode::FORBIDDEN,
         "Request to convert login type failed. State mismatch.",
         "",
     )
 }
 
-fn bad_request(message: &str) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, message, "")
+fn bad_request(message: &str) -> Error {
+    Error::coder(StatusCode::BAD_REQUEST, message.to_owned(), "")
 }

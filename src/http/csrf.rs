@@ -30,9 +30,9 @@ use subtle::ConstantTimeEq;
 use crate::auth::token::{
     self, RngError, SESSION_COOKIE, SESSION_TOKEN_HEADER, SESSION_TOKEN_QUERY,
 };
-use crate::body::Body;
-use crate::error::Error;
 use crate::headers::X_FORWARDED_HOST;
+use crate::http::body::Body;
+use crate::http::error::Error;
 
 /// The cookie that holds the token (nosurf's default name, as Coder).
 pub const TOKEN_COOKIE: &str = "csrf_token";

@@ -9,13 +9,14 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Passwords;
 use crate::config::{Config, ConfigError};
+use crate::http::proxy::Upstream;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::otp::Otp;
-use crate::proxy::Upstream;
 use crate::store::cache::KeyCache;
 use crate::store::Store;
 use crate::tls::{self, CertResolver};
+use crate::users::Users;
 
 /// Everything a request handler may need.
 pub struct App {
@@ -90,7 +91,7 @@ impl App {
                 key: "passwords".into(),
                 reason: e.to_string(),
             })?;
-        let limits = Limits::new(&config.rate_limit, config.server.trusted_proxies.clone());
+        let limits = Limits::new(&config.rate_limit);
         let oidc = config
             .oidc
             .as_ref()
@@ -115,6 +116,23 @@ impl App {
             config,
             ready: AtomicBool::new(false),
         }))
+    }
+
+    /// User management on this process's store, clearing its own key cache directly too.
+    pub fn users(&self) -> Users<'_> {
+        Users::new(&self.store, &self.passwords, &self.config.tokens)
+            .with_policy(&self.config.passwords.policy)
+            .with_cache(&self.keys)
+    }
+
+    /// The OIDC session bookkeeping (refresh, logout, invalidation) on this process's store.
+    pub fn oidc_sessions(&self) -> crate::oidc::session::Sessions<'_> {
+        crate::oidc::session::Sessions {
+            store: &self.store,
+            keys: &self.keys,
+            oidc: self.oidc.as_deref(),
+            session_lifetime: self.config.session.lifetime,
+        }
     }
 
     /// Whether `/readyz` answers 200: listeners are serving and shutdown has not begun.

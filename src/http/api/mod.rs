@@ -2,7 +2,9 @@
 //! the error shape. One file per endpoint family.
 
 pub mod authcheck;
+pub mod convert;
 pub mod login;
+pub mod oidc;
 pub mod otp;
 pub mod password;
 pub mod roles;
@@ -15,179 +17,25 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::app::App;
-use crate::auth::session::{self, AuthError, Authenticated};
-use crate::auth::PasswordError;
-use crate::body::Body;
-use crate::csrf;
-use crate::error::{json_response, message_response};
-use crate::proxy::Peer;
+use crate::auth::session::Authenticated;
+use crate::coder;
+use crate::http::admit;
+use crate::http::app::App;
+use crate::http::body::{Body, ReqBody};
+use crate::http::csrf;
+use crate::http::error::{json_response, Error};
+use crate::http::peer::Peer;
 use crate::rbac::{Action, Object};
 use crate::store::UserStatus;
-use crate::users::UserError;
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 1024 * 1024;
 
-/// Coder's signed-out message (§8.4).
-pub const SIGNED_OUT: &str =
-    "You are signed out or your session has expired. Please sign in again to continue.";
-
-/// A failed API call: the response it is answered with. Endpoint code builds these with the
-/// exact messages of the spec.
-#[derive(Debug)]
-pub struct ApiError(Box<Response<Body>>);
-
-/// A `Validation failed.` entry.
-#[derive(Debug, Serialize)]
-pub struct Validation {
-    /// The JSON field.
-    pub field: String,
-    /// What is wrong with it.
-    pub detail: String,
-}
-
 /// The result of an endpoint.
-pub type ApiResult = Result<Response<Body>, ApiError>;
-
-// === impl ApiError ===
-
-impl ApiError {
-    /// `{"message", "detail"}` with `status`.
-    pub fn new(status: StatusCode, message: &str, detail: impl AsRef<str>) -> Self {
-        ApiError(Box::new(message_response(status, message, detail.as_ref())))
-    }
-
-    /// `400 Validation failed.` with per-field details.
-    pub fn validation(validations: Vec<Validation>) -> Self {
-        Self::with_validations(StatusCode::BAD_REQUEST, "Validation failed.", validations)
-    }
-
-    /// A message with a validations list.
-    pub fn with_validations(
-        status: StatusCode,
-        message: &str,
-        validations: Vec<Validation>,
-    ) -> Self {
-        #[derive(Serialize)]
-        struct WithValidations<'a> {
-            message: &'a str,
-            validations: Vec<Validation>,
-        }
-        ApiError(Box::new(json_response(
-            status,
-            &WithValidations {
-                message,
-                validations,
-            },
-        )))
-    }
-
-    /// `500 Internal error.`, the cause logged but never sent.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error in the API");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error.", "")
-    }
-
-    /// `503`: the store cannot answer. Never a 401, so a store outage never looks like a logout.
-    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
-        tracing::warn!(error = %cause, "store unavailable");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Service unavailable.",
-            "The session store is not reachable. Try again shortly.",
-        )
-    }
-
-    /// The response.
-    pub fn into_response(self) -> Response<Body> {
-        *self.0
-    }
-}
-
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        match e {
-            crate::store::StoreError::Unavailable(_) => ApiError::unavailable(e),
-            other => ApiError::internal(other),
-        }
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Store(s) => ApiError::unavailable(s),
-            other => ApiError::new(StatusCode::UNAUTHORIZED, SIGNED_OUT, other.to_string()),
-        }
-    }
-}
-
-impl From<UserError> for ApiError {
-    /// Coder's answers for failed user operations; endpoints with a more specific answer
-    /// (such as `Invalid password.` for a weak new password) map those cases themselves.
-    fn from(e: UserError) -> Self {
-        let bad =
-            |message: &str, detail: &str| ApiError::new(StatusCode::BAD_REQUEST, message, detail);
-        match e {
-            UserError::Invalid(validations) => ApiError::validation(validations),
-            UserError::WeakPassword(detail) => not_strong_enough(&detail),
-            UserError::PasswordNotAllowed(login_type) => bad(
-                &format!(
-                    "Password cannot be set for non-password (\"{}\") authentication.",
-                    login_type.as_str()
-                ),
-                "",
-            ),
-            UserError::NotPasswordUser => bad(
-                "Users without password login type cannot change their password.",
-                "",
-            ),
-            UserError::SamePassword => bad("New password cannot match old password.", ""),
-            UserError::Conflict(field) => ApiError::with_validations(
-                StatusCode::CONFLICT,
-                "User already exists.",
-                vec![Validation {
-                    field: field.into(),
-                    detail: "This value is already in use and should be unique.".into(),
-                }],
-            ),
-            UserError::TokenNameTaken(name) => ApiError::with_validations(
-                StatusCode::CONFLICT,
-                &format!("A token with name \"{name}\" already exists."),
-                vec![Validation {
-                    field: "name".into(),
-                    detail: "This value is already in use and should be unique.".into(),
-                }],
-            ),
-            UserError::NoSuchOrg(id) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                &format!("Organization does not exist with the provided id \"{id}\"."),
-                "",
-            ),
-            UserError::NoSuchUser => not_found(),
-            e @ (UserError::UnknownRole(_) | UserError::UnknownOrgRole(_)) => {
-                bad("Invalid role.", &e.to_string())
-            }
-            e @ UserError::UnknownScope(_) => bad("Failed to create API key.", &e.to_string()),
-            UserError::Lifetime(detail) => {
-                bad("Failed to validate create API key request.", &detail)
-            }
-            UserError::Store(e) => e.into(),
-            UserError::Password(PasswordError::Busy) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Service unavailable.",
-                "Too many password checks at once. Try again shortly.",
-            ),
-            UserError::Password(e) => ApiError::internal(e),
-            UserError::Rng(e) => ApiError::internal(e),
-        }
-    }
-}
+pub type ApiResult = Result<Response<Body>, Error>;
 
 /// Handles a request whose path starts with `api.prefix`; `path` is the rest, starting with
 /// `/` (canonical: no empty or dot segments). A path in a family Portcullis owns ([`owned`]) is
@@ -195,12 +43,12 @@ impl From<UserError> for ApiError {
 /// `Allow`) for a method it does not serve, or `404 Route not found.`. Any other path is
 /// handed back (`Err`) for the proxy: the rest of a Coder-style API (workspaces, templates,
 /// ...) belongs to the upstream. Matching is case-sensitive, as Coder's router is.
-pub async fn handle(
+pub async fn handle<B: ReqBody>(
     app: &Arc<App>,
     peer: &Peer,
-    req: Request<Incoming>,
+    req: Request<B>,
     path: &str,
-) -> Result<Response<Body>, Request<Incoming>> {
+) -> Result<Response<Body>, Request<B>> {
     // Coder exempts `/users/first` (§0.4): it needs no session.
     if path != "/users/first" {
         let checks = csrf::Checks::TokenAndSite;
@@ -225,9 +73,7 @@ pub async fn handle(
         (&Method::POST, ["users", "first"]) => users::create_first(app, req).await,
         (&Method::GET, ["users", "authmethods"]) => login::auth_methods(app),
         (&Method::POST, ["users", "login"]) => login::login(app, peer, req).await,
-        (&Method::GET, ["users", "oidc", "callback"]) => {
-            crate::oidc::flow::callback(app, peer, req).await
-        }
+        (&Method::GET, ["users", "oidc", "callback"]) => oidc::callback(app, peer, req).await,
         (&Method::POST, ["users", "logout"]) => login::logout(app, req).await,
         (&Method::POST, ["users", "validate-password"]) => password::validate(app, peer, req).await,
         (&Method::POST, ["users", "otp", "request"]) => otp::request(app, peer, req).await,
@@ -282,11 +128,11 @@ pub async fn handle(
             tokens::expire_key(app, req, user, id).await
         }
         (&Method::POST, ["users", user, "convert-login"]) => {
-            crate::oidc::convert::convert_login(app, req, user).await
+            convert::convert_login(app, req, user).await
         }
         _ => Err(not_served(&method, &segments)),
     };
-    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    let mut resp = result.unwrap_or_else(Error::into_response);
     if carried.wants_token(resp.headers()) {
         issue_csrf_cookie(app, &mut resp);
     }
@@ -369,73 +215,47 @@ fn methods_of(segments: &[&str]) -> Option<&'static str> {
 
 /// The answer for an owned path that no endpoint serves with `method`: `405` with `Allow` when
 /// the path is a route, `404 Route not found.` (spec §0.1) when it is not.
-fn not_served(method: &Method, segments: &[&str]) -> ApiError {
-    let Some(allow) = methods_of(segments) else {
-        return ApiError::new(StatusCode::NOT_FOUND, "Route not found.", "");
-    };
-    let mut err = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "Method not allowed.",
-        format!("{method} is not served on this route; it serves {allow}."),
-    );
-    err.0
-        .headers_mut()
-        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
-    err
+fn not_served(method: &Method, segments: &[&str]) -> Error {
+    match methods_of(segments) {
+        Some(allow) => Error::MethodNotServed {
+            method: method.clone(),
+            allow,
+        },
+        None => Error::RouteNotFound,
+    }
 }
 
 /// Reads and decodes a JSON body (at most 1 MiB): `400 Request body must be valid JSON.` with
 /// the decoder's message otherwise.
-pub async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+pub async fn json_body<T, B>(req: Request<B>) -> Result<T, Error>
+where
+    T: DeserializeOwned,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let bytes: Bytes = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "Request body must be valid JSON.",
-                e.to_string(),
-            )
-        })?
+        .map_err(|e| Error::bad_request(coder::BAD_JSON, e.to_string()))?
         .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "Request body must be valid JSON.",
-            e.to_string(),
-        )
-    })
+    serde_json::from_slice(&bytes).map_err(|e| Error::bad_request(coder::BAD_JSON, e.to_string()))
 }
 
-/// Authenticates an API request (an OIDC session's provider token is refreshed when it has
-/// expired, spec §8.4).
-pub async fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Authenticated, ApiError> {
-    let auth = session::authenticate(&app.store, &app.keys, req.headers(), req.uri()).await?;
-    Ok(crate::oidc::session::follow(app, auth).await?)
+/// Authenticates an API request: [`admit::authenticate`], the one used for every request.
+pub async fn authenticate<B>(app: &App, req: &Request<B>) -> Result<Authenticated, Error> {
+    admit::authenticate(app, req.method(), req.uri(), req.headers()).await
 }
 
-/// Whether the caller may do `action` (a literal action name) on `object`: roles ∩ key scopes
-/// ∩ allow list (§11.4).
-pub fn allowed(auth: &Authenticated, action: &str, object: &Object) -> bool {
-    auth.subject().allows(Action::known(action), object)
+/// Counts a request of the login group (spec §0.3) from the client (its address behind
+/// `server.trusted_proxies`), refusing it with `429` past `rate_limit.login_per_minute`.
+pub async fn limit_login(app: &App, peer: &Peer, headers: &http::HeaderMap) -> Result<(), Error> {
+    let client = peer.client_ip(headers, &app.config.server.trusted_proxies);
+    Ok(app.limits.login(&app.store, client).await?)
 }
 
-/// Coder's answer for a resource that is missing or that the caller may not see.
-pub fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "Resource not found or you do not have access to this resource",
-        "",
-    )
-}
-
-/// `403 Forbidden.` with Coder's detail (§0.2): authenticated, but not allowed to change this.
-pub fn forbidden() -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "Forbidden.",
-        "You don't have permission to view this content. If you believe this is a mistake, please contact your administrator or try signing in with different credentials.",
-    )
+/// Whether the caller may do `action` on `object`: roles ∩ key scopes ∩ allow list (§11.4).
+pub fn allowed(auth: &Authenticated, action: Action, object: &Object) -> bool {
+    auth.subject().allows(action, object)
 }
 
 /// `204 No Content`.
@@ -450,22 +270,132 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> ApiResult {
     Ok(json_response(status, value))
 }
 
-/// Coder's validation detail for a failed tag (§0.1).
-pub fn tag_failed(field: &str, tag: &str, value: &str) -> Validation {
-    Validation {
-        field: field.to_owned(),
-        detail: format!("Validation failed for tag {tag:?} with value: {value:?}"),
-    }
-}
+#[cfg(test)]
+mod tests {
+    //! The API's handlers are generic over the request body, so these drive them with
+    //! in-memory bodies and the memory store: no socket, no listener.
 
-/// `400 Password not strong enough!` with the rule's text on `password` (§7.6, §7.8).
-fn not_strong_enough(detail: &str) -> ApiError {
-    ApiError::with_validations(
-        StatusCode::BAD_REQUEST,
-        "Password not strong enough!",
-        vec![Validation {
-            field: "password".into(),
-            detail: detail.into(),
-        }],
-    )
+    use http_body_util::Full;
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn app() -> Arc<App> {
+        let text = "[upstream]\nurl = \"http://127.0.0.1:9\"\n\
+                    [store]\nurl = \"memory://\"\n\
+                    [policy]\ndefault = \"authenticated\"\n";
+        let config = crate::Config::from_toml(text, Vec::new(), std::path::Path::new("."))
+            .expect("a valid config");
+        App::new(config).expect("an app")
+    }
+
+    fn peer() -> Peer {
+        Peer::new("127.0.0.1:40000".parse().expect("an address"), false, false)
+    }
+
+    fn request(
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> Request<Full<Bytes>> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("/api/v2{path}"))
+            .header(http::header::HOST, "portcullis.test")
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            builder = builder.header("coder-session-token", token);
+        }
+        builder
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("a request")
+    }
+
+    /// Calls the API with `path` (under the prefix) and returns status and JSON body.
+    async fn call(app: &Arc<App>, req: Request<Full<Bytes>>) -> (StatusCode, Value) {
+        let path = req.uri().path().trim_start_matches("/api/v2").to_owned();
+        let resp = match handle(app, &peer(), req, &path).await {
+            Ok(resp) => resp,
+            Err(_) => panic!("{path} is not the API's"),
+        };
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .into_full_bytes()
+            .expect("a body made here");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("a JSON body")
+        };
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn the_first_user_signs_up_logs_in_and_reads_itself_without_a_socket() {
+        let app = app();
+        let first = json!({
+            "email": "admin@example.com",
+            "username": "admin",
+            "password": "correct horse battery",
+        });
+        let (status, body) = call(
+            &app,
+            request(Method::POST, "/users/first", None, &first.to_string()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, _) = call(&app, request(Method::GET, "/users/first", None, "")).await;
+        assert_eq!(status, StatusCode::OK);
+        let login = json!({"email": "admin@example.com", "password": "correct horse battery"});
+        let (status, body) = call(
+            &app,
+            request(Method::POST, "/users/login", None, &login.to_string()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let token = body["session_token"].as_str().expect("a session token");
+        let (status, me) = call(&app, request(Method::GET, "/users/me", Some(token), "")).await;
+        assert_eq!(status, StatusCode::OK, "{me}");
+        assert_eq!(me["username"], "admin");
+        assert_eq!(me["roles"][0]["name"], "owner");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_json_is_a_400_in_coders_shape() {
+        let app = app();
+        let (status, body) = call(
+            &app,
+            request(Method::POST, "/users/login", None, "{not json"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["message"], coder::BAD_JSON);
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unauthenticated_call_is_a_401_and_a_wrong_method_a_405_with_allow() {
+        let app = app();
+        let (status, body) = call(&app, request(Method::GET, "/users/me", None, "")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["message"], coder::SIGNED_OUT);
+        let req = request(Method::PATCH, "/users/me/keys/tokens", None, "");
+        let Ok(resp) = handle(&app, &peer(), req, "/users/me/keys/tokens").await else {
+            panic!("the keys routes are the API's");
+        };
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(resp.headers()[http::header::ALLOW], "GET, HEAD, POST");
+    }
+
+    #[tokio::test]
+    async fn paths_the_api_does_not_own_are_handed_back_to_the_proxy() {
+        let app = app();
+        let req = request(Method::GET, "/workspaces", None, "");
+        assert!(handle(&app, &peer(), req, "/workspaces").await.is_err());
+    }
 }

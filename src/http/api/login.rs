@@ -6,20 +6,21 @@ use std::sync::Arc;
 
 use http::header::{HeaderValue, SET_COOKIE};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::api::{self, tag_failed, ApiError, ApiResult};
-use crate::app::App;
 use crate::auth::token::SESSION_COOKIE;
-use crate::body::Body;
+use crate::coder::{looks_like_email, tag_failed};
+use crate::http::api::{self, ApiResult};
+use crate::http::app::App;
+use crate::http::body::{Body, ReqBody};
+use crate::http::error::Error;
+use crate::http::peer::Peer;
 use crate::metrics::LoginResult;
-use crate::proxy::Peer;
 use crate::rbac::scopes as scope;
 use crate::store::{Invalidation, LoginType, StoreError, User, UserStatus};
-use crate::users::{NewKey, Users};
+use crate::users::NewKey;
 
 #[derive(Deserialize)]
 struct LoginRequest {
@@ -37,7 +38,7 @@ struct LoginResponse {
 /// A refused or failed login: its answer, and the result it is counted under.
 pub(crate) struct Failed {
     result: LoginResult,
-    error: ApiError,
+    error: Error,
 }
 
 // === impl Failed ===
@@ -57,11 +58,11 @@ impl Failed {
     }
 }
 
-impl From<ApiError> for Failed {
+impl From<Error> for Failed {
     /// Classifies by status; the one result a status cannot tell (suspended) is built
     /// explicitly where it happens.
-    fn from(error: ApiError) -> Self {
-        let result = match error.0.status() {
+    fn from(error: Error) -> Self {
+        let result = match error.status() {
             StatusCode::TOO_MANY_REQUESTS => LoginResult::Limited,
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => LoginResult::BadCredentials,
             StatusCode::FORBIDDEN => LoginResult::Forbidden,
@@ -71,7 +72,7 @@ impl From<ApiError> for Failed {
     }
 }
 
-impl From<Failed> for ApiError {
+impl From<Failed> for Error {
     fn from(failed: Failed) -> Self {
         failed.error
     }
@@ -79,7 +80,7 @@ impl From<Failed> for ApiError {
 
 impl From<StoreError> for Failed {
     fn from(e: StoreError) -> Self {
-        ApiError::from(e).into()
+        Error::from(e).into()
     }
 }
 
@@ -104,7 +105,7 @@ pub fn auth_methods(app: &App) -> ApiResult {
 
 /// `POST /users/login` (§3.2), with the abuse limits of the login group: per client IP, and
 /// per account after repeated failures (the 429 looks the same whether or not it exists).
-pub async fn login(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> ApiResult {
+pub async fn login(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -> ApiResult {
     let answer = attempt(app, peer, req).await;
     app.metrics.login(match &answer {
         Ok(_) => LoginResult::Ok,
@@ -116,9 +117,9 @@ pub async fn login(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> ApiRe
 async fn attempt(
     app: &Arc<App>,
     peer: &Peer,
-    req: Request<Incoming>,
+    req: Request<impl ReqBody>,
 ) -> Result<Response<Body>, Failed> {
-    app.limits.login(&app.store, peer, req.headers()).await?;
+    api::limit_login(app, peer, req.headers()).await?;
     let body: LoginRequest = api::json_body(req).await?;
     let mut invalid = Vec::new();
     if body.email.is_empty() {
@@ -130,7 +131,7 @@ async fn attempt(
         invalid.push(tag_failed("password", "required", ""));
     }
     if !invalid.is_empty() {
-        return Err(ApiError::validation(invalid).into());
+        return Err(Error::validation(invalid).into());
     }
     let user = check_password(app, &body.email, &body.password).await?;
 
@@ -152,7 +153,10 @@ async fn attempt(
 /// upgraded. `POST /users/login` and `POST /users/{user}/convert-login` (§6.2) both run it.
 pub(crate) async fn check_password(app: &App, email: &str, password: &str) -> Result<User, Failed> {
     let account = email.to_lowercase();
-    app.limits.account_allowed(&app.store, &account).await?;
+    app.limits
+        .account_allowed(&app.store, &account)
+        .await
+        .map_err(Error::from)?;
 
     let user = app.store.user_by_email(email).await?;
     let hash = user.as_ref().and_then(|u| u.hashed_password.as_deref());
@@ -171,11 +175,11 @@ pub(crate) async fn check_password(app: &App, email: &str, password: &str) -> Re
     let Some(user) = user.filter(|_| verified.ok || passwordless) else {
         app.limits.account_failed(&app.store, &account).await;
         return Err(
-            ApiError::new(StatusCode::UNAUTHORIZED, "Incorrect email or password.", "").into(),
+            Error::coder(StatusCode::UNAUTHORIZED, "Incorrect email or password.", "").into(),
         );
     };
     if app.config.passwords.disable_password_auth {
-        return Err(ApiError::new(
+        return Err(Error::coder(
             StatusCode::FORBIDDEN,
             "Password authentication is disabled.",
             "",
@@ -231,14 +235,14 @@ pub(crate) async fn check_password(app: &App, email: &str, password: &str) -> Re
         Some(user) => Ok(user),
         // Deleted while logging in.
         None => {
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "Incorrect email or password.", "").into())
+            Err(Error::coder(StatusCode::UNAUTHORIZED, "Incorrect email or password.", "").into())
         }
     }
 }
 
 /// `POST /users/logout` (§7.1): deletes the current key and the user's
 /// `coder:application_connect` keys, and clears the cookie. Other sessions stay valid.
-pub async fn logout(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
+pub async fn logout(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
     let auth = api::authenticate(app, &req).await?;
     let session = auth.session();
     let mut doomed = vec![session.key.id.clone()];
@@ -250,7 +254,7 @@ pub async fn logout(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
     for id in doomed {
         app.store.delete_key(&id).await.map_err(|e| {
             tracing::error!(error = %e, "could not delete an API key at logout");
-            ApiError::new(
+            Error::coder(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal error deleting API key.",
                 "",
@@ -262,7 +266,7 @@ pub async fn logout(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
         }
     }
     app.keys.apply(&Invalidation::Key(session.key.id.clone()));
-    crate::oidc::session::forget(app, &session.key).await;
+    app.oidc_sessions().forget(&session.key).await;
     let mut resp = api::json(StatusCode::OK, &json!({ "message": "Logged out!" }))?;
     resp.headers_mut().append(SET_COOKIE, clear_cookie(app));
     Ok(resp)
@@ -276,7 +280,7 @@ pub async fn new_session_key(
     user: &User,
     peer: &Peer,
     login_type: LoginType,
-) -> Result<String, ApiError> {
+) -> Result<String, Error> {
     let key = NewKey {
         login_type,
         lifetime: app.config.session.lifetime,
@@ -286,7 +290,7 @@ pub async fn new_session_key(
         allow_list: Vec::new(),
         not_after: None,
     };
-    Ok(Users::of(app).issue_key(user, key).await?)
+    Ok(app.users().issue_key(user, key).await?)
 }
 
 /// The `coder_session_token` cookie carrying `token` (§3.4).
@@ -324,10 +328,10 @@ pub(crate) fn set_cookie(app: &App, cookie: &str) -> HeaderValue {
 }
 
 /// Coder's refusal of a login of the wrong type (§3.2 step 5; no trailing period).
-pub(crate) fn wrong_login_type(attempted: LoginType, actual: LoginType) -> ApiError {
-    ApiError::new(
+pub(crate) fn wrong_login_type(attempted: LoginType, actual: LoginType) -> Error {
+    Error::coder(
         StatusCode::FORBIDDEN,
-        &format!(
+        format!(
             "Incorrect login type, attempting to use \"{}\" but user is of login type \"{}\"",
             attempted.as_str(),
             actual.as_str()
@@ -337,37 +341,24 @@ pub(crate) fn wrong_login_type(attempted: LoginType, actual: LoginType) -> ApiEr
 }
 
 /// Coder's refusal of a suspended user's login (§3.2 step 7).
-pub(crate) fn suspended() -> ApiError {
-    ApiError::new(
+pub(crate) fn suspended() -> Error {
+    Error::coder(
         StatusCode::UNAUTHORIZED,
         "Your account is suspended. Contact an admin to reactivate your account.",
         "",
     )
 }
 
-fn password_error(e: crate::auth::PasswordError) -> ApiError {
+fn password_error(e: crate::auth::PasswordError) -> Error {
     match e {
-        crate::auth::PasswordError::Busy => ApiError::new(
+        crate::auth::PasswordError::Busy => Error::coder(
             StatusCode::SERVICE_UNAVAILABLE,
             "Service unavailable.",
             "Too many logins at once. Try again shortly.",
         ),
         crate::auth::PasswordError::TooLong => {
-            ApiError::new(StatusCode::UNAUTHORIZED, "Incorrect email or password.", "")
+            Error::coder(StatusCode::UNAUTHORIZED, "Incorrect email or password.", "")
         }
-        other => ApiError::internal(other),
-    }
-}
-
-/// The `email` validator's shape check: one `@` with something on both sides, no spaces.
-pub fn looks_like_email(s: &str) -> bool {
-    match s.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && !s.chars().any(char::is_whitespace)
-        }
-        None => false,
+        other => Error::internal(other),
     }
 }

@@ -36,17 +36,16 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue, HOST};
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
-use crate::app::App;
-use crate::assertion;
-use crate::body::Body;
-use crate::error::{Error, Result};
 use crate::headers::{self, X_FORWARDED_HOST};
+use crate::http::admit;
+use crate::http::app::App;
+use crate::http::body::Body;
+use crate::http::error::{Error, Result};
+use crate::http::peer::Peer;
 use crate::metrics::VerifyDecision;
-use crate::proxy::Peer;
-use crate::router;
 
 /// The forward-auth endpoint.
 pub const PATH: &str = "/.portcullis/verify";
@@ -85,13 +84,7 @@ pub async fn handle(app: &App, peer: &Peer, req: Request<Incoming>) -> Response<
     let answer = verify(app, peer, &parts).await;
     app.metrics.verify(match &answer {
         Ok(_) => VerifyDecision::Allow,
-        Err(e) => match e.status() {
-            StatusCode::UNAUTHORIZED => VerifyDecision::Unauthenticated,
-            StatusCode::FORBIDDEN => VerifyDecision::Forbidden,
-            StatusCode::BAD_REQUEST => VerifyDecision::BadRequest,
-            StatusCode::SERVICE_UNAVAILABLE => VerifyDecision::Unavailable,
-            _ => VerifyDecision::Error,
-        },
+        Err(e) => e.decision(),
     });
     answer.unwrap_or_else(Error::into_response)
 }
@@ -108,24 +101,18 @@ async fn verify(app: &App, peer: &Peer, parts: &Parts) -> Result<Response<Body>>
              and path judged here.",
         ));
     }
-    let auth = router::admit(app, &original.method, &original.uri, &parts.headers).await?;
+    let auth = admit::admit(app, &original.method, &original.uri, &parts.headers).await?;
     let mut resp = Response::new(Body::empty());
     let Some(auth) = auth else {
         return Ok(resp);
     };
-    auth.identity()
-        .apply(resp.headers_mut(), app.config.identity.headers);
-    if let Some(signer) = &app.config.identity.assertion {
-        let host = original.host.as_ref().ok_or(Error::VerifyRequest(
-            "The original host is unknown (no X-Forwarded-Host or Host), so the identity \
-             assertion has no audience.",
-        ))?;
-        let aud = assertion::audience(host.as_bytes(), original.https);
-        let signed = auth
-            .assertion(signer, &aud)
-            .ok_or_else(|| Error::Internal("signing the identity assertion failed".into()))?;
-        resp.headers_mut().insert(assertion::HEADER.clone(), signed);
-    }
+    admit::identify(
+        resp.headers_mut(),
+        &auth,
+        &app.config.identity,
+        original.host.as_ref(),
+        original.https,
+    )?;
     Ok(resp)
 }
 

@@ -13,13 +13,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::api::{self, ApiError, ApiResult, Validation};
-use crate::app::App;
 use crate::auth::session::Authenticated;
+use crate::coder::Validation;
+use crate::http::api::{self, ApiResult};
+use crate::http::app::App;
+use crate::http::body::ReqBody;
+use crate::http::error::Error;
 use crate::rbac::{Action, Object, Resource};
 
 /// At most this many checks of one request may name a `resource_id`.
@@ -55,7 +57,7 @@ struct CheckObject {
 }
 
 /// `POST /authcheck`: `200 {"<key>": bool, ...}`.
-pub async fn check(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
+pub async fn check(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
     let auth = api::authenticate(app, &req).await?;
     let body: AuthorizationRequest = api::json_body(req).await?;
     let with_ids = body
@@ -64,9 +66,9 @@ pub async fn check(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
         .filter(|c| !c.object.resource_id.is_empty())
         .count();
     if with_ids > MAX_RESOURCE_IDS {
-        return Err(ApiError::new(
+        return Err(Error::coder(
             StatusCode::BAD_REQUEST,
-            &format!(
+            format!(
                 "Endpoint only supports using \"resource_id\" field {MAX_RESOURCE_IDS} times, found {with_ids} usages. Remove {} objects with this field set.",
                 with_ids - MAX_RESOURCE_IDS
             ),
@@ -84,11 +86,11 @@ pub async fn check(app: &Arc<App>, req: Request<Incoming>) -> ApiResult {
 }
 
 /// Coder's 400s for one check (§2.4).
-fn validate(key: &str, object: &CheckObject) -> Result<(), ApiError> {
+fn validate(key: &str, object: &CheckObject) -> Result<(), Error> {
     if object.resource_type.is_empty() {
-        return Err(ApiError::new(
+        return Err(Error::coder(
             StatusCode::BAD_REQUEST,
-            &format!("Object's \"resource_type\" field must be defined for key \"{key}\"."),
+            format!("Object's \"resource_type\" field must be defined for key \"{key}\"."),
             "",
         ));
     }
@@ -97,9 +99,9 @@ fn validate(key: &str, object: &CheckObject) -> Result<(), ApiError> {
     }
     if Uuid::parse_str(&object.resource_id).is_err() {
         let message = format!("Object \"{}\" id is not a valid uuid.", object.resource_id);
-        return Err(ApiError::with_validations(
+        return Err(Error::with_validations(
             StatusCode::BAD_REQUEST,
-            &message,
+            message.clone(),
             vec![Validation {
                 field: "resource_id".into(),
                 detail: message.clone(),
@@ -111,9 +113,9 @@ fn validate(key: &str, object: &CheckObject) -> Result<(), ApiError> {
             "Object type \"{}\" does not support \"resource_id\" field.",
             object.resource_type
         );
-        return Err(ApiError::with_validations(
+        return Err(Error::with_validations(
             StatusCode::BAD_REQUEST,
-            &message,
+            message.clone(),
             vec![Validation {
                 field: "resource_type".into(),
                 detail: message.clone(),
@@ -124,7 +126,7 @@ fn validate(key: &str, object: &CheckObject) -> Result<(), ApiError> {
 }
 
 /// One answer. Only a store that cannot answer is an error (503): a missing object is `false`.
-async fn decide(app: &App, auth: &Authenticated, check: &Check) -> Result<bool, ApiError> {
+async fn decide(app: &App, auth: &Authenticated, check: &Check) -> Result<bool, Error> {
     let (Some(resource), Some(action)) = (
         Resource::parse(&check.object.resource_type),
         Action::parse(&check.action),
@@ -158,7 +160,7 @@ async fn decide(app: &App, auth: &Authenticated, check: &Check) -> Result<bool, 
             _ => None,
         };
         match found {
-            Some(object) if subject.allows(Action::known("read"), &object) => object,
+            Some(object) if subject.allows(Action::READ, &object) => object,
             _ => return Ok(false),
         }
     };

@@ -6,18 +6,20 @@
 use std::sync::Arc;
 
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::users;
-use crate::api::{self, tag_failed, ApiError, ApiResult, Validation};
-use crate::app::App;
 use crate::auth::{PasswordError, UserInfo};
-use crate::proxy::Peer;
+use crate::coder::{tag_failed, Validation};
+use crate::http::api::users;
+use crate::http::api::{self, ApiResult};
+use crate::http::app::App;
+use crate::http::body::ReqBody;
+use crate::http::error::Error;
+use crate::http::peer::Peer;
 use crate::rbac::roles::OWNER;
-use crate::rbac::Object;
-use crate::users::{UserError, Users};
+use crate::rbac::{Action, Object};
+use crate::users::UserError;
 
 /// `codersdk.UpdateUserPasswordRequest`.
 #[derive(Deserialize)]
@@ -32,36 +34,41 @@ struct UpdatePassword {
 /// body, a password-login user, the old password when changing one's own, the strength rule,
 /// the old password when given, not the current one; then `204` and every key revoked. It
 /// counts in the login group's per-IP limit, since it checks passwords.
-pub async fn change(app: &Arc<App>, peer: &Peer, req: Request<Incoming>, param: &str) -> ApiResult {
-    app.limits.login(&app.store, peer, req.headers()).await?;
+pub async fn change(
+    app: &Arc<App>,
+    peer: &Peer,
+    req: Request<impl ReqBody>,
+    param: &str,
+) -> ApiResult {
+    api::limit_login(app, peer, req.headers()).await?;
     let (auth, user) = users::target(app, &req, param).await?;
-    if !api::allowed(&auth, "update_personal", &Object::user(user.id)) {
-        return Err(api::not_found());
+    if !api::allowed(&auth, Action::UPDATE_PERSONAL, &Object::user(user.id)) {
+        return Err(Error::NotFound);
     }
     if !users::may_act_on(&auth, &user) {
         // Coder's own check and answer for this case (coderd/users.go putUserPassword).
         if user.roles.iter().any(|r| r == OWNER) {
-            return Err(ApiError::new(
+            return Err(Error::coder(
                 StatusCode::BAD_REQUEST,
                 "Only owners can change the password of another owner.",
                 "",
             ));
         }
-        return Err(api::forbidden());
+        return Err(Error::Forbidden);
     }
     let body: UpdatePassword = api::json_body(req).await?;
     if body.password.is_empty() {
-        return Err(ApiError::validation(vec![tag_failed(
+        return Err(Error::validation(vec![tag_failed(
             "password", "required", "",
         )]));
     }
     // The stored record, not the cached session's copy: its hash is the one to check.
-    let user = app.store.user(user.id).await?.ok_or_else(api::not_found)?;
+    let user = app.store.user(user.id).await?.ok_or(Error::NotFound)?;
     if user.login_type != crate::store::LoginType::Password {
         return Err(UserError::NotPasswordUser.into());
     }
     if user.id == auth.session().user.id && body.old_password.is_empty() {
-        return Err(ApiError::new(
+        return Err(Error::coder(
             StatusCode::BAD_REQUEST,
             "Old password is required.",
             "",
@@ -71,7 +78,7 @@ pub async fn change(app: &Arc<App>, peer: &Peer, req: Request<Incoming>, param: 
         username: &user.username,
         email: &user.email,
     };
-    if let Some(weak) = Users::of(app).password_weakness(&body.password, Some(info)) {
+    if let Some(weak) = app.users().password_weakness(&body.password, Some(info)) {
         return Err(invalid_password(&weak));
     }
     if !body.old_password.is_empty() {
@@ -89,7 +96,7 @@ pub async fn change(app: &Arc<App>, peer: &Peer, req: Request<Incoming>, param: 
                     PasswordError::Busy => UserError::Password(e).into(),
                     other => {
                         tracing::error!(error = %other, "could not check an old password");
-                        ApiError::new(
+                        Error::coder(
                             StatusCode::INTERNAL_SERVER_ERROR,
                             "Internal error with passwords.",
                             "",
@@ -99,7 +106,7 @@ pub async fn change(app: &Arc<App>, peer: &Peer, req: Request<Incoming>, param: 
             }
         };
         if !correct {
-            return Err(ApiError::with_validations(
+            return Err(Error::with_validations(
                 StatusCode::BAD_REQUEST,
                 "Old password is incorrect.",
                 vec![Validation {
@@ -109,7 +116,7 @@ pub async fn change(app: &Arc<App>, peer: &Peer, req: Request<Incoming>, param: 
             ));
         }
     }
-    Users::of(app)
+    app.users()
         .set_password(user.id, &body.password)
         .await
         .map_err(|e| match e {
@@ -138,8 +145,8 @@ struct ValidatePassword {
 /// `reject_user_info` compares with the signed-in caller when the request carries a valid
 /// session, else with the body's optional `username` and `email`, else is skipped. A missing
 /// or invalid session is not an error here: the endpoint needs none.
-pub async fn validate(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> ApiResult {
-    app.limits.login(&app.store, peer, req.headers()).await?;
+pub async fn validate(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -> ApiResult {
+    api::limit_login(app, peer, req.headers()).await?;
     let caller = if app.config.passwords.policy.reject_user_info {
         api::authenticate(app, &req).await.ok()
     } else {
@@ -147,7 +154,7 @@ pub async fn validate(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> Ap
     };
     let body: ValidatePassword = api::json_body(req).await?;
     if body.password.is_empty() {
-        return Err(ApiError::validation(vec![tag_failed(
+        return Err(Error::validation(vec![tag_failed(
             "password", "required", "",
         )]));
     }
@@ -162,7 +169,7 @@ pub async fn validate(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> Ap
         }),
         None => None,
     };
-    let weakness = Users::of(app).password_weakness(&body.password, info);
+    let weakness = app.users().password_weakness(&body.password, info);
     api::json(
         StatusCode::OK,
         &json!({
@@ -173,8 +180,8 @@ pub async fn validate(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> Ap
 }
 
 /// `400 Invalid password.` with the strength rule's text on `password`.
-pub(super) fn invalid_password(detail: &str) -> ApiError {
-    ApiError::with_validations(
+pub(super) fn invalid_password(detail: &str) -> Error {
+    Error::with_validations(
         StatusCode::BAD_REQUEST,
         "Invalid password.",
         vec![Validation {

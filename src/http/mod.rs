@@ -1,0 +1,20 @@
+//! Layer 4: HTTP. Everything that knows about requests and responses: the response body, the
+//! one error type and its renderer, the client connection ([`peer`]), authentication and the
+//! route decision ([`admit`]), forwarding ([`proxy`]), forward-auth ([`verify`]), the JWKS,
+//! the admin listener, the echo upstream, the router, CSRF, and the Coder API ([`api`]).
+//! It calls the services of layer 3 and never the server of layer 5.
+
+pub mod activity;
+pub mod admin;
+pub mod admit;
+pub mod api;
+pub mod app;
+pub mod body;
+pub mod csrf;
+pub mod echo;
+pub mod error;
+pub mod jwks;
+pub mod peer;
+pub mod proxy;
+pub mod router;
+pub mod verify;

@@ -1,0 +1,170 @@
+//! Which part of Portcullis handles a request on the main listener. Straight-line: check the
+//! method, put the path in its canonical form (or refuse it), refuse a forwarding loop, answer
+//! what is under `/.portcullis/` (forward-auth, the JWKS, 404 for the rest), send the API
+//! prefix to the API, apply the route policy (authenticating when it asks for it), forward,
+//! record.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::header::{HeaderValue, ACCEPT, LOCATION};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+
+use crate::assertion;
+use crate::http::activity::InFlight;
+use crate::http::admit;
+use crate::http::api;
+use crate::http::app::App;
+use crate::http::body::Body;
+use crate::http::error::{Error, Result};
+use crate::http::peer::Peer;
+use crate::http::proxy;
+use crate::http::verify;
+use crate::metrics::Outcome;
+use crate::policy;
+
+/// Handles one request from the main listener. Never fails: every error becomes a response.
+pub async fn handle(
+    app: Arc<App>,
+    peer: Arc<Peer>,
+    in_flight: InFlight,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let (resp, outcome) = match route(&app, &peer, req).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            let outcome = e.outcome();
+            (e.into_response(), outcome)
+        }
+    };
+    app.metrics.request(outcome, resp.status());
+    Ok(resp.map(|b| b.with_in_flight(in_flight)))
+}
+
+async fn route(
+    app: &Arc<App>,
+    peer: &Peer,
+    mut req: Request<Incoming>,
+) -> Result<(Response<Body>, Outcome)> {
+    proxy::check_method(req.method())?;
+    proxy::check_head_size(&req, app.config.server.max_header_bytes)?;
+    // Forward-auth judges the original request's path (in the Envoy form, the rest of this
+    // one) through the same canonical form, and counts its own refusals.
+    if verify::is_verify_path(req.uri().path()) {
+        return Ok((verify::handle(app, peer, req).await, Outcome::Local));
+    }
+    // Everything below, the upstream included, sees the one canonical path.
+    canonical_target(&mut req)?;
+    app.upstream.check_loop(req.headers())?;
+    let path = req.uri().path();
+    if path.starts_with(OWN_PREFIX) {
+        if verify::is_verify_path(path) {
+            return Ok((verify::handle(app, peer, req).await, Outcome::Local));
+        }
+        if path == assertion::JWKS_PATH {
+            let signer = app.config.identity.assertion.as_deref();
+            let jwks = crate::http::jwks::jwks_response(signer, req.method());
+            return Ok((jwks, Outcome::Local));
+        }
+        return Err(Error::RouteNotFound);
+    }
+    if let Some(rest) = api_path(&app.config.api.prefix, path) {
+        let rest = rest.to_owned();
+        // Routes of the API that Portcullis does not serve (workspaces, templates, ...) belong
+        // to the upstream, under the route policy like any other path.
+        match api::handle(app, peer, req, &rest).await {
+            Ok(resp) => return Ok((resp, Outcome::Local)),
+            Err(not_ours) => req = not_ours,
+        }
+    }
+    let auth = match admit::admit(app, req.method(), req.uri(), req.headers()).await {
+        Ok(auth) => auth,
+        Err(e) => {
+            // A browser without a session goes to sign in, when OIDC is configured.
+            let redirect = sign_in_redirect(app, &req, e)?;
+            return Ok((redirect, Outcome::Rejected));
+        }
+    };
+    app.upstream.forward(req, peer, app, auth.as_ref()).await
+}
+
+/// Paths under this prefix are Portcullis's own (forward-auth, the JWKS): never forwarded.
+const OWN_PREFIX: &str = "/.portcullis/";
+
+/// Replaces the request's path with its canonical form ([`policy::canonicalize`]), keeping the
+/// query as sent; `400` for a path that has no one reading.
+fn canonical_target<B>(req: &mut Request<B>) -> Result<()> {
+    let uri = req.uri();
+    let path = uri.path();
+    let Cow::Owned(canonical) = policy::canonicalize(path)? else {
+        return Ok(());
+    };
+    let pq = match uri.query() {
+        Some(q) => format!("{canonical}?{q}"),
+        None => canonical,
+    };
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.path_and_query = Some(
+        PathAndQuery::try_from(pq)
+            .map_err(|e| Error::internal(format!("rebuilding a canonical path: {e}")))?,
+    );
+    *req.uri_mut() =
+        Uri::from_parts(parts).map_err(|e| Error::internal(format!("rebuilding a uri: {e}")))?;
+    Ok(())
+}
+
+/// The part of `path` after the API prefix, when `path` is under it (segment-wise: the prefix
+/// `/api/v2` takes `/api/v2` and `/api/v2/...`, not `/api/v2x`).
+fn api_path<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+/// The answer for a request the route policy refused with `error`: when OIDC is configured,
+/// the error is "not signed in", and the request is a browser's page load (`GET` accepting
+/// `text/html`), a 303 into the OIDC login that comes back to the same path; otherwise the
+/// error itself. API clients keep getting 401.
+pub fn sign_in_redirect(
+    app: &App,
+    req: &Request<Incoming>,
+    error: Error,
+) -> Result<Response<Body>, Error> {
+    let is_page_load = req.method() == Method::GET
+        && req
+            .headers()
+            .get_all(ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().starts_with("text/html")));
+    if app.oidc.is_none() || !is_page_load || !matches!(error, Error::Unauthenticated(_)) {
+        return Err(error);
+    }
+    let back = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let encoded: String =
+        openidconnect::url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+    let location = format!(
+        "{}/users/oidc/callback?redirect={encoded}",
+        app.config.api.prefix
+    );
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SEE_OTHER;
+    let value = HeaderValue::from_str(&location).map_err(|e| Error::internal(e.to_string()))?;
+    resp.headers_mut().insert(LOCATION, value);
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_under_the_prefix_go_to_the_api() {
+        assert_eq!(api_path("/api/v2", "/api/v2/users/me"), Some("/users/me"));
+        assert_eq!(api_path("/api/v2", "/api/v2"), Some(""));
+        assert_eq!(api_path("/api/v2", "/api/v2x/users"), None);
+        assert_eq!(api_path("/api/v2", "/app/api/v2"), None);
+    }
+}
