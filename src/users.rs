@@ -28,15 +28,13 @@ use crate::auth::token::{self, RngError, Token};
 use crate::auth::{PasswordError, PasswordPolicy, Passwords, UserInfo};
 use crate::config::TokensConfig;
 use crate::limits::go_duration;
+use crate::rbac::roles::explicit_site_roles;
 use crate::rbac::scopes as scope;
 use crate::store::cache::KeyCache;
 use crate::store::{
     AllowListEntry, ApiKey, Invalidation, LoginType, Membership, Organization, Store, StoreError,
     User, UserStatus,
 };
-
-/// The site roles a user may hold (spec §11.3); `member` is implicit and never stored.
-pub const SITE_ROLES: [&str; 4] = ["owner", "auditor", "template-admin", "user-admin"];
 
 /// `roles` without repeats and without the `implicit` one; the first that `known` refuses is
 /// an error.
@@ -91,7 +89,7 @@ pub enum UserError {
     /// No such user.
     #[error("no such user")]
     NoSuchUser,
-    /// Not one of [`SITE_ROLES`].
+    /// Not one of [`explicit_site_roles`].
     #[error("{0:?} is not a site role (one of: owner, auditor, template-admin, user-admin)")]
     UnknownRole(String),
     /// Not a built-in organization role.
@@ -129,7 +127,7 @@ pub struct NewUser {
     pub login_type: LoginType,
     /// The initial status (the API's default is `Dormant`, until the first login).
     pub status: UserStatus,
-    /// Site roles, each one of [`SITE_ROLES`].
+    /// Site roles, each one of [`explicit_site_roles`].
     pub roles: Vec<String>,
     /// Organizations to join; empty (or the nil UUID) means the default organization, which is
     /// created if there is none yet.
@@ -274,7 +272,7 @@ impl<'a> Users<'a> {
         }
         let roles = clean_roles(
             &new.roles,
-            |r| SITE_ROLES.contains(&r),
+            |r| explicit_site_roles().any(|role| role.name == r),
             "",
             UserError::UnknownRole,
         )?;
@@ -468,7 +466,7 @@ impl<'a> Users<'a> {
     pub async fn set_roles(&self, id: Uuid, roles: &[String]) -> Result<User, UserError> {
         let roles = clean_roles(
             roles,
-            |r| SITE_ROLES.contains(&r),
+            |r| explicit_site_roles().any(|role| role.name == r),
             crate::rbac::roles::MEMBER,
             UserError::UnknownRole,
         )?;
