@@ -1,6 +1,7 @@
-//! `[identity]` keys of the signed assertion: `assertion_key` (one PEM path, or a list of them)
-//! and `issuer`. The key files are read and parsed here, at load time, so that a bad key stops
-//! `serve` and `check-config` with the key path and the file named.
+//! `[identity]`: what authenticated requests carry upstream. `headers` names the style of the
+//! identity headers; `assertion_key` (one PEM path, or a list of them) and `issuer` configure
+//! the signed assertion. The key files are read and parsed here, at load time, so that a bad
+//! key stops `serve` and `check-config` with the key path and the file named.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,18 +10,55 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use crate::assertion::{Signer, SigningKey};
+use crate::headers::IdentityStyle;
+
+/// `[identity]`: what authenticated requests carry upstream.
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    /// `headers`: `forwarded` (default), `remote` or `none`.
+    pub headers: IdentityStyle,
+    /// The signer of `X-Portcullis-Assertion` (`assertion_key`: PEM file(s), the first signs;
+    /// `issuer`, default `portcullis`); `None` when no key is configured.
+    pub assertion: Option<Arc<Signer>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileIdentity {
+    headers: Option<String>,
+    assertion_key: Option<KeyPaths>,
+    issuer: Option<String>,
+}
 
 /// `identity.assertion_key` as written: one path or a list.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub(super) enum KeyPaths {
+enum KeyPaths {
     One(PathBuf),
     Many(Vec<PathBuf>),
 }
 
+/// Validates `[identity]` and loads its assertion keys; relative paths resolve against `base`.
+pub(super) fn parse(file: FileIdentity, base: &Path) -> Result<IdentityConfig, ConfigError> {
+    Ok(IdentityConfig {
+        headers: match file.headers.as_deref().unwrap_or("forwarded") {
+            "forwarded" => IdentityStyle::Forwarded,
+            "remote" => IdentityStyle::Remote,
+            "none" => IdentityStyle::None,
+            other => {
+                return Err(ConfigError::invalid(
+                    "identity.headers",
+                    format!("{other:?} is not one of \"forwarded\", \"remote\", \"none\""),
+                ))
+            }
+        },
+        assertion: assertion(file.assertion_key, file.issuer, base)?,
+    })
+}
+
 /// The assertion signer of `[identity]`, or `None` when `assertion_key` is absent. Relative
 /// paths are resolved against `base`. `issuer` defaults to `"portcullis"`.
-pub(super) fn assertion(
+fn assertion(
     paths: Option<KeyPaths>,
     issuer: Option<String>,
     base: &Path,

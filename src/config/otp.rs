@@ -127,53 +127,49 @@ struct FileSmtp {
     ca_file: Option<PathBuf>,
 }
 
-// === impl OtpConfig ===
-
-impl OtpConfig {
-    /// Validates `[otp]`; relative paths are resolved against `base`. A section given for a
-    /// method that `delivery` does not name is still checked, so that switching is safe.
-    pub(super) fn parse(file: FileOtp, base: &Path) -> Result<OtpConfig, ConfigError> {
-        let lifetime = duration("otp.lifetime", file.lifetime.as_deref(), "10m")?;
-        if lifetime > MAX_LIFETIME {
-            return Err(ConfigError::invalid("otp.lifetime", "must be at most 24h"));
-        }
-        let webhook = file.webhook.map(|w| webhook(w, base)).transpose()?;
-        let smtp = file.smtp.map(|s| smtp(s, base)).transpose()?;
-        let delivery = match file.delivery.as_deref() {
-            None => None,
-            Some("webhook") => Some(OtpDelivery::Webhook(webhook.ok_or_else(|| {
-                ConfigError::invalid("otp.webhook", "delivery = \"webhook\" needs [otp.webhook]")
-            })?)),
-            Some("smtp") => Some(OtpDelivery::Smtp(smtp.ok_or_else(|| {
-                ConfigError::invalid("otp.smtp", "delivery = \"smtp\" needs [otp.smtp]")
-            })?)),
-            Some("log") if file.danger_log_codes => Some(OtpDelivery::Log),
-            Some("log") => {
-                return Err(ConfigError::invalid(
-                    "otp.delivery",
-                    "\"log\" writes every code to the log, which lets anyone who reads it reset \
-                     any password; set otp.danger_log_codes = true to allow it (development only)",
-                ))
-            }
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "otp.delivery",
-                    format!("{other:?} is not one of \"smtp\", \"webhook\", \"log\""),
-                ))
-            }
-        };
-        Ok(OtpConfig {
-            lifetime,
-            delivery,
-            requests_per_email: file.requests_per_email.unwrap_or(3),
-            request_window: duration("otp.request_window", file.request_window.as_deref(), "15m")?,
-            delivery_timeout: duration(
-                "otp.delivery_timeout",
-                file.delivery_timeout.as_deref(),
-                "10s",
-            )?,
-        })
+/// Validates `[otp]`; relative paths are resolved against `base`. A section given for a
+/// method that `delivery` does not name is still checked, so that switching is safe.
+pub(super) fn parse(file: FileOtp, base: &Path) -> Result<OtpConfig, ConfigError> {
+    let lifetime = duration("otp.lifetime", file.lifetime.as_deref(), "10m")?;
+    if lifetime > MAX_LIFETIME {
+        return Err(ConfigError::invalid("otp.lifetime", "must be at most 24h"));
     }
+    let webhook = file.webhook.map(|w| webhook(w, base)).transpose()?;
+    let smtp = file.smtp.map(|s| smtp(s, base)).transpose()?;
+    let delivery = match file.delivery.as_deref() {
+        None => None,
+        Some("webhook") => Some(OtpDelivery::Webhook(webhook.ok_or_else(|| {
+            ConfigError::invalid("otp.webhook", "delivery = \"webhook\" needs [otp.webhook]")
+        })?)),
+        Some("smtp") => Some(OtpDelivery::Smtp(smtp.ok_or_else(|| {
+            ConfigError::invalid("otp.smtp", "delivery = \"smtp\" needs [otp.smtp]")
+        })?)),
+        Some("log") if file.danger_log_codes => Some(OtpDelivery::Log),
+        Some("log") => {
+            return Err(ConfigError::invalid(
+                "otp.delivery",
+                "\"log\" writes every code to the log, which lets anyone who reads it reset \
+                 any password; set otp.danger_log_codes = true to allow it (development only)",
+            ))
+        }
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "otp.delivery",
+                format!("{other:?} is not one of \"smtp\", \"webhook\", \"log\""),
+            ))
+        }
+    };
+    Ok(OtpConfig {
+        lifetime,
+        delivery,
+        requests_per_email: file.requests_per_email.unwrap_or(3),
+        request_window: duration("otp.request_window", file.request_window.as_deref(), "15m")?,
+        delivery_timeout: duration(
+            "otp.delivery_timeout",
+            file.delivery_timeout.as_deref(),
+            "10s",
+        )?,
+    })
 }
 
 /// Reads the secret in the file at `path`, named by the config key `key` in errors; white

@@ -474,14 +474,14 @@ fn bad_token_lifetimes_name_their_key() {
 #[test]
 fn password_policy_keys_default_off_and_name_bad_values() {
     let c = parse(MINIMAL).unwrap();
-    assert_eq!(c.passwords.policy, crate::auth::PasswordPolicy::CODER);
+    assert_eq!(c.passwords.policy, PasswordPolicy::CODER);
     let c = parse(&format!(
         "{MINIMAL}[passwords]\nmin_length = 12\nblocklist = true\nreject_user_info = true\n"
     ))
     .unwrap();
     assert_eq!(
         c.passwords.policy,
-        crate::auth::PasswordPolicy {
+        PasswordPolicy {
             min_length: 12,
             blocklist: true,
             reject_user_info: true,
