@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::Uri;
-use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use serde::{Deserialize, Deserializer};
 
 mod api;
 mod env;
@@ -227,7 +228,7 @@ impl Config {
             server: server::parse(file.server, base)?,
             upstream: upstream::parse(file.upstream, base)?,
             policy: policy::parse(file.policy)?,
-            log: log::parse(file.log)?,
+            log: log::parse(file.log),
             store: store::parse(file.store)?,
             api: api::parse(file.api)?,
             session: session::parse(file.session)?,
@@ -239,6 +240,28 @@ impl Config {
             otp: otp::parse(file.otp, base)?,
         })
     }
+}
+
+/// Reads a key whose value names a variant of `T` (a `#[derive(Deserialize)]` enum of unit
+/// variants, named as the file writes them) in two steps, so that each mistake gets a clear
+/// message: a value that is not a string is "expected a string", an unknown name lists the
+/// known ones. Read directly from TOML, an integer or a list would be reported as an
+/// "invalid type: unit variant".
+fn name_of<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(String::deserialize(d)?.into_deserializer())
+}
+
+/// [`name_of`] for an optional key: `#[serde(default, deserialize_with = "some_name_of")]`.
+fn some_name_of<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    name_of(d).map(Some)
 }
 
 fn one_line(s: &str) -> String {

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use serde::{Deserialize, Deserializer};
 
 use super::ConfigError;
 use crate::assertion::{Signer, SigningKey};
@@ -25,9 +26,19 @@ pub struct IdentityConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileIdentity {
-    headers: Option<String>,
+    #[serde(default, deserialize_with = "headers")]
+    headers: Option<IdentityStyle>,
     assertion_key: Option<KeyPaths>,
     issuer: Option<String>,
+}
+
+/// `identity.headers` as written: the names of [`IdentityStyle`]'s variants.
+#[derive(Deserialize)]
+#[serde(remote = "IdentityStyle", rename_all = "snake_case")]
+enum Style {
+    Forwarded,
+    Remote,
+    None,
 }
 
 /// `identity.assertion_key` as written: one path or a list.
@@ -38,20 +49,15 @@ enum KeyPaths {
     Many(Vec<PathBuf>),
 }
 
+/// `identity.headers`, read through [`Style`] in the two steps of `super::name_of`.
+fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IdentityStyle>, D::Error> {
+    Style::deserialize(String::deserialize(d)?.into_deserializer()).map(Some)
+}
+
 /// Validates `[identity]` and loads its assertion keys; relative paths resolve against `base`.
 pub(super) fn parse(file: FileIdentity, base: &Path) -> Result<IdentityConfig, ConfigError> {
     Ok(IdentityConfig {
-        headers: match file.headers.as_deref().unwrap_or("forwarded") {
-            "forwarded" => IdentityStyle::Forwarded,
-            "remote" => IdentityStyle::Remote,
-            "none" => IdentityStyle::None,
-            other => {
-                return Err(ConfigError::invalid(
-                    "identity.headers",
-                    format!("{other:?} is not one of \"forwarded\", \"remote\", \"none\""),
-                ))
-            }
-        },
+        headers: file.headers.unwrap_or(IdentityStyle::Forwarded),
         assertion: assertion(file.assertion_key, file.issuer, base)?,
     })
 }

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::name_of;
 
 /// `[log]`: how Portcullis logs.
 #[derive(Debug, Clone)]
@@ -16,10 +16,12 @@ pub struct LogConfig {
 /// The default log filter.
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Log line format (`log.format`: `"plain"`, the default, or `"json"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     /// Human-readable lines.
+    #[default]
     Plain,
     /// One JSON object per line.
     Json,
@@ -28,24 +30,16 @@ pub enum LogFormat {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileLog {
-    format: Option<String>,
+    #[serde(default, deserialize_with = "name_of")]
+    format: LogFormat,
     filter: Option<String>,
 }
 
-/// Validates `[log]`. A filter `tracing` cannot read falls back to [`DEFAULT_LOG_FILTER`]
-/// when logging starts.
-pub(super) fn parse(file: FileLog) -> Result<LogConfig, ConfigError> {
-    Ok(LogConfig {
-        format: match file.format.as_deref().unwrap_or("plain") {
-            "plain" => LogFormat::Plain,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(ConfigError::invalid(
-                    "log.format",
-                    format!("{other:?} is not one of \"plain\", \"json\""),
-                ))
-            }
-        },
+/// `[log]` has no check beyond its types: a filter `tracing` cannot read falls back to
+/// [`DEFAULT_LOG_FILTER`] when logging starts.
+pub(super) fn parse(file: FileLog) -> LogConfig {
+    LogConfig {
+        format: file.format,
         filter: file.filter.unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()),
-    })
+    }
 }

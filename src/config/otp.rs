@@ -13,7 +13,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use lettre::message::Mailbox;
 use serde::Deserialize;
 
-use super::{duration, http_url, ConfigError, Secret};
+use super::{duration, http_url, name_of, some_name_of, ConfigError, Secret};
 
 /// The longest `otp.lifetime` accepted: a code that lives longer is a second password.
 const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -66,10 +66,12 @@ pub struct SmtpConfig {
     pub ca_file: Option<PathBuf>,
 }
 
-/// `otp.smtp.tls`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `otp.smtp.tls`: `"starttls"` (the default), `"tls"` or `"none"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// Plain connection upgraded with `STARTTLS`, which is required (`starttls`).
+    #[default]
     StartTls,
     /// TLS from the first byte, "SMTPS" (`tls`).
     Tls,
@@ -97,7 +99,8 @@ pub struct WebhookConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileOtp {
     lifetime: Option<String>,
-    delivery: Option<String>,
+    #[serde(default, deserialize_with = "some_name_of")]
+    delivery: Option<DeliveryMethod>,
     #[serde(default)]
     danger_log_codes: bool,
     requests_per_email: Option<u64>,
@@ -105,6 +108,15 @@ pub(super) struct FileOtp {
     delivery_timeout: Option<String>,
     webhook: Option<FileWebhook>,
     smtp: Option<FileSmtp>,
+}
+
+/// `otp.delivery` as written.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum DeliveryMethod {
+    Smtp,
+    Webhook,
+    Log,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,7 +132,8 @@ struct FileWebhook {
 struct FileSmtp {
     host: Option<String>,
     port: Option<u16>,
-    tls: Option<String>,
+    #[serde(default, deserialize_with = "name_of")]
+    tls: SmtpTls,
     username: Option<String>,
     password_file: Option<PathBuf>,
     from: Option<String>,
@@ -136,26 +149,20 @@ pub(super) fn parse(file: FileOtp, base: &Path) -> Result<OtpConfig, ConfigError
     }
     let webhook = file.webhook.map(|w| webhook(w, base)).transpose()?;
     let smtp = file.smtp.map(|s| smtp(s, base)).transpose()?;
-    let delivery = match file.delivery.as_deref() {
+    let delivery = match file.delivery {
         None => None,
-        Some("webhook") => Some(OtpDelivery::Webhook(webhook.ok_or_else(|| {
+        Some(DeliveryMethod::Webhook) => Some(OtpDelivery::Webhook(webhook.ok_or_else(|| {
             ConfigError::invalid("otp.webhook", "delivery = \"webhook\" needs [otp.webhook]")
         })?)),
-        Some("smtp") => Some(OtpDelivery::Smtp(smtp.ok_or_else(|| {
+        Some(DeliveryMethod::Smtp) => Some(OtpDelivery::Smtp(smtp.ok_or_else(|| {
             ConfigError::invalid("otp.smtp", "delivery = \"smtp\" needs [otp.smtp]")
         })?)),
-        Some("log") if file.danger_log_codes => Some(OtpDelivery::Log),
-        Some("log") => {
+        Some(DeliveryMethod::Log) if file.danger_log_codes => Some(OtpDelivery::Log),
+        Some(DeliveryMethod::Log) => {
             return Err(ConfigError::invalid(
                 "otp.delivery",
                 "\"log\" writes every code to the log, which lets anyone who reads it reset \
                  any password; set otp.danger_log_codes = true to allow it (development only)",
-            ))
-        }
-        Some(other) => {
-            return Err(ConfigError::invalid(
-                "otp.delivery",
-                format!("{other:?} is not one of \"smtp\", \"webhook\", \"log\""),
             ))
         }
     };
@@ -211,17 +218,7 @@ fn smtp(s: FileSmtp, base: &Path) -> Result<SmtpConfig, ConfigError> {
             format!("{host:?} is not a host name"),
         ));
     }
-    let tls = match s.tls.as_deref().unwrap_or("starttls") {
-        "starttls" => SmtpTls::StartTls,
-        "tls" => SmtpTls::Tls,
-        "none" => SmtpTls::None,
-        other => {
-            return Err(ConfigError::invalid(
-                "otp.smtp.tls",
-                format!("{other:?} is not one of \"starttls\", \"tls\", \"none\""),
-            ))
-        }
-    };
+    let tls = s.tls;
     let port = match s.port {
         Some(0) => return Err(ConfigError::invalid("otp.smtp.port", "must not be 0")),
         Some(p) => p,

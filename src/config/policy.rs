@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::{name_of, ConfigError};
 use crate::policy::{Options, Policy, RuleSpec};
 
 /// `[policy]`: what proxied requests need.
@@ -16,21 +16,25 @@ pub struct PolicyConfig {
     pub routes: Policy,
 }
 
-/// The policy for routes no rule names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The policy for routes no rule names (`policy.default`: `"public"`, `"deny"` or
+/// `"authenticated"`, the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PolicyDefault {
     /// Forward without asking who the caller is.
     Public,
     /// Refuse with 403.
     Deny,
     /// Require a valid session (401 without one).
+    #[default]
     Authenticated,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FilePolicy {
-    default: Option<String>,
+    #[serde(default, deserialize_with = "name_of")]
+    default: PolicyDefault,
     #[serde(default)]
     case_sensitive: bool,
     head_as_get: Option<bool>,
@@ -72,16 +76,6 @@ pub(super) fn parse(file: FilePolicy) -> Result<PolicyConfig, ConfigError> {
     Ok(PolicyConfig {
         routes: Policy::new(&specs, options)
             .map_err(|(key, reason)| ConfigError::invalid(&key, reason))?,
-        default: match file.default.as_deref().unwrap_or("authenticated") {
-            "public" => PolicyDefault::Public,
-            "deny" => PolicyDefault::Deny,
-            "authenticated" => PolicyDefault::Authenticated,
-            other => {
-                return Err(ConfigError::invalid(
-                    "policy.default",
-                    format!("{other:?} is not one of \"deny\", \"authenticated\", \"public\""),
-                ))
-            }
-        },
+        default: file.default,
     })
 }
