@@ -82,6 +82,9 @@ pub mod tls;
 pub mod upstream;
 pub mod users;
 
+#[cfg(test)]
+mod layering;
+
 pub use config::Config;
 pub use http::app::App;
 pub use http::error::{Error, Result};

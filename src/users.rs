@@ -26,16 +26,13 @@ use crate::auth::{PasswordError, PasswordPolicy, Passwords, UserInfo};
 use crate::coder::go_duration;
 use crate::coder::tag_failed;
 use crate::config::TokensConfig;
-use crate::rbac::roles::OWNER;
+use crate::rbac::roles::{explicit_site_roles, OWNER};
 use crate::rbac::scopes as scope;
 use crate::store::cache::KeyCache;
 use crate::store::{
     AllowListEntry, ApiKey, Invalidation, LoginType, Membership, Organization, Store, StoreError,
     User, UserStatus,
 };
-
-/// The site roles a user may hold (spec §11.3); `member` is implicit and never stored.
-pub const SITE_ROLES: [&str; 4] = ["owner", "auditor", "template-admin", "user-admin"];
 
 /// `roles` without repeats and without the `implicit` one; the first that `known` refuses is
 /// an error.
@@ -96,7 +93,7 @@ pub struct NewUser {
     pub login_type: LoginType,
     /// The initial status (the API's default is `Dormant`, until the first login).
     pub status: UserStatus,
-    /// Site roles, each one of [`SITE_ROLES`].
+    /// Site roles, each one of [`explicit_site_roles`].
     pub roles: Vec<String>,
     /// Organizations to join; empty (or the nil UUID) means the default organization, which is
     /// created if there is none yet.
@@ -235,7 +232,7 @@ impl<'a> Users<'a> {
         }
         let roles = clean_roles(
             &new.roles,
-            |r| SITE_ROLES.contains(&r),
+            |r| explicit_site_roles().any(|role| role.name == r),
             "",
             UserError::UnknownRole,
         )?;
@@ -429,7 +426,7 @@ impl<'a> Users<'a> {
     pub async fn set_roles(&self, id: Uuid, roles: &[String]) -> Result<User, UserError> {
         let roles = clean_roles(
             roles,
-            |r| SITE_ROLES.contains(&r),
+            |r| explicit_site_roles().any(|role| role.name == r),
             crate::rbac::roles::MEMBER,
             UserError::UnknownRole,
         )?;

@@ -22,6 +22,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use super::token::RngError;
+pub use crate::config::PasswordParams;
 
 /// The longest password accepted, in bytes. A longer one is refused before any hashing.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -34,23 +35,6 @@ const PBKDF2_KEY_LEN: usize = 64;
 const PBKDF2_MAX_ITERATIONS: u32 = 1 << 24;
 /// Salt length of new argon2 hashes, in bytes (RFC 9106 §3.1 recommends 16).
 const SALT_LEN: usize = 16;
-
-/// How passwords are hashed, and how many hashes may run and wait at once.
-///
-/// [`Default`] is OWASP's argon2id choice, one hash per CPU, and 64 waiting callers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PasswordParams {
-    /// argon2 memory cost `m`, in KiB.
-    pub memory_kib: u32,
-    /// argon2 time cost `t`.
-    pub iterations: u32,
-    /// argon2 lanes `p`.
-    pub parallelism: u32,
-    /// At most this many hashes or verifies run at once; at least 1.
-    pub max_concurrent: usize,
-    /// At most this many callers wait for a slot; one more gets [`PasswordError::Busy`].
-    pub queue: usize,
-}
 
 /// The outcome of [`Passwords::verify`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,20 +94,6 @@ struct Inner {
 
 /// A place in the wait queue, given back on drop (also when the waiting future is dropped).
 struct QueueSlot<'a>(&'a AtomicUsize);
-
-// === impl PasswordParams ===
-
-impl Default for PasswordParams {
-    fn default() -> Self {
-        PasswordParams {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-            parallelism: 1,
-            max_concurrent: std::thread::available_parallelism().map_or(1, usize::from),
-            queue: 64,
-        }
-    }
-}
 
 // === impl Passwords ===
 

@@ -35,11 +35,10 @@
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
+pub use crate::config::{PasswordPolicy, MAX_PASSWORD_CHARS};
+
 /// Coder's minimum entropy in bits.
 pub const MIN_ENTROPY_BITS: f64 = 52.0;
-
-/// Coder's maximum password length, in characters.
-pub const MAX_PASSWORD_CHARS: usize = 64;
 
 /// The shortest username or email local part that `reject_user_info` looks for: shorter ones
 /// (`al`, `j`) would refuse too many unrelated passwords.
@@ -64,20 +63,6 @@ const SEQUENCES: [&str; 5] = [
 
 const COMMON_PASSWORDS: &str = include_str!("strength/common-passwords.txt");
 
-/// The stricter rules of `[passwords]`; the default is Coder's rule alone.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PasswordPolicy {
-    /// Shortest password accepted, in characters (`min_length`; 0 = no minimum beyond
-    /// Coder's entropy rule).
-    pub min_length: usize,
-    /// Refuse the bundled most common passwords, case-insensitively (`blocklist`).
-    pub blocklist: bool,
-    /// Refuse a password containing the username or the email's local part
-    /// (case-insensitively, when that is at least [`MIN_USER_INFO_CHARS`] long)
-    /// (`reject_user_info`).
-    pub reject_user_info: bool,
-}
-
 /// Who a password is for, when that is known: what `reject_user_info` looks for.
 #[derive(Debug, Clone, Copy)]
 pub struct UserInfo<'a> {
@@ -100,14 +85,9 @@ struct Pools {
 
 // === impl PasswordPolicy ===
 
+// The data type lives in `config` (layer 1); the check that applies it lives here, with the
+// strength rules it needs.
 impl PasswordPolicy {
-    /// Coder's rule alone: what Portcullis applies unless `[passwords]` asks for more.
-    pub const CODER: PasswordPolicy = PasswordPolicy {
-        min_length: 0,
-        blocklist: false,
-        reject_user_info: false,
-    };
-
     /// Why `password` is refused, as the detail text shown to the caller, or `Ok`. Coder's
     /// rule comes first, so its text is what a Coder client expects; then the stricter rules
     /// in the order `min_length`, `blocklist`, `reject_user_info`. Without `user`,

@@ -1,26 +1,70 @@
-//! `[identity]` keys of the signed assertion: `assertion_key` (one PEM path, or a list of them)
-//! and `issuer`. The key files are read and parsed here, at load time, so that a bad key stops
-//! `serve` and `check-config` with the key path and the file named.
+//! `[identity]`: what authenticated requests carry upstream. `headers` names the style of the
+//! identity headers; `assertion_key` (one PEM path, or a list of them) and `issuer` configure
+//! the signed assertion. The key files are read and parsed here, at load time, so that a bad
+//! key stops `serve` and `check-config` with the key path and the file named.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use serde::{Deserialize, Deserializer};
 
 use super::ConfigError;
 use crate::assertion::{Signer, SigningKey};
+use crate::headers::IdentityStyle;
+
+/// `[identity]`: what authenticated requests carry upstream.
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    /// `headers`: `forwarded` (default), `remote` or `none`.
+    pub headers: IdentityStyle,
+    /// The signer of `X-Portcullis-Assertion` (`assertion_key`: PEM file(s), the first signs;
+    /// `issuer`, default `portcullis`); `None` when no key is configured.
+    pub assertion: Option<Arc<Signer>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileIdentity {
+    #[serde(default, deserialize_with = "headers")]
+    headers: Option<IdentityStyle>,
+    assertion_key: Option<KeyPaths>,
+    issuer: Option<String>,
+}
+
+/// `identity.headers` as written: the names of [`IdentityStyle`]'s variants.
+#[derive(Deserialize)]
+#[serde(remote = "IdentityStyle", rename_all = "snake_case")]
+enum Style {
+    Forwarded,
+    Remote,
+    None,
+}
 
 /// `identity.assertion_key` as written: one path or a list.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub(super) enum KeyPaths {
+enum KeyPaths {
     One(PathBuf),
     Many(Vec<PathBuf>),
 }
 
+/// `identity.headers`, read through [`Style`] in the two steps of `super::name_of`.
+fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IdentityStyle>, D::Error> {
+    Style::deserialize(String::deserialize(d)?.into_deserializer()).map(Some)
+}
+
+/// Validates `[identity]` and loads its assertion keys; relative paths resolve against `base`.
+pub(super) fn parse(file: FileIdentity, base: &Path) -> Result<IdentityConfig, ConfigError> {
+    Ok(IdentityConfig {
+        headers: file.headers.unwrap_or(IdentityStyle::Forwarded),
+        assertion: assertion(file.assertion_key, file.issuer, base)?,
+    })
+}
+
 /// The assertion signer of `[identity]`, or `None` when `assertion_key` is absent. Relative
 /// paths are resolved against `base`. `issuer` defaults to `"portcullis"`.
-pub(super) fn assertion(
+fn assertion(
     paths: Option<KeyPaths>,
     issuer: Option<String>,
     base: &Path,

@@ -15,6 +15,7 @@ use http::Uri;
 use serde::Deserialize;
 
 use super::{duration, ConfigError, Secret};
+use crate::rbac::roles::explicit_site_roles;
 
 /// The longest a `convert-` state may live (spec §6.3: five minutes). `convert_state_ttl` may
 /// only shorten it.
@@ -250,12 +251,15 @@ fn secret(key: &str, value: &str) -> Result<Secret, ConfigError> {
     Ok(Secret(value.to_owned()))
 }
 
+/// `roles`, each a site role a user can hold ([`explicit_site_roles`]); the error lists
+/// them.
 fn site_roles(key: &str, roles: Vec<String>) -> Result<Vec<String>, ConfigError> {
     for role in &roles {
-        if !crate::users::SITE_ROLES.contains(&role.as_str()) {
+        if !explicit_site_roles().any(|r| r.name == role) {
+            let known: Vec<&str> = explicit_site_roles().map(|r| r.name).collect();
             return Err(ConfigError::invalid(
                 key,
-                format!("{role:?} is not a site role (one of: owner, auditor, template-admin, user-admin)"),
+                format!("{role:?} is not a site role (one of: {})", known.join(", ")),
             ));
         }
     }

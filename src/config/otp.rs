@@ -13,7 +13,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use lettre::message::Mailbox;
 use serde::Deserialize;
 
-use super::{duration, http_url, ConfigError, Secret};
+use super::{duration, http_url, name_of, some_name_of, ConfigError, Secret};
 
 /// The longest `otp.lifetime` accepted: a code that lives longer is a second password.
 const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -66,10 +66,12 @@ pub struct SmtpConfig {
     pub ca_file: Option<PathBuf>,
 }
 
-/// `otp.smtp.tls`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `otp.smtp.tls`: `"starttls"` (the default), `"tls"` or `"none"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// Plain connection upgraded with `STARTTLS`, which is required (`starttls`).
+    #[default]
     StartTls,
     /// TLS from the first byte, "SMTPS" (`tls`).
     Tls,
@@ -97,7 +99,8 @@ pub struct WebhookConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileOtp {
     lifetime: Option<String>,
-    delivery: Option<String>,
+    #[serde(default, deserialize_with = "some_name_of")]
+    delivery: Option<DeliveryMethod>,
     #[serde(default)]
     danger_log_codes: bool,
     requests_per_email: Option<u64>,
@@ -105,6 +108,15 @@ pub(super) struct FileOtp {
     delivery_timeout: Option<String>,
     webhook: Option<FileWebhook>,
     smtp: Option<FileSmtp>,
+}
+
+/// `otp.delivery` as written.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum DeliveryMethod {
+    Smtp,
+    Webhook,
+    Log,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,60 +132,51 @@ struct FileWebhook {
 struct FileSmtp {
     host: Option<String>,
     port: Option<u16>,
-    tls: Option<String>,
+    #[serde(default, deserialize_with = "name_of")]
+    tls: SmtpTls,
     username: Option<String>,
     password_file: Option<PathBuf>,
     from: Option<String>,
     ca_file: Option<PathBuf>,
 }
 
-// === impl OtpConfig ===
-
-impl OtpConfig {
-    /// Validates `[otp]`; relative paths are resolved against `base`. A section given for a
-    /// method that `delivery` does not name is still checked, so that switching is safe.
-    pub(super) fn parse(file: FileOtp, base: &Path) -> Result<OtpConfig, ConfigError> {
-        let lifetime = duration("otp.lifetime", file.lifetime.as_deref(), "10m")?;
-        if lifetime > MAX_LIFETIME {
-            return Err(ConfigError::invalid("otp.lifetime", "must be at most 24h"));
-        }
-        let webhook = file.webhook.map(|w| webhook(w, base)).transpose()?;
-        let smtp = file.smtp.map(|s| smtp(s, base)).transpose()?;
-        let delivery = match file.delivery.as_deref() {
-            None => None,
-            Some("webhook") => Some(OtpDelivery::Webhook(webhook.ok_or_else(|| {
-                ConfigError::invalid("otp.webhook", "delivery = \"webhook\" needs [otp.webhook]")
-            })?)),
-            Some("smtp") => Some(OtpDelivery::Smtp(smtp.ok_or_else(|| {
-                ConfigError::invalid("otp.smtp", "delivery = \"smtp\" needs [otp.smtp]")
-            })?)),
-            Some("log") if file.danger_log_codes => Some(OtpDelivery::Log),
-            Some("log") => {
-                return Err(ConfigError::invalid(
-                    "otp.delivery",
-                    "\"log\" writes every code to the log, which lets anyone who reads it reset \
-                     any password; set otp.danger_log_codes = true to allow it (development only)",
-                ))
-            }
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "otp.delivery",
-                    format!("{other:?} is not one of \"smtp\", \"webhook\", \"log\""),
-                ))
-            }
-        };
-        Ok(OtpConfig {
-            lifetime,
-            delivery,
-            requests_per_email: file.requests_per_email.unwrap_or(3),
-            request_window: duration("otp.request_window", file.request_window.as_deref(), "15m")?,
-            delivery_timeout: duration(
-                "otp.delivery_timeout",
-                file.delivery_timeout.as_deref(),
-                "10s",
-            )?,
-        })
+/// Validates `[otp]`; relative paths are resolved against `base`. A section given for a
+/// method that `delivery` does not name is still checked, so that switching is safe.
+pub(super) fn parse(file: FileOtp, base: &Path) -> Result<OtpConfig, ConfigError> {
+    let lifetime = duration("otp.lifetime", file.lifetime.as_deref(), "10m")?;
+    if lifetime > MAX_LIFETIME {
+        return Err(ConfigError::invalid("otp.lifetime", "must be at most 24h"));
     }
+    let webhook = file.webhook.map(|w| webhook(w, base)).transpose()?;
+    let smtp = file.smtp.map(|s| smtp(s, base)).transpose()?;
+    let delivery = match file.delivery {
+        None => None,
+        Some(DeliveryMethod::Webhook) => Some(OtpDelivery::Webhook(webhook.ok_or_else(|| {
+            ConfigError::invalid("otp.webhook", "delivery = \"webhook\" needs [otp.webhook]")
+        })?)),
+        Some(DeliveryMethod::Smtp) => Some(OtpDelivery::Smtp(smtp.ok_or_else(|| {
+            ConfigError::invalid("otp.smtp", "delivery = \"smtp\" needs [otp.smtp]")
+        })?)),
+        Some(DeliveryMethod::Log) if file.danger_log_codes => Some(OtpDelivery::Log),
+        Some(DeliveryMethod::Log) => {
+            return Err(ConfigError::invalid(
+                "otp.delivery",
+                "\"log\" writes every code to the log, which lets anyone who reads it reset \
+                 any password; set otp.danger_log_codes = true to allow it (development only)",
+            ))
+        }
+    };
+    Ok(OtpConfig {
+        lifetime,
+        delivery,
+        requests_per_email: file.requests_per_email.unwrap_or(3),
+        request_window: duration("otp.request_window", file.request_window.as_deref(), "15m")?,
+        delivery_timeout: duration(
+            "otp.delivery_timeout",
+            file.delivery_timeout.as_deref(),
+            "10s",
+        )?,
+    })
 }
 
 /// Reads the secret in the file at `path`, named by the config key `key` in errors; white
@@ -215,17 +218,7 @@ fn smtp(s: FileSmtp, base: &Path) -> Result<SmtpConfig, ConfigError> {
             format!("{host:?} is not a host name"),
         ));
     }
-    let tls = match s.tls.as_deref().unwrap_or("starttls") {
-        "starttls" => SmtpTls::StartTls,
-        "tls" => SmtpTls::Tls,
-        "none" => SmtpTls::None,
-        other => {
-            return Err(ConfigError::invalid(
-                "otp.smtp.tls",
-                format!("{other:?} is not one of \"starttls\", \"tls\", \"none\""),
-            ))
-        }
-    };
+    let tls = s.tls;
     let port = match s.port {
         Some(0) => return Err(ConfigError::invalid("otp.smtp.port", "must not be 0")),
         Some(p) => p,

@@ -474,14 +474,14 @@ fn bad_token_lifetimes_name_their_key() {
 #[test]
 fn password_policy_keys_default_off_and_name_bad_values() {
     let c = parse(MINIMAL).unwrap();
-    assert_eq!(c.passwords.policy, crate::auth::PasswordPolicy::CODER);
+    assert_eq!(c.passwords.policy, PasswordPolicy::CODER);
     let c = parse(&format!(
         "{MINIMAL}[passwords]\nmin_length = 12\nblocklist = true\nreject_user_info = true\n"
     ))
     .unwrap();
     assert_eq!(
         c.passwords.policy,
-        crate::auth::PasswordPolicy {
+        PasswordPolicy {
             min_length: 12,
             blocklist: true,
             reject_user_info: true,
@@ -633,4 +633,56 @@ fn secret_files_are_trimmed_and_must_not_be_empty() {
     let err = read_secret_file("otp.smtp.password_file", &dir.path().join("missing"))
         .expect_err("missing");
     assert_eq!(key_of(err), "otp.smtp.password_file");
+}
+
+#[test]
+fn named_values_list_the_allowed_names_and_refuse_other_types() {
+    const BASE: &str = "[upstream]\nurl = \"http://a\"\n";
+    let c = parse(&format!(
+        "{BASE}[log]\nformat = \"json\"\n[identity]\nheaders = \"remote\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.identity.headers, crate::headers::IdentityStyle::Remote);
+    for (extra, want) in [
+        (
+            "[policy]\ndefault = \"allow\"\n",
+            "policy.default: unknown variant `allow`, expected one of `public`, `deny`, `authenticated`",
+        ),
+        (
+            "[log]\nformat = \"xml\"\n",
+            "log.format: unknown variant `xml`, expected `plain` or `json`",
+        ),
+        (
+            "[identity]\nheaders = \"x\"\n",
+            "identity.headers: unknown variant `x`, expected one of `forwarded`, `remote`, `none`",
+        ),
+        (
+            "[otp]\ndelivery = \"pigeon\"\n",
+            "otp.delivery: unknown variant `pigeon`, expected one of `smtp`, `webhook`, `log`",
+        ),
+        (
+            "[otp.smtp]\nhost = \"mail\"\nfrom = \"a@example.com\"\ntls = \"ssl\"\n",
+            "otp.smtp.tls: unknown variant `ssl`, expected one of `starttls`, `tls`, `none`",
+        ),
+        (
+            "[policy]\ndefault = 1\n",
+            "policy.default: invalid type: integer `1`, expected a string",
+        ),
+        (
+            "[log]\nformat = true\n",
+            "log.format: invalid type: boolean `true`, expected a string",
+        ),
+        (
+            "[identity]\nheaders = [\"forwarded\"]\n",
+            "identity.headers: invalid type: sequence, expected a string",
+        ),
+        (
+            "[otp]\ndelivery = 3\n",
+            "otp.delivery: invalid type: integer `3`, expected a string",
+        ),
+    ] {
+        let err = parse(&format!("{BASE}{extra}")).expect_err(extra).to_string();
+        assert!(err.starts_with(want), "{extra}: {err}");
+    }
 }

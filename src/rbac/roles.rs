@@ -73,6 +73,12 @@ pub fn find(name: &str, kind: Kind) -> Option<&'static Role> {
     all().iter().find(|r| r.name == name && r.kind == kind)
 }
 
+/// The site roles a user can be given and stored with (spec §11.3), in the table's order:
+/// every built-in site role but the implicit `member`.
+pub fn explicit_site_roles() -> impl Iterator<Item = &'static Role> {
+    all().iter().filter(|r| r.kind == Kind::Site && !r.implicit)
+}
+
 /// Whether a holder of `actor` roles may assign `role` (§11.3 role assignment). For
 /// organization roles, pass the roles the actor holds in that organization plus its site roles.
 pub fn may_assign<'a>(actor: impl IntoIterator<Item = &'a Role>, role: &str) -> bool {
@@ -351,6 +357,12 @@ mod tests {
         assert!(find("owner", Kind::Site).is_some());
         assert!(find("owner", Kind::Org).is_none());
         assert!(find("organization-admin", Kind::Org).is_some());
+    }
+
+    #[test]
+    fn explicit_site_roles_are_the_site_roles_but_member() {
+        let names: Vec<&str> = explicit_site_roles().map(|r| r.name).collect();
+        assert_eq!(names, ["owner", "auditor", "template-admin", "user-admin"]);
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub enum UserError {
     /// No such user.
     #[error("no such user")]
     NoSuchUser,
-    /// Not one of [`SITE_ROLES`].
+    /// Not one of [`crate::rbac::roles::explicit_site_roles`].
     #[error("{0:?} is not a site role (one of: owner, auditor, template-admin, user-admin)")]
     UnknownRole(String),
     /// Not a built-in organization role.
