@@ -3,7 +3,7 @@
 //!
 //! - `memory://` (module `memory`): in-process maps with real expiry; one replica, lost on restart.
 //! - `redis://`, `rediss://`, `redis+sentinel://`, `redis+cluster://` ([`redis`]): shared by
-//!   every replica. The key layout is documented in that module.
+//!   every replica. The key layout is documented in [`keys`], where every key name is built.
 //!
 //! Both backends keep the same rules, and `tests/store.rs` runs one suite against each:
 //! emails and usernames are unique case-insensitively, and so are organization names; a
@@ -51,6 +51,7 @@ use uuid::Uuid;
 use crate::config::{StoreConfig, StoreUrl};
 
 pub mod cache;
+mod keys;
 mod memory;
 pub mod model;
 mod redis;

@@ -4,31 +4,8 @@
 //! Needs Redis 6.2 or later (`GETDEL`, `SET … PXAT`).
 //!
 //! # Key layout
-//! Every key starts with `store.key_prefix` (written `P` below, default `portcullis:`). Records
-//! are JSON (the serde form of [`super::model`]); sets hold ids.
-//!
-//! | key | type | holds |
-//! |---|---|---|
-//! | `P{u:<user id>}:user` | string | the [`User`] |
-//! | `P{u:<user id>}:keys` | set | ids of the user's API keys (may list expired ones) |
-//! | `P{u:<user id>}:key_names` | hash | token name → key id |
-//! | `P{u:<user id>}:orgs` | set | ids of the organizations the user belongs to |
-//! | `P{u:<user id>}:member:<org id>` | string | the [`Membership`] |
-//! | `P{u:<user id>}:oidc` | hash | OpenID Connect issuer → the subject linked to the user |
-//! | `Pusers` | set | every user id |
-//! | `Pemail:<lower-cased email>` | string | user id (uniqueness index) |
-//! | `Pusername:<lower-cased username>` | string | user id (uniqueness index) |
-//! | `Poidc:<hex SHA-256 of issuer, newline, subject>` | string | user id (uniqueness index) |
-//! | `P{o:<org id>}:org` | string | the [`Organization`] |
-//! | `P{o:<org id>}:members` | set | ids of the organization's members |
-//! | `Porgs` | set | every organization id |
-//! | `Porg_name:<lower-cased name>` | string | organization id (uniqueness index) |
-//! | `Pdefault_org` | string | id of the default organization |
-//! | `Pkey:<key id>` | string | the [`ApiKey`], with an absolute expiry (`PXAT`) |
-//! | `Pcounter:<name>` | string | a fixed-window counter, expiring with its window |
-//! | `Pephemeral:<name>` | string | a single-use value, with its TTL |
-//! | `Pclaim:<name>` | string | a [`RedisStore::set_if_absent`] claim, with its optional TTL |
-//! | `Pinvalidate` | pub/sub channel | `key:<key id>`, `user:<user id>` or `all` |
+//! Every key starts with `store.key_prefix`; the names, and the table of what each holds, are
+//! in [`super::keys`].
 //!
 //! # Atomicity
 //! The `{u:…}` and `{o:…}` hash tags keep a user's (an organization's) keys in one Cluster
@@ -78,6 +55,7 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
+use super::keys::Keys;
 use super::{fold, ApiKey, Invalidation, Membership, OidcLink, Organization, StoreError, User};
 use crate::config::{RedisUrl, StoreUrl};
 
@@ -154,11 +132,6 @@ pub(super) struct RedisStore {
     shown: String,
 }
 
-/// Key names; see the module doc.
-struct Keys {
-    p: String,
-}
-
 /// The Lua scripts with their SHA-1, for `EVALSHA`.
 struct Scripts {
     incr_window: Script,
@@ -191,7 +164,7 @@ enum Index {
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (prefix {:?})", self.shown, self.keys.p)
+        write!(f, "{} (prefix {:?})", self.shown, self.keys.prefix())
     }
 }
 
@@ -214,9 +187,7 @@ impl RedisStore {
         })?;
         let connector = Arc::new(Connector::new(url, timeout)?);
         let slot = Arc::new(Slot::new(connector.clone(), timeout));
-        let keys = Keys {
-            p: prefix.to_owned(),
-        };
+        let keys = Keys::new(prefix);
         let events = broadcast::channel(capacity).0;
         let subscriber = runtime
             .spawn(subscribe_forever(
@@ -609,11 +580,11 @@ impl RedisStore {
             if before == after {
                 continue;
             }
-            let key = self.keys.index(*index, after);
+            let key = index.key(&self.keys, after);
             match self.claim(*index, &key, after, &id).await {
                 Ok(()) => {
                     claimed.push(key);
-                    released.push(self.keys.index(*index, before));
+                    released.push(index.key(&self.keys, before));
                 }
                 Err(e) => {
                     outcome = Err(e);
@@ -648,8 +619,8 @@ impl RedisStore {
         issuer: &str,
         subject: &str,
     ) -> Result<Option<User>, StoreError> {
-        let value = format!("{issuer}\n{subject}");
-        let key = self.keys.index(Index::OidcSubject, &value);
+        let value = oidc_link(issuer, subject);
+        let key = Index::OidcSubject.key(&self.keys, &value);
         let holder: Option<String> = self.query(redis::cmd("GET").arg(&key)).await?;
         let Some(holder) = holder else {
             return Ok(None);
@@ -684,8 +655,8 @@ impl RedisStore {
                 return Ok(OidcLink::UserHasOtherSubject);
             }
         }
-        let value = format!("{issuer}\n{subject}");
-        let key = self.keys.index(Index::OidcSubject, &value);
+        let value = oidc_link(issuer, subject);
+        let key = Index::OidcSubject.key(&self.keys, &value);
         match self
             .claim(Index::OidcSubject, &key, &value, &user.to_string())
             .await
@@ -723,9 +694,7 @@ impl RedisStore {
             .query(redis::cmd("HGETALL").arg(self.keys.user_oidc(id)))
             .await?;
         for (issuer, subject) in links {
-            let key = self
-                .keys
-                .index(Index::OidcSubject, &format!("{issuer}\n{subject}"));
+            let key = Index::OidcSubject.key(&self.keys, &oidc_link(&issuer, &subject));
             self.release(&key, &sid).await?;
         }
         let deleted = self.delete_keys_of(id).await?;
@@ -1109,85 +1078,21 @@ impl RedisStore {
     }
 }
 
-// === impl Keys ===
-
-impl Keys {
-    fn user(&self, id: Uuid) -> String {
-        format!("{}{{u:{id}}}:user", self.p)
-    }
-    fn user_keys(&self, id: Uuid) -> String {
-        format!("{}{{u:{id}}}:keys", self.p)
-    }
-    fn user_key_names(&self, id: Uuid) -> String {
-        format!("{}{{u:{id}}}:key_names", self.p)
-    }
-    fn user_orgs(&self, id: Uuid) -> String {
-        format!("{}{{u:{id}}}:orgs", self.p)
-    }
-    fn user_oidc(&self, id: Uuid) -> String {
-        format!("{}{{u:{id}}}:oidc", self.p)
-    }
-    fn member(&self, user: Uuid, org: Uuid) -> String {
-        format!("{}{{u:{user}}}:member:{org}", self.p)
-    }
-    fn users(&self) -> String {
-        format!("{}users", self.p)
-    }
-    fn email(&self, folded: &str) -> String {
-        format!("{}email:{folded}", self.p)
-    }
-    fn username(&self, folded: &str) -> String {
-        format!("{}username:{folded}", self.p)
-    }
-    fn org(&self, id: Uuid) -> String {
-        format!("{}{{o:{id}}}:org", self.p)
-    }
-    fn org_members(&self, id: Uuid) -> String {
-        format!("{}{{o:{id}}}:members", self.p)
-    }
-    fn orgs(&self) -> String {
-        format!("{}orgs", self.p)
-    }
-    fn org_name(&self, folded: &str) -> String {
-        format!("{}org_name:{folded}", self.p)
-    }
-    fn default_org(&self) -> String {
-        format!("{}default_org", self.p)
-    }
-    fn index(&self, index: Index, folded: &str) -> String {
-        match index {
-            Index::Email => self.email(folded),
-            Index::Username => self.username(folded),
-            Index::OrgName => self.org_name(folded),
-            Index::DefaultOrg => self.default_org(),
-            Index::OidcSubject => {
-                use sha2::{Digest, Sha256};
-                let digest = Sha256::digest(folded.as_bytes());
-                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-                format!("{}oidc:{hex}", self.p)
-            }
-        }
-    }
-    fn api_key(&self, id: &str) -> String {
-        format!("{}key:{id}", self.p)
-    }
-    fn counter(&self, name: &str) -> String {
-        format!("{}counter:{name}", self.p)
-    }
-    fn ephemeral(&self, name: &str) -> String {
-        format!("{}ephemeral:{name}", self.p)
-    }
-    fn claim(&self, name: &str) -> String {
-        format!("{}claim:{name}", self.p)
-    }
-    fn channel(&self) -> String {
-        format!("{}invalidate", self.p)
-    }
-}
-
 // === impl Index ===
 
 impl Index {
+    /// The index entry for `value` (for [`Index::OidcSubject`], the issuer, a newline and
+    /// the subject).
+    fn key(self, keys: &Keys, value: &str) -> String {
+        match self {
+            Index::Email => keys.email(value),
+            Index::Username => keys.username(value),
+            Index::OrgName => keys.org_name(value),
+            Index::DefaultOrg => keys.default_org(),
+            Index::OidcSubject => keys.oidc(value),
+        }
+    }
+
     fn field(self) -> &'static str {
         match self {
             Index::Email => "email",
@@ -1226,6 +1131,11 @@ impl Script {
 }
 
 // === helpers ===
+
+/// The value of an OpenID Connect subject's index entry: `issuer`, a newline, `subject`.
+fn oidc_link(issuer: &str, subject: &str) -> String {
+    format!("{issuer}\n{subject}")
+}
 
 fn json<T: Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("encoding: {e}")))

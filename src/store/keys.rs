@@ -1,0 +1,207 @@
+//! Every Redis key name the store uses, built in one place ([`Keys`]). The names are on the
+//! wire: existing deployments and the tests read them, so a change here is a data migration.
+//!
+//! # Key layout
+//! Every key starts with `store.key_prefix` (written `P` below, default `portcullis:`). Records
+//! are JSON (the serde form of [`super::model`]); sets hold ids.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P{u:<user id>}:user` | string | the [`User`](super::User) |
+//! | `P{u:<user id>}:keys` | set | ids of the user's API keys (may list expired ones) |
+//! | `P{u:<user id>}:key_names` | hash | token name → key id |
+//! | `P{u:<user id>}:orgs` | set | ids of the organizations the user belongs to |
+//! | `P{u:<user id>}:member:<org id>` | string | the [`Membership`](super::Membership) |
+//! | `P{u:<user id>}:oidc` | hash | OpenID Connect issuer → the subject linked to the user |
+//! | `Pusers` | set | every user id |
+//! | `Pemail:<lower-cased email>` | string | user id (uniqueness index) |
+//! | `Pusername:<lower-cased username>` | string | user id (uniqueness index) |
+//! | `Poidc:<hex SHA-256 of issuer, newline, subject>` | string | user id (uniqueness index) |
+//! | `P{o:<org id>}:org` | string | the [`Organization`](super::Organization) |
+//! | `P{o:<org id>}:members` | set | ids of the organization's members |
+//! | `Porgs` | set | every organization id |
+//! | `Porg_name:<lower-cased name>` | string | organization id (uniqueness index) |
+//! | `Pdefault_org` | string | id of the default organization |
+//! | `Pkey:<key id>` | string | the [`ApiKey`](super::ApiKey), with an absolute expiry (`PXAT`) |
+//! | `Pcounter:<name>` | string | a fixed-window counter, expiring with its window |
+//! | `Pephemeral:<name>` | string | a single-use value, with its TTL |
+//! | `Pclaim:<name>` | string | a [`Store::set_if_absent`](super::Store::set_if_absent) claim, with its optional TTL |
+//! | `Pinvalidate` | pub/sub channel | `key:<key id>`, `user:<user id>` or `all` |
+//!
+//! The `{u:…}` and `{o:…}` hash tags keep a user's (an organization's) keys in one Cluster
+//! slot; see the Redis backend's module doc, "Atomicity".
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// The Redis key names under one `store.key_prefix`; see the module doc.
+pub(super) struct Keys {
+    prefix: String,
+}
+
+// === impl Keys ===
+
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The prefix every key starts with.
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A key of the user `id`'s slot: `P{u:<id>}:<what>`.
+    fn of_user(&self, id: Uuid, what: &str) -> String {
+        format!("{}{{u:{id}}}:{what}", self.prefix)
+    }
+
+    /// A key of the organization `id`'s slot: `P{o:<id>}:<what>`.
+    fn of_org(&self, id: Uuid, what: &str) -> String {
+        format!("{}{{o:{id}}}:{what}", self.prefix)
+    }
+
+    /// A key outside any hash tag: `P<what>`.
+    fn plain(&self, what: &str) -> String {
+        format!("{}{what}", self.prefix)
+    }
+
+    pub(super) fn user(&self, id: Uuid) -> String {
+        self.of_user(id, "user")
+    }
+
+    pub(super) fn user_keys(&self, id: Uuid) -> String {
+        self.of_user(id, "keys")
+    }
+
+    pub(super) fn user_key_names(&self, id: Uuid) -> String {
+        self.of_user(id, "key_names")
+    }
+
+    pub(super) fn user_orgs(&self, id: Uuid) -> String {
+        self.of_user(id, "orgs")
+    }
+
+    pub(super) fn user_oidc(&self, id: Uuid) -> String {
+        self.of_user(id, "oidc")
+    }
+
+    pub(super) fn member(&self, user: Uuid, org: Uuid) -> String {
+        self.of_user(user, &format!("member:{org}"))
+    }
+
+    pub(super) fn users(&self) -> String {
+        self.plain("users")
+    }
+
+    pub(super) fn email(&self, folded: &str) -> String {
+        self.plain(&format!("email:{folded}"))
+    }
+
+    pub(super) fn username(&self, folded: &str) -> String {
+        self.plain(&format!("username:{folded}"))
+    }
+
+    /// The index entry of an OpenID Connect subject; `link` is the issuer, a newline and the
+    /// subject. Hashed, so that any issuer and subject make a short key of one shape.
+    pub(super) fn oidc(&self, link: &str) -> String {
+        self.plain(&format!(
+            "oidc:{}",
+            hex::encode(Sha256::digest(link.as_bytes()))
+        ))
+    }
+
+    pub(super) fn org(&self, id: Uuid) -> String {
+        self.of_org(id, "org")
+    }
+
+    pub(super) fn org_members(&self, id: Uuid) -> String {
+        self.of_org(id, "members")
+    }
+
+    pub(super) fn orgs(&self) -> String {
+        self.plain("orgs")
+    }
+
+    pub(super) fn org_name(&self, folded: &str) -> String {
+        self.plain(&format!("org_name:{folded}"))
+    }
+
+    pub(super) fn default_org(&self) -> String {
+        self.plain("default_org")
+    }
+
+    pub(super) fn api_key(&self, id: &str) -> String {
+        self.plain(&format!("key:{id}"))
+    }
+
+    pub(super) fn counter(&self, name: &str) -> String {
+        self.plain(&format!("counter:{name}"))
+    }
+
+    pub(super) fn ephemeral(&self, name: &str) -> String {
+        self.plain(&format!("ephemeral:{name}"))
+    }
+
+    pub(super) fn claim(&self, name: &str) -> String {
+        self.plain(&format!("claim:{name}"))
+    }
+
+    /// The invalidation pub/sub channel.
+    pub(super) fn channel(&self) -> String {
+        self.plain("invalidate")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names on the wire, spelled out: none of them may change.
+    #[test]
+    fn key_names_are_the_documented_ones() {
+        let k = Keys::new("P:");
+        let u: Uuid = "00000000-0000-4000-8000-000000000001".parse().unwrap();
+        let o: Uuid = "00000000-0000-4000-8000-000000000002".parse().unwrap();
+        let cases = [
+            (k.user(u), "P:{u:00000000-0000-4000-8000-000000000001}:user"),
+            (k.user_keys(u), "P:{u:00000000-0000-4000-8000-000000000001}:keys"),
+            (
+                k.user_key_names(u),
+                "P:{u:00000000-0000-4000-8000-000000000001}:key_names",
+            ),
+            (k.user_orgs(u), "P:{u:00000000-0000-4000-8000-000000000001}:orgs"),
+            (k.user_oidc(u), "P:{u:00000000-0000-4000-8000-000000000001}:oidc"),
+            (
+                k.member(u, o),
+                "P:{u:00000000-0000-4000-8000-000000000001}:member:00000000-0000-4000-8000-000000000002",
+            ),
+            (k.users(), "P:users"),
+            (k.email("a@b.example"), "P:email:a@b.example"),
+            (k.username("ann"), "P:username:ann"),
+            (
+                // `printf 'https://idp.example\nsub-1' | sha256sum`
+                k.oidc("https://idp.example\nsub-1"),
+                "P:oidc:78e69036ce9a6e8e1983b27d11822d37bd2938abe9c55a8246878ab7c399f640",
+            ),
+            (k.org(o), "P:{o:00000000-0000-4000-8000-000000000002}:org"),
+            (
+                k.org_members(o),
+                "P:{o:00000000-0000-4000-8000-000000000002}:members",
+            ),
+            (k.orgs(), "P:orgs"),
+            (k.org_name("acme"), "P:org_name:acme"),
+            (k.default_org(), "P:default_org"),
+            (k.api_key("abcdefghij"), "P:key:abcdefghij"),
+            (k.counter("rl:login:::1"), "P:counter:rl:login:::1"),
+            (k.ephemeral("otp:code:x"), "P:ephemeral:otp:code:x"),
+            (k.claim("first-user"), "P:claim:first-user"),
+            (k.channel(), "P:invalidate"),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+    }
+}
