@@ -1,11 +1,10 @@
-//! Connections to Redis: the shared command connection, (re)established on demand under a
-//! deadline, and the invalidation subscriber with its own connection. See the parent module
-//! doc, "Deadlines and reconnects".
+//! Connections to Redis: how to reach it ([`Connector`]: standalone, Sentinel or Cluster), and
+//! the shared command connection ([`Slot`]), (re)established on demand under a deadline. See
+//! the parent module doc, "Deadlines and reconnects".
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, MultiplexedConnection, PubSub};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -14,15 +13,10 @@ use redis::{
     AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind,
     RedisConnectionInfo, RedisError, RedisFuture, Value,
 };
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use crate::config::{RedisTopology, RedisUrl};
-use crate::store::{Invalidation, StoreError};
-
-const RESUBSCRIBE_MIN: Duration = Duration::from_millis(50);
-const RESUBSCRIBE_MAX: Duration = Duration::from_secs(2);
-/// How often the subscriber checks its connection with `PING`.
-const SUBSCRIBER_PING_EVERY: Duration = Duration::from_secs(5);
+use crate::store::StoreError;
 
 /// How to reach Redis: builds command connections and subscriber connections.
 pub(super) enum Connector {
@@ -156,7 +150,7 @@ impl Connector {
         }
     }
 
-    async fn pubsub(&self) -> Result<PubSub, RedisError> {
+    pub(super) async fn pubsub(&self) -> Result<PubSub, RedisError> {
         match self {
             Connector::Standalone(client) => client.get_async_pubsub().await,
             Connector::Sentinel(sentinel) => {
@@ -292,102 +286,6 @@ impl Slot {
     }
 }
 
-// === subscriber ===
-
-/// Forwards invalidations from Redis into `events` until aborted; see the module doc.
-pub(super) async fn subscribe_forever(
-    connector: Arc<Connector>,
-    channel: String,
-    events: broadcast::Sender<Invalidation>,
-    timeout: Duration,
-) {
-    let mut backoff = RESUBSCRIBE_MIN;
-    let mut healthy = true;
-    loop {
-        let subscribed = tokio::time::timeout(connect_deadline(timeout), async {
-            let mut pubsub = connector.pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, RedisError>(pubsub)
-        })
-        .await;
-        match subscribed {
-            Ok(Ok(pubsub)) => {
-                if !healthy {
-                    tracing::info!("store: invalidation channel subscribed again");
-                }
-                backoff = RESUBSCRIBE_MIN;
-                // Whatever was published while this replica was not subscribed is lost.
-                let _ = events.send(Invalidation::All);
-                let reason = forward(pubsub, &events, timeout).await;
-                tracing::warn!(reason, "store: invalidation channel lost; resubscribing");
-                healthy = false;
-            }
-            Ok(Err(e)) if healthy => {
-                tracing::warn!(error = %e, "store: cannot subscribe to the invalidation channel");
-                healthy = false;
-            }
-            Err(_) if healthy => {
-                tracing::warn!("store: cannot subscribe to the invalidation channel: timed out");
-                healthy = false;
-            }
-            Ok(Err(e)) => tracing::debug!(error = %e, "store: subscribe failed again"),
-            Err(_) => tracing::debug!("store: subscribe timed out again"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
-    }
-}
-
-/// Forwards messages until the subscription ends or stops answering `PING`; returns why.
-async fn forward(
-    pubsub: PubSub,
-    events: &broadcast::Sender<Invalidation>,
-    timeout: Duration,
-) -> &'static str {
-    let (mut sink, mut stream) = pubsub.split();
-    let mut ping = tokio::time::interval(SUBSCRIBER_PING_EVERY);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.tick().await;
-    loop {
-        tokio::select! {
-            msg = stream.next() => match msg {
-                Some(msg) => {
-                    let what = decode(msg.get_payload_bytes());
-                    let _ = events.send(what);
-                }
-                None => return "connection closed",
-            },
-            _ = ping.tick() => {
-                match tokio::time::timeout(timeout.max(Duration::from_secs(1)), sink.ping::<Value>()).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(_)) => return "ping failed",
-                    Err(_) => return "ping timed out",
-                }
-            }
-        }
-    }
-}
-
-pub(super) fn encode(what: &Invalidation) -> String {
-    match what {
-        Invalidation::Key(id) => format!("key:{id}"),
-        Invalidation::User(id) => format!("user:{id}"),
-        Invalidation::All => "all".to_owned(),
-    }
-}
-
-/// Anything unreadable counts as "drop everything", the safe reading.
-fn decode(payload: &[u8]) -> Invalidation {
-    let text = std::str::from_utf8(payload).unwrap_or("");
-    if let Some(id) = text.strip_prefix("key:") {
-        return Invalidation::Key(id.to_owned());
-    }
-    if let Some(Ok(id)) = text.strip_prefix("user:").map(str::parse) {
-        return Invalidation::User(id);
-    }
-    Invalidation::All
-}
-
 /// How long one connect may take: longer than one command, since it includes TLS, `AUTH`
 /// and `SELECT`, but short enough that a dead address is retried soon.
 pub(super) fn connect_deadline(command_timeout: Duration) -> Duration {
@@ -408,27 +306,5 @@ pub(super) fn store_error(e: &RedisError) -> StoreError {
     match e.kind() {
         ErrorKind::TypeError => StoreError::Corrupt(e.to_string()),
         _ => StoreError::Unavailable(e.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use uuid::Uuid;
-
-    use super::*;
-
-    #[test]
-    fn invalidations_round_trip_and_unreadable_ones_mean_all() {
-        let user = Uuid::new_v4();
-        for what in [
-            Invalidation::Key("abcdefghij".into()),
-            Invalidation::User(user),
-            Invalidation::All,
-        ] {
-            assert_eq!(decode(encode(&what).as_bytes()), what);
-        }
-        for junk in [&b"user:not-a-uuid"[..], b"", b"\xff\xfe", b"something"] {
-            assert_eq!(decode(junk), Invalidation::All);
-        }
     }
 }
