@@ -24,7 +24,7 @@ use crate::auth::session::{self, AuthError, Authenticated};
 use crate::auth::PasswordError;
 use crate::body::Body;
 use crate::csrf;
-use crate::error::{json_response, message_response};
+use crate::error::{json_response, message_response, ErrorChain};
 use crate::proxy::Peer;
 use crate::rbac::{Action, Object};
 use crate::store::UserStatus;
@@ -112,8 +112,8 @@ impl ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
-            crate::store::StoreError::Unavailable(_) => ApiError::unavailable(e),
-            other => ApiError::internal(other),
+            crate::store::StoreError::Unavailable(_) => ApiError::unavailable(ErrorChain(&e)),
+            other => ApiError::internal(ErrorChain(&other)),
         }
     }
 }
@@ -121,7 +121,7 @@ impl From<crate::store::StoreError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Store(s) => ApiError::unavailable(s),
+            AuthError::Store(s) => ApiError::unavailable(ErrorChain(&s)),
             other => ApiError::new(StatusCode::UNAUTHORIZED, SIGNED_OUT, other.to_string()),
         }
     }

@@ -294,14 +294,15 @@ async fn read_link(app: &App, id: &str) -> Result<Option<Link>, StoreError> {
     };
     serde_json::from_slice(&bytes)
         .map(Some)
-        .map_err(|e| StoreError::Corrupt(format!("oidc link: {e}")))
+        .map_err(|e| StoreError::corrupt_because("oidc link", e))
 }
 
 /// Writes a link to outlive its session: the session lifetime (which slides with use, and a
 /// used session refreshes its link at least once per provider token lifetime) plus the key
 /// retention.
 async fn store_link(app: &App, id: &str, link: &Link) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec(link).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let bytes =
+        serde_json::to_vec(link).map_err(|e| StoreError::corrupt_because("oidc link", e))?;
     let keep = app.config.session.lifetime
         + Duration::try_from(KEY_RETENTION).unwrap_or(Duration::from_secs(7 * 24 * 3600));
     app.store.put_ephemeral(&link_key(id), &bytes, keep).await

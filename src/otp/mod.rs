@@ -214,7 +214,7 @@ impl Otp {
             hash: hex::encode(hash_code(code.expose())),
             expires_at: unix_millis(expires_at),
         })
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        .map_err(|e| StoreError::corrupt_because("otp record", e))?;
         if !self.within_request_limit(store, email).await? {
             return Ok(OtpRequestResult::Limited);
         }

@@ -412,7 +412,7 @@ async fn load_fresh(
             return Ok(Some((session, read_at)));
         }
     }
-    Err(StoreError::Unavailable(format!(
+    Err(StoreError::unavailable(format!(
         "key {id} was invalidated during each of {LOAD_ATTEMPTS} reads"
     )))
 }

@@ -51,34 +51,17 @@ use uuid::Uuid;
 use crate::config::{StoreConfig, StoreUrl};
 
 pub mod cache;
+mod error;
 mod keys;
 mod memory;
 pub mod model;
 mod redis;
 
+pub use error::{Corrupt, StoreError, Unavailable};
 pub use model::{AllowListEntry, ApiKey, LoginType, Membership, Organization, User, UserStatus};
 
 /// How many invalidations a slow receiver may fall behind before it sees `Lagged`.
 const INVALIDATION_CAPACITY: usize = 1024;
-
-/// Why a store operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    /// The store could not be reached in time, or refused the call. Retry later; answer 503.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    /// A unique field already belongs to another record: `email`, `username`, `name` (a token
-    /// name, or an organization name), `is_default` (a second default organization), or `id`
-    /// (a record with this id exists).
-    #[error("{field} is already in use")]
-    Conflict {
-        /// The field that collided.
-        field: &'static str,
-    },
-    /// A record could not be decoded.
-    #[error("corrupt store record: {0}")]
-    Corrupt(String),
-}
 
 /// What [`Store::link_oidc`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -114,8 +114,11 @@ impl RedisStore {
         timeout: Duration,
         capacity: usize,
     ) -> Result<RedisStore, StoreError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            StoreError::Unavailable("the Redis store must be opened inside a Tokio runtime".into())
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
+            StoreError::unavailable_because(
+                "the Redis store must be opened inside a Tokio runtime",
+                e,
+            )
         })?;
         let connector = Arc::new(Connector::new(url, timeout)?);
         let slot = Arc::new(Slot::new(connector.clone(), timeout));
@@ -142,7 +145,7 @@ impl RedisStore {
 
     /// Runs one command under the deadline; see the module doc.
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
-        self.attempt(cmd).await?.map_err(|e| store_error(&e))
+        self.attempt(cmd).await?.map_err(store_error)
     }
 
     /// Runs one command under the deadline; the outer error is a failure to get an answer,
@@ -158,7 +161,7 @@ impl RedisStore {
             match cmd.query_async::<T>(&mut conn).await {
                 Err(e) if breaks_connection(&e) => {
                     self.slot.reset(generation);
-                    Err(store_error(&e))
+                    Err(store_error(e))
                 }
                 answer => Ok(answer),
             }
@@ -168,7 +171,7 @@ impl RedisStore {
             Err(_) => {
                 // A connection that stops answering may be half-open; start afresh.
                 self.slot.reset(used.load(Ordering::Relaxed));
-                Err(StoreError::Unavailable(format!(
+                Err(StoreError::unavailable(format!(
                     "no answer from redis within {:?}",
                     self.timeout
                 )))
@@ -199,7 +202,11 @@ impl RedisStore {
         step: impl std::future::Future<Output = Result<(), StoreError>>,
     ) {
         if let Err(e) = step.await {
-            tracing::warn!(error = %e, step = what, "store: compensation failed");
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                step = what,
+                "store: compensation failed"
+            );
         }
     }
 

@@ -49,9 +49,9 @@ enum SlotState {
     Idle {
         generation: u64,
     },
-    /// A connect task runs; it sends `Some(reason)` on failure, `None` on success.
+    /// A connect task runs; it sends `Some(error)` on failure, `None` on success.
     Connecting {
-        done: watch::Receiver<Option<String>>,
+        done: watch::Receiver<Option<StoreError>>,
     },
     Ready {
         generation: u64,
@@ -63,7 +63,7 @@ enum SlotState {
 
 impl Connector {
     pub(super) fn new(url: &RedisUrl, timeout: Duration) -> Result<Connector, StoreError> {
-        let build_error = |e: RedisError| StoreError::Unavailable(format!("redis client: {e}"));
+        let build_error = |e: RedisError| StoreError::unavailable_because("redis client", e);
         let redis_info = RedisConnectionInfo {
             db: url.db,
             username: url.username.clone(),
@@ -85,9 +85,10 @@ impl Connector {
         };
         match &url.topology {
             RedisTopology::Standalone => {
-                let first = url.nodes.first().ok_or_else(|| {
-                    StoreError::Unavailable("store.url names no Redis host".into())
-                })?;
+                let first = url
+                    .nodes
+                    .first()
+                    .ok_or_else(|| StoreError::unavailable("store.url names no Redis host"))?;
                 Client::open(node(first))
                     .map(Connector::Standalone)
                     .map_err(build_error)
@@ -240,16 +241,16 @@ impl Slot {
                 }
             };
             if done.changed().await.is_err() {
-                return Err(StoreError::Unavailable("redis connect abandoned".into()));
+                return Err(StoreError::unavailable("redis connect abandoned"));
             }
             let failure = done.borrow().clone();
-            if let Some(reason) = failure {
-                return Err(StoreError::Unavailable(reason));
+            if let Some(error) = failure {
+                return Err(error);
             }
         }
     }
 
-    async fn connect(self: Arc<Self>, generation: u64, done: watch::Sender<Option<String>>) {
+    async fn connect(self: Arc<Self>, generation: u64, done: watch::Sender<Option<StoreError>>) {
         let outcome =
             tokio::time::timeout(self.connect_deadline, self.connector.connect(&self.config)).await;
         let failure = {
@@ -261,14 +262,14 @@ impl Slot {
                 }
                 Ok(Err(e)) => {
                     *state = SlotState::Idle { generation };
-                    Some(format!("redis connect: {e}"))
+                    Some(StoreError::unavailable_because("redis connect", e))
                 }
                 Err(_) => {
                     *state = SlotState::Idle { generation };
-                    Some(format!(
+                    Some(StoreError::unavailable(format!(
                         "redis connect: no answer within {:?}",
                         self.connect_deadline
-                    ))
+                    )))
                 }
             }
         };
@@ -302,9 +303,11 @@ pub(super) fn breaks_connection(e: &RedisError) -> bool {
         || e.kind() == ErrorKind::ReadOnly
 }
 
-pub(super) fn store_error(e: &RedisError) -> StoreError {
+/// The store's error for what Redis answered a command with: a reply of the wrong type means
+/// a corrupt record, anything else an unavailable store.
+pub(super) fn store_error(e: RedisError) -> StoreError {
     match e.kind() {
-        ErrorKind::TypeError => StoreError::Corrupt(e.to_string()),
-        _ => StoreError::Unavailable(e.to_string()),
+        ErrorKind::TypeError => StoreError::corrupt_because("redis reply", e),
+        _ => StoreError::unavailable_because("redis command", e),
     }
 }

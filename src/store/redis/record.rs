@@ -27,7 +27,7 @@ impl RedisStore {
     ) -> Result<Option<T>, StoreError> {
         let raw: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(key)).await?;
         raw.map(|raw| {
-            serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))
+            serde_json::from_slice(&raw).map_err(|e| StoreError::corrupt_because(key.to_owned(), e))
         })
         .transpose()
     }
@@ -78,7 +78,7 @@ impl RedisStore {
             let raw: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(record)).await?;
             let Some(raw) = raw else { return Ok(None) };
             let mut value: T = serde_json::from_slice(&raw)
-                .map_err(|e| StoreError::Corrupt(format!("{record}: {e}")))?;
+                .map_err(|e| StoreError::corrupt_because(record.to_owned(), e))?;
             let Some(expire_at) = change(&mut value) else {
                 return Ok(Some(value));
             };
@@ -94,7 +94,7 @@ impl RedisStore {
                 return Ok(Some(value));
             }
         }
-        Err(StoreError::Unavailable(format!(
+        Err(StoreError::unavailable(format!(
             "{record} kept changing during {MODIFY_ATTEMPTS} attempts to update it"
         )))
     }
@@ -103,5 +103,5 @@ impl RedisStore {
 // === helpers ===
 
 pub(super) fn json<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("encoding: {e}")))
+    serde_json::to_string(value).map_err(|e| StoreError::corrupt_because("encoding", e))
 }

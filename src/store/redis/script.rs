@@ -93,7 +93,7 @@ impl RedisStore {
             Err(e) if e.kind() == ErrorKind::NoScriptError => {
                 self.query(&build("EVAL", script.body)).await
             }
-            answer => answer.map_err(|e| store_error(&e)),
+            answer => answer.map_err(store_error),
         }
     }
 }
