@@ -12,7 +12,7 @@ use crate::api::ApiError;
 use crate::config::RateLimitConfig;
 use crate::headers::X_FORWARDED_FOR;
 use crate::proxy::Peer;
-use crate::store::Store;
+use crate::store::{keys, Store};
 
 const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
@@ -50,7 +50,7 @@ impl Limits {
         }
         let ip = self.client_ip(peer, headers);
         let n = store
-            .incr_window(&format!("rl:login:{ip}"), LOGIN_WINDOW)
+            .incr_window(&keys::login_requests(ip), LOGIN_WINDOW)
             .await?;
         if n > self.login_per_minute {
             return Err(limited(self.login_per_minute, LOGIN_WINDOW));
@@ -110,7 +110,7 @@ impl Limits {
 }
 
 fn account_key(account: &str) -> String {
-    format!("rl:fail:{account}")
+    keys::login_failures(account)
 }
 
 fn limited(n: u64, window: Duration) -> ApiError {

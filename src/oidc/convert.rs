@@ -31,7 +31,7 @@ use crate::app::App;
 use crate::auth::session::Authenticated;
 use crate::auth::token::{self, Token};
 use crate::config::MAX_CONVERT_STATE_TTL;
-use crate::store::{LoginType, User, UserStatus};
+use crate::store::{keys, LoginType, User, UserStatus};
 
 /// The prefix of a conversion's state (§6.3).
 pub const STATE_PREFIX: &str = "convert-";
@@ -240,7 +240,7 @@ pub async fn complete(
 }
 
 fn pending_key(state: &str) -> String {
-    format!("oidc-convert:{state}")
+    keys::oidc_convert(state)
 }
 
 fn state_mismatch() -> ApiError {

@@ -40,7 +40,7 @@ use crate::body::Body;
 use crate::headers::{X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use crate::metrics::LoginResult;
 use crate::proxy::Peer;
-use crate::store::{LoginType, OidcLink, User, UserStatus};
+use crate::store::{keys, LoginType, OidcLink, User, UserStatus};
 use crate::users::{NewUser, UserError, Users};
 
 /// The cookie binding a login in progress to the browser that started it.
@@ -558,7 +558,7 @@ pub fn is_local_path(r: &str) -> bool {
 }
 
 fn flow_key(state: &str) -> String {
-    format!("oidc-flow:{state}")
+    keys::oidc_flow(state)
 }
 
 fn query(req: &Request<Incoming>) -> HashMap<String, String> {

@@ -44,7 +44,7 @@ use crate::auth::session::{AuthError, Authenticated, KEY_RETENTION};
 use crate::auth::token::Token;
 use crate::body::Body;
 use crate::error::Error;
-use crate::store::{ApiKey, Invalidation, LoginType, StoreError};
+use crate::store::{keys, ApiKey, Invalidation, LoginType, StoreError};
 
 /// Cached link states at most.
 const CAPACITY: u64 = 100_000;
@@ -193,11 +193,7 @@ async fn refresh(app: &App, oidc: &Oidc, key: &ApiKey) -> Result<(), AuthError> 
         remember_known(oidc, &key.id, Some(link.expires_at), None).await;
         return Ok(());
     }
-    let claim = format!(
-        "oidc-refresh:{}:{}",
-        key.id,
-        link.expires_at.unix_timestamp()
-    );
+    let claim = keys::oidc_refresh(&key.id, link.expires_at);
     let hold = oidc.config.request_timeout + Duration::from_secs(5);
     if !app.store.set_if_absent(&claim, b"1", Some(hold)).await? {
         // Someone else is refreshing this very token; this request goes on meanwhile.
@@ -309,7 +305,7 @@ async fn store_link(app: &App, id: &str, link: &Link) -> Result<(), StoreError> 
 }
 
 fn link_key(id: &str) -> String {
-    format!("oidc-link:{id}")
+    keys::oidc_link(id)
 }
 
 /// The answer for a request the route policy refused with `error`: when OIDC is configured,

@@ -46,7 +46,7 @@ use time::OffsetDateTime;
 use crate::auth::token::RngError;
 use crate::config::{ConfigError, OtpConfig};
 use crate::metrics::{Metrics, OtpRequestResult};
-use crate::store::{LoginType, Store, StoreError, User};
+use crate::store::{keys, LoginType, Store, StoreError, User};
 
 pub mod delivery;
 mod smtp;
@@ -62,9 +62,6 @@ pub const CODE_LEN: usize = 26;
 
 /// Crockford's base32: no `I`, `L`, `O`, `U`.
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
-/// The decoy record's owner: no user id looks like this.
-const NOBODY: &str = "none";
 
 /// A one-time passcode in the clear. Its `Debug` is redacted; it leaves the process only
 /// through the delivery.
@@ -238,12 +235,8 @@ impl Otp {
         if self.requests_per_email == 0 {
             return Ok(true);
         }
-        let digest = Sha256::digest(email.to_lowercase().as_bytes());
         let n = store
-            .incr_window(
-                &format!("otp:requests:{}", hex::encode(digest)),
-                self.request_window,
-            )
+            .incr_window(&keys::otp_requests(email), self.request_window)
             .await?;
         Ok(n <= self.requests_per_email)
     }
@@ -278,10 +271,7 @@ impl Otp {
         let name = code_name(user);
         let raw = store.get_ephemeral(&name).await?;
         let record: Option<Record> = raw.as_deref().and_then(|r| serde_json::from_slice(r).ok());
-        let tries = format!(
-            "otp:tries:{}",
-            record.as_ref().map_or(NOBODY, |r| r.id.as_str())
-        );
+        let tries = keys::otp_tries(record.as_ref().map(|r| r.id.as_str()));
         let stored: [u8; 32] = record
             .as_ref()
             .and_then(|r| hex::decode(&r.hash).ok())
@@ -340,10 +330,7 @@ pub async fn user_by_email(store: &Store, email: &str) -> Result<Option<User>, S
 
 /// The store name of the code of `user`, or of the decoy.
 fn code_name(user: Option<&User>) -> String {
-    match user {
-        Some(u) => format!("otp:code:{}", u.id),
-        None => format!("otp:code:{NOBODY}"),
-    }
+    keys::otp_code(user.map(|u| u.id))
 }
 
 fn unix_millis(t: OffsetDateTime) -> i64 {

@@ -1,5 +1,7 @@
-//! Every Redis key name the store uses, built in one place ([`Keys`]). The names are on the
-//! wire: existing deployments and the tests read them, so a change here is a data migration.
+//! Every key name the store uses, built in one place: the Redis key layout (`Keys`, private to
+//! the store), and the names that the services give their counters, single-use values and
+//! claims (the functions below). The names are on the wire: existing deployments and the tests
+//! read them, so a change here is a data migration.
 //!
 //! # Key layout
 //! Every key starts with `store.key_prefix` (written `P` below, default `portcullis:`). Records
@@ -30,9 +32,38 @@
 //!
 //! The `{u:…}` and `{o:…}` hash tags keep a user's (an organization's) keys in one Cluster
 //! slot; see the Redis backend's module doc, "Atomicity".
+//!
+//! # Names of counters, single-use values and claims
+//! The services use these names, built by the functions below. Redis stores them as
+//! `Pcounter:<name>`, `Pephemeral:<name>` or `Pclaim:<name>`, the memory backend by the name
+//! alone.
+//!
+//! | name | primitive | of | holds |
+//! |---|---|---|---|
+//! | `rl:login:<client address>` | counter | `limits` | login-group requests from one address |
+//! | `rl:fail:<lower-cased email>` | counter | `limits` | failed logins of one account |
+//! | `otp:code:<user id>`, `otp:code:none` | single-use value | `otp` | a user's current one-time passcode; `none` is the decoy for emails of nobody |
+//! | `otp:tries:<record id>` | counter | `otp` | wrong codes checked against one code |
+//! | `otp:requests:<hex SHA-256 of the lower-cased email>` | counter | `otp` | code requests for one address |
+//! | `oidc-flow:<state>` | single-use value | `oidc` | an OpenID Connect login in progress |
+//! | `oidc-convert:<state>` | single-use value | `oidc` | a move of a password account onto OpenID Connect in progress |
+//! | `oidc-link:<key id>` | single-use value | `oidc` | the provider tokens behind an OpenID Connect session |
+//! | `oidc-refresh:<key id>:<expiry, Unix seconds>` | claim | `oidc` | one replica's right to refresh that session's tokens |
+//! | `first-user` ([`FIRST_USER_CLAIM`]) | claim | `api` | the right to create the first user |
+
+use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 use uuid::Uuid;
+
+/// The claim that makes first-user creation single-winner across replicas. It expires, so that
+/// a creation that failed half-way (a store blip) can be retried; once the user exists, the
+/// user list answers instead.
+pub const FIRST_USER_CLAIM: &str = "first-user";
+
+/// The decoy code record's owner in [`otp_code`] and [`otp_tries`]: no user id looks like this.
+const NOBODY: &str = "none";
 
 /// The Redis key names under one `store.key_prefix`; see the module doc.
 pub(super) struct Keys {
@@ -155,6 +186,62 @@ impl Keys {
     }
 }
 
+// === names of counters, single-use values and claims ===
+
+/// The counter of login-group requests from `ip`.
+pub fn login_requests(ip: IpAddr) -> String {
+    format!("rl:login:{ip}")
+}
+
+/// The counter of failed logins of `account` (the lower-cased email).
+pub fn login_failures(account: &str) -> String {
+    format!("rl:fail:{account}")
+}
+
+/// The single-use value holding the current one-time passcode of `user`, or, for `None`, the
+/// decoy written for emails of nobody.
+pub fn otp_code(user: Option<Uuid>) -> String {
+    match user {
+        Some(id) => format!("otp:code:{id}"),
+        None => format!("otp:code:{NOBODY}"),
+    }
+}
+
+/// The counter of wrong codes checked against the code record `record` (its id), or, for
+/// `None`, against the decoy.
+pub fn otp_tries(record: Option<&str>) -> String {
+    format!("otp:tries:{}", record.unwrap_or(NOBODY))
+}
+
+/// The counter of code requests for `email`: named by a hash of the lower-cased address, so
+/// that no address is stored in the clear.
+pub fn otp_requests(email: &str) -> String {
+    let digest = Sha256::digest(email.to_lowercase().as_bytes());
+    format!("otp:requests:{}", hex::encode(digest))
+}
+
+/// The single-use value of an OpenID Connect login in progress, by its `state`.
+pub fn oidc_flow(state: &str) -> String {
+    format!("oidc-flow:{state}")
+}
+
+/// The single-use value of a convert-login (password to OpenID Connect) in progress, by its
+/// `state`.
+pub fn oidc_convert(state: &str) -> String {
+    format!("oidc-convert:{state}")
+}
+
+/// The single-use value holding the provider tokens behind the OpenID Connect session `key`.
+pub fn oidc_link(key: &str) -> String {
+    format!("oidc-link:{key}")
+}
+
+/// The claim on refreshing the provider tokens of session `key` that expire at `expires_at`:
+/// one replica refreshes, the others go on meanwhile.
+pub fn oidc_refresh(key: &str, expires_at: OffsetDateTime) -> String {
+    format!("oidc-refresh:{key}:{}", expires_at.unix_timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +286,47 @@ mod tests {
             (k.ephemeral("otp:code:x"), "P:ephemeral:otp:code:x"),
             (k.claim("first-user"), "P:claim:first-user"),
             (k.channel(), "P:invalidate"),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+    }
+
+    /// The names the services use, spelled out: none of them may change either.
+    #[test]
+    fn service_names_are_the_documented_ones() {
+        let u: Uuid = "00000000-0000-4000-8000-000000000001".parse().unwrap();
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let cases = [
+            (
+                login_requests("192.0.2.1".parse().unwrap()),
+                "rl:login:192.0.2.1",
+            ),
+            (
+                login_requests("2001:db8::1".parse().unwrap()),
+                "rl:login:2001:db8::1",
+            ),
+            (login_failures("ann@example.com"), "rl:fail:ann@example.com"),
+            (
+                otp_code(Some(u)),
+                "otp:code:00000000-0000-4000-8000-000000000001",
+            ),
+            (otp_code(None), "otp:code:none"),
+            (otp_tries(Some("0a1b")), "otp:tries:0a1b"),
+            (otp_tries(None), "otp:tries:none"),
+            (
+                // `printf 'ann@example.com' | sha256sum`
+                otp_requests("Ann@Example.com"),
+                "otp:requests:71d4f55f72fa128dfb468a1a3901507c804b74316488744d769d7f4b16696476",
+            ),
+            (oidc_flow("st"), "oidc-flow:st"),
+            (oidc_convert("st"), "oidc-convert:st"),
+            (oidc_link("abcdefghij"), "oidc-link:abcdefghij"),
+            (
+                oidc_refresh("abcdefghij", at),
+                "oidc-refresh:abcdefghij:1700000000",
+            ),
+            (FIRST_USER_CLAIM.to_owned(), "first-user"),
         ];
         for (got, want) in cases {
             assert_eq!(got, want);

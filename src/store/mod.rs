@@ -52,7 +52,7 @@ use crate::config::{StoreConfig, StoreUrl};
 
 pub mod cache;
 mod error;
-mod keys;
+pub mod keys;
 mod memory;
 pub mod model;
 mod redis;
