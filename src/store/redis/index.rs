@@ -140,6 +140,13 @@ impl RedisStore {
         })
     }
 
+    /// The id that the index entry `key` names, if it names one; whether that is still valid
+    /// is for the caller to check on the record (see the module doc).
+    pub(super) async fn holder(&self, key: &str) -> Result<Option<Uuid>, StoreError> {
+        let holder: Option<String> = self.query(redis::cmd("GET").arg(key)).await?;
+        Ok(holder.and_then(|h| h.parse().ok()))
+    }
+
     /// Releases the index `key` if `id` holds it.
     pub(super) async fn release(&self, key: &str, id: &str) -> Result<(), StoreError> {
         self.eval::<i64>(&self.scripts.compare_and_delete, &[key], &[id])

@@ -37,20 +37,14 @@ impl RedisStore {
         name: &str,
     ) -> Result<Option<Organization>, StoreError> {
         let name = fold(name);
-        let holder: Option<String> = self
-            .query(redis::cmd("GET").arg(self.keys.org_name(&name)))
-            .await?;
-        let Some(id) = holder.and_then(|h| h.parse::<Uuid>().ok()) else {
+        let Some(id) = self.holder(&self.keys.org_name(&name)).await? else {
             return Ok(None);
         };
         Ok(self.org(id).await?.filter(|o| fold(&o.name) == name))
     }
 
     pub(in crate::store) async fn default_org(&self) -> Result<Option<Organization>, StoreError> {
-        let holder: Option<String> = self
-            .query(redis::cmd("GET").arg(self.keys.default_org()))
-            .await?;
-        let Some(id) = holder.and_then(|h| h.parse::<Uuid>().ok()) else {
+        let Some(id) = self.holder(&self.keys.default_org()).await? else {
             return Ok(None);
         };
         Ok(self.org(id).await?.filter(|o| o.is_default))

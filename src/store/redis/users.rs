@@ -35,8 +35,7 @@ impl RedisStore {
         key: &str,
         matches: impl Fn(&User) -> bool,
     ) -> Result<Option<User>, StoreError> {
-        let holder: Option<String> = self.query(redis::cmd("GET").arg(key)).await?;
-        let Some(id) = holder.and_then(|h| h.parse::<Uuid>().ok()) else {
+        let Some(id) = self.holder(key).await? else {
             return Ok(None);
         };
         Ok(self.user(id).await?.filter(matches))
