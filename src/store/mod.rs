@@ -31,6 +31,8 @@
 //! (`store.command_timeout`); a call that misses it, or finds Redis unreachable, fails with
 //! [`StoreError::Unavailable`], and the next call tries to reconnect, so the store recovers by
 //! itself when Redis comes back. Callers must turn `Unavailable` into a 503, never a 401.
+//! A [`StoreError`] says what failed; the Redis or JSON error behind it is its `source()`, so
+//! log the whole chain.
 //!
 //! # Invalidation
 //! [`Store::publish`] tells every replica (every `Store` on the same Redis and key prefix) to
