@@ -15,6 +15,7 @@ use clap::Subcommand;
 
 use portcullis::auth::Passwords;
 use portcullis::config::{Config, LogConfig, StoreUrl, CONFIG_ENV};
+use portcullis::report::ErrorChain;
 use portcullis::store::{LoginType, Store, User, UserStatus};
 use portcullis::users::{NewKey, NewUser, UserError, Users};
 
@@ -256,7 +257,8 @@ where
 {
     let result = prepare(config, password).and_then(|(config, password)| {
         super::runtime(1)?.block_on(async move {
-            let store = Store::open(&config.store).map_err(|e| format!("store.url: {e}"))?;
+            let store =
+                Store::open(&config.store).map_err(|e| format!("store.url: {}", ErrorChain(&e)))?;
             let passwords =
                 Passwords::new(config.passwords.params).map_err(|e| format!("passwords: {e}"))?;
             body(
@@ -338,5 +340,5 @@ fn line(user: &User) -> String {
 }
 
 fn describe(e: UserError) -> String {
-    e.to_string()
+    ErrorChain(&e).to_string()
 }

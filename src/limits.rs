@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::config::RateLimitConfig;
-use crate::store::{Store, StoreError};
+use crate::report::ErrorChain;
+use crate::store::{keys, Store, StoreError};
 
 const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
@@ -53,7 +54,7 @@ impl Limits {
             return Ok(());
         }
         let n = store
-            .incr_window(&format!("rl:login:{ip}"), LOGIN_WINDOW)
+            .incr_window(&keys::login_requests(ip), LOGIN_WINDOW)
             .await?;
         if n > self.login_per_minute {
             return Err(limited(self.login_per_minute, LOGIN_WINDOW));
@@ -79,20 +80,20 @@ impl Limits {
             .incr_window(&account_key(account), self.account_window)
             .await
         {
-            tracing::warn!(%error, "could not count a failed login");
+            tracing::warn!(error = %ErrorChain(&error), "could not count a failed login");
         }
     }
 
     /// Clears `account`'s failures after a good login.
     pub async fn account_succeeded(&self, store: &Store, account: &str) {
         if let Err(error) = store.reset_counter(&account_key(account)).await {
-            tracing::debug!(%error, "could not reset a login failure counter");
+            tracing::debug!(error = %ErrorChain(&error), "could not reset a login failure counter");
         }
     }
 }
 
 fn account_key(account: &str) -> String {
-    format!("rl:fail:{account}")
+    keys::login_failures(account)
 }
 
 fn limited(limit: u64, window: Duration) -> LimitError {

@@ -200,7 +200,7 @@ impl<'a> Users<'a> {
                 .store
                 .default_org()
                 .await?
-                .ok_or_else(|| StoreError::Corrupt("a default organization vanished".into()))
+                .ok_or_else(|| StoreError::corrupt("a default organization vanished"))
                 .map_err(UserError::from),
             Err(e) => Err(e.into()),
         }

@@ -17,6 +17,7 @@ use crate::auth::token::{self, Token, TokenError};
 use crate::headers::Identity;
 use crate::metrics::AuthResult;
 use crate::rbac::Subject;
+use crate::report::ErrorChain;
 use crate::store::cache::{Entry, KeyCache, Session};
 use crate::store::{ApiKey, Store, StoreError, UserStatus};
 
@@ -55,7 +56,7 @@ pub enum AuthError {
     )]
     Suspended,
     /// The store could not answer and nothing usable was cached: 503.
-    #[error("store unavailable: {0}")]
+    #[error("store unavailable")]
     Store(#[from] StoreError),
 }
 
@@ -163,7 +164,7 @@ async fn touch(store: Store, entry: Arc<Entry>, now: OffsetDateTime) {
         .modify_key(&session.key.id, KEY_RETENTION, |key| slide(key, seen, now))
         .await;
     if let Err(error) = slid {
-        tracing::debug!(%error, "could not record key use");
+        tracing::debug!(error = %ErrorChain(&error), "could not record key use");
     }
     if session.user.status == UserStatus::Dormant {
         let mut activated = false;
@@ -178,7 +179,7 @@ async fn touch(store: Store, entry: Arc<Entry>, now: OffsetDateTime) {
             })
             .await;
         if let Err(error) = result {
-            tracing::debug!(%error, "could not re-activate a dormant user");
+            tracing::debug!(error = %ErrorChain(&error), "could not re-activate a dormant user");
         }
         if activated {
             let _ = store

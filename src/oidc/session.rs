@@ -38,8 +38,9 @@ use uuid::Uuid;
 use super::{Oidc, OidcError, RETRY_AFTER};
 use crate::auth::session::{AuthError, Authenticated, KEY_RETENTION};
 use crate::auth::token::Token;
+use crate::report::ErrorChain;
 use crate::store::cache::KeyCache;
-use crate::store::{ApiKey, Invalidation, LoginType, Store, StoreError};
+use crate::store::{keys, ApiKey, Invalidation, LoginType, Store, StoreError};
 
 /// Cached link states at most.
 const CAPACITY: u64 = 100_000;
@@ -131,7 +132,7 @@ impl Sessions<'_> {
             subject: Some(subject.to_owned()),
         };
         if let Err(error) = self.store_link(id, &link).await {
-            tracing::warn!(%error, "could not store an oidc session's refresh token; it will not be refreshed");
+            tracing::warn!(error = %ErrorChain(&error), "could not store an oidc session's refresh token; it will not be refreshed");
             return;
         }
         oidc.links
@@ -152,7 +153,7 @@ impl Sessions<'_> {
             return;
         }
         if let Err(error) = self.store.take_ephemeral(&link_key(&key.id)).await {
-            tracing::debug!(%error, "could not delete an oidc session's refresh token; it expires by itself");
+            tracing::debug!(error = %ErrorChain(&error), "could not delete an oidc session's refresh token; it expires by itself");
         }
         if let Some(oidc) = self.oidc {
             oidc.links.known.invalidate(&key.id).await;
@@ -204,11 +205,7 @@ impl Sessions<'_> {
             remember_known(oidc, &key.id, Some(link.expires_at), None).await;
             return Ok(());
         }
-        let claim = format!(
-            "oidc-refresh:{}:{}",
-            key.id,
-            link.expires_at.unix_timestamp()
-        );
+        let claim = keys::oidc_refresh(&key.id, link.expires_at);
         let hold = oidc.config.request_timeout + Duration::from_secs(5);
         if !self.store.set_if_absent(&claim, b"1", Some(hold)).await? {
             // Someone else is refreshing this very token; this request goes on meanwhile.
@@ -246,7 +243,7 @@ impl Sessions<'_> {
                 Err(AuthError::Reauthenticate)
             }
             Err(error) => {
-                tracing::warn!(%error, "could not refresh an oidc session; trying again shortly");
+                tracing::warn!(error = %ErrorChain(&error), "could not refresh an oidc session; trying again shortly");
                 remember_known(
                     oidc,
                     &key.id,
@@ -267,7 +264,7 @@ impl Sessions<'_> {
         let what = Invalidation::Key(key.id.clone());
         self.keys.apply(&what);
         if let Err(error) = self.store.publish(what).await {
-            tracing::warn!(%error, "could not publish a key invalidation");
+            tracing::warn!(error = %ErrorChain(&error), "could not publish a key invalidation");
         }
         Ok(())
     }
@@ -277,7 +274,7 @@ impl Sessions<'_> {
         let what = Invalidation::User(user);
         self.keys.apply(&what);
         if let Err(error) = self.store.publish(what).await {
-            tracing::warn!(%error, "could not publish a user invalidation");
+            tracing::warn!(error = %ErrorChain(&error), "could not publish a user invalidation");
         }
     }
 
@@ -287,14 +284,15 @@ impl Sessions<'_> {
         };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| StoreError::Corrupt(format!("oidc link: {e}")))
+            .map_err(|e| StoreError::corrupt_because("oidc link", e))
     }
 
     /// Writes a link to outlive its session: the session lifetime (which slides with use, and a
     /// used session refreshes its link at least once per provider token lifetime) plus the key
     /// retention.
     async fn store_link(&self, id: &str, link: &Link) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(link).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(link).map_err(|e| StoreError::corrupt_because("oidc link", e))?;
         let keep = self.session_lifetime
             + Duration::try_from(KEY_RETENTION).unwrap_or(Duration::from_secs(7 * 24 * 3600));
         self.store.put_ephemeral(&link_key(id), &bytes, keep).await
@@ -320,5 +318,5 @@ async fn remember_known(
 }
 
 fn link_key(id: &str) -> String {
-    format!("oidc-link:{id}")
+    keys::oidc_link(id)
 }

@@ -46,7 +46,8 @@ use time::OffsetDateTime;
 use crate::auth::token::RngError;
 use crate::config::{ConfigError, OtpConfig};
 use crate::metrics::{Metrics, OtpRequestResult};
-use crate::store::{LoginType, Store, StoreError, User};
+use crate::report::ErrorChain;
+use crate::store::{keys, LoginType, Store, StoreError, User};
 
 pub mod delivery;
 mod smtp;
@@ -62,9 +63,6 @@ pub const CODE_LEN: usize = 26;
 
 /// Crockford's base32: no `I`, `L`, `O`, `U`.
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
-/// The decoy record's owner: no user id looks like this.
-const NOBODY: &str = "none";
 
 /// A one-time passcode in the clear. Its `Debug` is redacted; it leaves the process only
 /// through the delivery.
@@ -195,7 +193,7 @@ impl Otp {
         let result = match self.issue(store, email).await {
             Ok(result) => result,
             Err(error) => {
-                tracing::warn!(%error, "could not issue a one-time passcode");
+                tracing::warn!(error = %ErrorChain(&error), "could not issue a one-time passcode");
                 OtpRequestResult::Error
             }
         };
@@ -214,7 +212,7 @@ impl Otp {
             hash: hex::encode(hash_code(code.expose())),
             expires_at: unix_millis(expires_at),
         })
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        .map_err(|e| StoreError::corrupt_because("otp record", e))?;
         if !self.within_request_limit(store, email).await? {
             return Ok(OtpRequestResult::Limited);
         }
@@ -238,12 +236,8 @@ impl Otp {
         if self.requests_per_email == 0 {
             return Ok(true);
         }
-        let digest = Sha256::digest(email.to_lowercase().as_bytes());
         let n = store
-            .incr_window(
-                &format!("otp:requests:{}", hex::encode(digest)),
-                self.request_window,
-            )
+            .incr_window(&keys::otp_requests(email), self.request_window)
             .await?;
         Ok(n <= self.requests_per_email)
     }
@@ -278,10 +272,7 @@ impl Otp {
         let name = code_name(user);
         let raw = store.get_ephemeral(&name).await?;
         let record: Option<Record> = raw.as_deref().and_then(|r| serde_json::from_slice(r).ok());
-        let tries = format!(
-            "otp:tries:{}",
-            record.as_ref().map_or(NOBODY, |r| r.id.as_str())
-        );
+        let tries = keys::otp_tries(record.as_ref().map(|r| r.id.as_str()));
         let stored: [u8; 32] = record
             .as_ref()
             .and_then(|r| hex::decode(&r.hash).ok())
@@ -340,10 +331,7 @@ pub async fn user_by_email(store: &Store, email: &str) -> Result<Option<User>, S
 
 /// The store name of the code of `user`, or of the decoy.
 fn code_name(user: Option<&User>) -> String {
-    match user {
-        Some(u) => format!("otp:code:{}", u.id),
-        None => format!("otp:code:{NOBODY}"),
-    }
+    keys::otp_code(user.map(|u| u.id))
 }
 
 fn unix_millis(t: OffsetDateTime) -> i64 {

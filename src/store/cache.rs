@@ -47,6 +47,7 @@ use crate::config::StoreConfig;
 use crate::headers::Identity;
 use crate::metrics::{CacheResult, Metrics};
 use crate::rbac::Subject;
+use crate::report::ErrorChain;
 use crate::store::{Invalidation, Store, StoreError};
 
 /// Cached entries at most.
@@ -362,7 +363,7 @@ impl KeyCache {
                     .entries
                     .invalidate_entries_if(move |_, e| e.session.user.id == user)
                 {
-                    tracing::error!(%error, "could not invalidate a user's cached keys; clearing all");
+                    tracing::error!(error = %ErrorChain(&error), "could not invalidate a user's cached keys; clearing all");
                     self.entries.invalidate_all();
                 }
             }
@@ -403,7 +404,7 @@ async fn load_fresh(
             return Ok(Some((session, read_at)));
         }
     }
-    Err(StoreError::Unavailable(format!(
+    Err(StoreError::unavailable(format!(
         "key {id} was invalidated during each of {LOAD_ATTEMPTS} reads"
     )))
 }

@@ -3,7 +3,7 @@
 //!
 //! - `memory://` (module `memory`): in-process maps with real expiry; one replica, lost on restart.
 //! - `redis://`, `rediss://`, `redis+sentinel://`, `redis+cluster://` ([`redis`]): shared by
-//!   every replica. The key layout is documented in that module.
+//!   every replica. The key layout is documented in [`keys`], where every key name is built.
 //!
 //! Both backends keep the same rules, and `tests/store.rs` runs one suite against each:
 //! emails and usernames are unique case-insensitively, and so are organization names; a
@@ -31,6 +31,8 @@
 //! (`store.command_timeout`); a call that misses it, or finds Redis unreachable, fails with
 //! [`StoreError::Unavailable`], and the next call tries to reconnect, so the store recovers by
 //! itself when Redis comes back. Callers must turn `Unavailable` into a 503, never a 401.
+//! A [`StoreError`] says what failed; the Redis or JSON error behind it is its `source()`, so
+//! log the whole chain.
 //!
 //! # Invalidation
 //! [`Store::publish`] tells every replica (every `Store` on the same Redis and key prefix) to
@@ -51,6 +53,8 @@ use uuid::Uuid;
 use crate::config::{StoreConfig, StoreUrl};
 
 pub mod cache;
+mod error;
+pub mod keys;
 mod memory;
 
 mod redis;
@@ -58,28 +62,10 @@ mod redis;
 pub use crate::model::{
     AllowListEntry, ApiKey, LoginType, Membership, Organization, User, UserStatus,
 };
+pub use error::{Corrupt, StoreError, Unavailable};
 
 /// How many invalidations a slow receiver may fall behind before it sees `Lagged`.
 const INVALIDATION_CAPACITY: usize = 1024;
-
-/// Why a store operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    /// The store could not be reached in time, or refused the call. Retry later; answer 503.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    /// A unique field already belongs to another record: `email`, `username`, `name` (a token
-    /// name, or an organization name), `is_default` (a second default organization), or `id`
-    /// (a record with this id exists).
-    #[error("{field} is already in use")]
-    Conflict {
-        /// The field that collided.
-        field: &'static str,
-    },
-    /// A record could not be decoded.
-    #[error("corrupt store record: {0}")]
-    Corrupt(String),
-}
 
 /// What [`Store::link_oidc`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]

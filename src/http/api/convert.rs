@@ -33,7 +33,7 @@ use crate::http::app::App;
 use crate::http::body::ReqBody;
 use crate::http::error::Error;
 use crate::oidc::{Login, Oidc};
-use crate::store::{LoginType, User, UserStatus};
+use crate::store::{keys, LoginType, User, UserStatus};
 
 /// The prefix of a conversion's state (§6.3).
 pub const STATE_PREFIX: &str = "convert-";
@@ -242,7 +242,7 @@ pub async fn complete(
 }
 
 fn pending_key(state: &str) -> String {
-    format!("oidc-convert:{state}")
+    keys::oidc_convert(state)
 }
 
 fn state_mismatch() -> Error {

@@ -41,7 +41,7 @@ use crate::http::error::Error;
 use crate::http::peer::Peer;
 use crate::metrics::LoginResult;
 use crate::oidc::{Identity, Login, Oidc, OidcError};
-use crate::store::{LoginType, OidcLink, User, UserStatus};
+use crate::store::{keys, LoginType, OidcLink, User, UserStatus};
 use crate::users::{NewUser, UserError};
 
 /// The cookie binding a login in progress to the browser that started it.
@@ -557,7 +557,7 @@ pub fn is_local_path(r: &str) -> bool {
 }
 
 fn flow_key(state: &str) -> String {
-    format!("oidc-flow:{state}")
+    keys::oidc_flow(state)
 }
 
 fn query(req: &Request<impl ReqBody>) -> HashMap<String, String> {

@@ -19,13 +19,10 @@ use crate::http::body::ReqBody;
 use crate::http::error::Error;
 use crate::rbac::roles::{self, Kind};
 use crate::rbac::{Action, Object, Resource};
+use crate::store::keys::FIRST_USER_CLAIM;
 use crate::store::{LoginType, Membership, User, UserStatus};
 use crate::users::{validate_email, validate_name, validate_username, NewUser, UserError};
 
-/// The store's claim that makes first-user creation single-winner across replicas. It
-/// expires, so that a creation that failed half-way (a store blip) can be retried; once the
-/// user exists, the user list answers instead.
-const FIRST_USER_CLAIM: &str = "first-user";
 const FIRST_USER_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Coder's `User` (§7.2).

@@ -1,11 +1,10 @@
-//! Connections to Redis: the shared command connection, (re)established on demand under a
-//! deadline, and the invalidation subscriber with its own connection. See the parent module
-//! doc, "Deadlines and reconnects".
+//! Connections to Redis: how to reach it ([`Connector`]: standalone, Sentinel or Cluster), and
+//! the shared command connection ([`Slot`]), (re)established on demand under a deadline. See
+//! the parent module doc, "Deadlines and reconnects".
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, MultiplexedConnection, PubSub};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -14,15 +13,10 @@ use redis::{
     AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind,
     RedisConnectionInfo, RedisError, RedisFuture, Value,
 };
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use crate::config::{RedisTopology, RedisUrl};
-use crate::store::{Invalidation, StoreError};
-
-const RESUBSCRIBE_MIN: Duration = Duration::from_millis(50);
-const RESUBSCRIBE_MAX: Duration = Duration::from_secs(2);
-/// How often the subscriber checks its connection with `PING`.
-const SUBSCRIBER_PING_EVERY: Duration = Duration::from_secs(5);
+use crate::store::StoreError;
 
 /// How to reach Redis: builds command connections and subscriber connections.
 pub(super) enum Connector {
@@ -55,9 +49,9 @@ enum SlotState {
     Idle {
         generation: u64,
     },
-    /// A connect task runs; it sends `Some(reason)` on failure, `None` on success.
+    /// A connect task runs; it sends `Some(error)` on failure, `None` on success.
     Connecting {
-        done: watch::Receiver<Option<String>>,
+        done: watch::Receiver<Option<StoreError>>,
     },
     Ready {
         generation: u64,
@@ -69,7 +63,7 @@ enum SlotState {
 
 impl Connector {
     pub(super) fn new(url: &RedisUrl, timeout: Duration) -> Result<Connector, StoreError> {
-        let build_error = |e: RedisError| StoreError::Unavailable(format!("redis client: {e}"));
+        let build_error = |e: RedisError| StoreError::unavailable_because("redis client", e);
         let redis_info = RedisConnectionInfo {
             db: url.db,
             username: url.username.clone(),
@@ -91,9 +85,10 @@ impl Connector {
         };
         match &url.topology {
             RedisTopology::Standalone => {
-                let first = url.nodes.first().ok_or_else(|| {
-                    StoreError::Unavailable("store.url names no Redis host".into())
-                })?;
+                let first = url
+                    .nodes
+                    .first()
+                    .ok_or_else(|| StoreError::unavailable("store.url names no Redis host"))?;
                 Client::open(node(first))
                     .map(Connector::Standalone)
                     .map_err(build_error)
@@ -156,7 +151,7 @@ impl Connector {
         }
     }
 
-    async fn pubsub(&self) -> Result<PubSub, RedisError> {
+    pub(super) async fn pubsub(&self) -> Result<PubSub, RedisError> {
         match self {
             Connector::Standalone(client) => client.get_async_pubsub().await,
             Connector::Sentinel(sentinel) => {
@@ -246,16 +241,16 @@ impl Slot {
                 }
             };
             if done.changed().await.is_err() {
-                return Err(StoreError::Unavailable("redis connect abandoned".into()));
+                return Err(StoreError::unavailable("redis connect abandoned"));
             }
             let failure = done.borrow().clone();
-            if let Some(reason) = failure {
-                return Err(StoreError::Unavailable(reason));
+            if let Some(error) = failure {
+                return Err(error);
             }
         }
     }
 
-    async fn connect(self: Arc<Self>, generation: u64, done: watch::Sender<Option<String>>) {
+    async fn connect(self: Arc<Self>, generation: u64, done: watch::Sender<Option<StoreError>>) {
         let outcome =
             tokio::time::timeout(self.connect_deadline, self.connector.connect(&self.config)).await;
         let failure = {
@@ -267,14 +262,14 @@ impl Slot {
                 }
                 Ok(Err(e)) => {
                     *state = SlotState::Idle { generation };
-                    Some(format!("redis connect: {e}"))
+                    Some(StoreError::unavailable_because("redis connect", e))
                 }
                 Err(_) => {
                     *state = SlotState::Idle { generation };
-                    Some(format!(
+                    Some(StoreError::unavailable(format!(
                         "redis connect: no answer within {:?}",
                         self.connect_deadline
-                    ))
+                    )))
                 }
             }
         };
@@ -290,102 +285,6 @@ impl Slot {
             }
         }
     }
-}
-
-// === subscriber ===
-
-/// Forwards invalidations from Redis into `events` until aborted; see the module doc.
-pub(super) async fn subscribe_forever(
-    connector: Arc<Connector>,
-    channel: String,
-    events: broadcast::Sender<Invalidation>,
-    timeout: Duration,
-) {
-    let mut backoff = RESUBSCRIBE_MIN;
-    let mut healthy = true;
-    loop {
-        let subscribed = tokio::time::timeout(connect_deadline(timeout), async {
-            let mut pubsub = connector.pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, RedisError>(pubsub)
-        })
-        .await;
-        match subscribed {
-            Ok(Ok(pubsub)) => {
-                if !healthy {
-                    tracing::info!("store: invalidation channel subscribed again");
-                }
-                backoff = RESUBSCRIBE_MIN;
-                // Whatever was published while this replica was not subscribed is lost.
-                let _ = events.send(Invalidation::All);
-                let reason = forward(pubsub, &events, timeout).await;
-                tracing::warn!(reason, "store: invalidation channel lost; resubscribing");
-                healthy = false;
-            }
-            Ok(Err(e)) if healthy => {
-                tracing::warn!(error = %e, "store: cannot subscribe to the invalidation channel");
-                healthy = false;
-            }
-            Err(_) if healthy => {
-                tracing::warn!("store: cannot subscribe to the invalidation channel: timed out");
-                healthy = false;
-            }
-            Ok(Err(e)) => tracing::debug!(error = %e, "store: subscribe failed again"),
-            Err(_) => tracing::debug!("store: subscribe timed out again"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
-    }
-}
-
-/// Forwards messages until the subscription ends or stops answering `PING`; returns why.
-async fn forward(
-    pubsub: PubSub,
-    events: &broadcast::Sender<Invalidation>,
-    timeout: Duration,
-) -> &'static str {
-    let (mut sink, mut stream) = pubsub.split();
-    let mut ping = tokio::time::interval(SUBSCRIBER_PING_EVERY);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.tick().await;
-    loop {
-        tokio::select! {
-            msg = stream.next() => match msg {
-                Some(msg) => {
-                    let what = decode(msg.get_payload_bytes());
-                    let _ = events.send(what);
-                }
-                None => return "connection closed",
-            },
-            _ = ping.tick() => {
-                match tokio::time::timeout(timeout.max(Duration::from_secs(1)), sink.ping::<Value>()).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(_)) => return "ping failed",
-                    Err(_) => return "ping timed out",
-                }
-            }
-        }
-    }
-}
-
-pub(super) fn encode(what: &Invalidation) -> String {
-    match what {
-        Invalidation::Key(id) => format!("key:{id}"),
-        Invalidation::User(id) => format!("user:{id}"),
-        Invalidation::All => "all".to_owned(),
-    }
-}
-
-/// Anything unreadable counts as "drop everything", the safe reading.
-fn decode(payload: &[u8]) -> Invalidation {
-    let text = std::str::from_utf8(payload).unwrap_or("");
-    if let Some(id) = text.strip_prefix("key:") {
-        return Invalidation::Key(id.to_owned());
-    }
-    if let Some(Ok(id)) = text.strip_prefix("user:").map(str::parse) {
-        return Invalidation::User(id);
-    }
-    Invalidation::All
 }
 
 /// How long one connect may take: longer than one command, since it includes TLS, `AUTH`
@@ -404,31 +303,11 @@ pub(super) fn breaks_connection(e: &RedisError) -> bool {
         || e.kind() == ErrorKind::ReadOnly
 }
 
-pub(super) fn store_error(e: &RedisError) -> StoreError {
+/// The store's error for what Redis answered a command with: a reply of the wrong type means
+/// a corrupt record, anything else an unavailable store.
+pub(super) fn store_error(e: RedisError) -> StoreError {
     match e.kind() {
-        ErrorKind::TypeError => StoreError::Corrupt(e.to_string()),
-        _ => StoreError::Unavailable(e.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use uuid::Uuid;
-
-    use super::*;
-
-    #[test]
-    fn invalidations_round_trip_and_unreadable_ones_mean_all() {
-        let user = Uuid::new_v4();
-        for what in [
-            Invalidation::Key("abcdefghij".into()),
-            Invalidation::User(user),
-            Invalidation::All,
-        ] {
-            assert_eq!(decode(encode(&what).as_bytes()), what);
-        }
-        for junk in [&b"user:not-a-uuid"[..], b"", b"\xff\xfe", b"something"] {
-            assert_eq!(decode(junk), Invalidation::All);
-        }
+        ErrorKind::TypeError => StoreError::corrupt_because("redis reply", e),
+        _ => StoreError::unavailable_because("redis command", e),
     }
 }

@@ -1,0 +1,237 @@
+//! Users in Redis: records, their email and username indexes, and their OpenID Connect links.
+
+use uuid::Uuid;
+
+use super::index::{oidc_link, Index};
+use super::record::json;
+use super::RedisStore;
+use crate::store::{fold, OidcLink, StoreError, User};
+
+// === impl RedisStore ===
+
+impl RedisStore {
+    pub(in crate::store) async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        let (email, username) = (fold(&user.email), fold(&user.username));
+        let (email_key, username_key) = (self.keys.email(&email), self.keys.username(&username));
+        self.insert_indexed(
+            &self.keys.user(user.id),
+            json(user)?,
+            &user.id.to_string(),
+            &[
+                (Index::Email, email_key.as_str(), email.as_str()),
+                (Index::Username, username_key.as_str(), username.as_str()),
+            ],
+            &self.keys.users(),
+        )
+        .await
+    }
+
+    pub(in crate::store) async fn user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        self.get_json(&self.keys.user(id)).await
+    }
+
+    async fn user_by_index(
+        &self,
+        key: &str,
+        matches: impl Fn(&User) -> bool,
+    ) -> Result<Option<User>, StoreError> {
+        let Some(id) = self.holder(key).await? else {
+            return Ok(None);
+        };
+        Ok(self.user(id).await?.filter(matches))
+    }
+
+    pub(in crate::store) async fn user_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let email = fold(email);
+        self.user_by_index(&self.keys.email(&email), |u| fold(&u.email) == email)
+            .await
+    }
+
+    pub(in crate::store) async fn user_by_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let username = fold(username);
+        self.user_by_index(&self.keys.username(&username), |u| {
+            fold(&u.username) == username
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn users(&self) -> Result<Vec<User>, StoreError> {
+        let ids = self.members(&self.keys.users()).await?;
+        let (users, _) = self
+            .records(&ids, |id| id.parse().ok().map(|id| self.keys.user(id)))
+            .await?;
+        Ok(users)
+    }
+
+    pub(in crate::store) async fn modify_user(
+        &self,
+        id: Uuid,
+        mut change: impl FnMut(&mut User) -> bool,
+    ) -> Result<Option<User>, StoreError> {
+        self.modify(&self.keys.user(id), |user| change(user).then_some(None))
+            .await
+    }
+
+    pub(in crate::store) async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
+        let Some(old) = self.user(user.id).await? else {
+            return Ok(false);
+        };
+        let id = user.id.to_string();
+        let record = self.keys.user(user.id);
+        // The record is written before the new index entries are claimed, so that a
+        // concurrent claimer sees them as valid (module doc, "Atomicity").
+        let written: Option<String> = self
+            .query(redis::cmd("SET").arg(&record).arg(json(user)?).arg("XX"))
+            .await?;
+        if written.is_none() {
+            return Ok(false);
+        }
+        let changes = [
+            (Index::Email, fold(&old.email), fold(&user.email)),
+            (Index::Username, fold(&old.username), fold(&user.username)),
+        ];
+        let mut claimed: Vec<String> = Vec::new();
+        let mut released: Vec<String> = Vec::new();
+        let mut outcome = Ok(());
+        for (index, before, after) in &changes {
+            if before == after {
+                continue;
+            }
+            let key = index.key(&self.keys, after);
+            match self.claim(*index, &key, after, &id).await {
+                Ok(()) => {
+                    claimed.push(key);
+                    released.push(index.key(&self.keys, before));
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Err(e) = outcome {
+            self.compensate("restore user record", async {
+                self.query::<Option<String>>(
+                    redis::cmd("SET").arg(&record).arg(json(&old)?).arg("XX"),
+                )
+                .await
+                .map(drop)
+            })
+            .await;
+            for key in &claimed {
+                self.compensate("release index", self.release(key, &id))
+                    .await;
+            }
+            return Err(e);
+        }
+        for key in &released {
+            self.compensate("release old index", self.release(key, &id))
+                .await;
+        }
+        Ok(true)
+    }
+
+    pub(in crate::store) async fn user_by_oidc(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let value = oidc_link(issuer, subject);
+        let key = Index::OidcSubject.key(&self.keys, &value);
+        let holder: Option<String> = self.query(redis::cmd("GET").arg(&key)).await?;
+        let Some(holder) = holder else {
+            return Ok(None);
+        };
+        match holder.parse::<Uuid>() {
+            Ok(id) if self.holds(Index::OidcSubject, &holder, &value).await? => self.user(id).await,
+            _ => Ok(None),
+        }
+    }
+
+    /// Writes the user's side of the link first (`HSETNX`: a user keeps its subject), then
+    /// claims the subject's index as the email index is claimed; a lost claim undoes the
+    /// user's side when this call wrote it.
+    pub(in crate::store) async fn link_oidc(
+        &self,
+        user: Uuid,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<OidcLink, StoreError> {
+        if self.user(user).await?.is_none() {
+            return Ok(OidcLink::NoSuchUser);
+        }
+        let links = self.keys.user_oidc(user);
+        let wrote: i64 = self
+            .query(redis::cmd("HSETNX").arg(&links).arg(issuer).arg(subject))
+            .await?;
+        if wrote == 0 {
+            let linked: Option<String> = self
+                .query(redis::cmd("HGET").arg(&links).arg(issuer))
+                .await?;
+            if linked.as_deref() != Some(subject) {
+                return Ok(OidcLink::UserHasOtherSubject);
+            }
+        }
+        let value = oidc_link(issuer, subject);
+        let key = Index::OidcSubject.key(&self.keys, &value);
+        match self
+            .claim(Index::OidcSubject, &key, &value, &user.to_string())
+            .await
+        {
+            Ok(()) => Ok(OidcLink::Linked),
+            Err(e) => {
+                if wrote == 1 {
+                    self.compensate("unlink oidc subject", async {
+                        self.query::<i64>(redis::cmd("HDEL").arg(&links).arg(issuer))
+                            .await
+                            .map(drop)
+                    })
+                    .await;
+                }
+                match e {
+                    StoreError::Conflict { .. } => Ok(OidcLink::SubjectTaken),
+                    e => Err(e),
+                }
+            }
+        }
+    }
+
+    pub(in crate::store) async fn delete_user(&self, id: Uuid) -> Result<Vec<String>, StoreError> {
+        let old = self.user(id).await?;
+        let sid = id.to_string();
+        self.query::<i64>(redis::cmd("SREM").arg(self.keys.users()).arg(&sid))
+            .await?;
+        if let Some(old) = &old {
+            self.release(&self.keys.email(&fold(&old.email)), &sid)
+                .await?;
+            self.release(&self.keys.username(&fold(&old.username)), &sid)
+                .await?;
+        }
+        let links: Vec<(String, String)> = self
+            .query(redis::cmd("HGETALL").arg(self.keys.user_oidc(id)))
+            .await?;
+        for (issuer, subject) in links {
+            let key = Index::OidcSubject.key(&self.keys, &oidc_link(&issuer, &subject));
+            self.release(&key, &sid).await?;
+        }
+        let deleted = self.delete_keys_of(id).await?;
+        let orgs = self.members(&self.keys.user_orgs(id)).await?;
+        for org in orgs.iter().filter_map(|o| o.parse::<Uuid>().ok()) {
+            self.remove_member(id, org).await?;
+        }
+        self.query::<i64>(
+            redis::cmd("DEL")
+                .arg(self.keys.user_orgs(id))
+                .arg(self.keys.user_oidc(id))
+                .arg(self.keys.user(id)),
+        )
+        .await?;
+        Ok(deleted)
+    }
+}
