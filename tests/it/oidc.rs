@@ -12,18 +12,15 @@
 //! flows that keep state in the store run on both backends, the real
 //! Redis included (`127.0.0.1:6379`, under a random key prefix).
 
-mod common;
-mod oidc {
-    pub mod provider;
-}
+mod provider;
 
 use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use common::*;
-use oidc::provider::{query_of, Browser, Options, Page, Provider};
+use crate::common::*;
+use provider::{query_of, Browser, Options, Page, Provider};
 
 const PASSWORD: &str = "correct horse battery";
 const SIGNED_OUT: &str =

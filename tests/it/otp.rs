@@ -7,8 +7,6 @@
 //! The Redis runs use `127.0.0.1:6379` (which `.ci/run` starts) under a random key prefix
 //! each, and fail loudly when it does not answer.
 
-mod common;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,7 +23,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use common::*;
+use crate::common::*;
 
 const PASSWORD: &str = "correct horse battery";
 const NEW_PASSWORD: &str = "a brand new passphrase";

@@ -3,14 +3,12 @@
 //! client ever reaches the upstream. Requests are written as raw bytes so that the exact names
 //! and spellings on the wire are the test's.
 
-mod common;
-
 use std::convert::Infallible;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use common::*;
+use crate::common::*;
 
 const HOP_BY_HOP: [&str; 7] = [
     "connection",

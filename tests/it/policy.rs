@@ -3,13 +3,11 @@
 //! the RBAC evaluator, scoped tokens, `policy.default = "deny"` for everything else, and paths
 //! that could be read two ways refused.
 
-mod common;
-
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use common::world::*;
-use common::*;
+use crate::common::world::*;
+use crate::common::*;
 
 const POLICY: &str = r#"
 [policy]

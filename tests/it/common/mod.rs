@@ -6,9 +6,6 @@
 //! Nothing here uses a fixed port. Every wait is bounded by [`BOUND`] so that a hung test fails
 //! instead of hanging CI; no assertion is made about how fast anything is.
 
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
-
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -759,7 +756,6 @@ pub fn config_with_store(
 
 /// Declares two tests running `async fn $scenario(store_url: &str)`: `$memory` on `memory://`
 /// and `$redis` on the shared test Redis ([`REDIS`]).
-#[allow(unused_macros)]
 macro_rules! on_both_stores {
     ($scenario:ident => $memory:ident, $redis:ident) => {
         #[tokio::test]
@@ -773,7 +769,6 @@ macro_rules! on_both_stores {
         }
     };
 }
-#[allow(unused_imports)]
 pub(crate) use on_both_stores;
 
 /// Deletes every key under `prefix` on the Redis at `url` (a standalone one; elsewhere, or

@@ -9,8 +9,6 @@
 //! nginx comes from the `nginx` Debian package (`scripts/test` installs it); the test fails,
 //! rather than skips, when it is missing.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,7 +17,7 @@ use std::time::Duration;
 use http::{Request, StatusCode};
 use serde_json::Value;
 
-use common::*;
+use crate::common::*;
 
 const ISSUER: &str = "portcullis";
 

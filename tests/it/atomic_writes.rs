@@ -8,16 +8,14 @@
 //! restart with new ones); on `memory://`, where a restart loses everything, from a hash with
 //! other parameters written into the user's record.
 
-mod common;
-
 use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::json;
 use uuid::Uuid;
 
-use common::world::*;
-use common::*;
+use crate::common::world::*;
+use crate::common::*;
 use portcullis::auth::password::{PasswordParams, Passwords};
 use portcullis::store::UserStatus;
 

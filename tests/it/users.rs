@@ -8,16 +8,14 @@
 //! (`auditor`, `user-admin`, a second `owner`) are made through the running app's own
 //! `portcullis::users` operations, the ones the CLI uses.
 
-mod common;
-
 use std::time::Duration;
 
 use http::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use common::world::*;
-use common::*;
+use crate::common::world::*;
+use crate::common::*;
 use portcullis::store::{LoginType, UserStatus};
 use portcullis::users::{NewKey, NewUser, Users};
 

@@ -1,9 +1,7 @@
 //! The admin listener: liveness, readiness and Prometheus metrics that move with the traffic on
 //! the main listener.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const FORWARDED_2XX: &str = r#"portcullis_http_requests_total{outcome="forwarded",status="2xx"}"#;
 const REJECTED_4XX: &str = r#"portcullis_http_requests_total{outcome="rejected",status="4xx"}"#;

@@ -3,14 +3,12 @@
 //! listing, lookup, `tokenconfig`, expiry and deletion; who may do each; and tokens made with a
 //! restricted key staying within it.
 
-mod common;
-
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use common::world::*;
-use common::*;
+use crate::common::world::*;
+use crate::common::*;
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 

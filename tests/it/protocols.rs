@@ -2,8 +2,6 @@
 //! plain listener), WebSocket upgrades tunnelled to the upstream, and HTTP/2 to an h2c upstream
 //! (`upstream.http2 = true`).
 
-mod common;
-
 use std::convert::Infallible;
 use std::path::PathBuf;
 
@@ -13,7 +11,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use common::*;
+use crate::common::*;
 
 fn certs_dir() -> PathBuf {
     cert_file("")

@@ -1,8 +1,6 @@
 //! Graceful shutdown of the real binary: on SIGTERM it stops accepting, reports not ready,
 //! lets the request in flight finish with its whole body, and exits 0.
 
-mod common;
-
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -11,7 +9,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 
-use common::*;
+use crate::common::*;
 
 /// 1 MiB of known text, the slow request's answer.
 fn slow_body() -> String {

@@ -8,8 +8,6 @@
 //! Every wait is bounded by [`BOUND`] so that a hang fails the test; no assertion is about
 //! speed.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,7 +20,7 @@ use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use common::{delete_redis_keys, free_port, random_key_prefix, RedisServer, REDIS};
+use crate::common::{delete_redis_keys, free_port, random_key_prefix, RedisServer, REDIS};
 
 /// The shared test Redis; `STORE_TEST_REDIS_URL` points the suite elsewhere (for example
 /// at a `redis+cluster://` or `redis+sentinel://` deployment).

@@ -4,13 +4,11 @@
 //! (`Origin`, `Sec-Fetch-Site`) on the API and on proxied requests. Clients that send the token
 //! in a header are unaffected.
 
-mod common;
-
 use http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{json, Value};
 
-use common::world::*;
-use common::*;
+use crate::common::world::*;
+use crate::common::*;
 
 const BAD_TOKEN: &str = "Something is wrong with your CSRF token. Please refresh the page. If this error persists, try clearing your cookies.\n";
 

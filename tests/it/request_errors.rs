@@ -1,8 +1,6 @@
 //! Status codes a client can rely on (DESIGN §3.5), over real sockets: bad or missing `Host`,
 //! oversized heads, refused methods, and a dead or silent upstream.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -13,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use common::*;
+use crate::common::*;
 
 /// The echo upstream that also counts the requests reaching it.
 async fn counting_echo() -> (std::net::SocketAddr, Arc<AtomicUsize>) {

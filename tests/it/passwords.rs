@@ -3,14 +3,12 @@
 //! refusing weak passwords at first-user creation and password change with Coder's messages.
 //! The memory store is enough: nothing here depends on the backend.
 
-mod common;
-
 use std::net::SocketAddr;
 
 use http::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 
-use common::*;
+use crate::common::*;
 
 const VALIDATE: &str = "/api/v2/users/validate-password";
 const PASSWORD: &str = "correct horse battery";

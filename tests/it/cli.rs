@@ -1,11 +1,9 @@
 //! The command line (DESIGN §3.1): `check-config` accepts every shipped example and names the
 //! key of a bad one; `serve` refuses a bad config with exit 64 before binding anything.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 /// Runs `portcullis ARGS...` to completion; returns its exit code and stderr.
 async fn run(args: &[&str], config: &Path) -> (Option<i32>, String) {

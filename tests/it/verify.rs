@@ -8,8 +8,6 @@
 //! empty body on 200. The upstream behind Portcullis counts what reaches it, and it must stay
 //! at zero: verify never forwards anything.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,8 +15,8 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::Value;
 
-use common::world::SIGNED_OUT;
-use common::*;
+use crate::common::world::SIGNED_OUT;
+use crate::common::*;
 
 const ISSUER: &str = "portcullis";
 const MISSING: &str = "Cookie \"coder_session_token\" or query parameter must be provided.";

@@ -6,8 +6,6 @@
 //!
 //! The Redis at `127.0.0.1:6379` must answer (`.ci/run` starts it); nothing is skipped.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -15,7 +13,7 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use common::*;
+use crate::common::*;
 
 const PASSWORD: &str = "an operator's passphrase";
 

@@ -2,8 +2,6 @@
 //! lazily and counted as they arrive (the test never holds a whole body), and, against the
 //! real binary, a bound on how much the proxy's peak memory grows while they pass.
 
-mod common;
-
 use std::convert::Infallible;
 
 use bytes::Bytes;
@@ -12,7 +10,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use common::*;
+use crate::common::*;
 
 /// Peak RSS may grow by less than this while 256 MiB pass through in each direction.
 const RSS_GROWTH_LIMIT_KIB: u64 = 64 * 1024;

@@ -1,11 +1,9 @@
 //! Certificate reload: a pair replaced on disk is served to new TLS connections without a
 //! restart, and a pair that does not load leaves the last good one serving.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 const RELOAD_ERRORS: &str = r#"portcullis_tls_reloads_total{result="error"}"#;
 const RELOADS_OK: &str = r#"portcullis_tls_reloads_total{result="ok"}"#;

@@ -2,8 +2,6 @@
 //! started is closed, whatever bytes it moves; a request in flight is never cut, however long
 //! it takes; an upgraded tunnel with no bytes moving is closed too.
 
-mod common;
-
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -14,7 +12,7 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::*;
+use crate::common::*;
 
 const IDLE: &str = "idle_timeout = \"300ms\"";
 

@@ -6,15 +6,13 @@
 //! published), a client's forged assertion never reaching the upstream, none on public routes,
 //! and bad key files stopping `check-config`.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{Method, Request, StatusCode};
 use serde_json::Value;
 
-use common::*;
+use crate::common::*;
 
 const ISSUER: &str = "https://auth.test";
 

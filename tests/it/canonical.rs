@@ -3,8 +3,6 @@
 //! override headers never reach the application; only allowed upgrades are tunnelled; a
 //! forwarding loop ends at once; and the routes Portcullis owns never reach the upstream.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,8 +12,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use common::world::*;
-use common::*;
+use crate::common::world::*;
+use crate::common::*;
 
 const RULES: &str = r#"
 [policy]

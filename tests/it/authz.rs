@@ -4,14 +4,12 @@
 //! `PUT /organizations/{org}/members/{user}/roles`) with Coder's who-may-assign-what rules,
 //! seen at once by the evaluator.
 
-mod common;
-
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use common::world::*;
-use common::*;
+use crate::common::world::*;
+use crate::common::*;
 
 async fn authcheck(w: &World, token: &str, checks: Value) -> (StatusCode, Value) {
     let (status, body, _) = w
@@ -287,10 +285,13 @@ async fn auth_scopes_lists_the_external_scopes_without_a_session() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    let mut expected: Vec<&str> = include_str!("../src/rbac/external-scopes.txt")
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
+    let mut expected: Vec<&str> = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/rbac/external-scopes.txt"
+    ))
+    .lines()
+    .filter(|l| !l.trim().is_empty())
+    .collect();
     expected.sort_unstable();
     assert_eq!(listed, expected);
     assert_eq!(listed.len(), 60);

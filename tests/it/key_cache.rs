@@ -8,8 +8,6 @@
 //! `redis-server` on a free port and kills it by PID. Every wait is bounded; the one timing
 //! assertion is the acceptance criterion for invalidation (100 ms).
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -17,7 +15,7 @@ use http::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use common::*;
+use crate::common::*;
 
 const PASSWORD: &str = "correct horse battery";
 

@@ -1,11 +1,9 @@
 //! Plain forwarding over real sockets: what the upstream receives for GET and POST, and the
 //! `X-Forwarded-*` headers set from what Portcullis saw (believed from trusted proxies only).
 
-mod common;
-
 use http::Method;
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn get_reaches_the_upstream_with_its_method_path_and_query() {

@@ -2,14 +2,12 @@
 //! it returns (cookie and token), `GET /users/me`, the proxy's authentication and identity
 //! headers, logout, the login limits, and a store outage answering 503, never 401.
 
-mod common;
-
 use std::net::SocketAddr;
 
 use http::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 
-use common::*;
+use crate::common::*;
 
 /// A config with `policy.default = "authenticated"`, the given store URL, fast argon2
 /// parameters (these tests are about behaviour, not hashing cost), and extra TOML.
