@@ -1,4 +1,4 @@
-//! The test's OpenID Connect provider (`provider.mjs` beside this file, the `oidc-provider`
+//! The test's OpenID Connect provider (`tests/oidc/provider.mjs`, the `oidc-provider`
 //! package on Node.js, installed in `tests/oidc/node_modules` by `scripts/test`) and a
 //! browser-like client that keeps cookies and follows redirects.
 
