@@ -78,7 +78,7 @@ async fn a_suspension_racing_logins_that_rehash_always_wins(store_url: &str) {
         let before = stored_hash(&w.sidecar, bob_id).await;
 
         // The suspension lands 0-15 ms into the login (while it verifies and rehashes).
-        let logging_in = login(login_at, email, PASSWORD);
+        let logging_in = login(login_at.addr, email, PASSWORD);
         let suspend = async {
             tokio::time::sleep(Duration::from_millis((race % 16) as u64)).await;
             let path = format!("/api/v2/users/{bob_id}/status/suspend");
@@ -103,7 +103,7 @@ async fn a_suspension_racing_logins_that_rehash_always_wins(store_url: &str) {
                 assert_signed_out(&proxied(sidecar, token).await, SUSPENDED_DETAIL);
             }
         }
-        let (status, body) = login(login_at, email, PASSWORD).await;
+        let (status, body) = login(login_at.addr, email, PASSWORD).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "race {race}: {body}");
 
         let path = format!("/api/v2/users/{bob_id}/status/activate");
@@ -114,9 +114,9 @@ async fn a_suspension_racing_logins_that_rehash_always_wins(store_url: &str) {
         assert!(after == before || after.contains(",t=1,") != before.contains(",t=1,"));
     }
     // And after all that the user still logs in everywhere.
-    login_ok(&w.sidecar, email, PASSWORD).await;
+    login_ok(w.sidecar.addr, email, PASSWORD).await;
     if let Some(other) = other {
-        login_ok(&other, email, PASSWORD).await;
+        login_ok(other.addr, email, PASSWORD).await;
         other.shutdown().await;
     }
     w.finish().await;

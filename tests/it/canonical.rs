@@ -4,7 +4,7 @@
 //! forwarding loop ends at once; and the routes Portcullis owns never reach the upstream.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use http::{Method, Request, StatusCode};
@@ -32,18 +32,6 @@ path = "/reports/*"
 methods = ["GET"]
 require = "deployment_config:update"
 "#;
-
-/// An echo upstream that counts the requests it gets.
-async fn counting_echo() -> (SocketAddr, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    let addr = serve(move |req| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        portcullis::echo::handle(req)
-    })
-    .await;
-    (addr, hits)
-}
 
 /// A Portcullis on the memory store in front of `upstream`, trusting 127.0.0.1 as its edge.
 async fn start(upstream: SocketAddr, extra: &str) -> World {
@@ -567,7 +555,7 @@ async fn no_owned_route_reaches_the_upstream_whatever_the_method_or_value() {
         }
     }
     assert_eq!(answered, routes.len() * values.len() * methods.len() * 2);
-    let admin = login_ok(&w.sidecar, ADMIN_EMAIL, PASSWORD).await;
+    let admin = login_ok(w.sidecar.addr, ADMIN_EMAIL, PASSWORD).await;
     // A method a route does not serve: 405 with `Allow`.
     let (status, body, headers) = w
         .call(Method::PATCH, "/api/v2/users/me", None, Some(&admin))

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use http::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 
+use crate::common::world::{MISSING_TOKEN, SIGNED_OUT};
 use crate::common::*;
 
 /// A config with `policy.default = "authenticated"`, the given store URL, fast argon2
@@ -43,30 +44,13 @@ async fn create_first_user(sidecar: &Sidecar) -> Value {
         json_request(
             Method::POST,
             "/api/v2/users/first",
-            &json!({"email": "Admin@Example.com", "username": "admin", "password": "correct horse battery"}),
+            &json!({"email": "Admin@Example.com", "username": "admin", "password": PASSWORD}),
             None,
         ),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body
-}
-
-async fn login(
-    sidecar: &Sidecar,
-    email: &str,
-    password: &str,
-) -> (StatusCode, Value, http::HeaderMap) {
-    call(
-        sidecar,
-        json_request(
-            Method::POST,
-            "/api/v2/users/login",
-            &json!({"email": email, "password": password}),
-            None,
-        ),
-    )
-    .await
 }
 
 async fn first_login_logout_and_proxying(store_url: &str) {
@@ -79,14 +63,8 @@ async fn first_login_logout_and_proxying(store_url: &str) {
     assert_eq!(body["message"], "The initial user has not been created!");
     let (status, body, _) = call(&sidecar, get("app.test", "/app")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        body["message"],
-        "You are signed out or your session has expired. Please sign in again to continue."
-    );
-    assert_eq!(
-        body["detail"],
-        "Cookie \"coder_session_token\" or query parameter must be provided."
-    );
+    assert_eq!(body["message"], SIGNED_OUT);
+    assert_eq!(body["detail"], MISSING_TOKEN);
 
     let created = create_first_user(&sidecar).await;
     assert!(created["user_id"].is_string() && created["organization_id"].is_string());
@@ -117,18 +95,22 @@ async fn first_login_logout_and_proxying(store_url: &str) {
         ("admin@example.com", "wrong"),
         ("nobody@example.com", "wrong"),
     ] {
-        let (status, body, _) = login(&sidecar, email, password).await;
+        let (status, body) = login(sidecar.addr, email, password).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(body["message"], "Incorrect email or password.");
     }
-    let (status, body, _) = login(&sidecar, "not-an-email", "").await;
+    let (status, body) = login(sidecar.addr, "not-an-email", "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["message"], "Validation failed.");
     assert_eq!(body["validations"].as_array().map(Vec::len), Some(2));
 
     // Email match is case-insensitive.
-    let (status, body, headers) =
-        login(&sidecar, "ADMIN@example.com", "correct horse battery").await;
+    let login_request = json!({"email": "ADMIN@example.com", "password": PASSWORD});
+    let (status, body, headers) = call(
+        &sidecar,
+        json_request(Method::POST, "/api/v2/users/login", &login_request, None),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let token = body["session_token"].as_str().unwrap().to_owned();
     assert_eq!(token.len(), 33);
@@ -236,10 +218,10 @@ async fn login_is_limited_per_client_ip() {
     ))
     .await;
     for _ in 0..3 {
-        let (status, _, _) = login(&sidecar, "x@example.com", "nope").await;
+        let (status, _) = login(sidecar.addr, "x@example.com", "nope").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
-    let (status, body, _) = login(&sidecar, "x@example.com", "nope").await;
+    let (status, body) = login(sidecar.addr, "x@example.com", "nope").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
         body["message"],
@@ -262,10 +244,10 @@ async fn repeated_failures_throttle_the_account_the_same_way_whether_or_not_it_e
     let mut answers = Vec::new();
     for email in ["admin@example.com", "ghost@example.com"] {
         for _ in 0..2 {
-            let (status, _, _) = login(&sidecar, email, "wrong").await;
+            let (status, _) = login(sidecar.addr, email, "wrong").await;
             assert_eq!(status, StatusCode::UNAUTHORIZED);
         }
-        let (status, body, _) = login(&sidecar, email, "correct horse battery").await;
+        let (status, body) = login(sidecar.addr, email, PASSWORD).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{email}: {body}");
         answers.push(body);
     }
@@ -287,7 +269,7 @@ async fn store_outage_answers_503_never_401() {
     let (status, body, _) =
         call(&sidecar, authed_get("/app", ("coder-session-token", token))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    let (status, _, _) = login(&sidecar, "a@example.com", "pw").await;
+    let (status, _) = login(sidecar.addr, "a@example.com", "pw").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let resp = send(sidecar.admin, get("admin.test", "/readyz")).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -303,7 +285,7 @@ async fn an_expired_session_is_refused_with_the_expiry_in_the_detail() {
     ))
     .await;
     create_first_user(&sidecar).await;
-    let (status, body, _) = login(&sidecar, "admin@example.com", "correct horse battery").await;
+    let (status, body) = login(sidecar.addr, "admin@example.com", PASSWORD).await;
     assert_eq!(status, StatusCode::CREATED);
     let token = body["session_token"].as_str().unwrap().to_owned();
     let (status, _, _) = call(
@@ -333,10 +315,10 @@ async fn disabled_password_auth_refuses_logins_with_403() {
         "[passwords]\ndisable_password_auth = true\n",
     ))
     .await;
-    let (status, body, _) = login(&disabled, "admin@example.com", "correct horse battery").await;
+    let (status, body) = login(disabled.addr, "admin@example.com", PASSWORD).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["message"], "Password authentication is disabled.");
-    let (status, _, _) = login(&disabled, "admin@example.com", "wrong").await;
+    let (status, _) = login(disabled.addr, "admin@example.com", "wrong").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, body, _) = call(&disabled, get("app.test", "/api/v2/users/authmethods")).await;
     assert_eq!(status, StatusCode::OK);
@@ -363,26 +345,7 @@ async fn two_processes_on_one_redis_share_sessions_and_logouts() {
         send(addr, json_request(Method::POST, path, &body, token))
     };
 
-    let resp = post(
-        a.addr,
-        "/api/v2/users/first",
-        json!({"email": "admin@example.com", "username": "admin", "password": "correct horse battery"}),
-        None,
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let resp = post(
-        a.addr,
-        "/api/v2/users/login",
-        json!({"email": "admin@example.com", "password": "correct horse battery"}),
-        None,
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let token = body_json(resp).await["session_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_, token) = first_user_token(a.addr).await;
     let on_b = || {
         send(
             b.addr,
@@ -420,7 +383,7 @@ async fn api_routes_portcullis_does_not_serve_go_to_the_upstream() {
     let (status, body, _) = call(&sidecar, get("app.test", "/api/v2/workspaces")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     create_first_user(&sidecar).await;
-    let (_, body, _) = login(&sidecar, "admin@example.com", "correct horse battery").await;
+    let (_, body) = login(sidecar.addr, "admin@example.com", PASSWORD).await;
     let token = body["session_token"].as_str().unwrap().to_owned();
     let (status, seen, _) = call(
         &sidecar,

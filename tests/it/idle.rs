@@ -152,14 +152,7 @@ async fn idle_websocket_tunnel_is_counted_then_closed() {
     let echo = start_echo().await;
     let sidecar = Sidecar::start(&config(&http_url(echo), IDLE, "")).await;
 
-    let tcp = TcpStream::connect(sidecar.addr).await.unwrap();
-    let (mut ws, resp) = bounded(
-        "websocket handshake",
-        tokio_tungstenite::client_async("ws://app.test/socket", tcp),
-    )
-    .await
-    .expect("websocket handshake through the proxy");
-    assert_eq!(resp.status(), 101);
+    let mut ws = websocket(sidecar.addr).await;
     eventually("the tunnel to be counted as an open connection", || async {
         metric(&sidecar.metrics().await, "portcullis_open_connections") >= 1.0
     })

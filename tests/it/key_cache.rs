@@ -17,8 +17,6 @@ use tokio::time::Instant;
 
 use crate::common::*;
 
-const PASSWORD: &str = "correct horse battery";
-
 // === harness ===
 
 /// A config with the given store URL and key prefix and extra `[store]` lines (these tests
@@ -74,38 +72,6 @@ async fn call_on(
     (status, body_json(resp).await)
 }
 
-async fn create_first_user(addr: SocketAddr) {
-    let (status, body) = call(
-        addr,
-        json_request(
-            "/api/v2/users/first",
-            &json!({"email": "admin@example.com", "username": "admin", "password": PASSWORD}),
-            None,
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-}
-
-async fn login(addr: SocketAddr, password: &str) -> (StatusCode, Value) {
-    call(
-        addr,
-        json_request(
-            "/api/v2/users/login",
-            &json!({"email": "admin@example.com", "password": password}),
-            None,
-        ),
-    )
-    .await
-}
-
-/// Logs in as the first user and returns the session token.
-async fn token(addr: SocketAddr) -> String {
-    let (status, body) = login(addr, PASSWORD).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["session_token"].as_str().unwrap().to_owned()
-}
-
 async fn readyz(sidecar: &Sidecar) -> StatusCode {
     send(sidecar.admin, get("admin.test", "/readyz"))
         .await
@@ -113,19 +79,13 @@ async fn readyz(sidecar: &Sidecar) -> StatusCode {
 }
 
 /// Subscribers of the invalidation channel of `prefix` on the shared Redis.
-async fn subscribers(prefix: &str) -> i64 {
+async fn invalidation_subscribers(prefix: &str) -> i64 {
     let client = redis::Client::open(REDIS).expect("redis url");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("the test Redis answers");
-    let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(format!("{prefix}invalidate"))
-        .query_async(&mut conn)
-        .await
-        .expect("PUBSUB NUMSUB");
-    counts.first().map_or(0, |(_, n)| *n)
+    subscribers(&mut conn, &format!("{prefix}invalidate")).await
 }
 
 // === two replicas ===
@@ -146,12 +106,12 @@ async fn logout_on_one_replica_is_rejected_on_the_other_within_100ms() {
     let b = Sidecar::start(&cfg).await;
     // Both replicas listen for invalidations before anything is invalidated.
     eventually("both replicas subscribed", || async {
-        subscribers(&prefix).await == 2
+        invalidation_subscribers(&prefix).await == 2
     })
     .await;
 
-    create_first_user(a.addr).await;
-    let token = token(a.addr).await;
+    create_admin(a.addr).await;
+    let token = admin_token(a.addr).await;
     // B serves (and so caches) the session A created, over one kept-alive connection.
     let mut on_b = h1(b.addr).await;
     for _ in 0..3 {
@@ -230,7 +190,7 @@ async fn on_private_redis(store_extra: &str) -> PrivateRedis {
         readyz(&sidecar).await == StatusCode::OK
     })
     .await;
-    create_first_user(sidecar.addr).await;
+    create_admin(sidecar.addr).await;
     PrivateRedis {
         dir,
         port,
@@ -258,8 +218,8 @@ async fn redis_outage_serves_cached_sessions_up_to_max_stale_then_503_and_recove
     } = on_private_redis("cache_ttl = \"200ms\"\nmax_stale = \"2s\"\ncommand_timeout = \"300ms\"")
         .await;
     let addr = sidecar.addr;
-    let cached = token(addr).await;
-    let uncached = token(addr).await;
+    let cached = admin_token(addr).await;
+    let uncached = admin_token(addr).await;
 
     // Read the cached token's session once, then kill Redis.
     let before_use = Instant::now();
@@ -326,7 +286,7 @@ async fn redis_outage_serves_cached_sessions_up_to_max_stale_then_503_and_recove
         assert!(took < Duration::from_secs(3), "{took:?}");
         assert_eq!(body["message"], "Service unavailable.");
     }
-    let (status, body) = login(addr, PASSWORD).await;
+    let (status, body) = login(addr, ADMIN_EMAIL, PASSWORD).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(readyz(&sidecar).await, StatusCode::SERVICE_UNAVAILABLE);
     let text = sidecar.metrics().await;
@@ -369,7 +329,7 @@ async fn redis_outage_serves_cached_sessions_up_to_max_stale_then_503_and_recove
         "outage: sessions work {:?} after Redis restarted",
         restarted.elapsed()
     );
-    let fresh = token(addr).await;
+    let fresh = admin_token(addr).await;
     let (status, body) = call(addr, proxied(Some(&fresh))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
@@ -390,7 +350,7 @@ async fn hung_redis_serves_concurrent_requests_for_a_cached_key_after_one_deadli
     } = on_private_redis("cache_ttl = \"200ms\"\nmax_stale = \"30s\"\ncommand_timeout = \"300ms\"")
         .await;
     let addr = sidecar.addr;
-    let token = token(addr).await;
+    let token = admin_token(addr).await;
     let (status, body) = call(addr, proxied(Some(&token))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
@@ -433,11 +393,11 @@ async fn metrics_count_logins_cache_results_and_proxied_auth_results() {
     let echo = start_echo().await;
     let sidecar = Sidecar::start(&cache_config(echo, REDIS, &prefix, "")).await;
     let addr = sidecar.addr;
-    create_first_user(addr).await;
+    create_admin(addr).await;
 
-    let (status, _) = login(addr, "wrong password").await;
+    let (status, _) = login(addr, ADMIN_EMAIL, "wrong password").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let token = token(addr).await;
+    let token = admin_token(addr).await;
     // One miss (the store read), then two hits.
     for _ in 0..3 {
         let (status, body) = call(addr, proxied(Some(&token))).await;
@@ -525,8 +485,8 @@ async fn a_revocation_racing_a_paused_load_is_never_undone() {
         })
         .await;
     }
-    create_first_user(a.addr).await;
-    let admin = token(a.addr).await;
+    create_admin(a.addr).await;
+    let admin = admin_token(a.addr).await;
     let mut redis = redis::Client::open(url.as_str())
         .unwrap()
         .get_multiplexed_async_connection()

@@ -17,6 +17,7 @@ use std::time::Duration;
 use http::{Request, StatusCode};
 use serde_json::Value;
 
+use crate::common::world::SIGNED_OUT;
 use crate::common::*;
 
 const ISSUER: &str = "portcullis";
@@ -252,10 +253,7 @@ async fn nginx_auth_request_to_portcullis_lets_sessions_through_with_identity_on
     ] {
         let (status, body) = through(&nginx, "/app", headers).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{headers:?}: {body}");
-        assert_eq!(
-            body["message"],
-            "You are signed out or your session has expired. Please sign in again to continue."
-        );
+        assert_eq!(body["message"], SIGNED_OUT);
     }
 
     // The subrequest location is internal, and the keys are published through nginx.

@@ -19,12 +19,9 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::common::world::SIGNED_OUT;
 use crate::common::*;
 use provider::{query_of, Browser, Options, Page, Provider};
-
-const PASSWORD: &str = "correct horse battery";
-const SIGNED_OUT: &str =
-    "You are signed out or your session has expired. Please sign in again to continue.";
 
 fn alice() -> Value {
     json!({
@@ -137,12 +134,7 @@ impl World {
 
     /// Logs in with a password and returns the session token.
     async fn password_login(&self, email: &str) -> String {
-        let body = json!({"email": email, "password": PASSWORD});
-        let (status, answer) = self
-            .call(Method::POST, "/api/v2/users/login", Some(body), None)
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{answer}");
-        answer["session_token"].as_str().unwrap().to_owned()
+        login_ok(self.sidecar.addr, email, PASSWORD).await
     }
 
     /// Asks to convert the password user of `token` to OIDC; returns the `convert-` state.

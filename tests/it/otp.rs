@@ -25,7 +25,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::common::*;
 
-const PASSWORD: &str = "correct horse battery";
 const NEW_PASSWORD: &str = "a brand new passphrase";
 const EMAIL: &str = "alice@example.com";
 const WEBHOOK_SECRET: &str = "webhook-secret-for-tests";
@@ -52,21 +51,6 @@ async fn first_user(addr: SocketAddr) -> String {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body["user_id"].as_str().expect("user_id").to_owned()
-}
-
-async fn login(addr: SocketAddr, password: &str) -> (StatusCode, Value) {
-    post(
-        addr,
-        "/users/login",
-        json!({"email": EMAIL, "password": password}),
-    )
-    .await
-}
-
-async fn session(addr: SocketAddr, password: &str) -> String {
-    let (status, body) = login(addr, password).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["session_token"].as_str().unwrap().to_owned()
 }
 
 /// The status of a proxied request carrying `token` (the policy is `authenticated`).
@@ -368,8 +352,8 @@ async fn a_mailed_code_resets_the_password_and_ends_sessions_on_two_processes() 
     let b = spawn_serve(&path).await;
 
     first_user(a.addr).await;
-    let on_a = session(a.addr, PASSWORD).await;
-    let on_b = session(b.addr, PASSWORD).await;
+    let on_a = login_ok(a.addr, EMAIL, PASSWORD).await;
+    let on_b = login_ok(b.addr, EMAIL, PASSWORD).await;
     for (addr, token) in [
         (a.addr, &on_a),
         (b.addr, &on_b),
@@ -399,8 +383,11 @@ async fn a_mailed_code_resets_the_password_and_ends_sessions_on_two_processes() 
             .await;
         }
     }
-    assert_eq!(login(a.addr, PASSWORD).await.0, StatusCode::UNAUTHORIZED);
-    let fresh = session(a.addr, NEW_PASSWORD).await;
+    assert_eq!(
+        login(a.addr, EMAIL, PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let fresh = login_ok(a.addr, EMAIL, NEW_PASSWORD).await;
     assert_eq!(proxied(b.addr, &fresh).await, StatusCode::OK);
 
     // Single use, on either process.
@@ -440,7 +427,10 @@ async fn a_mailed_code_resets_the_password_and_ends_sessions_on_two_processes() 
     }
     let got = change(b.addr, EMAIL, &third, "another passphrase 2").await;
     assert_eq!(got.0, StatusCode::NO_CONTENT, "{}", got.1);
-    assert_eq!(session(a.addr, "another passphrase 2").await.len(), 33);
+    assert_eq!(
+        login_ok(a.addr, EMAIL, "another passphrase 2").await.len(),
+        33
+    );
     assert_eq!(proxied(a.addr, &fresh).await, StatusCode::UNAUTHORIZED);
 
     drop((a, b));
@@ -484,7 +474,7 @@ async fn an_expired_code_is_refused() {
 async fn webhook_codes(store_url: &str) {
     let w = Hooked::start(store_url, WEBHOOK_SECRET, "", "").await;
     let (sidecar, receiver, user_id) = (&w.sidecar, &w.receiver, &w.user_id);
-    let token = session(sidecar.addr, PASSWORD).await;
+    let token = login_ok(sidecar.addr, EMAIL, PASSWORD).await;
 
     let before = time::OffsetDateTime::now_utc();
     assert_eq!(
@@ -595,7 +585,7 @@ async fn only_wrong_codes_count(store_url: &str) {
         }
     }
     assert_eq!(won, 1, "exactly one of the 10 changes wins");
-    session(addr, NEW_PASSWORD).await;
+    login_ok(addr, EMAIL, NEW_PASSWORD).await;
     assert_incorrect(&change(addr, EMAIL, &code, "another passphrase").await);
 
     // Four wrong codes, then the right one six times with the current password (refused, the
@@ -890,13 +880,10 @@ async fn change_password_checks_in_coders_order_with_coders_messages() {
     let (status, body) = post(addr, "/users/otp/change-password", json!({})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["message"], "Validation failed.");
-    let fields: Vec<&str> = body["validations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["email", "password", "one_time_passcode"]);
+    assert_eq!(
+        validation_fields(&body),
+        ["email", "password", "one_time_passcode"]
+    );
 
     assert_eq!(request_code(addr, EMAIL).await, StatusCode::NO_CONTENT);
     let code = receiver.code(EMAIL, 1).await;
@@ -967,7 +954,10 @@ async fn both_endpoints_count_in_the_login_rate_limit() {
     let addr = sidecar.addr;
     assert_eq!(request_code(addr, EMAIL).await, StatusCode::NO_CONTENT);
     assert_incorrect(&change(addr, EMAIL, "WRONG", NEW_PASSWORD).await);
-    assert_eq!(login(addr, PASSWORD).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login(addr, EMAIL, PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     for (path, body) in [
         ("/users/otp/request", json!({"email": EMAIL})),
         (

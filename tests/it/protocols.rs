@@ -113,14 +113,7 @@ async fn websocket_text_and_binary_frames_round_trip_through_the_proxy() {
     let echo = start_echo().await;
     let sidecar = Sidecar::start(&config(&http_url(echo), "", "")).await;
 
-    let tcp = TcpStream::connect(sidecar.addr).await.unwrap();
-    let (mut ws, resp) = bounded(
-        "websocket handshake",
-        tokio_tungstenite::client_async("ws://app.test/socket", tcp),
-    )
-    .await
-    .expect("websocket handshake through the proxy");
-    assert_eq!(resp.status(), 101);
+    let mut ws = websocket(sidecar.addr).await;
 
     let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     for msg in [

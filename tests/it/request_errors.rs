@@ -1,29 +1,15 @@
 //! Status codes a client can rely on (DESIGN §3.5), over real sockets: bad or missing `Host`,
 //! oversized heads, refused methods, and a dead or silent upstream.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use http::Request;
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::common::*;
-
-/// The echo upstream that also counts the requests reaching it.
-async fn counting_echo() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    let addr = serve(move |req: Request<Incoming>| {
-        c.fetch_add(1, Ordering::SeqCst);
-        portcullis::echo::handle(req)
-    })
-    .await;
-    (addr, count)
-}
 
 /// A Coder-shaped error body: a JSON object with a non-empty `message`.
 fn assert_message_body(resp: &RawResponse) -> serde_json::Value {

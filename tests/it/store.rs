@@ -20,15 +20,16 @@ use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::common::{delete_redis_keys, free_port, random_key_prefix, RedisServer, REDIS};
+use crate::common::{
+    delete_redis_keys, eventually, free_port, random_key_prefix, subscribers, RedisServer, BOUND,
+    REDIS,
+};
 
 /// The shared test Redis; `STORE_TEST_REDIS_URL` points the suite elsewhere (for example
 /// at a `redis+cluster://` or `redis+sentinel://` deployment).
 fn redis_url() -> String {
     std::env::var("STORE_TEST_REDIS_URL").unwrap_or_else(|_| REDIS.to_owned())
 }
-/// The longest any single wait in these tests may take before the test fails.
-const BOUND: Duration = Duration::from_secs(15);
 
 // === harness ===
 
@@ -890,29 +891,19 @@ async fn redis_subscriber_stops_when_the_store_is_dropped() {
     let subscribed = |n: i64| {
         let (conn, channel) = (conn.clone(), channel.clone());
         move || {
-            let (conn, channel) = (conn.clone(), channel.clone());
-            async move { subscribers(conn, &channel).await == n }
+            let (mut conn, channel) = (conn.clone(), channel.clone());
+            async move { subscribers(&mut conn, &channel).await == n }
         }
     };
     let store = open_redis(&redis_url(), &prefix).await;
     let clone = store.clone();
-    wait_until("subscribed", subscribed(1)).await;
+    eventually("subscribed", subscribed(1)).await;
     drop(store);
     // A clone keeps the subscriber running.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(subscribers(conn.clone(), &channel).await, 1);
+    assert_eq!(subscribers(&mut conn.clone(), &channel).await, 1);
     drop(clone);
-    wait_until("unsubscribed after the last drop", subscribed(0)).await;
-}
-
-async fn subscribers(mut conn: redis::aio::MultiplexedConnection, channel: &str) -> i64 {
-    let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(channel)
-        .query_async(&mut conn)
-        .await
-        .expect("PUBSUB NUMSUB");
-    counts.first().map_or(0, |(_, n)| *n)
+    eventually("unsubscribed after the last drop", subscribed(0)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -949,7 +940,7 @@ async fn redis_outage_fails_calls_as_unavailable_and_recovers_without_restart() 
     let url = format!("redis://127.0.0.1:{port}");
     let store = Store::open(&store_config(&url, &random_key_prefix(), "300ms")).expect("opens");
     let mut rx = store.subscribe();
-    wait_until("store works", || async { store.ping().await.is_ok() }).await;
+    eventually("store works", || async { store.ping().await.is_ok() }).await;
     deliver(&store, &mut rx, Invalidation::Key("beforeoutg".to_owned())).await;
     let alice = user("alice@example.com", "alice");
     store.create_user(&alice).await.unwrap();
@@ -975,7 +966,7 @@ async fn redis_outage_fails_calls_as_unavailable_and_recovers_without_restart() 
 
     let _server = RedisServer::start(port).await;
     // The same Store works again (the new server is empty: no persistence).
-    wait_until("store recovers", || async {
+    eventually("store recovers", || async {
         store.user(alice.id).await.is_ok_and(|u| u.is_none())
     })
     .await;
@@ -1074,21 +1065,6 @@ async fn expect_all(rx: &mut broadcast::Receiver<Invalidation>) {
             Ok(Err(e)) => panic!("invalidation channel closed: {e}"),
             Err(_) => panic!("no Invalidation::All within {BOUND:?}"),
         }
-    }
-}
-
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {BOUND:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -1287,7 +1263,7 @@ async fn a_modified_key_record_vanishes_with_its_new_expiry(store: Store) {
         .await
         .unwrap()
         .unwrap();
-    wait_until("the record expires", || async {
+    eventually("the record expires", || async {
         store.key(&key.id).await.unwrap().is_none()
     })
     .await;

@@ -49,7 +49,7 @@ async fn admin_creates_users(store_url: &str) {
     assert!(bob.get("hashed_password").is_none());
 
     // A dormant user becomes active at the first login.
-    let bob_token = login_ok(&w.sidecar, "bob@example.com", PASSWORD).await;
+    let bob_token = login_ok(w.sidecar.addr, "bob@example.com", PASSWORD).await;
     let (status, me, _) = w
         .call(Method::GET, "/api/v2/users/me", None, Some(&bob_token))
         .await;
@@ -88,13 +88,7 @@ async fn admin_creates_users(store_url: &str) {
         )
         .await;
     assert_message(&got, StatusCode::BAD_REQUEST, "Validation failed.");
-    let fields: Vec<&str> = got.1["validations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["email", "username"]);
+    assert_eq!(validation_fields(&got.1), ["email", "username"]);
     let got = w
         .call(
             Method::POST,
@@ -421,7 +415,7 @@ async fn deleting_users(store_url: &str) {
     );
     let got = w.call(Method::GET, &bob_path, None, Some(&w.admin)).await;
     assert_message(&got, StatusCode::NOT_FOUND, NOT_FOUND);
-    let (status, body) = login(&w.sidecar, "bob@example.com", PASSWORD).await;
+    let (status, body) = login(w.sidecar.addr, "bob@example.com", PASSWORD).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let got = w
         .call(Method::DELETE, &bob_path, None, Some(&w.admin))
@@ -452,7 +446,7 @@ on_both_stores!(deleting_users =>
 async fn password_changes(store_url: &str) {
     let w = World::start(store_url, "").await;
     let (bob, bob_token) = w.member("bob").await;
-    let bob_second = login_ok(&w.sidecar, "bob@example.com", PASSWORD).await;
+    let bob_second = login_ok(w.sidecar.addr, "bob@example.com", PASSWORD).await;
     let (_, carol_token) = w.member("carol").await;
     let (_, auditor) = w.with_role("aud", "auditor").await;
     let bob_path = format!("/api/v2/users/{}/password", bob["id"].as_str().unwrap());
@@ -529,9 +523,9 @@ async fn password_changes(store_url: &str) {
         assert_signed_out(&proxied(&w.sidecar, token).await, "API key is invalid.");
     }
     assert_eq!(proxied(&w.sidecar, &carol_token).await.0, StatusCode::OK);
-    let (status, _) = login(&w.sidecar, "bob@example.com", PASSWORD).await;
+    let (status, _) = login(w.sidecar.addr, "bob@example.com", PASSWORD).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let bob_token = login_ok(&w.sidecar, "bob@example.com", "bobs new passphrase").await;
+    let bob_token = login_ok(w.sidecar.addr, "bob@example.com", "bobs new passphrase").await;
 
     // The admin sets it without the old one; bob's sessions die again.
     let got = put(&bob_path, json!({"password": "set by the admin"}), &w.admin).await;
@@ -540,7 +534,7 @@ async fn password_changes(store_url: &str) {
         &proxied(&w.sidecar, &bob_token).await,
         "API key is invalid.",
     );
-    login_ok(&w.sidecar, "bob@example.com", "set by the admin").await;
+    login_ok(w.sidecar.addr, "bob@example.com", "set by the admin").await;
     // The admin's own still needs the old one.
     let got = put(me, json!({"password": "a new passphrase"}), &w.admin).await;
     assert_message(&got, StatusCode::BAD_REQUEST, "Old password is required.");
@@ -633,7 +627,7 @@ async fn suspension(store_url: &str) {
         .call(Method::GET, "/api/v2/users/me", None, Some(&bob_token))
         .await;
     assert_signed_out(&(status, body), SUSPENDED_DETAIL);
-    let (status, body) = login(&w.sidecar, "bob@example.com", PASSWORD).await;
+    let (status, body) = login(w.sidecar.addr, "bob@example.com", PASSWORD).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         body["message"],
@@ -644,7 +638,7 @@ async fn suspension(store_url: &str) {
     let got = w.call(Method::PUT, &activate, None, Some(&w.admin)).await;
     assert_eq!(got.0, StatusCode::OK, "{}", got.1);
     assert_eq!(got.1["status"], "active");
-    let fresh = login_ok(&w.sidecar, "bob@example.com", PASSWORD).await;
+    let fresh = login_ok(w.sidecar.addr, "bob@example.com", PASSWORD).await;
     assert_eq!(proxied(&w.sidecar, &fresh).await.0, StatusCode::OK);
     // Activation by someone who may not: forbidden.
     let got = w.call(Method::PUT, &activate, None, Some(&auditor)).await;
@@ -777,7 +771,7 @@ async fn refused_on(sidecar: &Sidecar, token: &str, detail: &str) {
 async fn a_password_change_revokes_every_token_on_both_replicas() {
     let (w, b) = two_replicas().await;
     let (bob, bob_token) = w.member("bob").await;
-    let bob_second = login_ok(&b, "bob@example.com", PASSWORD).await;
+    let bob_second = login_ok(b.addr, "bob@example.com", PASSWORD).await;
     // Warm both caches with every token.
     for token in [&bob_token, &bob_second, &w.admin] {
         assert_eq!(proxied(&w.sidecar, token).await.0, StatusCode::OK);
@@ -801,7 +795,7 @@ async fn a_password_change_revokes_every_token_on_both_replicas() {
     assert_eq!(proxied(&b, &w.admin).await.0, StatusCode::OK);
 
     // The admin sets it on B: bob's new session, warm on A, dies on A.
-    let fresh = login_ok(&w.sidecar, "bob@example.com", "bobs new passphrase").await;
+    let fresh = login_ok(w.sidecar.addr, "bob@example.com", "bobs new passphrase").await;
     assert_eq!(proxied(&w.sidecar, &fresh).await.0, StatusCode::OK);
     assert_eq!(proxied(&b, &fresh).await.0, StatusCode::OK);
     let got = call(
@@ -939,7 +933,7 @@ async fn owners_are_protected_from_user_admins(store_url: &str) {
         .await;
     assert_message(&got, StatusCode::FORBIDDEN, "Forbidden.");
     // The owner is untouched: same password, active, still an owner, still here.
-    let still = login_ok(&w.sidecar, ADMIN_EMAIL, PASSWORD).await;
+    let still = login_ok(w.sidecar.addr, ADMIN_EMAIL, PASSWORD).await;
     let (status, me, _) = w
         .call(Method::GET, "/api/v2/users/me", None, Some(&still))
         .await;
@@ -1005,7 +999,12 @@ async fn owners_are_protected_from_user_admins(store_url: &str) {
         proxied(&w.sidecar, &owner2_token).await.0,
         StatusCode::UNAUTHORIZED
     );
-    login_ok(&w.sidecar, "owner2@example.com", "a brand new passphrase").await;
+    login_ok(
+        w.sidecar.addr,
+        "owner2@example.com",
+        "a brand new passphrase",
+    )
+    .await;
     let got = w
         .call(
             Method::PUT,

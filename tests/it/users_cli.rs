@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use http::{Method, StatusCode};
-use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
+use crate::common::world::call;
 use crate::common::*;
 
 const PASSWORD: &str = "an operator's passphrase";
@@ -67,29 +67,6 @@ fn failed(out: &Output) -> &str {
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert!(out.stdout.is_empty(), "{}", out.stdout);
     out.stderr.trim_end()
-}
-
-async fn call(
-    sidecar: &Sidecar,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-    token: Option<&str>,
-) -> (StatusCode, Value) {
-    let req = api_request(method, path, body.as_ref(), token);
-    let (status, body, _) = call_json(sidecar.addr, req).await;
-    (status, body)
-}
-
-async fn login(sidecar: &Sidecar, email: &str, password: &str) -> (StatusCode, Value) {
-    call(
-        sidecar,
-        Method::POST,
-        "/api/v2/users/login",
-        Some(json!({"email": email, "password": password})),
-        None,
-    )
-    .await
 }
 
 /// Waits (bounded, naming `what`) until a proxied request with `token` gets `status`.
@@ -157,10 +134,10 @@ async fn users_and_tokens_made_on_the_command_line_work_through_portcullis() {
         "{line}"
     );
     let ops_id = fields[0].to_owned();
-    let (status, body) = login(&s.sidecar, "ops@example.com", PASSWORD).await;
+    let (status, body) = login(s.sidecar.addr, "ops@example.com", PASSWORD).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let session = body["session_token"].as_str().unwrap().to_owned();
-    let (status, me) = call(
+    let (status, me, _) = call(
         &s.sidecar,
         Method::GET,
         "/api/v2/users/me",
@@ -185,7 +162,7 @@ async fn users_and_tokens_made_on_the_command_line_work_through_portcullis() {
         );
         let token = token.trim_end().to_owned();
         assert_eq!(token.len(), 33, "{token}");
-        let (status, seen) = call(&s.sidecar, Method::GET, "/app", None, Some(&token)).await;
+        let (status, seen, _) = call(&s.sidecar, Method::GET, "/app", None, Some(&token)).await;
         assert_eq!(status, StatusCode::OK, "{seen}");
         assert_eq!(seen_header(&seen, "x-forwarded-user"), vec!["ops"]);
         assert_eq!(seen_header(&seen, "x-forwarded-scopes"), vec!["coder:all"]);
@@ -223,7 +200,7 @@ async fn users_and_tokens_made_on_the_command_line_work_through_portcullis() {
     )
     .await;
     let named = ok(&out).trim_end().to_owned();
-    let (status, seen) = call(&s.sidecar, Method::GET, "/app", None, Some(&named)).await;
+    let (status, seen, _) = call(&s.sidecar, Method::GET, "/app", None, Some(&named)).await;
     assert_eq!(status, StatusCode::OK, "{seen}");
     assert_eq!(
         seen_header(&seen, "x-forwarded-scopes"),
@@ -282,10 +259,10 @@ async fn users_and_tokens_made_on_the_command_line_work_through_portcullis() {
             "the suspended user's token to fail",
         )
         .await;
-        let (_, body) = call(&s.sidecar, Method::GET, "/app", None, Some(token)).await;
+        let (_, body, _) = call(&s.sidecar, Method::GET, "/app", None, Some(token)).await;
         assert_eq!(body["detail"], suspended);
     }
-    let (status, body) = login(&s.sidecar, "ops@example.com", PASSWORD).await;
+    let (status, body) = login(s.sidecar.addr, "ops@example.com", PASSWORD).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 
     // user activate: the tokens work again; user set-password: they all die, the new one
@@ -321,9 +298,9 @@ async fn users_and_tokens_made_on_the_command_line_work_through_portcullis() {
         )
         .await;
     }
-    let (status, _) = login(&s.sidecar, "ops@example.com", PASSWORD).await;
+    let (status, _) = login(s.sidecar.addr, "ops@example.com", PASSWORD).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, body) = login(&s.sidecar, "ops@example.com", "a brand new passphrase").await;
+    let (status, body) = login(s.sidecar.addr, "ops@example.com", "a brand new passphrase").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     s.sidecar.shutdown().await;

@@ -15,11 +15,10 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::Value;
 
-use crate::common::world::SIGNED_OUT;
+use crate::common::world::{MISSING_TOKEN, SIGNED_OUT};
 use crate::common::*;
 
 const ISSUER: &str = "portcullis";
-const MISSING: &str = "Cookie \"coder_session_token\" or query parameter must be provided.";
 const UNKNOWN_TOKEN: &str = "AAAAAAAAAA-bbbbbbbbbbbbbbbbbbbbbb";
 
 /// An upstream that counts the requests it gets.
@@ -193,7 +192,7 @@ async fn each_convention_allows_a_session_and_refuses_no_or_bad_tokens(store_url
     }
 
     for (creds, detail) in [
-        (&[][..], MISSING),
+        (&[][..], MISSING_TOKEN),
         (
             &[("coder-session-token", UNKNOWN_TOKEN)][..],
             "API key is invalid.",
@@ -437,7 +436,7 @@ async fn a_token_in_the_original_query_authenticates() {
     );
     let (status, _, body) = ask(sidecar.addr, own_query).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    assert_eq!(body["detail"], MISSING);
+    assert_eq!(body["detail"], MISSING_TOKEN);
     sidecar.shutdown().await;
 }
 

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -239,6 +240,18 @@ pub fn dead_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
+/// The echo upstream that also counts the requests reaching it.
+pub async fn counting_echo() -> (SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let addr = serve(move |req| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        portcullis::echo::handle(req)
+    })
+    .await;
+    (addr, hits)
+}
+
 // === bodies ===
 
 /// A full body.
@@ -401,6 +414,22 @@ where
         let _ = conn.await;
     });
     sender
+}
+
+// === WebSocket client ===
+
+/// Opens a WebSocket to `ws://app.test/socket` through the Portcullis at `addr` (tunnelled to
+/// its upstream), asserting the `101`.
+pub async fn websocket(addr: SocketAddr) -> tokio_tungstenite::WebSocketStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (ws, resp) = bounded(
+        "websocket handshake",
+        tokio_tungstenite::client_async("ws://app.test/socket", tcp),
+    )
+    .await
+    .expect("websocket handshake through the proxy");
+    assert_eq!(resp.status(), 101);
+    ws
 }
 
 // === raw sockets ===
@@ -790,6 +819,17 @@ pub async fn delete_redis_keys(url: &str, prefix: &str) {
     }
 }
 
+/// How many clients are subscribed to `channel` on the Redis behind `conn` (`PUBSUB NUMSUB`).
+pub async fn subscribers(conn: &mut redis::aio::MultiplexedConnection, channel: &str) -> i64 {
+    let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(conn)
+        .await
+        .expect("PUBSUB NUMSUB");
+    counts.first().map_or(0, |(_, n)| *n)
+}
+
 /// A request to `app.test` for `path`, carrying `token` in `Coder-Session-Token` when given,
 /// and `body` as JSON when given (no body otherwise).
 pub fn api_request(
@@ -909,13 +949,17 @@ impl Drop for RedisServer {
     }
 }
 
-// === the first user, and the identity assertion ===
+// === the first user, logins, and the identity assertion ===
 
-/// Creates the first user (`admin`, an owner, with [`world::PASSWORD`]) through the API at
-/// `addr` (Portcullis itself, or an edge in front of it) and logs in as them: the user's id and
-/// the session token.
-pub async fn first_user_token(addr: SocketAddr) -> (String, String) {
-    use world::{ADMIN_EMAIL, PASSWORD};
+/// The password of the users the tests create.
+pub const PASSWORD: &str = "correct horse battery";
+/// The email of the first user the tests create, `admin`.
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+
+/// Creates the first user (`admin`, an owner: [`ADMIN_EMAIL`], [`PASSWORD`]) through the API
+/// at `addr` (Portcullis itself, or an edge in front of it): the answer (`user_id`,
+/// `organization_id`).
+pub async fn create_admin(addr: SocketAddr) -> Value {
     let first = serde_json::json!({
         "email": ADMIN_EMAIL, "username": "admin", "password": PASSWORD,
     });
@@ -925,16 +969,48 @@ pub async fn first_user_token(addr: SocketAddr) -> (String, String) {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let user_id = body["user_id"].as_str().expect("a user id").to_owned();
-    let login = serde_json::json!({"email": ADMIN_EMAIL, "password": PASSWORD});
+    body
+}
+
+/// `POST /api/v2/users/login` at `addr`: the status and the body.
+pub async fn login(addr: SocketAddr, email: &str, password: &str) -> (StatusCode, Value) {
+    let body = serde_json::json!({"email": email, "password": password});
     let (status, body, _) = call_json(
         addr,
-        api_request(Method::POST, "/api/v2/users/login", Some(&login), None),
+        api_request(Method::POST, "/api/v2/users/login", Some(&body), None),
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let token = body["session_token"].as_str().expect("a token").to_owned();
-    (user_id, token)
+    (status, body)
+}
+
+/// Logs in at `addr`, which must succeed: the session token.
+pub async fn login_ok(addr: SocketAddr, email: &str, password: &str) -> String {
+    let (status, body) = login(addr, email, password).await;
+    assert_eq!(status, StatusCode::CREATED, "login {email}: {body}");
+    body["session_token"].as_str().expect("a token").to_owned()
+}
+
+/// Logs in at `addr` as the first user ([`create_admin`]): the session token.
+pub async fn admin_token(addr: SocketAddr) -> String {
+    login_ok(addr, ADMIN_EMAIL, PASSWORD).await
+}
+
+/// Creates the first user ([`create_admin`]) at `addr` and logs in as them: the user's id and
+/// the session token.
+pub async fn first_user_token(addr: SocketAddr) -> (String, String) {
+    let body = create_admin(addr).await;
+    let user_id = body["user_id"].as_str().expect("a user id").to_owned();
+    (user_id, admin_token(addr).await)
+}
+
+/// The `field` of each entry of a 400's `validations`, in order.
+pub fn validation_fields(body: &Value) -> Vec<&str> {
+    body["validations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["field"].as_str().unwrap())
+        .collect()
 }
 
 /// A file in `tests/keys/` (see `gen.sh` there).

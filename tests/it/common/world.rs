@@ -9,11 +9,12 @@ use portcullis::store::{LoginType, UserStatus};
 use portcullis::users::{NewUser, Users};
 
 pub const MEMORY: &str = "memory://";
-pub const PASSWORD: &str = "correct horse battery";
-pub const ADMIN_EMAIL: &str = "admin@example.com";
 
 pub const SIGNED_OUT: &str =
     "You are signed out or your session has expired. Please sign in again to continue.";
+/// The detail of a 401 to a request without a session token.
+pub const MISSING_TOKEN: &str =
+    "Cookie \"coder_session_token\" or query parameter must be provided.";
 pub const NOT_FOUND: &str = "Resource not found or you do not have access to this resource";
 pub const SUSPENDED_DETAIL: &str =
     "User is not active (status = \"suspended\"). Contact an admin to reactivate your account.";
@@ -39,16 +40,8 @@ impl World {
 
     /// Creates the first user on `sidecar` (whose key prefix is `prefix`) and logs in as them.
     pub async fn with_first_user(sidecar: Sidecar, prefix: String) -> World {
-        let (status, first, _) = call(
-            &sidecar,
-            Method::POST,
-            "/api/v2/users/first",
-            Some(json!({"email": ADMIN_EMAIL, "username": "admin", "password": PASSWORD})),
-            None,
-        )
-        .await;
-        assert_eq!(status, StatusCode::CREATED, "{first}");
-        let admin = login_ok(&sidecar, ADMIN_EMAIL, PASSWORD).await;
+        let first = create_admin(sidecar.addr).await;
+        let admin = admin_token(sidecar.addr).await;
         World {
             sidecar,
             admin,
@@ -83,7 +76,12 @@ impl World {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{user}");
-        let token = login_ok(&self.sidecar, &format!("{username}@example.com"), PASSWORD).await;
+        let token = login_ok(
+            self.sidecar.addr,
+            &format!("{username}@example.com"),
+            PASSWORD,
+        )
+        .await;
         (user, token)
     }
 
@@ -103,7 +101,12 @@ impl World {
             })
             .await
             .expect("created");
-        let token = login_ok(&self.sidecar, &format!("{username}@example.com"), PASSWORD).await;
+        let token = login_ok(
+            self.sidecar.addr,
+            &format!("{username}@example.com"),
+            PASSWORD,
+        )
+        .await;
         (user.id.to_string(), token)
     }
 
@@ -119,10 +122,7 @@ impl World {
                 got.1
             );
             assert_eq!(got.1["message"], SIGNED_OUT);
-            assert_eq!(
-                got.1["detail"],
-                "Cookie \"coder_session_token\" or query parameter must be provided."
-            );
+            assert_eq!(got.1["detail"], MISSING_TOKEN);
         }
     }
 
@@ -145,24 +145,6 @@ pub async fn call(
         api_request(method, path, body.as_ref(), token),
     )
     .await
-}
-
-pub async fn login(sidecar: &Sidecar, email: &str, password: &str) -> (StatusCode, Value) {
-    let (status, body, _) = call(
-        sidecar,
-        Method::POST,
-        "/api/v2/users/login",
-        Some(json!({"email": email, "password": password})),
-        None,
-    )
-    .await;
-    (status, body)
-}
-
-pub async fn login_ok(sidecar: &Sidecar, email: &str, password: &str) -> String {
-    let (status, body) = login(sidecar, email, password).await;
-    assert_eq!(status, StatusCode::CREATED, "login {email}: {body}");
-    body["session_token"].as_str().unwrap().to_owned()
 }
 
 /// A proxied request with `token`: the status, and the echo report (or the error body).
