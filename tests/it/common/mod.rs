@@ -6,6 +6,7 @@
 //! Nothing here uses a fixed port. Every wait is bounded by [`BOUND`] so that a hung test fails
 //! instead of hanging CI; no assertion is made about how fast anything is.
 
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -234,10 +235,18 @@ where
     addr
 }
 
-/// An address on which nothing listens (bound, then released).
+/// An address on which nothing listens (bound, then released). All the tests share this
+/// process, so no two calls return the same port: one test's dead port or [`free_port`] is
+/// never handed to another test by this function.
 pub fn dead_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        if HANDED_OUT.lock().unwrap().insert(addr.port()) {
+            return addr;
+        }
+    }
 }
 
 /// The echo upstream that also counts the requests reaching it.
