@@ -5,8 +5,9 @@
 //! All the tests of this binary share one process and run in parallel, so none may change
 //! what the others see: no environment variables are set (a child process gets its own
 //! environment through [`common::command`]), no global tracing subscriber is installed, no
-//! port is fixed, and every test on the shared Redis works under a key prefix of its own
-//! ([`common::random_key_prefix`]) and deletes only that. Fixtures stay beside this folder:
+//! port is fixed (and [`common::free_port`] never hands one out twice), and every test on the
+//! shared Redis works under a key prefix of its own ([`common::random_key_prefix`]) and
+//! deletes only that. Fixtures stay beside this folder:
 //! `tests/certs`, `tests/keys`, `tests/oidc` (the provider's Node.js side) and `tests/smtp`.
 
 mod common;
