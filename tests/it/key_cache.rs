@@ -430,12 +430,7 @@ async fn metrics_count_logins_cache_results_and_proxied_auth_results() {
     }
 
     // API requests authenticate through the same cache but are not proxied requests.
-    let me = Request::builder()
-        .uri("/api/v2/users/me")
-        .header("host", "app.test")
-        .header("coder-session-token", &token)
-        .body(empty())
-        .unwrap();
+    let me = api_request(Method::GET, "/api/v2/users/me", None, Some(&token));
     let (status, body) = call(addr, me).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let text = sidecar.metrics().await;
