@@ -1,6 +1,6 @@
 // A real OpenID Connect provider for Portcullis's tests: the certified `oidc-provider` package
 // (8.x, Node 20) on 127.0.0.1 and a free port, with a scripted login instead of its development
-// interactions. tests/oidc/provider.rs starts one per test and kills it when the test ends.
+// interactions. tests/it/oidc/provider.rs starts one per test and kills it when the test ends.
 //
 // Environment:
 //   ACCOUNTS            JSON {"<account id>": {<claims: email, email_verified, name, ...>}}

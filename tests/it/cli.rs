@@ -1,0 +1,154 @@
+//! The command line (DESIGN §3.1): `check-config` accepts every shipped example and names the
+//! key of a bad one; `serve` refuses a bad config with exit 64 before binding anything.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+/// Runs `portcullis ARGS...` to completion; returns its exit code and stderr.
+async fn run(args: &[&str], config: &Path) -> (Option<i32>, String) {
+    let out = bounded(
+        "portcullis to exit",
+        command()
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .output(),
+    )
+    .await
+    .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("portcullis.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn check_config_accepts_every_example_in_the_config_folder() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let (code, stderr) = run(&["check-config"], &path).await;
+            assert_eq!(code, Some(0), "{}: {stderr}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no .toml files in {}", folder.display());
+}
+
+#[tokio::test]
+async fn check_config_rejects_an_unknown_key_naming_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config("http://127.0.0.1:3000", "bogus = 1", ""),
+    );
+
+    let (code, stderr) = run(&["check-config"], &path).await;
+
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("server.bogus"), "{stderr}");
+}
+
+/// With `policy.head_as_get = false`, a rule listing GET without HEAD is legal but most likely
+/// a hole (frameworks answer HEAD with their GET handler): `check-config` says so, and passes.
+#[tokio::test]
+async fn check_config_warns_about_get_without_head_when_they_are_kept_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = "[policy]\ndefault = \"public\"\nhead_as_get = false\n\n\
+                 [[policy.route]]\npath = \"/reports/*\"\nmethods = [\"GET\"]\n\
+                 require = \"user:create\"\n";
+    let text =
+        config("http://127.0.0.1:3000", "", "").replace("[policy]\ndefault = \"public\"\n", rules);
+    let path = write_config(dir.path(), &text);
+    let (code, stderr) = run(&["check-config"], &path).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: policy.route[0].methods: lists GET without HEAD"),
+        "{stderr}"
+    );
+    // Kept together (the default), there is nothing to warn about.
+    let path = write_config(dir.path(), &text.replace("head_as_get = false\n", ""));
+    let (code, stderr) = run(&["check-config"], &path).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[tokio::test]
+async fn check_config_rejects_a_bad_value_naming_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config("http://127.0.0.1:3000", "idle_timeout = \"soon\"", ""),
+    );
+
+    let (code, stderr) = run(&["check-config"], &path).await;
+
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("server.idle_timeout"), "{stderr}");
+}
+
+#[tokio::test]
+async fn check_config_rejects_a_route_rule_naming_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = "[[policy.route]]\npath = \"/ok\"\npublic = true\n\n\
+                 [[policy.route]]\npath = \"/api/v2/workspaces/*\"\nrequire = \"workspaces:read\"\n";
+    let path = write_config(
+        dir.path(),
+        &format!("{}\n{rules}", config("http://127.0.0.1:3000", "", "")),
+    );
+
+    let (code, stderr) = run(&["check-config"], &path).await;
+
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("policy.route[1].require: unknown resource \"workspaces\""),
+        "{stderr}"
+    );
+}
+
+/// Each bad config is refused with 64 and its key. The main address is held by this test, so a
+/// `serve` that bound before judging its config would fail with 1 instead.
+#[tokio::test]
+async fn serve_with_a_bad_config_exits_64_without_binding() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = held.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = format!("listen = \"{listen}\"");
+    let cases = [
+        (
+            config("http://127.0.0.1:3000", &format!("{server}\nbogus = 1"), ""),
+            "server.bogus",
+        ),
+        (config("ftp://127.0.0.1:3000", &server, ""), "upstream.url"),
+        (
+            config(
+                "http://127.0.0.1:3000",
+                &format!("{server}\n[server.tls]\ncert = \"missing.pem\"\nkey = \"missing.key\""),
+                "",
+            ),
+            "server.tls",
+        ),
+    ];
+    for (text, key) in cases {
+        // `config` puts its own listen line first; drop it so the held address is the one used.
+        let text = text.replacen("listen = \"127.0.0.1:0\"\n", "", 1);
+        let path = write_config(dir.path(), &text);
+
+        let (code, stderr) = run(&["serve"], &path).await;
+
+        assert_eq!(code, Some(64), "{key}: {stderr}");
+        assert!(stderr.contains(key), "{key}: {stderr}");
+        assert!(!stderr.contains("listening"), "{key}: {stderr}");
+    }
+    drop(held);
+}

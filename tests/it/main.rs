@@ -1,0 +1,41 @@
+//! The black-box tests, in one test binary (`cargo test --test it`; one module with
+//! `cargo test --test it nginx::`): Portcullis in-process on `127.0.0.1:0` or as the real
+//! binary, over real sockets, with the helpers all of them share in [`common`].
+//!
+//! All the tests of this binary share one process and run in parallel, so none may change
+//! what the others see: no environment variables are set (a child process gets its own
+//! environment through [`common::command`]), no global tracing subscriber is installed, no
+//! port is fixed (and [`common::free_port`] never hands one out twice), and every test on the
+//! shared Redis works under a key prefix of its own ([`common::random_key_prefix`]) and
+//! deletes only that. Fixtures stay beside this folder:
+//! `tests/certs`, `tests/keys`, `tests/oidc` (the provider's Node.js side) and `tests/smtp`.
+
+mod common;
+
+mod admin;
+mod assertion;
+mod atomic_writes;
+mod authz;
+mod canonical;
+mod cli;
+mod csrf;
+mod forwarding;
+mod header_hygiene;
+mod identity;
+mod idle;
+mod key_cache;
+mod nginx;
+mod oidc;
+mod otp;
+mod passwords;
+mod policy;
+mod protocols;
+mod request_errors;
+mod shutdown;
+mod store;
+mod streaming;
+mod tls_reload;
+mod tokens;
+mod users;
+mod users_cli;
+mod verify;
