@@ -385,3 +385,27 @@ pub struct Session {
     /// The user's organization memberships.
     pub memberships: Vec<Membership>,
 }
+
+#[cfg(test)]
+impl User {
+    /// An active password user for unit tests: `username`, `<username>@example.com`, `roles`,
+    /// a new id, every time now.
+    pub(crate) fn for_test(username: &str, roles: &[&str]) -> User {
+        let now = OffsetDateTime::now_utc();
+        User {
+            id: Uuid::new_v4(),
+            username: username.into(),
+            email: format!("{username}@example.com"),
+            name: String::new(),
+            avatar_url: String::new(),
+            created_at: now,
+            updated_at: now,
+            last_seen_at: now,
+            status: UserStatus::Active,
+            login_type: LoginType::Password,
+            hashed_password: None,
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            theme_preference: String::new(),
+        }
+    }
+}

@@ -26,7 +26,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::http::activity::{Activity, InFlight};
 use crate::http::admin;
@@ -119,25 +119,7 @@ async fn main_loop(
 ) {
     let limit = app.connections.clone();
     let builder = Arc::new(http_builder(&app));
-    loop {
-        // Waiting for a permit before accepting leaves excess clients in the kernel backlog.
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = stop.changed() => return,
-        };
-        let (stream, addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    accept_error(e, &mut stop).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
+    while let Some((permit, stream, addr)) = next_connection(&limit, &listener, &mut stop).await {
         let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -269,24 +251,7 @@ async fn admin_loop(app: Arc<App>, listener: TcpListener, mut stop: watch::Recei
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(app.config.server.header_read_timeout);
-    loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = stop.changed() => return,
-        };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    accept_error(e, &mut stop).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
+    while let Some((permit, stream, _)) = next_connection(&limit, &listener, &mut stop).await {
         let app = app.clone();
         let conn = builder.serve_connection(
             TokioIo::new(stream),
@@ -296,6 +261,29 @@ async fn admin_loop(app: Arc<App>, listener: TcpListener, mut stop: watch::Recei
             let _ = conn.await;
             drop(permit);
         });
+    }
+}
+
+/// Waits for a connection permit of `limit`, then for a connection on `listener`: `None` once
+/// `stop` fires. Waiting for the permit before accepting leaves excess clients in the kernel
+/// backlog. A failed accept gives its permit back and is waited out ([`accept_error`]).
+async fn next_connection(
+    limit: &Arc<Semaphore>,
+    listener: &TcpListener,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => p.ok()?,
+            _ = stop.changed() => return None,
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => return Some((permit, stream, addr)),
+                Err(e) => accept_error(e, stop).await,
+            },
+            _ = stop.changed() => return None,
+        }
     }
 }
 

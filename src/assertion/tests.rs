@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::*;
-use crate::model::{ApiKey, LoginType, Membership, User, UserStatus};
+use crate::model::{ApiKey, LoginType, Membership, User};
 
 fn key_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -22,19 +22,8 @@ fn key(name: &str) -> SigningKey {
 fn session() -> Session {
     let now = OffsetDateTime::now_utc();
     let user = User {
-        id: Uuid::new_v4(),
-        username: "ada".into(),
-        email: "ada@example.com".into(),
         name: "Ada \"the first\"".into(),
-        avatar_url: String::new(),
-        created_at: now,
-        updated_at: now,
-        last_seen_at: now,
-        status: UserStatus::Active,
-        login_type: LoginType::Password,
-        hashed_password: None,
-        roles: vec!["owner".into()],
-        theme_preference: String::new(),
+        ..User::for_test("ada", &["owner"])
     };
     let org = Uuid::new_v4();
     let memberships = vec![Membership {

@@ -52,7 +52,13 @@ pub const OWNER: &str = "owner";
 /// The organization role every member holds.
 pub const ORG_MEMBER: &str = "organization-member";
 
-const ORG_ROLES: &[&str] = &[
+/// Every built-in role's name: the site roles, then the organization roles ([`ORG_ROLES`]).
+const ROLE_NAMES: &[&str] = &[
+    "owner",
+    "member",
+    "auditor",
+    "template-admin",
+    "user-admin",
     "organization-admin",
     "organization-member",
     "organization-auditor",
@@ -61,6 +67,9 @@ const ORG_ROLES: &[&str] = &[
     "organization-workspace-creation-ban",
     "organization-workspace-access",
 ];
+
+/// The organization roles' names.
+const ORG_ROLES: &[&str] = ROLE_NAMES.split_at(5).1;
 
 /// Every built-in role.
 pub fn all() -> &'static [Role] {
@@ -109,20 +118,7 @@ pub fn may_act_on(actor: &[&Role], held: &[String], kind: Kind) -> bool {
 
 fn build() -> Vec<Role> {
     let p = |specs: &[&str]| PermSet::parse(specs).expect("built-in permissions parse");
-    let every_role: &'static [&'static str] = &[
-        "owner",
-        "member",
-        "auditor",
-        "template-admin",
-        "user-admin",
-        "organization-admin",
-        "organization-member",
-        "organization-auditor",
-        "organization-user-admin",
-        "organization-template-admin",
-        "organization-workspace-creation-ban",
-        "organization-workspace-access",
-    ];
+    let every_role = ROLE_NAMES;
     let site = |name, display_name, site: PermSet, user: PermSet, assigns| Role {
         name,
         display_name,
@@ -341,6 +337,23 @@ fn member_user() -> PermSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_role_names_are_exactly_the_built_in_roles_and_org_roles_their_org_kind() {
+        let names: Vec<&str> = all().iter().map(|r| r.name).collect();
+        assert_eq!(names.len(), ROLE_NAMES.len());
+        for name in ROLE_NAMES {
+            assert!(names.contains(name), "{name}");
+        }
+        for role in all() {
+            assert_eq!(
+                ORG_ROLES.contains(&role.name),
+                role.kind == Kind::Org,
+                "{}",
+                role.name
+            );
+        }
+    }
 
     #[test]
     fn the_built_in_tables_load_and_name_only_built_in_roles() {

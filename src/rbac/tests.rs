@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::*;
-use crate::model::{LoginType, UserStatus};
+use crate::model::LoginType;
 
 const ME: Uuid = Uuid::from_u128(0xa);
 const OTHER: Uuid = Uuid::from_u128(0xb);
@@ -16,21 +16,9 @@ const WS: Uuid = Uuid::from_u128(0x100);
 const WS2: Uuid = Uuid::from_u128(0x101);
 
 fn user(roles: &[&str]) -> User {
-    let now = OffsetDateTime::UNIX_EPOCH;
     User {
         id: ME,
-        username: "me".into(),
-        email: "me@example.com".into(),
-        name: String::new(),
-        avatar_url: String::new(),
-        created_at: now,
-        updated_at: now,
-        last_seen_at: now,
-        status: UserStatus::Active,
-        login_type: LoginType::Password,
-        hashed_password: None,
-        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-        theme_preference: String::new(),
+        ..User::for_test("me", roles)
     }
 }
 

@@ -193,6 +193,25 @@ async fn a_malformed_stored_hash_is_an_error_not_a_false() {
     }
 }
 
+/// Takes `pw`'s only hashing slot (as a long hash would) and starts one hash that waits for
+/// it; returns once that hash is queued.
+async fn hold_the_slot_with_a_waiter(
+    pw: &Passwords,
+) -> (
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::task::JoinHandle<Result<String, PasswordError>>,
+) {
+    let held = Arc::clone(&pw.inner.slots).try_acquire_owned().unwrap();
+    let waiter = tokio::spawn({
+        let pw = pw.clone();
+        async move { pw.hash("waiting").await }
+    });
+    while pw.inner.waiting.load(Ordering::Acquire) == 0 {
+        tokio::task::yield_now().await;
+    }
+    (held, waiter)
+}
+
 #[tokio::test]
 async fn callers_past_the_queue_bound_get_busy_at_once() {
     let pw = passwords(PasswordParams {
@@ -201,14 +220,7 @@ async fn callers_past_the_queue_bound_get_busy_at_once() {
         ..small()
     });
     // Hold the only slot, as a long hash would.
-    let held = Arc::clone(&pw.inner.slots).try_acquire_owned().unwrap();
-    let waiter = tokio::spawn({
-        let pw = pw.clone();
-        async move { pw.hash("first").await }
-    });
-    while pw.inner.waiting.load(Ordering::Acquire) == 0 {
-        tokio::task::yield_now().await;
-    }
+    let (held, waiter) = hold_the_slot_with_a_waiter(&pw).await;
     for _ in 0..3 {
         assert!(matches!(pw.hash("extra").await, Err(PasswordError::Busy)));
         assert!(matches!(
@@ -249,14 +261,7 @@ async fn a_cancelled_waiter_gives_its_place_back() {
         queue: 1,
         ..small()
     });
-    let held = Arc::clone(&pw.inner.slots).try_acquire_owned().unwrap();
-    let waiter = tokio::spawn({
-        let pw = pw.clone();
-        async move { pw.hash("w").await }
-    });
-    while pw.inner.waiting.load(Ordering::Acquire) == 0 {
-        tokio::task::yield_now().await;
-    }
+    let (held, waiter) = hold_the_slot_with_a_waiter(&pw).await;
     waiter.abort();
     let _ = waiter.await;
     assert_eq!(pw.inner.waiting.load(Ordering::Acquire), 0);
