@@ -669,9 +669,11 @@ impl<'a> Users<'a> {
 }
 
 mod error;
+mod login;
 mod validate;
 
 pub use error::UserError;
+pub use login::{LoginError, Logins};
 
 pub use validate::{validate_email, validate_name, validate_username};
 

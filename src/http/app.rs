@@ -16,7 +16,7 @@ use crate::otp::Otp;
 use crate::store::cache::KeyCache;
 use crate::store::Store;
 use crate::tls::{self, CertResolver};
-use crate::users::Users;
+use crate::users::{Logins, Users};
 
 /// Everything a request handler may need.
 pub struct App {
@@ -123,6 +123,16 @@ impl App {
         Users::new(&self.store, &self.passwords, &self.config.tokens)
             .with_policy(&self.config.passwords.policy)
             .with_cache(&self.keys)
+    }
+
+    /// Password login on this process's store, hashing and limits.
+    pub fn logins(&self) -> Logins<'_> {
+        Logins {
+            store: &self.store,
+            passwords: &self.passwords,
+            limits: &self.limits,
+            disabled: self.config.passwords.disable_password_auth,
+        }
     }
 
     /// The OIDC session bookkeeping (refresh, logout, invalidation) on this process's store.

@@ -27,7 +27,7 @@ use crate::auth::session::Authenticated;
 use crate::auth::token::{self, Token};
 use crate::coder::tag_failed;
 use crate::config::MAX_CONVERT_STATE_TTL;
-use crate::http::api::login::{check_password, suspended};
+use crate::http::api::login::{suspended, Failed};
 use crate::http::api::{self, ApiResult};
 use crate::http::app::App;
 use crate::http::body::ReqBody;
@@ -87,7 +87,11 @@ pub async fn convert_login(app: &Arc<App>, req: Request<impl ReqBody>, param: &s
         }
         t => return Err(bad_request(&format!("Unknown login type {t:?}."))),
     };
-    let user = check_password(app, &user.email, &body.password).await?;
+    let user = app
+        .logins()
+        .check_password(&user.email, &body.password)
+        .await
+        .map_err(Failed::from)?;
     if user.login_type != LoginType::Password {
         // Unreachable while check_password refuses other login types; kept as Coder keeps it.
         return Err(bad_request(

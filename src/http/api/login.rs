@@ -8,19 +8,17 @@ use http::header::{HeaderValue, SET_COOKIE};
 use http::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use time::OffsetDateTime;
 
 use crate::auth::token::SESSION_COOKIE;
-use crate::coder::{looks_like_email, tag_failed};
+use crate::coder::{self, looks_like_email, tag_failed};
 use crate::http::api::{self, ApiResult};
 use crate::http::app::App;
 use crate::http::body::{Body, ReqBody};
 use crate::http::error::Error;
 use crate::http::peer::Peer;
 use crate::metrics::LoginResult;
-use crate::rbac::scopes as scope;
-use crate::store::{Invalidation, LoginType, StoreError, User, UserStatus};
-use crate::users::NewKey;
+use crate::store::{Invalidation, LoginType, StoreError, User};
+use crate::users::LoginError;
 
 #[derive(Deserialize)]
 struct LoginRequest {
@@ -84,6 +82,43 @@ impl From<StoreError> for Failed {
     }
 }
 
+impl From<LoginError> for Failed {
+    /// Coder's answer for each refusal (§3.2), and the result it is counted under.
+    fn from(e: LoginError) -> Self {
+        let (result, error) = match e {
+            LoginError::Limited(e) => (LoginResult::Limited, Error::from(e)),
+            LoginError::BadCredentials => (
+                LoginResult::BadCredentials,
+                Error::coder(StatusCode::UNAUTHORIZED, coder::BAD_LOGIN, ""),
+            ),
+            LoginError::Disabled => (
+                LoginResult::Forbidden,
+                Error::coder(
+                    StatusCode::FORBIDDEN,
+                    "Password authentication is disabled.",
+                    "",
+                ),
+            ),
+            LoginError::WrongLoginType(actual) => (
+                LoginResult::Forbidden,
+                wrong_login_type(LoginType::Password, actual),
+            ),
+            LoginError::Suspended => (LoginResult::Suspended, suspended()),
+            LoginError::Busy => (
+                LoginResult::Error,
+                Error::coder(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    coder::UNAVAILABLE,
+                    "Too many logins at once. Try again shortly.",
+                ),
+            ),
+            LoginError::Store(e) => (LoginResult::Error, e.into()),
+            LoginError::Password(e) => (LoginResult::Error, Error::internal(e)),
+        };
+        Failed { result, error }
+    }
+}
+
 /// `GET /users/authmethods`: OIDC is enabled when `[oidc]` is configured, with its
 /// `sign_in_text` and `icon_url`.
 pub fn auth_methods(app: &App) -> ApiResult {
@@ -133,7 +168,10 @@ async fn attempt(
     if !invalid.is_empty() {
         return Err(Error::validation(invalid).into());
     }
-    let user = check_password(app, &body.email, &body.password).await?;
+    let user = app
+        .logins()
+        .check_password(&body.email, &body.password)
+        .await?;
 
     let token = new_session_key(app, &user, peer, LoginType::Password).await?;
     let cookie = session_cookie(app, &token);
@@ -145,99 +183,6 @@ async fn attempt(
     )?;
     resp.headers_mut().append(SET_COOKIE, cookie);
     Ok(resp)
-}
-
-/// Coder's password-login checks (§3.2 steps 2-7) for `email` and `password`: the account
-/// throttle, the password (a dummy hash for unknown users, never a success), disabled password
-/// auth, the login type, suspension; then a dormant user is activated and an old hash
-/// upgraded. `POST /users/login` and `POST /users/{user}/convert-login` (§6.2) both run it.
-pub(crate) async fn check_password(app: &App, email: &str, password: &str) -> Result<User, Failed> {
-    let account = email.to_lowercase();
-    app.limits
-        .account_allowed(&app.store, &account)
-        .await
-        .map_err(Error::from)?;
-
-    let user = app.store.user_by_email(email).await?;
-    let hash = user.as_ref().and_then(|u| u.hashed_password.as_deref());
-    let verified = match hash {
-        Some(hash) if !hash.is_empty() => app.passwords.verify(password, hash).await,
-        // Same work as a real check, and never a success (unlike Coder's `hunter2` quirk).
-        _ => app.passwords.verify_dummy(password).await,
-    }
-    .map_err(password_error)?;
-    // A user who signs in another way (OIDC, GitHub, none) has no password to match: after the
-    // same work as a real check, the login-type answer below, as Coder gives for a converted
-    // account (§6.4). That answer tells such an email exists; unknown emails still get 401.
-    let passwordless = user
-        .as_ref()
-        .is_some_and(|u| u.login_type != LoginType::Password);
-    let Some(user) = user.filter(|_| verified.ok || passwordless) else {
-        app.limits.account_failed(&app.store, &account).await;
-        return Err(
-            Error::coder(StatusCode::UNAUTHORIZED, "Incorrect email or password.", "").into(),
-        );
-    };
-    if app.config.passwords.disable_password_auth {
-        return Err(Error::coder(
-            StatusCode::FORBIDDEN,
-            "Password authentication is disabled.",
-            "",
-        )
-        .into());
-    }
-    if user.login_type != LoginType::Password {
-        return Err(wrong_login_type(LoginType::Password, user.login_type).into());
-    }
-    if user.status == UserStatus::Suspended {
-        return Err(Failed::suspended());
-    }
-    app.limits.account_succeeded(&app.store, &account).await;
-
-    let upgraded = if verified.needs_rehash {
-        app.passwords
-            .hash(password)
-            .await
-            .inspect_err(|error| tracing::warn!(%error, "could not upgrade a password hash"))
-            .ok()
-    } else {
-        None
-    };
-    if user.status != UserStatus::Dormant && upgraded.is_none() {
-        return Ok(user);
-    }
-    // Only the fields meant, on the stored user as it is now (an administrator may have
-    // suspended it, or someone changed its password, while the hashes ran).
-    let (verified_hash, now) = (user.hashed_password.clone(), OffsetDateTime::now_utc());
-    let user = app
-        .store
-        .modify_user(user.id, |stored| {
-            let mut changed = false;
-            if stored.status == UserStatus::Dormant {
-                stored.status = UserStatus::Active;
-                changed = true;
-            }
-            if upgraded.is_some() && stored.hashed_password == verified_hash {
-                stored.hashed_password.clone_from(&upgraded);
-                changed = true;
-            }
-            if changed {
-                stored.updated_at = now;
-            }
-            changed
-        })
-        .await?;
-    match user {
-        Some(user) if user.status == UserStatus::Suspended => Err(Failed {
-            result: LoginResult::Suspended,
-            error: suspended(),
-        }),
-        Some(user) => Ok(user),
-        // Deleted while logging in.
-        None => {
-            Err(Error::coder(StatusCode::UNAUTHORIZED, "Incorrect email or password.", "").into())
-        }
-    }
 }
 
 /// `POST /users/logout` (§7.1): deletes the current key and the user's
@@ -272,25 +217,20 @@ pub async fn logout(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
     Ok(resp)
 }
 
-/// Creates and stores a `coder:all` session key for `user` (§3.2 step 8) with `login_type`
-/// (`password`, or `oidc` for single sign-on), lasting `session.lifetime`, and returns the
-/// token, the only time its secret exists in the clear.
+/// Issues a session for `user` (§3.2 step 8) lasting `session.lifetime`, from `peer`
+/// ([`crate::users::Users::issue_session`]).
 pub async fn new_session_key(
     app: &App,
     user: &User,
     peer: &Peer,
     login_type: LoginType,
 ) -> Result<String, Error> {
-    let key = NewKey {
-        login_type,
-        lifetime: app.config.session.lifetime,
-        scopes: vec![scope::ALL.to_owned()],
-        token_name: String::new(),
-        ip_address: peer.addr.ip().to_string(),
-        allow_list: Vec::new(),
-        not_after: None,
-    };
-    Ok(app.users().issue_key(user, key).await?)
+    let lifetime = app.config.session.lifetime;
+    let ip = peer.addr.ip();
+    Ok(app
+        .users()
+        .issue_session(user, login_type, lifetime, ip)
+        .await?)
 }
 
 /// The `coder_session_token` cookie carrying `token` (§3.4).
@@ -347,18 +287,4 @@ pub(crate) fn suspended() -> Error {
         "Your account is suspended. Contact an admin to reactivate your account.",
         "",
     )
-}
-
-fn password_error(e: crate::auth::PasswordError) -> Error {
-    match e {
-        crate::auth::PasswordError::Busy => Error::coder(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Service unavailable.",
-            "Too many logins at once. Try again shortly.",
-        ),
-        crate::auth::PasswordError::TooLong => {
-            Error::coder(StatusCode::UNAUTHORIZED, "Incorrect email or password.", "")
-        }
-        other => Error::internal(other),
-    }
 }
