@@ -5,7 +5,7 @@
 //! - `redis://`, `rediss://`, `redis+sentinel://`, `redis+cluster://` ([`redis`]): shared by
 //!   every replica. The key layout is documented in [`keys`], where every key name is built.
 //!
-//! Both backends keep the same rules, and `tests/it/store.rs` runs one suite against each:
+//! Both backends keep the same rules, and `tests/it/store/` runs one suite against each:
 //! emails and usernames are unique case-insensitively, and so are organization names; a
 //! non-empty token name is unique per user; two concurrent creates of the same email never both
 //! succeed. API key records vanish at the absolute time their writer names, single-use values

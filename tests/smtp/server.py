@@ -1,4 +1,4 @@
-"""A real SMTP server for Portcullis's OTP tests (tests/it/otp.rs), on aiosmtpd.
+"""A real SMTP server for Portcullis's OTP tests (tests/it/otp/), on aiosmtpd.
 
 Listens on 127.0.0.1:PORT and writes every message it accepts as one JSON file in MAILDIR
 (written to a temporary name, then renamed, so a reader never sees half a file):

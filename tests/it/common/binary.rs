@@ -1,0 +1,128 @@
+//! the real binary
+
+use super::*;
+
+/// The `portcullis` binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_portcullis")
+}
+
+/// A `portcullis` command with a clean environment for its config: no `PORTCULLIS_*` override
+/// and no `RUST_LOG` from the caller.
+pub fn command() -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(binary());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PORTCULLIS_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.stdin(Stdio::null()).kill_on_drop(true);
+    cmd
+}
+
+/// A running `portcullis serve` process.
+pub struct Process {
+    /// The child.
+    pub child: tokio::process::Child,
+    /// Its main listener.
+    pub addr: SocketAddr,
+    /// Its admin listener.
+    pub admin: SocketAddr,
+    /// Everything it wrote to stderr so far.
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Process {
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("child is running")
+    }
+
+    /// Its peak resident set size (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmHWM in {status}"))
+    }
+
+    /// Sends SIGTERM, with the shell's own `kill` (no extra package needed).
+    pub fn sigterm(&self) {
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -TERM {}", self.pid()))
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Its stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// Runs `portcullis serve --config CONFIG` and waits until both listeners log `listening`.
+pub async fn spawn_serve(config: &Path) -> Process {
+    let mut child = command()
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = oneshot::channel();
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let (mut main, mut admin) = (None, None);
+        let mut tx = Some(tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("listening") {
+                let addr = listen_addr(&line);
+                if line.contains("listener=\"main\"") {
+                    main = addr;
+                } else if line.contains("listener=\"admin\"") {
+                    admin = addr;
+                }
+            }
+            log2.lock().unwrap().push_str(&line);
+            log2.lock().unwrap().push('\n');
+            if let (Some(m), Some(a)) = (main, admin) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send((m, a));
+                }
+            }
+        }
+    });
+    match tokio::time::timeout(BOUND, rx).await {
+        Ok(Ok((addr, admin))) => Process {
+            child,
+            addr,
+            admin,
+            log,
+        },
+        _ => {
+            let _ = child.start_kill();
+            panic!(
+                "portcullis serve did not log its listeners; stderr:\n{}",
+                log.lock().unwrap()
+            );
+        }
+    }
+}
+
+fn listen_addr(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("addr=")? + "addr=".len()..];
+    rest.split_whitespace()
+        .next()?
+        .trim_matches('"')
+        .parse()
+        .ok()
+}

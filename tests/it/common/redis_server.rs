@@ -1,0 +1,85 @@
+//! a private redis-server
+
+use super::*;
+
+/// A port nothing listens on now, for a server to start on (bound, then released).
+pub fn free_port() -> u16 {
+    dead_port().port()
+}
+
+/// A private `redis-server` on `127.0.0.1:PORT`, killed by PID when dropped.
+pub struct RedisServer {
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts one keeping nothing on disk: started again after a kill, it is empty.
+    pub async fn start(port: u16) -> RedisServer {
+        RedisServer::spawn(port, &["--save", "", "--appendonly", "no"], None).await
+    }
+
+    /// Starts one persisting every write in `dir` (append-only file, fsync on every write),
+    /// so that a server started again on `dir` after a kill has the same data.
+    pub async fn start_persistent(port: u16, dir: &Path) -> RedisServer {
+        let args = [
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ];
+        RedisServer::spawn(port, &args, Some(dir)).await
+    }
+
+    async fn spawn(port: u16, args: &[&str], dir: Option<&Path>) -> RedisServer {
+        let mut cmd = std::process::Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(args);
+        if let Some(dir) = dir {
+            cmd.arg("--dir").arg(dir);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (install the redis-server package)");
+        let server = RedisServer { child: Some(child) };
+        let started = tokio::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < BOUND,
+                "redis-server did not listen on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the server by PID: a stopped server keeps its
+    /// sockets open and answers nothing, like a hung or partitioned Redis.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// SIGKILL: no goodbye to the clients, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A stopped process dies of SIGKILL too.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

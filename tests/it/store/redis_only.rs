@@ -1,0 +1,124 @@
+//! Redis only
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_invalidation_reaches_another_store_on_the_same_redis() {
+    let (a, prefix) = redis_store().await;
+    let b = open_redis(&redis_url(), &prefix).await;
+    let mut on_b = b.subscribe();
+    let mut on_a = a.subscribe();
+    deliver(&a, &mut on_b, Invalidation::Key("0123456789".to_owned())).await;
+    deliver(&b, &mut on_a, Invalidation::User(Uuid::new_v4())).await;
+
+    // A store under another prefix hears nothing of it.
+    let (c, other_prefix) = redis_store().await;
+    let mut on_c = c.subscribe();
+    deliver(&c, &mut on_c, Invalidation::All).await;
+    let marker = Invalidation::Key("prefixtest".to_owned());
+    deliver(&a, &mut on_b, marker.clone()).await;
+    while let Ok(got) = on_c.try_recv() {
+        assert_ne!(got, marker, "a message crossed key prefixes");
+    }
+    cleanup(&prefix).await;
+    cleanup(&other_prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_subscriber_stops_when_the_store_is_dropped() {
+    let prefix = random_key_prefix();
+    let channel = format!("{prefix}invalidate");
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test Redis answers");
+    let subscribed = |n: i64| {
+        let (conn, channel) = (conn.clone(), channel.clone());
+        move || {
+            let (mut conn, channel) = (conn.clone(), channel.clone());
+            async move { subscribers(&mut conn, &channel).await == n }
+        }
+    };
+    let store = open_redis(&redis_url(), &prefix).await;
+    let clone = store.clone();
+    eventually("subscribed", subscribed(1)).await;
+    drop(store);
+    // A clone keeps the subscriber running.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(subscribers(&mut conn.clone(), &channel).await, 1);
+    drop(clone);
+    eventually("unsubscribed after the last drop", subscribed(0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_open_does_not_wait_and_calls_fail_as_unavailable() {
+    let port = free_port();
+    let started = std::time::Instant::now();
+    let store = Store::open(&store_config(
+        &format!("redis://127.0.0.1:{port}"),
+        &random_key_prefix(),
+        "200ms",
+    ))
+    .expect("open returns at once");
+    assert!(started.elapsed() < Duration::from_secs(1), "open waited");
+    let result = tokio::time::timeout(BOUND, store.user(Uuid::new_v4()))
+        .await
+        .expect("the call returned");
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    let result = tokio::time::timeout(BOUND, store.ping())
+        .await
+        .expect("the call returned");
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_fails_calls_as_unavailable_and_recovers_without_restart() {
+    let port = free_port();
+    let mut server = RedisServer::start(port).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let store = Store::open(&store_config(&url, &random_key_prefix(), "300ms")).expect("opens");
+    let mut rx = store.subscribe();
+    eventually("store works", || async { store.ping().await.is_ok() }).await;
+    deliver(&store, &mut rx, Invalidation::Key("beforeoutg".to_owned())).await;
+    let alice = user("alice@example.com", "alice");
+    store.create_user(&alice).await.unwrap();
+
+    server.kill();
+    for _ in 0..3 {
+        let result = tokio::time::timeout(Duration::from_secs(5), store.user(alice.id))
+            .await
+            .expect("a call during the outage returned");
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "{result:?}"
+        );
+    }
+    let result = tokio::time::timeout(Duration::from_secs(5), store.create_user(&user("b@b", "b")))
+        .await
+        .expect("a write during the outage returned");
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    while rx.try_recv().is_ok() {}
+
+    let _server = RedisServer::start(port).await;
+    // The same Store works again (the new server is empty: no persistence).
+    eventually("store recovers", || async {
+        store.user(alice.id).await.is_ok_and(|u| u.is_none())
+    })
+    .await;
+    store.create_user(&alice).await.unwrap();
+    assert_eq!(store.user(alice.id).await.unwrap(), Some(alice));
+    // The subscriber re-subscribed and said that messages may have been missed.
+    expect_all(&mut rx).await;
+    // And it forwards messages again.
+    deliver(&store, &mut rx, Invalidation::Key("afteroutag".to_owned())).await;
+}
