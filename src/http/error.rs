@@ -305,13 +305,18 @@ impl Error {
             Error::Coder(answer) => answer.validations.as_slice(),
             _ => &[],
         };
-        let limited;
-        let message = match &self {
+        // The two answers whose text is made from their fields.
+        let made;
+        let (message, detail) = match &self {
             Error::RateLimited { limit, window } => {
-                limited = rate_limited_message(*limit, *window);
-                limited.as_str()
+                made = rate_limited_message(*limit, *window);
+                (made.as_str(), detail)
             }
-            _ => message,
+            Error::MethodNotServed { method, allow } => {
+                made = format!("{method} is not served on this route; it serves {allow}.");
+                (message, made.as_str())
+            }
+            _ => (message, detail),
         };
         let mut resp = json_response(
             status,

@@ -390,6 +390,16 @@ mod tests {
         };
         assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(resp.headers()[http::header::ALLOW], "GET, HEAD, POST");
+        let bytes = resp
+            .into_body()
+            .into_full_bytes()
+            .expect("a body made here");
+        let body: Value = serde_json::from_slice(&bytes).expect("a JSON body");
+        assert_eq!(body["message"], "Method not allowed.");
+        assert_eq!(
+            body["detail"],
+            "PATCH is not served on this route; it serves GET, HEAD, POST."
+        );
     }
 
     #[tokio::test]
