@@ -94,19 +94,24 @@ async fn describe(
     let owner = match route.owner.as_deref() {
         None => None,
         Some("me") => Some(auth.subject().id),
-        Some(text) => Some(
-            users::user_by_id_or_name(&app.store, text)
-                .await?
+        // An id is judged as it is, without a store read; a name is looked up.
+        Some(text) => Some(match text.parse::<Uuid>() {
+            Ok(id) => id,
+            Err(_) => users::user_by_id_or_name(&app.store, text)
+                .await
+                .map_err(Error::StoreUnavailable)?
                 .map_or(Uuid::nil(), |u| u.id),
-        ),
+        }),
     };
     let org = match route.org.as_deref() {
         None => None,
-        Some(text) => Some(
-            users::org_by_id_or_name(&app.store, text)
-                .await?
+        Some(text) => Some(match text.parse::<Uuid>() {
+            Ok(id) => id,
+            Err(_) => users::org_by_id_or_name(&app.store, text)
+                .await
+                .map_err(Error::StoreUnavailable)?
                 .map_or(Uuid::nil(), |o| o.id),
-        ),
+        }),
     };
     Ok(Object {
         resource,

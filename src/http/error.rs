@@ -127,6 +127,8 @@ pub struct CoderAnswer {
     pub detail: Cow<'static, str>,
     /// Per-field problems; empty for none.
     pub validations: Vec<Validation>,
+    /// What caused a 5xx answer, for the log (never sent).
+    pub cause: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 #[derive(Serialize)]
@@ -156,6 +158,7 @@ impl Error {
             message: message.into(),
             detail: detail.into(),
             validations: Vec::new(),
+            cause: None,
         }))
     }
 
@@ -187,7 +190,20 @@ impl Error {
             message: message.into(),
             detail: Cow::Borrowed(""),
             validations,
+            cause: None,
         }))
+    }
+
+    /// The same answer, with `cause` kept for the log line that answers it (a Coder answer
+    /// whose text says nothing of what failed).
+    pub fn with_cause(
+        mut self,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        if let Error::Coder(answer) = &mut self {
+            answer.cause = Some(cause.into());
+        }
+        self
     }
 
     /// `500 Internal error.`; `cause` is logged when the error is answered, never sent.
@@ -296,6 +312,15 @@ impl Error {
             Error::Internal(_) => {
                 tracing::error!(status = status.as_u16(), error = %ErrorChain(&self), "request failed");
             }
+            Error::Coder(answer) if status.is_server_error() => match &answer.cause {
+                Some(cause) => tracing::warn!(
+                    status = status.as_u16(),
+                    error = %self,
+                    cause = %ErrorChain(cause.as_ref()),
+                    "request failed"
+                ),
+                None => tracing::warn!(status = status.as_u16(), error = %self, "request failed"),
+            },
             _ if status.is_server_error() => {
                 tracing::warn!(status = status.as_u16(), error = %ErrorChain(&self), "request failed");
             }

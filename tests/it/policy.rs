@@ -154,3 +154,81 @@ async fn route_policy(store_url: &str) {
 
 on_both_stores!(route_policy =>
     route_policy_with_the_memory_store, route_policy_with_redis);
+
+/// Portcullis on a Redis of its own (which the test may kill), with `extra` config; returns
+/// once the store answers.
+async fn on_own_redis(extra: &str) -> (RedisServer, tempfile::TempDir, Sidecar) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let port = free_port();
+    let redis = RedisServer::start_persistent(port, dir.path()).await;
+    let echo = start_echo().await;
+    let store = "cache_ttl = \"60s\"\ncommand_timeout = \"300ms\"";
+    let url = format!("redis://127.0.0.1:{port}");
+    let config = config_with_store(echo, &url, &random_key_prefix(), store, extra);
+    let sidecar = Sidecar::start(&config).await;
+    let addr = sidecar.addr;
+    eventually("the store answers", || async {
+        let first = api_request(Method::GET, "/api/v2/users/first", None, None);
+        call_json(addr, first).await.0 != StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    (redis, dir, sidecar)
+}
+
+/// An `{owner}` given as a user id is judged as it is, with no store read: with Redis gone, a
+/// session still in the cache passes a rule on its own id, while the same rule with a username
+/// (which needs a lookup) answers 503, never 401 and never an allow.
+#[tokio::test]
+async fn an_id_capture_is_judged_without_a_store_read() {
+    let policy = "[policy]\ndefault = \"deny\"\n\n[[policy.route]]\n\
+                  path = \"/api/v2/users/{owner}/workspaces\"\nmethods = [\"GET\"]\n\
+                  require = \"workspace:read\"\n";
+    let (mut redis, _dir, sidecar) = on_own_redis(policy).await;
+    let addr = sidecar.addr;
+    let (admin_id, token) = first_user_token(addr).await;
+    let workspaces = |owner: &str| {
+        let path = format!("/api/v2/users/{owner}/workspaces");
+        api_request(Method::GET, &path, None, Some(&token))
+    };
+    // The session is read once, and cached.
+    let (status, body, _) = call_json(addr, workspaces(&admin_id)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    redis.kill();
+    let (status, body, _) = call_json(addr, workspaces(&admin_id)).await;
+    assert_eq!(status, StatusCode::OK, "an id needs no store read: {body}");
+    let (status, body, _) = call_json(addr, workspaces("admin")).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a name needs one: {body}"
+    );
+    sidecar.shutdown().await;
+}
+
+/// A login while the store cannot count the account's failures is a 503 counted as an error,
+/// not as a throttled login.
+#[tokio::test]
+async fn a_login_the_store_cannot_count_is_an_error_not_a_throttle() {
+    // No per-IP limit, so that the account's failure counter is the first store call.
+    let (mut redis, _dir, sidecar) = on_own_redis("[rate_limit]\nlogin_per_minute = 0\n").await;
+    let addr = sidecar.addr;
+    create_admin(addr).await;
+    redis.kill();
+    let body = json!({"email": ADMIN_EMAIL, "password": PASSWORD});
+    let login = api_request(Method::POST, "/api/v2/users/login", Some(&body), None);
+    let (status, answer, _) = call_json(addr, login).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    let text = sidecar.metrics().await;
+    assert_eq!(
+        metric(&text, r#"portcullis_logins_total{result="error"}"#),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, r#"portcullis_logins_total{result="limited"}"#),
+        0.0,
+        "{text}"
+    );
+    sidecar.shutdown().await;
+}

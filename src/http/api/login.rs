@@ -16,6 +16,7 @@ use crate::http::app::App;
 use crate::http::body::{Body, ReqBody};
 use crate::http::error::Error;
 use crate::http::peer::Peer;
+use crate::limits::LimitError;
 use crate::metrics::LoginResult;
 use crate::store::{Invalidation, LoginType, StoreError, User};
 use crate::users::LoginError;
@@ -86,7 +87,11 @@ impl From<LoginError> for Failed {
     /// Coder's answer for each refusal (§3.2), and the result it is counted under.
     fn from(e: LoginError) -> Self {
         let (result, error) = match e {
-            LoginError::Limited(e) => (LoginResult::Limited, Error::from(e)),
+            LoginError::Limited(e @ LimitError::Limited { .. }) => {
+                (LoginResult::Limited, Error::from(e))
+            }
+            // The store could not count: an outage, not a throttle.
+            LoginError::Limited(e @ LimitError::Store(_)) => (LoginResult::Error, Error::from(e)),
             LoginError::BadCredentials => (
                 LoginResult::BadCredentials,
                 Error::coder(StatusCode::UNAUTHORIZED, coder::BAD_LOGIN, ""),
@@ -198,12 +203,12 @@ pub async fn logout(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
     }
     for id in doomed {
         app.store.delete_key(&id).await.map_err(|e| {
-            tracing::error!(error = %e, "could not delete an API key at logout");
             Error::coder(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal error deleting API key.",
                 "",
             )
+            .with_cause(e)
         })?;
         if let Err(error) = app.store.publish(Invalidation::Key(id)).await {
             // Other replicas fall back to the cache TTL; this one forgets it now.

@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::auth::session::Authenticated;
 use crate::coder;
 use crate::http::admit;
+use crate::http::api::tokens::KeyOp;
 use crate::http::app::App;
 use crate::http::body::{Body, ReqBody};
 use crate::http::csrf;
@@ -120,12 +121,14 @@ pub async fn handle<B: ReqBody>(
         (&Method::GET, ["users", user, "keys", "tokens", name]) => {
             tokens::token_by_name(app, req, user, name).await
         }
-        (&Method::GET, ["users", user, "keys", id]) => tokens::get_key(app, req, user, id).await,
+        (&Method::GET, ["users", user, "keys", id]) => {
+            tokens::key(app, req, user, id, KeyOp::Get).await
+        }
         (&Method::DELETE, ["users", user, "keys", id]) => {
-            tokens::delete_key(app, req, user, id).await
+            tokens::key(app, req, user, id, KeyOp::Delete).await
         }
         (&Method::PUT, ["users", user, "keys", id, "expire"]) => {
-            tokens::expire_key(app, req, user, id).await
+            tokens::key(app, req, user, id, KeyOp::Expire).await
         }
         (&Method::POST, ["users", user, "convert-login"]) => {
             convert::convert_login(app, req, user).await

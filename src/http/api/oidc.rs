@@ -607,22 +607,18 @@ fn binding_cookie(app: &App, value: &str, max_age: u64) -> HeaderValue {
 /// reached, 502 when its answer is unusable.
 pub fn provider_error(e: OidcError) -> Error {
     match e {
-        OidcError::Unavailable(detail) => {
-            tracing::warn!(%detail, "openid connect provider unavailable");
-            Error::coder(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Service unavailable.",
-                "The OpenID Connect provider is not reachable. Try again shortly.",
-            )
-        }
-        other => {
-            tracing::warn!(error = %other, "openid connect provider answered something unusable");
-            Error::coder(
-                StatusCode::BAD_GATEWAY,
-                "Bad gateway.",
-                "The OpenID Connect provider's answer could not be used.",
-            )
-        }
+        e @ OidcError::Unavailable(_) => Error::coder(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service unavailable.",
+            "The OpenID Connect provider is not reachable. Try again shortly.",
+        )
+        .with_cause(e),
+        other => Error::coder(
+            StatusCode::BAD_GATEWAY,
+            "Bad gateway.",
+            "The OpenID Connect provider's answer could not be used.",
+        )
+        .with_cause(other),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::http::api::users;
 use crate::http::api::{self, ApiResult};
 use crate::http::app::App;
 use crate::http::body::ReqBody;
-use crate::http::error::Error;
+use crate::http::error::{Error, ErrorChain};
 use crate::http::peer::Peer;
 use crate::rbac::roles::OWNER;
 use crate::rbac::{Action, Object};
@@ -94,14 +94,12 @@ pub async fn change(
             Err(e) => {
                 return Err(match e {
                     PasswordError::Busy => UserError::Password(e).into(),
-                    other => {
-                        tracing::error!(error = %other, "could not check an old password");
-                        Error::coder(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "Internal error with passwords.",
-                            "",
-                        )
-                    }
+                    other => Error::coder(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Internal error with passwords.",
+                        "",
+                    )
+                    .with_cause(other),
                 })
             }
         };
@@ -148,7 +146,15 @@ struct ValidatePassword {
 pub async fn validate(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -> ApiResult {
     api::limit_login(app, peer, req.headers()).await?;
     let caller = if app.config.passwords.policy.reject_user_info {
-        api::authenticate(app, &req).await.ok()
+        match api::authenticate(app, &req).await {
+            Ok(auth) => Some(auth),
+            // No session is fine here; a store that cannot answer is worth a line in the log.
+            Err(e @ Error::StoreUnavailable(_)) => {
+                tracing::warn!(error = %ErrorChain(&e), "could not check the caller's session for reject_user_info");
+                None
+            }
+            Err(_) => None,
+        }
     } else {
         None
     };

@@ -256,42 +256,42 @@ pub async fn token_by_name(
     api::json(StatusCode::OK, &ApiKeyJson::new(&key))
 }
 
-/// `GET /users/{user}/keys/{id}`: the key, found by id alone and authorized by its owner, as
-/// in Coder; 404 when missing or not readable.
-pub async fn get_key(
-    app: &Arc<App>,
-    req: Request<impl ReqBody>,
-    param: &str,
-    id: &str,
-) -> ApiResult {
-    let (_, key) = key_for(app, &req, param, id, Action::READ).await?;
-    api::json(StatusCode::OK, &ApiKeyJson::new(&key))
+/// What a request on `/users/{user}/keys/{id}` does with the key.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyOp {
+    /// `GET`: the key, found by id alone and authorized by its owner, as in Coder; 404 when
+    /// missing or not readable.
+    Get,
+    /// `DELETE`: 204; the key stops working on every replica at once.
+    Delete,
+    /// `PUT .../expire`: sets the expiry to now (idempotent); 204.
+    Expire,
 }
 
-/// `DELETE /users/{user}/keys/{id}`: 204; the key stops working on every replica at once.
-pub async fn delete_key(
+/// `/users/{user}/keys/{id}` (`GET`, `DELETE`) and `/users/{user}/keys/{id}/expire` (`PUT`):
+/// the key after [`key_for`]'s checks, for the action `op` needs.
+pub async fn key(
     app: &Arc<App>,
     req: Request<impl ReqBody>,
     param: &str,
     id: &str,
+    op: KeyOp,
 ) -> ApiResult {
-    let (_, key) = key_for(app, &req, param, id, Action::DELETE).await?;
-    app.users().delete_key(&key.id).await?;
-    api::no_content()
-}
-
-/// `PUT /users/{user}/keys/{id}/expire`: sets the expiry to now (idempotent); 204.
-pub async fn expire_key(
-    app: &Arc<App>,
-    req: Request<impl ReqBody>,
-    param: &str,
-    id: &str,
-) -> ApiResult {
-    let (_, key) = key_for(app, &req, param, id, Action::UPDATE).await?;
-    if !app.users().expire_key(key).await? {
-        return Err(Error::NotFound);
+    let action = match op {
+        KeyOp::Get => Action::READ,
+        KeyOp::Delete => Action::DELETE,
+        KeyOp::Expire => Action::UPDATE,
+    };
+    let (_, key) = key_for(app, &req, param, id, action).await?;
+    match op {
+        KeyOp::Get => api::json(StatusCode::OK, &ApiKeyJson::new(&key)),
+        KeyOp::Delete => {
+            app.users().delete_key(&key.id).await?;
+            api::no_content()
+        }
+        KeyOp::Expire if app.users().expire_key(key).await? => api::no_content(),
+        KeyOp::Expire => Err(Error::NotFound),
     }
-    api::no_content()
 }
 
 /// Authenticates, resolves `{user}`, loads key `id` and checks `action` on it: 404 when the key
