@@ -56,11 +56,22 @@ pub fn tag_failed(field: &str, tag: &str, value: &str) -> Validation {
     }
 }
 
-/// The `email` validator's shape check: one `@` with something on both sides, no spaces.
+/// The longest address a mail system carries (RFC 5321 §4.5.3.1.3: a 256-octet path, less its
+/// angle brackets), and the longest local part (§4.5.3.1.1).
+pub const MAX_EMAIL_BYTES: usize = 254;
+const MAX_LOCAL_PART_BYTES: usize = 64;
+
+/// The `email` validator's check: one `@` with something on both sides, no spaces, and no
+/// longer than an address can be ([`MAX_EMAIL_BYTES`]), so that no email an attacker sizes
+/// reaches the store (the failed-login counter and the passcode records are keyed by it).
 pub fn looks_like_email(s: &str) -> bool {
+    if s.len() > MAX_EMAIL_BYTES {
+        return false;
+    }
     match s.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty()
+                && local.len() <= MAX_LOCAL_PART_BYTES
                 && !domain.is_empty()
                 && !domain.contains('@')
                 && !s.chars().any(char::is_whitespace)
@@ -106,5 +117,11 @@ mod tests {
         for bad in ["", "a", "@b", "a@", "a@b@c", "a b@c"] {
             assert!(!looks_like_email(bad), "{bad:?}");
         }
+        let longest_local = format!("{}@example.com", "l".repeat(64));
+        assert!(looks_like_email(&longest_local));
+        assert!(!looks_like_email(&format!("l{longest_local}")));
+        let longest = format!("a@{}", "d".repeat(MAX_EMAIL_BYTES - 2));
+        assert!(looks_like_email(&longest));
+        assert!(!looks_like_email(&format!("{longest}d")));
     }
 }

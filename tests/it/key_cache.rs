@@ -530,3 +530,55 @@ async fn a_revocation_racing_a_paused_load_is_never_undone() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+// === attacker-sized input ===
+
+/// Every key under `prefix` on the shared Redis.
+async fn keys_under(prefix: &str) -> Vec<String> {
+    let client = redis::Client::open(REDIS).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a redis connection");
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS")
+}
+
+/// A login with an email longer than any address can be is refused as Coder refuses a
+/// malformed email, before the store is touched: no failure counter keyed by it. (A failed
+/// login with a real-sized email does leave one: the check can see it.)
+#[tokio::test]
+async fn an_oversized_email_is_refused_before_it_can_name_a_store_key() {
+    require_redis().await;
+    let prefix = random_key_prefix();
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&cache_config(echo, REDIS, &prefix, "")).await;
+    let addr = sidecar.addr;
+    create_admin(addr).await;
+
+    let (status, _) = login(addr, ADMIN_EMAIL, "wrong password").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let counted = keys_under(&prefix).await;
+    assert!(
+        counted.iter().any(|k| k.contains("rl:fail:")),
+        "{counted:?}"
+    );
+
+    let huge = format!("{}@example.com", "a".repeat(900 * 1024));
+    for _ in 0..3 {
+        let body = json!({"email": huge, "password": "whatever"});
+        let (status, answer) = call(addr, json_request("/api/v2/users/login", &body, None)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer["message"], "Validation failed.");
+        assert_eq!(answer["validations"][0]["field"], "email");
+    }
+    let keys = keys_under(&prefix).await;
+    let longest = keys.iter().map(String::len).max().unwrap_or(0);
+    assert!(longest < 1024, "a key of {longest} bytes was stored");
+
+    sidecar.shutdown().await;
+    delete_redis_keys(REDIS, &prefix).await;
+}
