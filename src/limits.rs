@@ -54,7 +54,7 @@ impl Limits {
             return Ok(());
         }
         let n = store
-            .incr_window(&keys::login_requests(ip), LOGIN_WINDOW)
+            .incr_window(&keys::login_requests(&client_bucket(ip)), LOGIN_WINDOW)
             .await?;
         if n > self.login_per_minute {
             return Err(limited(self.login_per_minute, LOGIN_WINDOW));
@@ -98,4 +98,39 @@ fn account_key(account: &str) -> String {
 
 fn limited(limit: u64, window: Duration) -> LimitError {
     LimitError::Limited { limit, window }
+}
+
+/// The bucket a client address is counted in: an IPv4 address itself, an IPv6 address by its
+/// /64 (one subscriber's network; a client that owns a /64 can use any of its 2^64 addresses,
+/// so per-address buckets would limit nothing). An IPv4-mapped IPv6 address counts as IPv4.
+pub fn client_bucket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_and_ipv4_by_address() {
+        let bucket = |s: &str| client_bucket(s.parse().expect("an address"));
+        assert_eq!(bucket("203.0.113.7"), "203.0.113.7");
+        assert_eq!(bucket("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(bucket("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            bucket("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "2001:db8:1:2::/64"
+        );
+        assert_ne!(bucket("2001:db8:1:3::1"), bucket("2001:db8:1:2::1"));
+    }
 }

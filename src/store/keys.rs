@@ -40,7 +40,7 @@
 //!
 //! | name | primitive | of | holds |
 //! |---|---|---|---|
-//! | `rl:login:<client address>` | counter | `limits` | login-group requests from one address |
+//! | `rl:login:<client bucket>` | counter | `limits` | login-group requests from one IPv4 address or IPv6 /64 |
 //! | `rl:fail:<lower-cased email>` | counter | `limits` | failed logins of one account |
 //! | `otp:code:<user id>`, `otp:code:none` | single-use value | `otp` | a user's current one-time passcode; `none` is the decoy for emails of nobody |
 //! | `otp:tries:<record id>` | counter | `otp` | wrong codes checked against one code |
@@ -50,8 +50,6 @@
 //! | `oidc-link:<key id>` | single-use value | `oidc` | the provider tokens behind an OpenID Connect session |
 //! | `oidc-refresh:<key id>:<expiry, Unix seconds>` | claim | `oidc` | one replica's right to refresh that session's tokens |
 //! | `first-user` ([`FIRST_USER_CLAIM`]) | claim | `api` | the right to create the first user |
-
-use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -188,9 +186,10 @@ impl Keys {
 
 // === names of counters, single-use values and claims ===
 
-/// The counter of login-group requests from `ip`.
-pub fn login_requests(ip: IpAddr) -> String {
-    format!("rl:login:{ip}")
+/// The counter of login-group requests from the client bucket `bucket` (an IPv4 address, or
+/// an IPv6 /64: see `limits::client_bucket`).
+pub fn login_requests(bucket: &str) -> String {
+    format!("rl:login:{bucket}")
 }
 
 /// The counter of failed logins of `account` (the lower-cased email).
@@ -298,14 +297,8 @@ mod tests {
         let u: Uuid = "00000000-0000-4000-8000-000000000001".parse().unwrap();
         let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         let cases = [
-            (
-                login_requests("192.0.2.1".parse().unwrap()),
-                "rl:login:192.0.2.1",
-            ),
-            (
-                login_requests("2001:db8::1".parse().unwrap()),
-                "rl:login:2001:db8::1",
-            ),
+            (login_requests("192.0.2.1"), "rl:login:192.0.2.1"),
+            (login_requests("2001:db8::/64"), "rl:login:2001:db8::/64"),
             (login_failures("ann@example.com"), "rl:fail:ann@example.com"),
             (
                 otp_code(Some(u)),
