@@ -2,6 +2,7 @@
 //! streamed from the upstream. One enum rather than a boxed trait object keeps the hot path free
 //! of an allocation per response.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -15,12 +16,14 @@ use crate::upstream::Lease;
 /// A request body a handler can read: any body of [`Bytes`] frames whose error is a real error
 /// (hyper's `Incoming` on the wire, `http_body_util::Full` in a unit test without sockets).
 pub trait ReqBody:
-    http_body::Body<Data = Bytes, Error: std::error::Error + Send + Sync + 'static> + Send
+    http_body::Body<Data = Bytes, Error: std::error::Error + Send + Sync + 'static> + Send + Unpin
 {
 }
 
 impl<B> ReqBody for B where
-    B: http_body::Body<Data = Bytes, Error: std::error::Error + Send + Sync + 'static> + Send
+    B: http_body::Body<Data = Bytes, Error: std::error::Error + Send + Sync + 'static>
+        + Send
+        + Unpin
 {
 }
 
@@ -146,5 +149,72 @@ impl Drop for Stream {
                 lease.discard();
             }
         }
+    }
+}
+
+/// A request body that must arrive whole by a deadline: past it, the next read fails with
+/// [`BodyDeadline`]. The API reads its small JSON bodies through one, so a client trickling a
+/// body cannot hold a connection (and a handler) for as long as it likes.
+#[derive(Debug)]
+pub struct Deadline<B> {
+    inner: B,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// Why a [`Deadline`] body failed: the deadline passed, or the body itself failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadlineError<E> {
+    /// The body had not arrived whole by the deadline.
+    #[error("request body deadline")]
+    Elapsed(#[from] BodyDeadline),
+    /// The body failed.
+    #[error(transparent)]
+    Body(E),
+}
+
+/// The request body did not arrive within its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyDeadline;
+
+// === impl Deadline ===
+
+impl<B> Deadline<B> {
+    /// `inner`, which must have arrived whole within `within` from now.
+    pub fn new(inner: B, within: std::time::Duration) -> Self {
+        Deadline {
+            inner,
+            sleep: Box::pin(tokio::time::sleep(within)),
+        }
+    }
+}
+
+impl<B> http_body::Body for Deadline<B>
+where
+    B: http_body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = DeadlineError<B::Error>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(DeadlineError::Body)));
+        }
+        match this.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(BodyDeadline.into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -83,6 +83,9 @@ pub enum Error {
         /// The window the limit counts over.
         window: Duration,
     },
+    /// The request body did not arrive whole within `server.header_read_timeout`.
+    #[error("request body too slow")]
+    BodyTimeout,
     /// Every password-hashing permit is taken (`passwords.max_concurrent`).
     #[error("too many password checks at once")]
     PasswordsBusy,
@@ -227,6 +230,7 @@ impl Error {
             Error::Forbidden | Error::CrossSite => StatusCode::FORBIDDEN,
             Error::RouteNotFound | Error::NotFound => StatusCode::NOT_FOUND,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::Loop => StatusCode::LOOP_DETECTED,
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -292,6 +296,10 @@ impl Error {
                  come from this site.",
             ),
             Error::RateLimited { .. } => ("", ""),
+            Error::BodyTimeout => (
+                "Request timeout.",
+                "The request body did not arrive within server.header_read_timeout.",
+            ),
             Error::UpstreamUnavailable(_) => {
                 ("Bad gateway.", "The upstream service could not be reached.")
             }

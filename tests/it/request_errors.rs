@@ -233,3 +233,21 @@ async fn error_responses_do_not_name_a_version() {
         "{resp:?}"
     );
 }
+
+/// An API body that trickles in is cut off at `server.header_read_timeout` with a 408 in
+/// Coder's shape, instead of holding the connection and its handler for as long as the client
+/// likes. (The default is 30 s; this test sets 1 s.)
+#[tokio::test]
+async fn an_api_body_that_does_not_arrive_in_time_is_a_408() {
+    let echo = start_echo().await;
+    let sidecar =
+        Sidecar::start(&config(&http_url(echo), "header_read_timeout = \"1s\"", "")).await;
+    // The head is whole; of the 100 bytes of body promised, one comes.
+    let head = "POST /api/v2/users/login HTTP/1.1\r\nHost: portcullis.test\r\n\
+                Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+    let resp = raw(sidecar.addr, head.as_bytes()).await;
+    assert_eq!(resp.status, 408);
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).expect("a JSON body");
+    assert_eq!(body["message"], "Request timeout.");
+    sidecar.shutdown().await;
+}

@@ -25,7 +25,7 @@ use crate::coder;
 use crate::http::admit;
 use crate::http::api::tokens::KeyOp;
 use crate::http::app::App;
-use crate::http::body::{Body, ReqBody};
+use crate::http::body::{Body, BodyDeadline, Deadline, ReqBody};
 use crate::http::csrf;
 use crate::http::error::{json_response, Error};
 use crate::http::peer::Peer;
@@ -61,6 +61,8 @@ pub async fn handle<B: ReqBody>(
     if !owned(&segments) {
         return Err(req);
     }
+    // The API's bodies are small: they must arrive whole in time (408 otherwise).
+    let req = req.map(|body| Deadline::new(body, app.config.server.header_read_timeout));
     let carried = csrf::Carried::of(req.headers());
     // HEAD is answered by the GET handler, without the body (RFC 9110 §9.3.2).
     let method = match req.method() {
@@ -239,9 +241,27 @@ where
     let bytes: Bytes = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
-        .map_err(|e| Error::bad_request(coder::BAD_JSON, e.to_string()))?
+        .map_err(|e| {
+            if too_slow(&*e) {
+                Error::BodyTimeout
+            } else {
+                Error::bad_request(coder::BAD_JSON, e.to_string())
+            }
+        })?
         .to_bytes();
     serde_json::from_slice(&bytes).map_err(|e| Error::bad_request(coder::BAD_JSON, e.to_string()))
+}
+
+/// Whether a body failed because its [`Deadline`] passed.
+fn too_slow(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<BodyDeadline>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Authenticates an API request: [`admit::authenticate`], the one used for every request.
