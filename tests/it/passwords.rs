@@ -291,3 +291,35 @@ async fn weak_passwords_are_refused_with_coders_messages() {
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{got}");
 }
+
+/// `convert-login` checks a password, so it is counted in the login group's per-client limit
+/// like a login: with `login_per_minute = 3`, the calls after the login run into `429`.
+#[tokio::test]
+async fn convert_login_is_counted_in_the_login_rate_limit() {
+    let echo = start_echo().await;
+    let config = config(
+        &http_url(echo),
+        "",
+        "\n[rate_limit]\nlogin_per_minute = 3\n",
+    );
+    let sidecar = Sidecar::start(&config).await;
+    let addr = sidecar.addr;
+    create_admin(addr).await;
+    let token = admin_token(addr).await;
+    let body = json!({"to_type": "oidc", "password": PASSWORD});
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let req = api_request(
+            Method::POST,
+            "/api/v2/users/me/convert-login",
+            Some(&body),
+            Some(&token),
+        );
+        statuses.push(call_json(addr, req).await.0);
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    sidecar.shutdown().await;
+}

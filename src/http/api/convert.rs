@@ -32,6 +32,7 @@ use crate::http::api::{self, ApiResult};
 use crate::http::app::App;
 use crate::http::body::ReqBody;
 use crate::http::error::Error;
+use crate::http::peer::Peer;
 use crate::oidc::{Login, Oidc};
 use crate::store::{keys, LoginType, User, UserStatus};
 
@@ -66,8 +67,15 @@ struct Pending {
 }
 
 /// `POST /users/{user}/convert-login` (§6.1-6.3).
-pub async fn convert_login(app: &Arc<App>, req: Request<impl ReqBody>, param: &str) -> ApiResult {
+pub async fn convert_login(
+    app: &Arc<App>,
+    peer: &Peer,
+    req: Request<impl ReqBody>,
+    param: &str,
+) -> ApiResult {
     let (auth, user) = permitted(app, &req, param).await?;
+    // It checks a password (an argon2 hash): counted in the login group, as a login is.
+    api::limit_login(app, peer, req.headers()).await?;
     let body: ConvertRequest = api::json_body(req).await?;
     let mut invalid = Vec::new();
     if body.to_type.is_empty() {

@@ -133,7 +133,7 @@ pub async fn handle<B: ReqBody>(
             tokens::key(app, req, user, id, KeyOp::Expire).await
         }
         (&Method::POST, ["users", user, "convert-login"]) => {
-            convert::convert_login(app, req, user).await
+            convert::convert_login(app, peer, req, user).await
         }
         _ => Err(not_served(&method, &segments)),
     };
