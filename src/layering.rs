@@ -23,7 +23,6 @@ const LAYERS: &[(&str, u8)] = &[
     ("users", 3),
     ("otp", 3),
     ("oidc", 3),
-    ("services", 3),
     ("http", 4),
     ("server", 5),
     ("signal", 5),

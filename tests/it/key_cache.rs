@@ -382,18 +382,25 @@ async fn hung_redis_serves_concurrent_requests_for_a_cached_key_after_one_deadli
     sidecar.shutdown().await;
 }
 
+/// A sidecar of the test's own on the shared Redis (under a fresh key prefix, returned), with
+/// the first user created.
+async fn alone_on_shared_redis() -> (String, Sidecar) {
+    require_redis().await;
+    let prefix = random_key_prefix();
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&cache_config(echo, REDIS, &prefix, "")).await;
+    create_admin(sidecar.addr).await;
+    (prefix, sidecar)
+}
+
 // === metrics ===
 
 /// Logins, key cache results and proxied authentication results on `/metrics`, counted
 /// exactly (the sidecar is this test's alone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_logins_cache_results_and_proxied_auth_results() {
-    require_redis().await;
-    let prefix = random_key_prefix();
-    let echo = start_echo().await;
-    let sidecar = Sidecar::start(&cache_config(echo, REDIS, &prefix, "")).await;
+    let (prefix, sidecar) = alone_on_shared_redis().await;
     let addr = sidecar.addr;
-    create_admin(addr).await;
 
     let (status, _) = login(addr, ADMIN_EMAIL, "wrong password").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -552,12 +559,8 @@ async fn keys_under(prefix: &str) -> Vec<String> {
 /// login with a real-sized email does leave one: the check can see it.)
 #[tokio::test]
 async fn an_oversized_email_is_refused_before_it_can_name_a_store_key() {
-    require_redis().await;
-    let prefix = random_key_prefix();
-    let echo = start_echo().await;
-    let sidecar = Sidecar::start(&cache_config(echo, REDIS, &prefix, "")).await;
+    let (prefix, sidecar) = alone_on_shared_redis().await;
     let addr = sidecar.addr;
-    create_admin(addr).await;
 
     let (status, _) = login(addr, ADMIN_EMAIL, "wrong password").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
