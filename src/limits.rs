@@ -1,25 +1,40 @@
-//! Abuse limits of the login group (spec/coder-api.md §0.3): requests per client IP per minute,
-//! and failed logins per account. Counters live in the store so that every replica shares
-//! them; a store that cannot count fails the request closed (503), never open.
+//! Abuse limits (spec/coder-api.md §0.3): API requests per user (per client when anonymous)
+//! per minute, login-group requests per client per minute, and failed logins per account.
+//! Counters live in the store so that every replica shares them; a store that cannot count
+//! fails the request closed (503), never open.
 
 use std::net::IpAddr;
 use std::time::Duration;
+
+use uuid::Uuid;
 
 use crate::config::RateLimitConfig;
 use crate::report::ErrorChain;
 use crate::store::{keys, Store, StoreError};
 
-const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// The window of the per-minute limits.
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// The limits, from `[rate_limit]`.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    api_per_minute: u64,
     login_per_minute: u64,
     account_failures: u64,
     account_window: Duration,
 }
 
-/// Why a request of the login group is refused.
+/// Who an API request is counted for: its user when it carries a valid credential (as Coder
+/// keys its limiter), else its client address.
+#[derive(Debug, Clone, Copy)]
+pub enum ApiClient {
+    /// An authenticated user.
+    User(Uuid),
+    /// A caller without a valid credential, at this address.
+    Anonymous(IpAddr),
+}
+
+/// Why a request is refused by a limit.
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {
     /// More than `limit` requests in `window`.
@@ -41,10 +56,31 @@ impl Limits {
     /// Limits from the config.
     pub fn new(cfg: &RateLimitConfig) -> Self {
         Limits {
+            api_per_minute: cfg.api_per_minute,
             login_per_minute: cfg.login_per_minute,
             account_failures: cfg.account_failures,
             account_window: cfg.account_window,
         }
+    }
+
+    /// Whether API requests are counted at all (`rate_limit.api_per_minute` is not 0).
+    pub fn counts_api(&self) -> bool {
+        self.api_per_minute != 0
+    }
+
+    /// Counts an API request from `client` and refuses it past the per-minute limit.
+    pub async fn api(&self, store: &Store, client: ApiClient) -> Result<(), LimitError> {
+        if self.api_per_minute == 0 {
+            return Ok(());
+        }
+        let name = match client {
+            ApiClient::User(id) => keys::api_requests(&format!("u:{id}")),
+            ApiClient::Anonymous(ip) => keys::api_requests(&client_bucket(ip)),
+        };
+        if store.incr_window(&name, MINUTE).await? > self.api_per_minute {
+            return Err(limited(self.api_per_minute, MINUTE));
+        }
+        Ok(())
     }
 
     /// Counts a login-group request from the client at `ip` and refuses it past the per-minute
@@ -54,10 +90,10 @@ impl Limits {
             return Ok(());
         }
         let n = store
-            .incr_window(&keys::login_requests(&client_bucket(ip)), LOGIN_WINDOW)
+            .incr_window(&keys::login_requests(&client_bucket(ip)), MINUTE)
             .await?;
         if n > self.login_per_minute {
-            return Err(limited(self.login_per_minute, LOGIN_WINDOW));
+            return Err(limited(self.login_per_minute, MINUTE));
         }
         Ok(())
     }

@@ -10,6 +10,7 @@
 //! closed the idle connection at that instant) is retried once on a fresh connection; anything
 //! else is reported, never retried, since the request may have had effects.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -303,7 +304,10 @@ impl std::fmt::Debug for Lease {
 
 /// A request body on its way upstream: a client's, streamed, or one Portcullis wrote itself
 /// (a webhook's JSON). A client's body that is not empty from the start reports when it has
-/// been sent in full (or has failed), which is when the response timeout starts.
+/// been sent in full (or has failed), which is when the response timeout starts; and it fails
+/// with [`BodyError::Stalled`] when the client sends nothing for its idle limit while it is
+/// being waited for (nginx's `client_body_timeout`), so a trickle that stops cannot hold a
+/// connection and an upstream connection for ever.
 #[derive(Debug)]
 pub struct RequestBody {
     body: Source,
@@ -312,17 +316,43 @@ pub struct RequestBody {
 
 #[derive(Debug)]
 enum Source {
-    Client(Incoming),
+    Client(Client),
     /// The whole body, until its one frame is taken.
     Full(Option<bytes::Bytes>),
+}
+
+#[derive(Debug)]
+struct Client {
+    body: Incoming,
+    idle: Duration,
+    /// Armed when a read finds nothing to read (made then: a body that never waits, such as
+    /// an empty one, costs no timer), fired `idle` later unless a frame came first.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether the last read found nothing: the timer runs.
+    waiting: bool,
+}
+
+/// Why a client's request body failed on its way upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Reading it from the client failed.
+    #[error(transparent)]
+    Client(#[from] hyper::Error),
+    /// The client sent no byte of it for this long.
+    #[error("no byte of the request body arrived for {0:?}")]
+    Stalled(Duration),
 }
 
 // === impl RequestBody ===
 
 impl RequestBody {
-    /// Wraps a client's request body. The receiver, present when the body is not empty,
-    /// resolves once the body has been sent (or dropped).
-    pub fn wrap(req: Request<Incoming>) -> (Request<RequestBody>, Option<oneshot::Receiver<()>>) {
+    /// Wraps a client's request body, which fails once the client has sent nothing for
+    /// `idle` while the upstream waits for more. The receiver, present when the body is not
+    /// empty, resolves once the body has been sent (or dropped).
+    pub fn wrap(
+        req: Request<Incoming>,
+        idle: Duration,
+    ) -> (Request<RequestBody>, Option<oneshot::Receiver<()>>) {
         let (tx, rx) = if req.body().is_end_stream() {
             (None, None)
         } else {
@@ -330,7 +360,12 @@ impl RequestBody {
             (Some(tx), Some(rx))
         };
         let req = req.map(|body| RequestBody {
-            body: Source::Client(body),
+            body: Source::Client(Client {
+                body,
+                idle,
+                timer: None,
+                waiting: false,
+            }),
             sent: tx,
         });
         (req, rx)
@@ -347,37 +382,62 @@ impl RequestBody {
 
 impl http_body::Body for RequestBody {
     type Data = bytes::Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
-        let body = match &mut self.body {
-            Source::Client(body) => body,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, BodyError>>> {
+        let client = match &mut self.body {
+            Source::Client(client) => client,
             Source::Full(bytes) => {
                 return Poll::Ready(bytes.take().map(|b| Ok(http_body::Frame::data(b))))
             }
         };
-        let frame = Pin::new(&mut *body).poll_frame(cx);
-        if matches!(frame, Poll::Ready(None)) || body.is_end_stream() {
+        let frame = match Pin::new(&mut client.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                client.waiting = false;
+                frame
+            }
+            Poll::Pending => {
+                let idle = client.idle;
+                let deadline = tokio::time::Instant::now() + idle;
+                let timer = match &mut client.timer {
+                    Some(timer) => {
+                        if !client.waiting {
+                            timer.as_mut().reset(deadline);
+                        }
+                        timer
+                    }
+                    None => client
+                        .timer
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                client.waiting = true;
+                return match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::Stalled(idle)))),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+        };
+        if frame.is_none() || client.body.is_end_stream() {
             if let Some(sent) = self.sent.take() {
                 let _ = sent.send(());
             }
         }
-        frame
+        Poll::Ready(frame.map(|f| f.map_err(BodyError::Client)))
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.body {
-            Source::Client(body) => body.is_end_stream(),
+            Source::Client(client) => client.body.is_end_stream(),
             Source::Full(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
         match &self.body {
-            Source::Client(body) => body.size_hint(),
+            Source::Client(client) => client.body.size_hint(),
             Source::Full(bytes) => {
                 http_body::SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }

@@ -164,6 +164,7 @@ fn identity_sections_have_the_documented_defaults_and_name_bad_keys() {
     assert_eq!(c.identity.headers, crate::headers::IdentityStyle::Forwarded);
     assert!(!c.passwords.disable_password_auth);
     assert_eq!(c.passwords.params.memory_kib, 19456);
+    assert_eq!(c.rate_limit.api_per_minute, 512);
     assert_eq!(c.rate_limit.login_per_minute, 60);
     assert_eq!(c.rate_limit.account_failures, 10);
     assert_eq!(c.rate_limit.account_window, Duration::from_secs(300));

@@ -131,7 +131,20 @@ pub async fn authenticate(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Authenticated> {
-    let authenticated = match session::authenticate(&app.store, &app.keys, headers, uri).await {
+    let found = session::authenticate(&app.store, &app.keys, headers, uri).await;
+    authenticated(app, method, uri, headers, found).await
+}
+
+/// The rest of [`authenticate`] for a request whose token was already looked up (`found`):
+/// the OIDC session's state, the count, and the cross-site check.
+pub async fn authenticated(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    found: std::result::Result<Authenticated, session::AuthError>,
+) -> Result<Authenticated> {
+    let authenticated = match found {
         Ok(auth) => app.oidc_sessions().follow(auth).await,
         Err(e) => Err(e),
     };

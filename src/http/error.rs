@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use http::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 use serde::Serialize;
 
@@ -86,6 +86,9 @@ pub enum Error {
     /// The request body did not arrive whole within `server.header_read_timeout`.
     #[error("request body too slow")]
     BodyTimeout,
+    /// A proxied upload sent no byte for `server.idle_timeout`.
+    #[error("request body stalled")]
+    UploadStalled,
     /// Every password-hashing permit is taken (`passwords.max_concurrent`).
     #[error("too many password checks at once")]
     PasswordsBusy,
@@ -230,7 +233,7 @@ impl Error {
             Error::Forbidden | Error::CrossSite => StatusCode::FORBIDDEN,
             Error::RouteNotFound | Error::NotFound => StatusCode::NOT_FOUND,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Error::BodyTimeout | Error::UploadStalled => StatusCode::REQUEST_TIMEOUT,
             Error::Loop => StatusCode::LOOP_DETECTED,
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -299,6 +302,10 @@ impl Error {
             Error::BodyTimeout => (
                 "Request timeout.",
                 "The request body did not arrive within server.header_read_timeout.",
+            ),
+            Error::UploadStalled => (
+                "Request timeout.",
+                "No byte of the request body arrived for server.idle_timeout.",
             ),
             Error::UpstreamUnavailable(_) => {
                 ("Bad gateway.", "The upstream service could not be reached.")
@@ -370,6 +377,16 @@ impl Error {
                 resp.headers_mut()
                     .insert(ALLOW, HeaderValue::from_static(allow));
             }
+            // The rest of the body is still on its way: the connection cannot carry another
+            // request (RFC 9110 §15.5.9).
+            Error::BodyTimeout | Error::UploadStalled => {
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Error::RateLimited { window, .. } => {
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(window.as_secs()));
+            }
             _ => {}
         }
         resp
@@ -412,9 +429,28 @@ impl From<Limited> for Error {
     }
 }
 
+/// Whether an upstream exchange failed because the client's body stalled.
+fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if matches!(
+            e.downcast_ref::<crate::upstream::BodyError>(),
+            Some(crate::upstream::BodyError::Stalled(_))
+        ) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 impl From<crate::upstream::Error> for Error {
     fn from(e: crate::upstream::Error) -> Self {
         match e {
+            // The client's upload stopped: its fault, not the upstream's.
+            crate::upstream::Error::Unavailable(cause) if stalled(cause.as_ref()) => {
+                Error::UploadStalled
+            }
             crate::upstream::Error::Unavailable(cause) => Error::UpstreamUnavailable(cause),
             crate::upstream::Error::Timeout(phase) => Error::UpstreamTimeout(phase),
             internal @ crate::upstream::Error::Internal(_) => Error::internal(internal),

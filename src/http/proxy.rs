@@ -191,7 +191,7 @@ impl Upstream {
             .map(|offered| (offered, hyper::upgrade::on(&mut req)));
 
         let started = Instant::now();
-        let (req, body_sent) = RequestBody::wrap(req);
+        let (req, body_sent) = RequestBody::wrap(req, app.config.server.idle_timeout);
         let send = self.pool.send(req);
         let answer = match body_sent {
             None => tokio::time::timeout(self.response_timeout, send).await.ok(),

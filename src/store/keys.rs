@@ -192,6 +192,12 @@ pub fn login_requests(bucket: &str) -> String {
     format!("rl:login:{bucket}")
 }
 
+/// The counter of API requests from `client`: `u:<user id>` for an authenticated caller, else
+/// the client bucket (see `limits::client_bucket`).
+pub fn api_requests(client: &str) -> String {
+    format!("rl:api:{client}")
+}
+
 /// The counter of failed logins of `account` (the lower-cased email).
 pub fn login_failures(account: &str) -> String {
     format!("rl:fail:{account}")

@@ -119,6 +119,10 @@ impl MemoryStore {
         self.state().0.users.values().cloned().collect()
     }
 
+    pub(super) fn has_users(&self) -> bool {
+        !self.state().0.users.is_empty()
+    }
+
     /// Runs `change` on the stored user under the lock: nothing can come in between.
     pub(super) fn modify_user(
         &self,

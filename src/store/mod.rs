@@ -197,6 +197,14 @@ impl Store {
         }
     }
 
+    /// Whether any user exists: one cheap question, whatever the number of users.
+    pub async fn has_users(&self) -> Result<bool, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.has_users()),
+            Backend::Redis(r) => r.has_users().await,
+        }
+    }
+
     /// Every user, in no particular order.
     pub async fn users(&self) -> Result<Vec<User>, StoreError> {
         match &*self.backend {

@@ -33,7 +33,8 @@ methods = ["GET"]
 require = "deployment_config:update"
 "#;
 
-/// A Portcullis on the memory store in front of `upstream`, trusting 127.0.0.1 as its edge.
+/// A Portcullis on the memory store in front of `upstream`, trusting 127.0.0.1 as its edge,
+/// without the API rate limit (these tests make hundreds of calls from one address).
 async fn start(upstream: SocketAddr, extra: &str) -> World {
     start_with(upstream, "", extra).await
 }
@@ -42,7 +43,8 @@ async fn start(upstream: SocketAddr, extra: &str) -> World {
 async fn start_with(upstream: SocketAddr, upstream_extra: &str, extra: &str) -> World {
     let prefix = random_key_prefix();
     let url = format!("url = \"http://{upstream}\"\n");
-    let config = config_with_store(upstream, MEMORY, &prefix, "", extra)
+    let extra = format!("{extra}\n[rate_limit]\napi_per_minute = 0\n");
+    let config = config_with_store(upstream, MEMORY, &prefix, "", &extra)
         .replacen(
             "[server]\n",
             "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n",

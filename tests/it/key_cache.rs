@@ -21,8 +21,17 @@ use crate::common::*;
 
 /// A config with the given store URL and key prefix and extra `[store]` lines (these tests
 /// are about the cache, not hashing).
+/// The API rate limit is off here: it is one more store call per API request, and these tests
+/// count the key cache's store calls and what an outage does to the cache (the limit's own
+/// outage answer is tested in `abuse::api_limit`).
 fn cache_config(upstream: SocketAddr, store_url: &str, prefix: &str, store_extra: &str) -> String {
-    config_with_store(upstream, store_url, prefix, store_extra, "")
+    config_with_store(
+        upstream,
+        store_url,
+        prefix,
+        store_extra,
+        "[rate_limit]\napi_per_minute = 0\n",
+    )
 }
 
 /// Fails, naming what is missing, unless the shared test Redis answers.

@@ -210,8 +210,9 @@ async fn an_id_capture_is_judged_without_a_store_read() {
 /// not as a throttled login.
 #[tokio::test]
 async fn a_login_the_store_cannot_count_is_an_error_not_a_throttle() {
-    // No per-IP limit, so that the account's failure counter is the first store call.
-    let (mut redis, _dir, sidecar) = on_own_redis("[rate_limit]\nlogin_per_minute = 0\n").await;
+    // No per-IP limits, so that the account's failure counter is the first store call.
+    let limits = "[rate_limit]\nlogin_per_minute = 0\napi_per_minute = 0\n";
+    let (mut redis, _dir, sidecar) = on_own_redis(limits).await;
     let addr = sidecar.addr;
     create_admin(addr).await;
     redis.kill();

@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::auth::session::Authenticated;
+use crate::auth::session::{self, Authenticated};
 use crate::coder;
 use crate::http::admit;
 use crate::http::api::tokens::KeyOp;
@@ -29,6 +29,7 @@ use crate::http::body::{Body, BodyDeadline, Deadline, ReqBody};
 use crate::http::csrf;
 use crate::http::error::{json_response, Error};
 use crate::http::peer::Peer;
+use crate::limits::ApiClient;
 use crate::rbac::{Action, Object};
 use crate::store::UserStatus;
 
@@ -61,6 +62,10 @@ pub async fn handle<B: ReqBody>(
     if !owned(&segments) {
         return Err(req);
     }
+    let mut req = req;
+    if let Err(refused) = limit_api(app, peer, &mut req).await {
+        return Ok(refused.into_response());
+    }
     // The API's bodies are small: they must arrive whole in time (408 otherwise).
     let req = req.map(|body| Deadline::new(body, app.config.server.header_read_timeout));
     let carried = csrf::Carried::of(req.headers());
@@ -73,7 +78,7 @@ pub async fn handle<B: ReqBody>(
         (&Method::GET, ["auth", "scopes"]) => scopes::list(),
         (&Method::POST, ["authcheck"]) => authcheck::check(app, req).await,
         (&Method::GET, ["users", "first"]) => users::first_exists(app).await,
-        (&Method::POST, ["users", "first"]) => users::create_first(app, req).await,
+        (&Method::POST, ["users", "first"]) => users::create_first(app, peer, req).await,
         (&Method::GET, ["users", "authmethods"]) => login::auth_methods(app),
         (&Method::POST, ["users", "login"]) => login::login(app, peer, req).await,
         (&Method::GET, ["users", "oidc", "callback"]) => oidc::callback(app, peer, req).await,
@@ -264,9 +269,43 @@ fn too_slow(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Authenticates an API request: [`admit::authenticate`], the one used for every request.
+/// Authenticates an API request: [`admit::authenticate`], the one used for every request
+/// (with the session the rate limit already found, when it found one).
 pub async fn authenticate<B>(app: &App, req: &Request<B>) -> Result<Authenticated, Error> {
-    admit::authenticate(app, req.method(), req.uri(), req.headers()).await
+    match req.extensions().get::<Prechecked>() {
+        Some(Prechecked(auth)) => {
+            let found = Ok(auth.clone());
+            admit::authenticated(app, req.method(), req.uri(), req.headers(), found).await
+        }
+        None => admit::authenticate(app, req.method(), req.uri(), req.headers()).await,
+    }
+}
+
+/// The session [`limit_api`] found for a request, so that the endpoint does not look the token
+/// up a second time.
+#[derive(Clone)]
+struct Prechecked(Authenticated);
+
+/// Counts a request to a route Portcullis serves (spec §0.3) for its user when it carries a
+/// valid credential (as Coder's limiter does), else for its client, refusing it with `429` past
+/// `rate_limit.api_per_minute`. Only the counting authenticates here; the endpoint
+/// authenticates again (from the key cache) and decides.
+async fn limit_api<B>(app: &App, peer: &Peer, req: &mut Request<B>) -> Result<(), Error> {
+    if !app.limits.counts_api() {
+        return Ok(());
+    }
+    let client = match session::authenticate(&app.store, &app.keys, req.headers(), req.uri()).await
+    {
+        Ok(auth) => {
+            let client = ApiClient::User(auth.session().user.id);
+            req.extensions_mut().insert(Prechecked(auth));
+            client
+        }
+        Err(_) => {
+            ApiClient::Anonymous(peer.client_ip(req.headers(), &app.config.server.trusted_proxies))
+        }
+    };
+    Ok(app.limits.api(&app.store, client).await?)
 }
 
 /// Counts a request of the login group (spec §0.3) from the client (its address behind

@@ -34,7 +34,7 @@ use crate::headers::{X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use crate::http::api::login::{
     clear_cookie, new_session_key, session_cookie, set_cookie, wrong_login_type, Failed,
 };
-use crate::http::api::ApiResult;
+use crate::http::api::{self, ApiResult};
 use crate::http::app::App;
 use crate::http::body::{Body, ReqBody};
 use crate::http::error::Error;
@@ -46,6 +46,10 @@ use crate::users::{NewUser, UserError};
 
 /// The cookie binding a login in progress to the browser that started it.
 pub const BINDING_COOKIE: &str = "portcullis_oidc";
+
+/// The longest `redirect` a login may carry (the start leg stores it until the login ends):
+/// longer than any page address a browser keeps in its history.
+const MAX_REDIRECT_BYTES: usize = 2048;
 
 /// What the start leg stores under `oidc-flow:<state>`.
 #[derive(Serialize, Deserialize)]
@@ -80,6 +84,9 @@ pub async fn callback(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -
             "",
         ));
     };
+    // Both legs are in the login group (spec §0.5): a start stores a record, a return costs a
+    // token exchange with the provider.
+    api::limit_login(app, peer, req.headers()).await?;
     let query = query(&req);
     if let Some(error) = query.get("error") {
         // OAuth 2.0 §4.1.2.1: the provider refused (a denied consent, a bad scope). Its state
@@ -120,12 +127,15 @@ async fn start(
 ) -> ApiResult {
     let redirect = match query.get("redirect") {
         None => "/".to_owned(),
-        Some(r) if is_local_path(r) => r.clone(),
+        Some(r) if r.len() <= MAX_REDIRECT_BYTES && is_local_path(r) => r.clone(),
         Some(_) => {
             return Err(Error::coder(
                 StatusCode::BAD_REQUEST,
                 "Invalid redirect.",
-                "redirect must be a path on this site, such as /dashboard",
+                format!(
+                    "redirect must be a path on this site, such as /dashboard, \
+                     of at most {MAX_REDIRECT_BYTES} bytes"
+                ),
             ))
         }
     };

@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 
 use crate::auth::session::Authenticated;
 use crate::auth::token;
+use crate::coder::tag_failed;
 use crate::http::api::users;
 use crate::http::api::{self, ApiResult};
 use crate::http::app::App;
@@ -140,6 +141,9 @@ pub async fn create_key(
     api::json(StatusCode::CREATED, &json!({ "key": key }))
 }
 
+/// The longest token name, in characters (Coder's names of things are at most 128).
+const MAX_TOKEN_NAME_CHARS: usize = 128;
+
 /// `POST /users/{user}/keys/tokens` (§7.3).
 pub async fn create_token(
     app: &Arc<App>,
@@ -158,6 +162,14 @@ pub async fn create_token(
         return Err(invalid_request(
             "lifetime must be positive number greater than 0",
         ));
+    }
+    if body.token_name.chars().count() > MAX_TOKEN_NAME_CHARS {
+        // The name is stored with the key and indexed per user: its size is bounded first.
+        return Err(Error::validation(vec![tag_failed(
+            "token_name",
+            "max",
+            &body.token_name,
+        )]));
     }
     let lifetime = ops.token_lifetime(&user, Some(Duration::from_nanos(body.lifetime as u64)))?;
     let asked_scopes = match (body.scopes, body.scope) {

@@ -17,6 +17,7 @@ use crate::http::api::{self, ApiResult};
 use crate::http::app::App;
 use crate::http::body::ReqBody;
 use crate::http::error::Error;
+use crate::http::peer::Peer;
 use crate::rbac::roles::{self, Kind};
 use crate::rbac::{Action, Object, Resource};
 use crate::store::keys::FIRST_USER_CLAIM;
@@ -123,7 +124,7 @@ impl RoleJson {
 
 /// `GET /users/first` (§7.6).
 pub async fn first_exists(app: &Arc<App>) -> ApiResult {
-    if app.store.users().await?.is_empty() {
+    if !app.store.has_users().await? {
         return Err(Error::coder(
             StatusCode::NOT_FOUND,
             "The initial user has not been created!",
@@ -138,7 +139,11 @@ pub async fn first_exists(app: &Arc<App>) -> ApiResult {
 
 /// `POST /users/first` (§7.6): the first user becomes an active `owner` and a member of the
 /// default organization, created with it. Exactly one request wins, across replicas.
-pub async fn create_first(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
+///
+/// It hashes a password with argon2 before it knows whether it will be refused, so it counts in
+/// the login group's per-client limit.
+pub async fn create_first(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -> ApiResult {
+    api::limit_login(app, peer, req.headers()).await?;
     let body: CreateFirstUser = api::json_body(req).await?;
     let mut invalid = Vec::new();
     validate_email(&body.email, &mut invalid);
@@ -164,7 +169,7 @@ pub async fn create_first(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResu
             "",
         )
     };
-    if !app.store.users().await?.is_empty() {
+    if app.store.has_users().await? {
         return Err(already());
     }
     let claim = Uuid::new_v4();

@@ -69,6 +69,13 @@ impl RedisStore {
         Ok(users)
     }
 
+    pub(in crate::store) async fn has_users(&self) -> Result<bool, StoreError> {
+        let n: u64 = self
+            .query(redis::cmd("SCARD").arg(self.keys.users()))
+            .await?;
+        Ok(n > 0)
+    }
+
     pub(in crate::store) async fn modify_user(
         &self,
         id: Uuid,
