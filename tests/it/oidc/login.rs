@@ -95,11 +95,6 @@ async fn refusals_with_coders_messages() {
         "allowed_domains = [\"example.com\", \"@Example.org\"]",
     )
     .await;
-    let refused = |page: &Page, status: StatusCode, message: &str| {
-        assert_eq!(page.status, status, "{page:?}");
-        assert_eq!(page.json()["message"], message, "{page:?}");
-    };
-
     let page = w.sign_in(&mut Browser::new(), "mallory").await;
     refused(
         &page,
@@ -337,4 +332,53 @@ async fn an_unreachable_provider_answers_503_and_password_login_still_works() {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     sidecar.shutdown().await;
+}
+
+/// The start of a login stores a record until `oidc.login_timeout`, so it is bounded: a
+/// `redirect` over 2048 bytes is `400 Invalid redirect.` with nothing stored (one of exactly
+/// 2048 is fine), and starts count in the login group's per-client limit
+/// (`login_per_minute = 3` here): the fourth is `429`.
+#[tokio::test]
+async fn the_login_start_is_bounded_and_rate_limited() {
+    let w = World::with_accounts(REDIS, "\n[rate_limit]\nlogin_per_minute = 3\n").await;
+    let start = |redirect: String| {
+        let url = w.url(&format!("/api/v2/users/oidc/callback?redirect={redirect}"));
+        async move { Browser::new().request(Method::GET, &url, None).await }
+    };
+    let too_long = format!("/{}", "a".repeat(2048));
+    let page = start(too_long).await;
+    refused(&page, StatusCode::BAD_REQUEST, "Invalid redirect.");
+    let flows = redis_keys_matching(&w.prefix, "*oidc-flow*").await;
+    assert!(flows.is_empty(), "a refused start stored {flows:?}");
+
+    let longest = format!("/{}", "a".repeat(2047));
+    assert_eq!(start(longest).await.status, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        start("/".into()).await.status,
+        StatusCode::TEMPORARY_REDIRECT
+    );
+    let page = start("/".into()).await;
+    refused(
+        &page,
+        StatusCode::TOO_MANY_REQUESTS,
+        "You've been rate limited for sending more than 3 requests in 1m0s.",
+    );
+    w.finish().await;
+}
+
+/// Fails unless `page` is an answer of `status` with Coder's `message`.
+fn refused(page: &Page, status: StatusCode, message: &str) {
+    assert_eq!(page.status, status, "{page:?}");
+    assert_eq!(page.json()["message"], message, "{page:?}");
+}
+
+/// The keys under `prefix` on the shared Redis that match `pattern` (a glob after the prefix).
+async fn redis_keys_matching(prefix: &str, pattern: &str) -> Vec<String> {
+    let client = redis::Client::open(REDIS).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}{pattern}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
 }
