@@ -31,6 +31,13 @@ pub const KEY_CACHE: &str = "portcullis_key_cache";
 pub const STORE_CALL_SECONDS: &str = "portcullis_store_call_seconds";
 /// `portcullis_store_errors_total`: the cache's session reads that the store failed.
 pub const STORE_ERRORS: &str = "portcullis_store_errors";
+/// `portcullis_store_up`: 1 while the Redis store answers commands, 0 while it is marked down.
+pub const STORE_UP: &str = "portcullis_store_up";
+/// `portcullis_store_last_error_age_seconds`: how long ago a Redis command last got no answer
+/// (-1: never).
+pub const STORE_LAST_ERROR_AGE: &str = "portcullis_store_last_error_age_seconds";
+/// `portcullis_store_command_seconds{command}`: every Redis command's round trip, by command.
+pub const STORE_COMMAND_SECONDS: &str = "portcullis_store_command_seconds";
 /// `portcullis_logins_total{result}`: password and OIDC logins by result.
 pub const LOGINS: &str = "portcullis_logins";
 /// `portcullis_auth_total{result}`: authentication of every request that needs a session
@@ -112,6 +119,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    command: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
     decision: &'static str,
 }
@@ -129,6 +141,9 @@ pub struct Metrics {
     key_cache: [Counter; 4],
     store_call: Histogram,
     store_errors: Counter,
+    store_up: Gauge,
+    store_last_error_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    store_commands: Family<CommandLabels, Histogram, fn() -> Histogram>,
     logins: [Counter; 6],
     auth: [Counter; 6],
     otp_requests: [Counter; 4],
@@ -350,6 +365,28 @@ impl Metrics {
             "Key cache session reads that the store failed (unreachable, timed out, bad record)",
             store_errors.clone(),
         );
+        let store_up = Gauge::default();
+        registry.register(
+            STORE_UP,
+            "1 while the Redis store answers commands, 0 while it is marked down after a command \
+             got no answer (always 1 on memory://)",
+            store_up.clone(),
+        );
+        store_up.set(1);
+        let store_last_error_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            STORE_LAST_ERROR_AGE,
+            "Seconds since a Redis command last got no answer (-1: never)",
+            store_last_error_age.clone(),
+        );
+        store_last_error_age.set(-1.0);
+        let store_commands: Family<CommandLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 16)));
+        registry.register(
+            STORE_COMMAND_SECONDS,
+            "Round trip of every Redis command by command name, failed ones included",
+            store_commands.clone(),
+        );
         let logins = results(
             &mut registry,
             LOGINS,
@@ -407,6 +444,9 @@ impl Metrics {
             key_cache,
             store_call,
             store_errors,
+            store_up,
+            store_last_error_age,
+            store_commands,
             logins,
             auth,
             otp_requests,
@@ -460,6 +500,21 @@ impl Metrics {
         if failed {
             self.store_errors.inc();
         }
+    }
+
+    /// Records the store's state, as of a scrape: up or down, and how long ago a command last
+    /// got no answer.
+    pub fn store_state(&self, up: bool, last_error: Option<Duration>) {
+        self.store_up.set(i64::from(up));
+        self.store_last_error_age
+            .set(last_error.map_or(-1.0, |d| d.as_secs_f64()));
+    }
+
+    /// Records one Redis command's round trip. `command` is one of a fixed set of names.
+    pub fn store_command(&self, command: &'static str, elapsed: Duration) {
+        self.store_commands
+            .get_or_create(&CommandLabels { command })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Counts a password or OIDC login.

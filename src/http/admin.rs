@@ -1,5 +1,5 @@
 //! The admin listener's endpoints: `/healthz` (the process answers), `/readyz` (serving, not
-//! draining, and the store answers), `/metrics` (Prometheus text). Bind it to loopback: it is not authenticated.
+//! draining, and the store answers or failed less than `store.max_stale` ago), `/metrics` (Prometheus text). Bind it to loopback: it is not authenticated.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,20 +26,43 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: shutting down\n",
         ),
-        "/readyz" => match app.store.ping().await {
-            Ok(()) => text(StatusCode::OK, "ready\n"),
-            Err(_) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: store unreachable\n",
-            ),
-        },
+        "/readyz" => readyz(&app).await,
         "/metrics" => {
+            if let Some(h) = app.store.health() {
+                app.metrics.store_state(h.up, h.last_error);
+            }
             let mut resp = Response::new(Body::full(app.metrics.encode()));
             resp.headers_mut().insert(CONTENT_TYPE, OPENMETRICS);
             resp
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     })
+}
+
+/// Ready when the store answers. When it does not, still ready while the outage is younger
+/// than `store.max_stale`: the replica keeps serving cached sessions through a blip, which is
+/// what `max_stale` is for, and taking every replica out of the load balancer at once would
+/// defeat it. Not ready once the outage is older, or when the store never answered since start.
+async fn readyz(app: &App) -> Response<Body> {
+    if app.store.ping().await.is_ok() {
+        return text(StatusCode::OK, "ready\n");
+    }
+    let answered_lately = app
+        .store
+        .health()
+        .and_then(|h| h.last_ok)
+        .is_some_and(|ago| ago < app.config.store.max_stale);
+    if answered_lately {
+        text(
+            StatusCode::OK,
+            "ready: store unreachable, serving cached sessions within store.max_stale\n",
+        )
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: store unreachable\n",
+        )
+    }
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {

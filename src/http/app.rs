@@ -80,11 +80,13 @@ impl App {
             reason: e.to_string(),
         })?;
         let connections = Arc::new(Semaphore::new(config.server.max_connections));
-        let store = Store::open(&config.store).map_err(|e| ConfigError::Invalid {
-            key: "store.url".into(),
-            reason: e.to_string(),
-        })?;
         let metrics = Arc::new(Metrics::new());
+        let store = Store::open_observed(&config.store, metrics.clone()).map_err(|e| {
+            ConfigError::Invalid {
+                key: "store.url".into(),
+                reason: e.to_string(),
+            }
+        })?;
         let keys = Arc::new(KeyCache::new(&config.store, metrics.clone()));
         let passwords =
             Passwords::new(config.passwords.params).map_err(|e| ConfigError::Invalid {

@@ -51,6 +51,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::config::{StoreConfig, StoreUrl};
+use crate::metrics::Metrics;
 
 pub mod cache;
 mod error;
@@ -63,6 +64,7 @@ pub use crate::model::{
     AllowListEntry, ApiKey, LoginType, Membership, Organization, User, UserStatus,
 };
 pub use error::{Corrupt, StoreError, Unavailable};
+pub use redis::HealthReport;
 
 /// How many invalidations a slow receiver may fall behind before it sees `Lagged`.
 const INVALIDATION_CAPACITY: usize = 1024;
@@ -122,6 +124,12 @@ impl Store {
     /// # Errors
     /// [`StoreError::Unavailable`] when the Redis client cannot be built from the URL.
     pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        Store::open_observed(config, Arc::new(Metrics::new()))
+    }
+
+    /// [`Store::open`], timing every Redis command into `metrics`
+    /// (`portcullis_store_command_seconds`).
+    pub fn open_observed(config: &StoreConfig, metrics: Arc<Metrics>) -> Result<Store, StoreError> {
         let backend = match &config.url {
             StoreUrl::Memory => Backend::Memory(memory::MemoryStore::new(INVALIDATION_CAPACITY)),
             StoreUrl::Redis(url) => Backend::Redis(redis::RedisStore::open(
@@ -129,11 +137,21 @@ impl Store {
                 &config.key_prefix,
                 config.command_timeout,
                 INVALIDATION_CAPACITY,
+                metrics,
             )?),
         };
         Ok(Store {
             backend: Arc::new(backend),
         })
+    }
+
+    /// How Redis looks to the command path now (see `redis::health`); `None` for the memory
+    /// store, which is always there.
+    pub fn health(&self) -> Option<HealthReport> {
+        match &*self.backend {
+            Backend::Memory(_) => None,
+            Backend::Redis(r) => Some(r.health()),
+        }
     }
 
     /// A fresh in-memory store, as `memory://` opens.

@@ -66,9 +66,11 @@ use tokio::task::AbortHandle;
 use super::keys::Keys;
 use super::{Invalidation, StoreError};
 use crate::config::{RedisUrl, StoreUrl};
+use crate::metrics::Metrics;
 
 mod api_keys;
 mod conn;
+mod health;
 mod index;
 mod orgs;
 mod pubsub;
@@ -78,6 +80,8 @@ mod users;
 mod values;
 
 use conn::{breaks_connection, store_error, Connector, Slot};
+pub use health::HealthReport;
+use health::{Admit, Health};
 use pubsub::subscribe_forever;
 use script::Scripts;
 
@@ -90,6 +94,53 @@ pub(super) struct RedisStore {
     subscriber: AbortHandle,
     scripts: Scripts,
     shown: String,
+    health: Health,
+    metrics: Arc<Metrics>,
+}
+
+/// Settles a command's [`Admit`] with [`Health`]: answered, timed out, failed quickly, or
+/// abandoned when the command's future is dropped first (so a dropped probe does not keep
+/// the store down).
+struct Verdict<'a> {
+    health: &'a Health,
+    admitted: Option<Admit>,
+}
+
+impl<'a> Verdict<'a> {
+    fn new(health: &'a Health, admitted: Admit) -> Self {
+        Verdict {
+            health,
+            admitted: Some(admitted),
+        }
+    }
+
+    fn settle(mut self, how: Settled) {
+        if let Some(admitted) = self.admitted.take() {
+            match how {
+                Settled::Answered => self.health.answered(&admitted),
+                Settled::TimedOut => self.health.failed(&admitted),
+                Settled::Failed => self.health.failed_fast(&admitted),
+            }
+        }
+    }
+}
+
+/// How a command ended, for [`Health`].
+enum Settled {
+    /// Redis answered (an error reply included).
+    Answered,
+    /// No answer within the deadline: Redis may hang, so it is marked down.
+    TimedOut,
+    /// The connection failed quickly (refused, reset): the next command may try again.
+    Failed,
+}
+
+impl Drop for Verdict<'_> {
+    fn drop(&mut self) {
+        if let Some(admitted) = self.admitted.take() {
+            self.health.abandoned(&admitted);
+        }
+    }
 }
 
 // === impl RedisStore ===
@@ -113,6 +164,7 @@ impl RedisStore {
         prefix: &str,
         timeout: Duration,
         capacity: usize,
+        metrics: Arc<Metrics>,
     ) -> Result<RedisStore, StoreError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
             StoreError::unavailable_because(
@@ -140,6 +192,8 @@ impl RedisStore {
             subscriber,
             scripts: Scripts::new(),
             shown: StoreUrl::Redis(url.clone()).to_string(),
+            health: Health::new(),
+            metrics,
         })
     }
 
@@ -149,11 +203,21 @@ impl RedisStore {
     }
 
     /// Runs one command under the deadline; the outer error is a failure to get an answer,
-    /// the inner one the answer Redis gave.
+    /// the inner one the answer Redis gave. While Redis is marked down (see [`health`]), fails
+    /// at once.
     async fn attempt<T: FromRedisValue>(
         &self,
         cmd: &Cmd,
     ) -> Result<Result<T, RedisError>, StoreError> {
+        let admitted = self.health.admit();
+        if admitted == Admit::FailFast {
+            return Err(StoreError::unavailable(format!(
+                "redis gave no answer lately; failing at once for up to {:?}",
+                health::BACKOFF
+            )));
+        }
+        let verdict = Verdict::new(&self.health, admitted);
+        let started = std::time::Instant::now();
         let used = AtomicU64::new(0);
         let op = async {
             let (generation, mut conn) = self.slot.get().await?;
@@ -166,9 +230,11 @@ impl RedisStore {
                 answer => Ok(answer),
             }
         };
-        match tokio::time::timeout(self.timeout, op).await {
+        let mut timed_out = false;
+        let result = match tokio::time::timeout(self.timeout, op).await {
             Ok(result) => result,
             Err(_) => {
+                timed_out = true;
                 // A connection that stops answering may be half-open; start afresh.
                 self.slot.reset(used.load(Ordering::Relaxed));
                 Err(StoreError::unavailable(format!(
@@ -176,7 +242,21 @@ impl RedisStore {
                     self.timeout
                 )))
             }
-        }
+        };
+        verdict.settle(match (&result, timed_out) {
+            (Ok(_), _) => Settled::Answered,
+            (Err(_), true) => Settled::TimedOut,
+            // Refused or reset: that was quick, and says nothing about the next connection.
+            (Err(_), false) => Settled::Failed,
+        });
+        self.metrics
+            .store_command(command_name(cmd), started.elapsed());
+        result
+    }
+
+    /// How Redis looks to the command path now.
+    pub(super) fn health(&self) -> HealthReport {
+        self.health.report()
     }
 
     /// The members of the set `set`.
@@ -216,6 +296,22 @@ impl RedisStore {
 }
 
 // === helpers ===
+
+/// The metric label of a command: its name, from the fixed set the store sends.
+fn command_name(cmd: &Cmd) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "DEL", "EVAL", "EVALSHA", "GET", "GETDEL", "HDEL", "HGET", "HGETALL", "HSETNX", "MGET",
+        "PING", "PUBLISH", "SADD", "SCARD", "SET", "SMEMBERS", "SREM",
+    ];
+    match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(name)) => NAMES
+            .iter()
+            .find(|n| n.as_bytes().eq_ignore_ascii_case(name))
+            .copied()
+            .unwrap_or("other"),
+        _ => "other",
+    }
+}
 
 /// Milliseconds for `PX`/`PEXPIRE`, at least 1 (Redis refuses 0).
 fn millis(d: Duration) -> u64 {

@@ -57,11 +57,11 @@ fn json_request(path: &str, body: &Value, token: Option<&str>) -> Request<TestBo
 }
 
 /// A proxied (non-API) request carrying `token`, if any.
-fn proxied(token: Option<&str>) -> Request<TestBody> {
+pub(crate) fn proxied(token: Option<&str>) -> Request<TestBody> {
     api_request(Method::GET, "/app", None, token)
 }
 
-async fn call(addr: SocketAddr, req: Request<TestBody>) -> (StatusCode, Value) {
+pub(crate) async fn call(addr: SocketAddr, req: Request<TestBody>) -> (StatusCode, Value) {
     let (status, body, _) = call_json(addr, req).await;
     (status, body)
 }
@@ -81,7 +81,7 @@ async fn call_on(
     (status, body_json(resp).await)
 }
 
-async fn readyz(sidecar: &Sidecar) -> StatusCode {
+pub(crate) async fn readyz(sidecar: &Sidecar) -> StatusCode {
     send(sidecar.admin, get("admin.test", "/readyz"))
         .await
         .status()
@@ -176,14 +176,14 @@ async fn logout_on_one_replica_is_rejected_on_the_other_within_100ms() {
 /// A Portcullis on a private `redis-server` that persists every write (so that it can be
 /// killed and started again with its data), with extra `[store]` lines `store_extra`: ready
 /// (`/readyz` 200) and with its first user.
-struct PrivateRedis {
-    dir: tempfile::TempDir,
-    port: u16,
-    server: RedisServer,
-    sidecar: Sidecar,
+pub(crate) struct PrivateRedis {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub server: RedisServer,
+    pub sidecar: Sidecar,
 }
 
-async fn on_private_redis(store_extra: &str) -> PrivateRedis {
+pub(crate) async fn on_private_redis(store_extra: &str) -> PrivateRedis {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let port = free_port();
     let server = RedisServer::start_persistent(port, dir.path()).await;
