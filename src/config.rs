@@ -229,7 +229,7 @@ impl Config {
             upstream: upstream::parse(file.upstream, base)?,
             policy: policy::parse(file.policy)?,
             log: log::parse(file.log),
-            store: store::parse(file.store)?,
+            store: store::parse(file.store, base)?,
             api: api::parse(file.api)?,
             session: session::parse(file.session)?,
             identity: identity::parse(file.identity, base)?,

@@ -1,8 +1,11 @@
 //! `[store]`: where users, keys and counters live (`url`: memory or a Redis deployment), the
 //! prefix of every key, and how long cached answers may be used. The Redis URL is parsed here,
-//! password and all, and never shown with its password.
+//! password and all, and never shown with its password. The credential and TLS files are named
+//! here and read when the store is opened, so that `check-config` and `serve` report a missing
+//! one by its key.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -28,6 +31,17 @@ pub struct StoreConfig {
     /// The deadline of each store call (`command_timeout`, default 500 ms). A call that misses
     /// it fails as "store unavailable"; this also bounds reconnects.
     pub command_timeout: Duration,
+    /// The ACL user (`username`), when not in the URL.
+    pub username: Option<String>,
+    /// The file holding the Redis password (`password_file`), surrounding white space ignored:
+    /// the password never has to sit in the URL (or a ConfigMap). Not with a URL password.
+    pub password_file: Option<PathBuf>,
+    /// Trust only this CA bundle (PEM) for the Redis servers' certificates (`ca_file`; TLS
+    /// URLs only); default: the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate chain and its key (PEM, `cert_file` and `key_file`, both or
+    /// neither; TLS URLs only), for servers that require one (`tls-auth-clients yes`).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// `store.url`, parsed. Its `Debug` and `Display` never show the password.
@@ -42,12 +56,13 @@ pub enum StoreUrl {
 /// A parsed Redis URL. The forms accepted:
 ///
 /// - `redis://[[user]:password@]host[:port][/db]` and `rediss://…` (TLS, verified against the
-///   system roots); port 6379, db 0 by default.
+///   system roots or `store.ca_file`); port 6379, db 0 by default.
 /// - `redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/service[/db]`: the
 ///   sentinels (port 26379 by default) and the name of the master they watch. The credentials
-///   are for the Redis servers; the sentinels are asked without any.
+///   are for the Redis servers; the sentinels are asked without any. `rediss+sentinel://`: TLS
+///   to the sentinels and to the master.
 /// - `redis+cluster://[[user]:password@]host[:port][,host[:port]…]`: seed nodes of a Redis
-///   Cluster (db 0 only).
+///   Cluster (db 0 only); `rediss+cluster://` with TLS to every node.
 ///
 /// User and password are percent-decoded. Query strings are refused.
 #[derive(Clone, PartialEq, Eq)]
@@ -89,13 +104,74 @@ pub(super) struct FileStore {
     max_stale: Option<String>,
     negative_cache_ttl: Option<String>,
     command_timeout: Option<String>,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
 }
 
-/// Validates `[store]`.
-pub(super) fn parse(st: FileStore) -> Result<StoreConfig, ConfigError> {
+/// Validates `[store]`; relative paths are resolved against `base`.
+pub(super) fn parse(st: FileStore, base: &Path) -> Result<StoreConfig, ConfigError> {
+    let url = parse_store_url(st.url.as_deref().unwrap_or("memory://"))
+        .map_err(|reason| ConfigError::invalid("store.url", reason))?;
+    let (is_redis, tls, url_user, url_password) = match &url {
+        StoreUrl::Memory => (false, false, false, false),
+        StoreUrl::Redis(r) => (true, r.tls, r.username.is_some(), r.password.is_some()),
+    };
+    let needs_redis = |key: &str, set: bool| {
+        if set && !is_redis {
+            return Err(ConfigError::invalid(
+                key,
+                "applies to a Redis store.url only",
+            ));
+        }
+        Ok(())
+    };
+    needs_redis("store.username", st.username.is_some())?;
+    needs_redis("store.password_file", st.password_file.is_some())?;
+    if st.username.is_some() && url_user {
+        return Err(ConfigError::invalid(
+            "store.username",
+            "the URL names a user too: set it in one place",
+        ));
+    }
+    if st.password_file.is_some() && url_password {
+        return Err(ConfigError::invalid(
+            "store.password_file",
+            "the URL holds a password too: set it in one place (the file keeps it out of the URL)",
+        ));
+    }
+    for (key, set) in [
+        ("store.ca_file", st.ca_file.is_some()),
+        ("store.cert_file", st.cert_file.is_some()),
+        ("store.key_file", st.key_file.is_some()),
+    ] {
+        if set && !tls {
+            return Err(ConfigError::invalid(
+                key,
+                "applies to TLS only: use rediss://, rediss+sentinel:// or rediss+cluster://",
+            ));
+        }
+    }
+    let client_cert = match (st.cert_file, st.key_file) {
+        (Some(cert), Some(key)) => Some((base.join(cert), base.join(key))),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                "store.key_file",
+                "is required with store.cert_file",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                "store.cert_file",
+                "is required with store.key_file",
+            ))
+        }
+    };
     Ok(StoreConfig {
-        url: parse_store_url(st.url.as_deref().unwrap_or("memory://"))
-            .map_err(|reason| ConfigError::invalid("store.url", reason))?,
+        url,
         key_prefix: match st.key_prefix {
             None => "portcullis:".to_owned(),
             Some(p) if p.is_empty() => {
@@ -124,27 +200,32 @@ pub(super) fn parse(st: FileStore) -> Result<StoreConfig, ConfigError> {
             st.command_timeout.as_deref(),
             "500ms",
         )?,
+        username: st.username,
+        password_file: st.password_file.map(|p| base.join(p)),
+        ca_file: st.ca_file.map(|p| base.join(p)),
+        client_cert,
     })
 }
 
 /// Parses `store.url`; the error is the reason, in one line, without the password.
 fn parse_store_url(url: &str) -> Result<StoreUrl, String> {
-    const SCHEMES: &str =
-        "must start with memory://, redis://, rediss://, redis+sentinel:// or redis+cluster://";
+    const SCHEMES: &str = "must start with memory://, redis://, rediss://, redis+sentinel://, \
+                           rediss+sentinel://, redis+cluster:// or rediss+cluster://";
     let (scheme, rest) = url.split_once("://").ok_or(SCHEMES)?;
     let (topology, tls, default_port) = match scheme {
         "memory" if rest.is_empty() => return Ok(StoreUrl::Memory),
         "memory" => return Err("memory:// takes nothing after the scheme".into()),
         "redis" => (RedisTopology::Standalone, false, 6379),
         "rediss" => (RedisTopology::Standalone, true, 6379),
-        "redis+sentinel" => (
+        "redis+sentinel" | "rediss+sentinel" => (
             RedisTopology::Sentinel {
                 service: String::new(),
             },
-            false,
+            scheme == "rediss+sentinel",
             26379,
         ),
         "redis+cluster" => (RedisTopology::Cluster, false, 6379),
+        "rediss+cluster" => (RedisTopology::Cluster, true, 6379),
         _ => return Err(SCHEMES.into()),
     };
     if rest.contains(['?', '#']) {
@@ -296,8 +377,10 @@ impl fmt::Display for StoreUrl {
         let scheme = match (&r.topology, r.tls) {
             (RedisTopology::Standalone, false) => "redis",
             (RedisTopology::Standalone, true) => "rediss",
-            (RedisTopology::Sentinel { .. }, _) => "redis+sentinel",
-            (RedisTopology::Cluster, _) => "redis+cluster",
+            (RedisTopology::Sentinel { .. }, false) => "redis+sentinel",
+            (RedisTopology::Sentinel { .. }, true) => "rediss+sentinel",
+            (RedisTopology::Cluster, false) => "redis+cluster",
+            (RedisTopology::Cluster, true) => "rediss+cluster",
         };
         write!(f, "{scheme}://")?;
         if r.username.is_some() || r.password.is_some() {

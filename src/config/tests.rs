@@ -47,6 +47,27 @@ fn minimal_config_gets_the_documented_defaults() {
 fn bad_values_are_reported_with_their_key_path() {
     let cases: &[(&str, &str)] = &[
         ("[server]\nlisten = \"nowhere\"\n", "server.listen"),
+        ("[store]\nusername = \"u\"\n", "store.username"),
+        (
+            "[store]\nurl = \"redis://u@h\"\nusername = \"v\"\n",
+            "store.username",
+        ),
+        (
+            "[store]\nurl = \"redis://:p@h\"\npassword_file = \"p\"\n",
+            "store.password_file",
+        ),
+        (
+            "[store]\nurl = \"redis://h\"\nca_file = \"ca.pem\"\n",
+            "store.ca_file",
+        ),
+        (
+            "[store]\nurl = \"rediss://h\"\ncert_file = \"c.pem\"\n",
+            "store.key_file",
+        ),
+        (
+            "[store]\nurl = \"rediss+cluster://h\"\nkey_file = \"c.key\"\n",
+            "store.cert_file",
+        ),
         ("[server]\nbogus = 1\n", "server.bogus"),
         ("[bogus]\nx = 1\n", "bogus"),
         (

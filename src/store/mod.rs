@@ -133,9 +133,8 @@ impl Store {
         let backend = match &config.url {
             StoreUrl::Memory => Backend::Memory(memory::MemoryStore::new(INVALIDATION_CAPACITY)),
             StoreUrl::Redis(url) => Backend::Redis(redis::RedisStore::open(
+                config,
                 url,
-                &config.key_prefix,
-                config.command_timeout,
                 INVALIDATION_CAPACITY,
                 metrics,
             )?),

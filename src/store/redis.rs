@@ -65,7 +65,7 @@ use tokio::task::AbortHandle;
 
 use super::keys::Keys;
 use super::{Invalidation, StoreError};
-use crate::config::{RedisUrl, StoreUrl};
+use crate::config::{RedisUrl, StoreConfig, StoreUrl};
 use crate::metrics::Metrics;
 
 mod api_keys;
@@ -79,7 +79,7 @@ mod script;
 mod users;
 mod values;
 
-use conn::{breaks_connection, store_error, Connector, Slot};
+use conn::{breaks_connection, store_error, Access, Connector, Slot};
 pub use health::HealthReport;
 use health::{Admit, Health};
 use pubsub::subscribe_forever;
@@ -160,19 +160,19 @@ impl Drop for RedisStore {
 impl RedisStore {
     /// Builds the clients and starts the subscriber; does no I/O here.
     pub(super) fn open(
+        cfg: &StoreConfig,
         url: &RedisUrl,
-        prefix: &str,
-        timeout: Duration,
         capacity: usize,
         metrics: Arc<Metrics>,
     ) -> Result<RedisStore, StoreError> {
+        let (prefix, timeout) = (cfg.key_prefix.as_str(), cfg.command_timeout);
         let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
             StoreError::unavailable_because(
                 "the Redis store must be opened inside a Tokio runtime",
                 e,
             )
         })?;
-        let connector = Arc::new(Connector::new(url, timeout)?);
+        let connector = Arc::new(Connector::new(url, Access::read(cfg, url)?, timeout)?);
         let slot = Arc::new(Slot::new(connector.clone(), timeout));
         let keys = Keys::new(prefix);
         let events = broadcast::channel(capacity).0;

@@ -34,6 +34,7 @@ mod protocols;
 mod request_errors;
 mod shutdown;
 mod store;
+mod store_access;
 mod store_outage;
 mod streaming;
 mod tls_reload;

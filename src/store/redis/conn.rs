@@ -10,13 +10,65 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind,
-    RedisConnectionInfo, RedisError, RedisFuture, Value,
+    AsyncConnectionConfig, Client, ClientTlsConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind,
+    RedisConnectionInfo, RedisError, RedisFuture, TlsCertificates, TlsMode, Value,
 };
 use tokio::sync::watch;
 
-use crate::config::{RedisTopology, RedisUrl};
+use crate::config::{read_secret_file, ConfigError, RedisTopology, RedisUrl, StoreConfig};
 use crate::store::StoreError;
+
+/// Who Portcullis is to Redis and whom it trusts: the credentials (from the URL, or
+/// `store.username` and `store.password_file`) and, under TLS, the CA bundle and client
+/// certificate of `store.ca_file`, `store.cert_file` and `store.key_file`, read once at open.
+pub(super) struct Access {
+    username: Option<String>,
+    password: Option<String>,
+    certs: Option<TlsCertificates>,
+}
+
+// === impl Access ===
+
+impl Access {
+    /// Reads the files `cfg` names; a missing or empty one is an error naming its key.
+    pub(super) fn read(cfg: &StoreConfig, url: &RedisUrl) -> Result<Access, StoreError> {
+        let file_error = |e: ConfigError| StoreError::unavailable(e.to_string());
+        let read = |key: &str, path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| StoreError::unavailable(format!("{key}: {}: {e}", path.display())))
+        };
+        let password = match &cfg.password_file {
+            Some(path) => Some(
+                read_secret_file("store.password_file", path)
+                    .map_err(file_error)?
+                    .expose()
+                    .to_owned(),
+            ),
+            None => url.password.as_ref().map(|p| p.expose().to_owned()),
+        };
+        let root_cert = cfg
+            .ca_file
+            .as_deref()
+            .map(|p| read("store.ca_file", p))
+            .transpose()?;
+        let client_tls = match &cfg.client_cert {
+            Some((cert, key)) => Some(ClientTlsConfig {
+                client_cert: read("store.cert_file", cert)?,
+                client_key: read("store.key_file", key)?,
+            }),
+            None => None,
+        };
+        let certs = (root_cert.is_some() || client_tls.is_some()).then_some(TlsCertificates {
+            client_tls,
+            root_cert,
+        });
+        Ok(Access {
+            username: cfg.username.clone().or_else(|| url.username.clone()),
+            password,
+            certs,
+        })
+    }
+}
 
 /// How to reach Redis: builds command connections and subscriber connections.
 pub(super) enum Connector {
@@ -62,16 +114,20 @@ enum SlotState {
 // === impl Connector ===
 
 impl Connector {
-    pub(super) fn new(url: &RedisUrl, timeout: Duration) -> Result<Connector, StoreError> {
+    pub(super) fn new(
+        url: &RedisUrl,
+        access: Access,
+        timeout: Duration,
+    ) -> Result<Connector, StoreError> {
         let build_error = |e: RedisError| StoreError::unavailable_because("redis client", e);
         let redis_info = RedisConnectionInfo {
             db: url.db,
-            username: url.username.clone(),
-            password: url.password.as_ref().map(|p| p.expose().to_owned()),
+            username: access.username.clone(),
+            password: access.password.clone(),
             ..RedisConnectionInfo::default()
         };
-        let node = |(host, port): &(String, u16)| ConnectionInfo {
-            addr: if url.tls {
+        let addr = |(host, port): &(String, u16)| {
+            if url.tls {
                 ConnectionAddr::TcpTls {
                     host: host.clone(),
                     port: *port,
@@ -80,8 +136,16 @@ impl Connector {
                 }
             } else {
                 ConnectionAddr::Tcp(host.clone(), *port)
-            },
+            }
+        };
+        let node = |hp: &(String, u16)| ConnectionInfo {
+            addr: addr(hp),
             redis: redis_info.clone(),
+        };
+        // A client for one node, with the configured CA and client certificate under TLS.
+        let client = |info: ConnectionInfo| match &access.certs {
+            Some(certs) => Client::build_with_tls(info, certs.clone()),
+            None => Client::open(info),
         };
         match &url.topology {
             RedisTopology::Standalone => {
@@ -89,15 +153,12 @@ impl Connector {
                     .nodes
                     .first()
                     .ok_or_else(|| StoreError::unavailable("store.url names no Redis host"))?;
-                Client::open(node(first))
+                client(node(first))
                     .map(Connector::Standalone)
                     .map_err(build_error)
             }
             RedisTopology::Sentinel { service } => {
-                let sentinels = url
-                    .nodes
-                    .iter()
-                    .map(|(host, port)| ConnectionAddr::Tcp(host.clone(), *port));
+                let sentinels = url.nodes.iter().map(addr);
                 let mut builder = SentinelClientBuilder::new(
                     sentinels,
                     service.clone(),
@@ -105,29 +166,44 @@ impl Connector {
                 )
                 .map_err(build_error)?
                 .set_client_to_redis_db(url.db);
-                if let Some(user) = &url.username {
+                if url.tls {
+                    builder = builder
+                        .set_client_to_sentinel_tls_mode(TlsMode::Secure)
+                        .set_client_to_redis_tls_mode(TlsMode::Secure);
+                    if let Some(certs) = &access.certs {
+                        builder = builder
+                            .set_client_to_sentinel_certificates(certs.clone())
+                            .set_client_to_redis_certificates(certs.clone());
+                    }
+                }
+                if let Some(user) = &access.username {
                     builder = builder.set_client_to_redis_username(user.clone());
                 }
-                if let Some(password) = &url.password {
-                    builder = builder.set_client_to_redis_password(password.expose().to_owned());
+                if let Some(password) = &access.password {
+                    builder = builder.set_client_to_redis_password(password.clone());
                 }
                 let client = builder.build().map_err(build_error)?;
                 Ok(Connector::Sentinel(tokio::sync::Mutex::new(client)))
             }
             RedisTopology::Cluster => {
                 let seeds: Vec<ConnectionInfo> = url.nodes.iter().map(node).collect();
-                let client = ClusterClient::builder(seeds.clone())
+                let mut builder = ClusterClient::builder(seeds.clone())
                     .connection_timeout(connect_deadline(timeout))
                     .response_timeout(timeout)
-                    .retries(2)
-                    .build()
-                    .map_err(build_error)?;
+                    .retries(2);
+                if let Some(certs) = &access.certs {
+                    builder = builder.certs(certs.clone());
+                }
+                let cluster = builder.build().map_err(build_error)?;
                 let seeds = seeds
                     .into_iter()
-                    .map(Client::open)
+                    .map(client)
                     .collect::<Result<_, _>>()
                     .map_err(build_error)?;
-                Ok(Connector::Cluster { client, seeds })
+                Ok(Connector::Cluster {
+                    client: cluster,
+                    seeds,
+                })
             }
         }
     }

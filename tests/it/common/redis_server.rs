@@ -18,6 +18,14 @@ impl RedisServer {
         RedisServer::spawn(port, &["--save", "", "--appendonly", "no"], None).await
     }
 
+    /// Starts one keeping nothing on disk, with extra command-line `args` (later ones win, so
+    /// `--port 0 --tls-port PORT` makes it a TLS-only server on `port`).
+    pub async fn start_with(port: u16, args: &[&str]) -> RedisServer {
+        let mut all = vec!["--save", "", "--appendonly", "no"];
+        all.extend_from_slice(args);
+        RedisServer::spawn(port, &all, None).await
+    }
+
     /// Starts one persisting every write in `dir` (append-only file, fsync on every write),
     /// so that a server started again on `dir` after a kill has the same data.
     pub async fn start_persistent(port: u16, dir: &Path) -> RedisServer {
