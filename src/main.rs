@@ -80,7 +80,13 @@ fn check_config(path: PathBuf) -> ExitCode {
         for warning in config.policy.routes.warnings() {
             eprintln!("warning: {warning}");
         }
-        runtime(1)?.block_on(async { App::new(config).map(drop).map_err(|e| e.to_string()) })
+        runtime(1)?.block_on(async {
+            let app = App::new(config).map_err(|e| e.to_string())?;
+            if let Some(warning) = app.store.eviction_warning().await {
+                eprintln!("warning: {warning}");
+            }
+            Ok(())
+        })
     });
     match checked {
         Ok(()) => {
@@ -133,6 +139,12 @@ fn serve(path: PathBuf) -> ExitCode {
                 tracing::info!(listener = name, %addr, tls = name == "main" && app.tls.is_some(), "listening");
             }
         }
+        let store = app.store.clone();
+        tokio::spawn(async move {
+            if let Some(warning) = store.eviction_warning().await {
+                tracing::warn!(%warning, "store");
+            }
+        });
         server::run(app, listeners, signal::shutdown()).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS

@@ -153,6 +153,32 @@ impl Store {
         }
     }
 
+    /// A warning for the operator when Redis may evict Portcullis's keys: under memory pressure
+    /// any `maxmemory-policy` but `noeviction` can drop rate-limit and attempt counters (a
+    /// brute-force limit reset), single-use values and records; with `noeviction` a full Redis
+    /// refuses writes instead, which Portcullis answers 503. `None` when the policy is right,
+    /// the store is not Redis, or Redis cannot be reached now (its errors speak for it then).
+    pub async fn eviction_warning(&self) -> Option<String> {
+        let Backend::Redis(r) = &*self.backend else {
+            return None;
+        };
+        match r.eviction_policy().await {
+            Ok(Ok(Some(policy))) if policy == "noeviction" => None,
+            Ok(Ok(Some(policy))) => Some(format!(
+                "Redis maxmemory-policy is {policy:?}: under memory pressure Redis may evict \
+                 rate-limit and attempt counters and other records of Portcullis; set it to \
+                 \"noeviction\""
+            )),
+            Ok(Ok(None)) => Some(
+                "Redis did not report its maxmemory-policy; make sure it is \"noeviction\"".into(),
+            ),
+            Ok(Err(refused)) => Some(format!(
+                "could not read Redis's maxmemory-policy ({refused}); make sure it is \"noeviction\""
+            )),
+            Err(_) => None,
+        }
+    }
+
     /// A fresh in-memory store, as `memory://` opens.
     pub fn memory() -> Store {
         Store {

@@ -290,6 +290,21 @@ impl RedisStore {
         }
     }
 
+    /// Redis's `maxmemory-policy` (`None`: Redis gave no value), or Redis's refusal to tell
+    /// (`CONFIG` renamed or refused, as on some managed services).
+    pub(super) async fn eviction_policy(
+        &self,
+    ) -> Result<Result<Option<String>, String>, StoreError> {
+        let cmd = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .clone();
+        Ok(match self.attempt::<Vec<String>>(&cmd).await? {
+            Ok(pair) => Ok(pair.into_iter().nth(1)),
+            Err(refused) => Err(refused.to_string()),
+        })
+    }
+
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         self.query::<String>(&redis::cmd("PING")).await.map(drop)
     }
@@ -299,9 +314,9 @@ impl RedisStore {
 
 /// The metric label of a command: its name, from the fixed set the store sends.
 fn command_name(cmd: &Cmd) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "DEL", "EVAL", "EVALSHA", "GET", "GETDEL", "HDEL", "HGET", "HGETALL", "HSETNX", "MGET",
-        "PING", "PUBLISH", "SADD", "SCARD", "SET", "SMEMBERS", "SREM",
+    const NAMES: [&str; 18] = [
+        "CONFIG", "DEL", "EVAL", "EVALSHA", "GET", "GETDEL", "HDEL", "HGET", "HGETALL", "HSETNX",
+        "MGET", "PING", "PUBLISH", "SADD", "SCARD", "SET", "SMEMBERS", "SREM",
     ];
     match cmd.args_iter().next() {
         Some(redis::Arg::Simple(name)) => NAMES

@@ -152,3 +152,36 @@ async fn serve_with_a_bad_config_exits_64_without_binding() {
     }
     drop(held);
 }
+
+/// Portcullis needs Redis's `maxmemory-policy` to be `noeviction`: any other may evict rate-limit
+/// and attempt counters under memory pressure. `check-config` warns (and passes) on a Redis
+/// with `allkeys-lru`, and says nothing on one with `noeviction`.
+#[tokio::test]
+async fn check_config_warns_when_redis_may_evict_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    for (policy, warned) in [("allkeys-lru", true), ("noeviction", false)] {
+        let port = free_port();
+        let _redis = RedisServer::start_with(port, &["--maxmemory-policy", policy]).await;
+        let text = config_with_store(
+            dead_port(),
+            &format!("redis://127.0.0.1:{port}"),
+            &random_key_prefix(),
+            "",
+            "",
+        );
+        let path = write_config(dir.path(), &text);
+        let (code, stderr) = run(&["check-config"], &path).await;
+        assert_eq!(code, Some(0), "{policy}: {stderr}");
+        assert_eq!(
+            stderr.contains("maxmemory-policy"),
+            warned,
+            "{policy}: {stderr}"
+        );
+        if warned {
+            assert!(
+                stderr.contains("allkeys-lru") && stderr.contains("noeviction"),
+                "{stderr}"
+            );
+        }
+    }
+}
