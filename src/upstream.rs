@@ -211,6 +211,16 @@ impl Pool {
 
     /// Opens a connection (TCP, TLS when `https`, then the HTTP handshake) within
     /// `connect_timeout`, and spawns the task that drives it.
+    /// Whether the upstream accepts a TCP connection within the connect timeout (for
+    /// `/readyz` with `server.ready_requires_upstream`); the connection is closed at once.
+    pub async fn accepts_connections(&self) -> bool {
+        let connect = TcpStream::connect((self.host.as_str(), self.port));
+        matches!(
+            tokio::time::timeout(self.connect_timeout, connect).await,
+            Ok(Ok(_))
+        )
+    }
+
     async fn connect(&self) -> Result<Sender, Error> {
         tokio::time::timeout(self.connect_timeout, self.connect_inner())
             .await

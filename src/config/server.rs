@@ -39,6 +39,9 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// How long in-flight requests may run after SIGTERM (`shutdown_grace`, default 10 s).
     pub shutdown_grace: Duration,
+    /// Whether `/readyz` also needs the upstream to accept a TCP connection
+    /// (`ready_requires_upstream`, default false).
+    pub ready_requires_upstream: bool,
 }
 
 /// `[server.tls]`: certificate and key files, watched for changes.
@@ -67,6 +70,7 @@ pub(super) struct FileServer {
     idle_timeout: Option<String>,
     max_header_bytes: Option<usize>,
     shutdown_grace: Option<String>,
+    ready_requires_upstream: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +123,7 @@ pub(super) fn parse(s: FileServer, base: &Path) -> Result<ServerConfig, ConfigEr
             }
         },
         shutdown_grace: duration("server.shutdown_grace", s.shutdown_grace.as_deref(), "10s")?,
+        ready_requires_upstream: s.ready_requires_upstream.unwrap_or(false),
     })
 }
 

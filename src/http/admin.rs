@@ -43,7 +43,15 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
 /// than `store.max_stale`: the replica keeps serving cached sessions through a blip, which is
 /// what `max_stale` is for, and taking every replica out of the load balancer at once would
 /// defeat it. Not ready once the outage is older, or when the store never answered since start.
+/// With `server.ready_requires_upstream`, also not ready while the upstream refuses TCP
+/// connections (a sidecar whose application is not up yet should get no traffic).
 async fn readyz(app: &App) -> Response<Body> {
+    if app.config.server.ready_requires_upstream && !app.upstream.accepts_connections().await {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: upstream refuses connections\n",
+        );
+    }
     if app.store.ping().await.is_ok() {
         return text(StatusCode::OK, "ready\n");
     }

@@ -108,6 +108,11 @@ impl Upstream {
         })
     }
 
+    /// Whether the upstream accepts a connection now (see [`Pool::accepts_connections`]).
+    pub async fn accepts_connections(&self) -> bool {
+        self.pool.accepts_connections().await
+    }
+
     /// `508` when the request already passed through this process: its `Via` names our
     /// pseudonym, so the upstream leads back here. Checked before anything else is done, so a
     /// loop costs one extra hop and no more.
