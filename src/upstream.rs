@@ -11,6 +11,7 @@
 //! else is reported, never retried, since the request may have had effects.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -308,6 +309,20 @@ impl std::fmt::Debug for Lease {
 pub struct RequestBody {
     body: Source,
     sent: Option<oneshot::Sender<()>>,
+    failed: ClientBodyFailed,
+}
+
+/// Set when a client's request body failed while it was being sent upstream (its chunked
+/// encoding is malformed, or the client went away mid-body): the exchange that then fails is
+/// the client's doing, not the upstream's.
+#[derive(Debug, Clone, Default)]
+pub struct ClientBodyFailed(Arc<AtomicBool>);
+
+impl ClientBodyFailed {
+    /// Whether the client's body failed.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug)]
@@ -321,19 +336,27 @@ enum Source {
 
 impl RequestBody {
     /// Wraps a client's request body. The receiver, present when the body is not empty,
-    /// resolves once the body has been sent (or dropped).
-    pub fn wrap(req: Request<Incoming>) -> (Request<RequestBody>, Option<oneshot::Receiver<()>>) {
+    /// resolves once the body has been sent (or dropped); the flag tells whether it failed.
+    pub fn wrap(
+        req: Request<Incoming>,
+    ) -> (
+        Request<RequestBody>,
+        Option<oneshot::Receiver<()>>,
+        ClientBodyFailed,
+    ) {
         let (tx, rx) = if req.body().is_end_stream() {
             (None, None)
         } else {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         };
+        let failed = ClientBodyFailed::default();
         let req = req.map(|body| RequestBody {
             body: Source::Client(body),
             sent: tx,
+            failed: failed.clone(),
         });
-        (req, rx)
+        (req, rx, failed)
     }
 
     /// A body of Portcullis's own, sent in one frame.
@@ -341,6 +364,7 @@ impl RequestBody {
         RequestBody {
             body: Source::Full(Some(bytes).filter(|b| !b.is_empty())),
             sent: None,
+            failed: ClientBodyFailed::default(),
         }
     }
 }
@@ -360,7 +384,11 @@ impl http_body::Body for RequestBody {
             }
         };
         let frame = Pin::new(&mut *body).poll_frame(cx);
-        if matches!(frame, Poll::Ready(None)) || body.is_end_stream() {
+        let failed = matches!(frame, Poll::Ready(Some(Err(_))));
+        if failed || matches!(frame, Poll::Ready(None)) || body.is_end_stream() {
+            if failed {
+                self.failed.0.store(true, Ordering::Relaxed);
+            }
             if let Some(sent) = self.sent.take() {
                 let _ = sent.send(());
             }

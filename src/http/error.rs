@@ -11,13 +11,14 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use http::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use serde::Serialize;
 
 use crate::auth::session::AuthError;
 use crate::auth::PasswordError;
 use crate::coder::{self, Validation};
+use crate::headers::FramingError;
 use crate::http::body::Body;
 use crate::limits::LimitError as Limited;
 use crate::metrics::{Outcome, VerifyDecision};
@@ -69,6 +70,16 @@ pub enum Error {
     /// the way the upstream would read it.
     #[error("{0}")]
     AmbiguousPath(#[from] crate::policy::AmbiguousPath),
+    /// Body framing that a front end and the upstream could read differently
+    /// ([`crate::headers::check_framing`]): `501` for a transfer coding other than one
+    /// `chunked`, `400` for a framing header spelled with `_`. The connection is closed after
+    /// the answer, since what follows on it may be framed otherwise than hyper read it.
+    #[error("{0}")]
+    Framing(#[from] crate::headers::FramingError),
+    /// The client's request body failed while it was forwarded: malformed chunked encoding,
+    /// or the client went away mid-body. The upstream saw no whole request.
+    #[error("the request body is malformed or was cut off")]
+    ClientBody,
     /// The route policy or RBAC refuses the request.
     #[error("forbidden")]
     Forbidden,
@@ -221,7 +232,10 @@ impl Error {
             | Error::HostConflict
             | Error::HostInvalid
             | Error::AmbiguousPath(_)
-            | Error::VerifyRequest(_) => StatusCode::BAD_REQUEST,
+            | Error::VerifyRequest(_)
+            | Error::Framing(FramingError::UnderscoreSpelling)
+            | Error::ClientBody => StatusCode::BAD_REQUEST,
+            Error::Framing(FramingError::UnsupportedCoding) => StatusCode::NOT_IMPLEMENTED,
             Error::MethodNotAllowed(_) | Error::MethodNotServed { .. } => {
                 StatusCode::METHOD_NOT_ALLOWED
             }
@@ -278,6 +292,19 @@ impl Error {
                 ("Invalid request path.", *why)
             }
             Error::HeadersTooLarge => ("Request header fields too large.", ""),
+            Error::Framing(FramingError::UnsupportedCoding) => (
+                "Transfer coding not implemented.",
+                "Transfer-Encoding must be exactly \"chunked\".",
+            ),
+            Error::ClientBody => (
+                "Invalid request body.",
+                "The request body's chunked encoding is malformed, or the body ended early.",
+            ),
+            Error::Framing(FramingError::UnderscoreSpelling) => (
+                "Invalid request framing.",
+                "Content-Length and Transfer-Encoding must not be spelled with '_', which some \
+                 servers read as '-'.",
+            ),
             Error::Overloaded => (coder::UNAVAILABLE, "Too many open connections."),
             Error::PasswordsBusy => (
                 coder::UNAVAILABLE,
@@ -369,6 +396,10 @@ impl Error {
             Error::MethodNotServed { allow, .. } => {
                 resp.headers_mut()
                     .insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            Error::Framing(_) | Error::ClientBody => {
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }
@@ -537,6 +568,9 @@ mod tests {
             (Error::HostConflict, 400),
             (Error::HostInvalid, 400),
             (Error::VerifyRequest("no X-Original-URI"), 400),
+            (Error::Framing(FramingError::UnderscoreSpelling), 400),
+            (Error::Framing(FramingError::UnsupportedCoding), 501),
+            (Error::ClientBody, 400),
             (Error::MethodNotAllowed(http::Method::TRACE), 405),
             (Error::HeadersTooLarge, 431),
             (Error::Overloaded, 503),

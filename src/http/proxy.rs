@@ -191,7 +191,7 @@ impl Upstream {
             .map(|offered| (offered, hyper::upgrade::on(&mut req)));
 
         let started = Instant::now();
-        let (req, body_sent) = RequestBody::wrap(req);
+        let (req, body_sent, body_failed) = RequestBody::wrap(req);
         let send = self.pool.send(req);
         let answer = match body_sent {
             None => tokio::time::timeout(self.response_timeout, send).await.ok(),
@@ -208,7 +208,11 @@ impl Upstream {
             }
         };
         let (mut resp, lease) = match answer {
-            Some(answer) => answer?,
+            Some(Ok(answer)) => answer,
+            // The client's body broke the exchange (bad chunked encoding, or cut off): the
+            // client's fault, and the upstream never got a whole request.
+            Some(Err(_)) if body_failed.get() => return Err(Error::ClientBody),
+            Some(Err(e)) => return Err(e.into()),
             None => return Err(Error::UpstreamTimeout("response headers")),
         };
         app.metrics.upstream_response(started.elapsed());

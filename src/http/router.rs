@@ -14,6 +14,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
 use crate::assertion;
+use crate::headers;
 use crate::http::activity::InFlight;
 use crate::http::admit;
 use crate::http::api;
@@ -51,6 +52,7 @@ async fn route(
 ) -> Result<(Response<Body>, Outcome)> {
     proxy::check_method(req.method())?;
     proxy::check_head_size(&req, app.config.server.max_header_bytes)?;
+    headers::check_framing(req.headers())?;
     // Forward-auth judges the original request's path (in the Envoy form, the rest of this
     // one) through the same canonical form, and counts its own refusals.
     if verify::is_verify_path(req.uri().path()) {

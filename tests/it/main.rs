@@ -32,6 +32,7 @@ mod policy;
 mod protocols;
 mod request_errors;
 mod shutdown;
+mod smuggling;
 mod store;
 mod streaming;
 mod tls_reload;
