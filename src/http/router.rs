@@ -101,6 +101,11 @@ const OWN_PREFIX: &str = "/.portcullis/";
 fn canonical_target<B>(req: &mut Request<B>) -> Result<()> {
     let uri = req.uri();
     let path = uri.path();
+    // The asterisk form is only for OPTIONS (RFC 9112 §3.2.4): no rule can name it, and an
+    // upstream may route any other method with it anywhere.
+    if path == "*" && req.method() != Method::OPTIONS {
+        return Err(policy::AmbiguousPath("'*' is a request target only for OPTIONS.").into());
+    }
     let Cow::Owned(canonical) = policy::canonicalize(path)? else {
         return Ok(());
     };

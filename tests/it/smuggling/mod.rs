@@ -25,6 +25,7 @@ mod chunks;
 mod framing;
 mod lines;
 mod pipelining;
+mod targets;
 
 /// The route policy of every probe: `/public/**` and `/canary` need nothing, everything else a
 /// session.
@@ -156,6 +157,18 @@ impl Target {
         assert_eq!(seen.len(), 2, "{name} {what}: {seen:?}");
         assert_canary(&seen[1]);
         seen[0].clone()
+    }
+
+    /// Asserts the outcome of a request Portcullis refuses for what it says, not for how it is
+    /// framed: its answer is `status`, nothing of it reaches the upstream, and the connection
+    /// goes on — the canary is answered and is all the upstream got.
+    fn assert_judged_alone(&self, what: &str, answers: &[RawResponse], status: u16) {
+        let name = self.name();
+        let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+        assert_eq!(statuses, [status, 200], "{name} {what}: {answers:?}");
+        let seen = self.upstream.take();
+        assert_eq!(seen.len(), 1, "{name} {what}: {seen:?}");
+        assert_canary(&seen[0]);
     }
 
     /// Asserts the forwarded outcome for a request after which Portcullis must close the
