@@ -23,6 +23,7 @@ use crate::common::*;
 
 mod chunks;
 mod framing;
+mod h2;
 mod lines;
 mod pipelining;
 mod targets;
