@@ -36,6 +36,7 @@ mod smuggling;
 mod store;
 mod streaming;
 mod tls_reload;
+mod tls_scan;
 mod tokens;
 mod users;
 mod users_cli;
