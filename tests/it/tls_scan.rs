@@ -12,7 +12,7 @@
 //! profile, no compression, secure renegotiation and no client-initiated renegotiation — and
 //! that the certificate it judged is the one being served.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -41,19 +41,6 @@ const INTERMEDIATE_TLS13: [&str; 3] = [
 ];
 /// Its key exchange groups, as sslyze names them.
 const INTERMEDIATE_CURVES: [&str; 3] = ["X25519", "secp256r1", "secp384r1"];
-
-/// A program in `.venv-test/bin`, which `scripts/test` fills; these tests never skip.
-pub fn venv_program(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".venv-test/bin")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/test, which installs tests/tools/requirements.txt",
-        path.display()
-    );
-    path
-}
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")

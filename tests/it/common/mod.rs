@@ -70,6 +70,20 @@ where
     .await;
 }
 
+/// A program in `.venv-test/bin`, which `scripts/test` fills from the lock files in
+/// `tests/smtp/` and `tests/tools/`; the tests that use one never skip.
+pub fn venv_program(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv-test/bin")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test, which installs it",
+        path.display()
+    );
+    path
+}
+
 mod config;
 pub use config::*;
 mod sidecar;

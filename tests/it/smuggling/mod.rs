@@ -26,6 +26,7 @@ mod framing;
 mod h2;
 mod lines;
 mod pipelining;
+mod scanner;
 mod targets;
 
 /// The route policy of every probe: `/public/**` and `/canary` need nothing, everything else a
