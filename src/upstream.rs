@@ -302,8 +302,8 @@ impl std::fmt::Debug for Lease {
     }
 }
 
-/// A request body on its way upstream: a client's, streamed, or one Portcullis wrote itself
-/// (a webhook's JSON). A client's body that is not empty from the start reports when it has
+/// A request body on its way upstream: a client's, streamed (without its trailer fields), or
+/// one Portcullis wrote itself (a webhook's JSON). A client's body that is not empty from the start reports when it has
 /// been sent in full (or has failed), which is when the response timeout starts.
 #[derive(Debug)]
 pub struct RequestBody {
@@ -383,7 +383,14 @@ impl http_body::Body for RequestBody {
                 return Poll::Ready(bytes.take().map(|b| Ok(http_body::Frame::data(b))))
             }
         };
-        let frame = Pin::new(&mut *body).poll_frame(cx);
+        let mut frame = Pin::new(&mut *body).poll_frame(cx);
+        // A client's trailer fields are never forwarded: they are the last frame, and an
+        // HTTP/2 upstream would get them as a trailing HEADERS frame that no hygiene cleaned
+        // (an identity header among them). An HTTP/1.1 upstream never gets them either, since
+        // `Trailer` is removed.
+        if matches!(&frame, Poll::Ready(Some(Ok(f))) if f.is_trailers()) {
+            frame = Poll::Ready(None);
+        }
         let failed = matches!(frame, Poll::Ready(Some(Err(_))));
         if failed || matches!(frame, Poll::Ready(None)) || body.is_end_stream() {
             if failed {

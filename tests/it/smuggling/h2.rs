@@ -6,6 +6,8 @@
 //! hyper's HTTP/2 client strips or refuses what these probes send, so they are written as raw
 //! frames: HPACK literals without indexing or Huffman coding, which carry any bytes.
 
+use std::sync::{Arc, Mutex};
+
 use super::*;
 use tokio::io::AsyncReadExt;
 
@@ -132,7 +134,16 @@ async fn h2_send(
     body: Option<&[u8]>,
     trailers: Option<&[(&str, &str)]>,
 ) -> H2Answer {
-    let mut io = t.connect(&[b"h2"]).await;
+    h2_send_on(t.connect(&[b"h2"]).await, fields, body, trailers).await
+}
+
+/// [`h2_send`] on a connection already open.
+async fn h2_send_on(
+    mut io: Box<dyn Io>,
+    fields: &[(&str, &str)],
+    body: Option<&[u8]>,
+    trailers: Option<&[(&str, &str)]>,
+) -> H2Answer {
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     out.extend(frame(0x4, 0, 0, &[]));
     let headers_end = if body.is_none() && trailers.is_none() {
@@ -382,4 +393,42 @@ async fn request_trailers_do_not_reach_an_http1_upstream() {
         assert!(seen[0].trailers.is_empty(), "{seen:?}");
         assert!(seen[0].header("x-forwarded-user").is_empty(), "{seen:?}");
     }
+}
+
+/// With an HTTP/2 upstream (`upstream.http2`), request trailers would travel on as a trailing
+/// HEADERS frame: none of them reaches it, so an identity header there is nothing there either.
+#[tokio::test]
+async fn request_trailers_do_not_reach_an_http2_upstream() {
+    use http_body_util::BodyExt;
+    let seen: Arc<Mutex<Vec<http::HeaderMap>>> = Arc::default();
+    let record = seen.clone();
+    let upstream = serve_h2_only(move |req: http::Request<hyper::body::Incoming>| {
+        let record = record.clone();
+        async move {
+            let collected = req.into_body().collect().await.expect("request body");
+            let trailers = collected.trailers().cloned().unwrap_or_default();
+            record.lock().unwrap().push(trailers);
+            Ok::<_, std::convert::Infallible>(http::Response::new(empty()))
+        }
+    })
+    .await;
+    let sidecar = Sidecar::start(&config(&http_url(upstream), "", "http2 = true")).await;
+    let io = Box::new(TcpStream::connect(sidecar.addr).await.unwrap());
+    let fields = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/grpc.Service/Method"),
+        (":authority", "app.test"),
+        ("te", "trailers"),
+    ];
+    let trailers = [("x-forwarded-user", "admin"), ("x-checksum", "1")];
+    let answer = h2_send_on(io, &fields, Some(b"hello"), Some(&trailers)).await;
+    assert_eq!(answer.status, Some(200), "{answer:?}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].is_empty(),
+        "trailers reached the upstream: {:?}",
+        seen[0]
+    );
 }
