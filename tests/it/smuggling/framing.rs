@@ -175,3 +175,29 @@ async fn framing_headers_spelled_with_underscores_are_a_400() {
         }
     }
 }
+
+/// `Connection` may name headers to remove (RFC 9110 §7.6.1), framing and `Host` included:
+/// removing them changes nothing the upstream relies on, since Portcullis writes its own
+/// framing from the body it read and its own `Host`.
+#[tokio::test]
+async fn connection_naming_framing_or_host_leaves_the_request_whole() {
+    for t in Target::both().await {
+        for connection in [
+            "Connection: Content-Length\r\n",
+            "Connection: Content-Length, Host, X-Forwarded-For\r\n",
+            "Connection: Transfer-Encoding\r\n",
+        ] {
+            let probe = post(&format!("Content-Length: 5\r\n{connection}"), "hello");
+            let answers = t.probe(&probe).await;
+            let seen = t.assert_forwarded(connection, &answers);
+            assert_eq!(seen.body, b"hello", "{connection}");
+            assert_eq!(seen.header("content-length"), ["5"], "{connection}");
+            assert_eq!(seen.header("host"), ["app.test"], "{connection}");
+            assert_eq!(
+                seen.header("x-forwarded-for"),
+                ["127.0.0.1"],
+                "{connection}"
+            );
+        }
+    }
+}
