@@ -3,13 +3,20 @@
 //! arrives as a strict HTTP/1.1 server would and records it byte for byte.
 //!
 //! Every probe is followed, in the same write, by a canary (`GET /canary`, `Connection:
-//! close`). For each, the test states exactly one of the two acceptable outcomes:
-//! - refused: one 4xx (or 501) answer, the connection closed, and nothing at the upstream (the
-//!   canary included: after a framing error nothing more on that connection is read);
-//! - forwarded: exactly one well-formed request at the upstream, with the framing Portcullis
-//!   read (method, target, headers, body bytes), then the canary as a request of its own — a
-//!   leftover byte of the probe would have been glued to the canary's request line, which the
-//!   strict upstream refuses.
+//! close`). For each, the test states exactly which acceptable outcome it gets:
+//! - refused ([`Target::assert_refused`]): one 4xx (or 501) answer, the connection closed, and
+//!   nothing at the upstream (the canary included: after a framing error nothing more on that
+//!   connection is read);
+//! - forwarded ([`Target::assert_forwarded`]): exactly one well-formed request at the upstream,
+//!   with the framing Portcullis read (method, target, headers, body bytes), then the canary as
+//!   a request of its own — a leftover byte of the probe would have been glued to the canary's
+//!   request line, which the strict upstream refuses;
+//! - forwarded, then closed ([`Target::assert_forwarded_then_closed`]): both `Content-Length`
+//!   and `Transfer-Encoding`, read as chunked, after which RFC 9112 §6.1 has the connection
+//!   closed, so the canary is never read;
+//! - judged alone ([`Target::assert_judged_alone`]): a request well framed but refused for what
+//!   it asks (its host or target), after which the connection goes on and only the canary
+//!   reaches the upstream.
 //!
 //! The modules: `framing` (Content-Length and Transfer-Encoding), `lines` (line endings,
 //! obs-fold, control bytes), `chunks` (chunk sizes and extensions), `pipelining`, `h2` (HTTP/2
