@@ -4,7 +4,9 @@
 //! Everything here is one pass over the client's headers that only allocates when it has
 //! something to remove, because it runs on every proxied request.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, UPGRADE};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
+};
 
 /// `X-Forwarded-For`: the chain of client addresses.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -140,6 +142,58 @@ pub fn has_override(headers: &HeaderMap) -> bool {
 /// True for any spelling of an identity header (any case, `_` for `-`).
 pub fn is_identity_header(name: &HeaderName) -> bool {
     classify(name) == Class::Identity
+}
+
+/// Why a request's framing is refused before anything is done with it ([`check_framing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    /// `Transfer-Encoding` other than one `chunked`: a coding Portcullis does not implement
+    /// (RFC 9112 §6.1: `501`).
+    #[error("a transfer coding other than chunked")]
+    UnsupportedCoding,
+    /// A header that reads as `Content-Length` or `Transfer-Encoding` with `_` for `-`.
+    #[error("a framing header spelled with '_'")]
+    UnderscoreSpelling,
+}
+
+/// Refuses a request whose body framing a front end, Portcullis and the upstream could each
+/// read differently. hyper has already refused what it cannot read at all (`Content-Length`s
+/// that disagree or are not digits, a last coding other than `chunked`, obs-fold, bare CR).
+/// Left to refuse:
+/// - `Transfer-Encoding` other than exactly one `chunked` (`identity, chunked`,
+///   `gzip, chunked`, two header lines): hyper reads the last `chunked` and would hand on the
+///   body still in the other codings, with `Transfer-Encoding` (hop-by-hop) removed, so the
+///   upstream would read another body than the client sent; and a front end may have framed
+///   such a request otherwise.
+/// - `Content_Length`, `transfer_encoding` (any case): servers and gateways that fold `_` into
+///   `-` (CGI-style environments, some WSGI servers) read them as framing. Forwarded beside
+///   Portcullis's own `Content-Length` or `chunked`, they would give the upstream two framings,
+///   and a request hidden in the body that Portcullis never judged.
+pub fn check_framing(headers: &HeaderMap) -> Result<(), FramingError> {
+    let mut codings = headers.get_all(TRANSFER_ENCODING).iter();
+    if let Some(first) = codings.next() {
+        let chunked = first
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"chunked");
+        if !chunked || codings.next().is_some() {
+            return Err(FramingError::UnsupportedCoding);
+        }
+    }
+    for name in headers.keys() {
+        let n = name.as_str().as_bytes();
+        // Only names as long as the two framing headers need the closer look.
+        if (n.len() == 14 || n.len() == 17) && n.contains(&b'_') {
+            let folded: Vec<u8> = n
+                .iter()
+                .map(|b| if *b == b'_' { b'-' } else { *b })
+                .collect();
+            if folded == b"content-length" || folded == b"transfer-encoding" {
+                return Err(FramingError::UnderscoreSpelling);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Cleans a client's request headers before they go upstream.

@@ -312,8 +312,8 @@ impl std::fmt::Debug for Lease {
     }
 }
 
-/// A request body on its way upstream: a client's, streamed, or one Portcullis wrote itself
-/// (a webhook's JSON). A client's body that is not empty from the start reports when it has
+/// A request body on its way upstream: a client's, streamed (without its trailer fields), or
+/// one Portcullis wrote itself (a webhook's JSON). A client's body that is not empty from the start reports when it has
 /// been sent in full (or has failed), which is when the response timeout starts; and it fails
 /// with [`BodyError::Stalled`] when the client sends nothing for its idle limit while it is
 /// being waited for (nginx's `client_body_timeout`), so a trickle that stops cannot hold a
@@ -405,6 +405,14 @@ impl http_body::Body for RequestBody {
             }
         };
         let frame = match Pin::new(&mut client.body).poll_frame(cx) {
+            // A client's trailer fields are never forwarded: they are the last frame, and an
+            // HTTP/2 upstream would get them as a trailing HEADERS frame that no hygiene cleaned
+            // (an identity header among them). An HTTP/1.1 upstream never gets them either,
+            // since `Trailer` is removed.
+            Poll::Ready(Some(Ok(f))) if f.is_trailers() => {
+                client.waiting = false;
+                None
+            }
             Poll::Ready(frame) => {
                 client.waiting = false;
                 frame
@@ -430,7 +438,7 @@ impl http_body::Body for RequestBody {
                 };
             }
         };
-        if frame.is_none() || client.body.is_end_stream() {
+        if matches!(frame, None | Some(Err(_))) || client.body.is_end_stream() {
             if let Some(sent) = self.sent.take() {
                 let _ = sent.send(());
             }

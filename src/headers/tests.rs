@@ -261,3 +261,44 @@ fn responses_lose_hop_by_hop_headers_except_on_a_switch() {
     assert_eq!(h["upgrade"], "websocket");
     assert_eq!(h["connection"], "upgrade");
 }
+
+#[test]
+fn framing_is_one_chunked_or_none_and_never_spelled_with_underscores() {
+    for ok in [
+        map(&[]),
+        map(&[("transfer-encoding", "chunked")]),
+        map(&[("transfer-encoding", "CHUNKED")]),
+        map(&[("content-length", "5"), ("x_content", "1")]),
+        map(&[("x-content_length", "5")]),
+    ] {
+        assert_eq!(check_framing(&ok), Ok(()), "{ok:?}");
+    }
+    for te in [
+        map(&[("transfer-encoding", "identity, chunked")]),
+        map(&[("transfer-encoding", "gzip, chunked")]),
+        map(&[
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked"),
+        ]),
+    ] {
+        assert_eq!(
+            check_framing(&te),
+            Err(FramingError::UnsupportedCoding),
+            "{te:?}"
+        );
+    }
+    for name in [
+        "content_length",
+        "Content_Length",
+        "transfer_encoding",
+        "transfer-encoding_",
+    ] {
+        let m = map(&[(name, "1")]);
+        let expect = if name.ends_with('_') {
+            Ok(())
+        } else {
+            Err(FramingError::UnderscoreSpelling)
+        };
+        assert_eq!(check_framing(&m), expect, "{name}");
+    }
+}

@@ -13,11 +13,14 @@ use std::time::Duration;
 
 use http::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
+
+use crate::upstream::BodyError;
 use serde::Serialize;
 
 use crate::auth::session::AuthError;
 use crate::auth::PasswordError;
 use crate::coder::{self, Validation};
+use crate::headers::FramingError;
 use crate::http::body::Body;
 use crate::limits::LimitError as Limited;
 use crate::metrics::{Outcome, VerifyDecision};
@@ -69,6 +72,16 @@ pub enum Error {
     /// the way the upstream would read it.
     #[error("{0}")]
     AmbiguousPath(#[from] crate::policy::AmbiguousPath),
+    /// Body framing that a front end and the upstream could read differently
+    /// ([`crate::headers::check_framing`]): `501` for a transfer coding other than one
+    /// `chunked`, `400` for a framing header spelled with `_`. The connection is closed after
+    /// the answer, since what follows on it may be framed otherwise than hyper read it.
+    #[error("{0}")]
+    Framing(#[from] crate::headers::FramingError),
+    /// The client's request body failed while it was forwarded: malformed chunked encoding,
+    /// or the client went away mid-body. The upstream saw no whole request.
+    #[error("the request body is malformed or was cut off")]
+    ClientBody,
     /// The route policy or RBAC refuses the request.
     #[error("forbidden")]
     Forbidden,
@@ -224,7 +237,10 @@ impl Error {
             | Error::HostConflict
             | Error::HostInvalid
             | Error::AmbiguousPath(_)
-            | Error::VerifyRequest(_) => StatusCode::BAD_REQUEST,
+            | Error::VerifyRequest(_)
+            | Error::Framing(FramingError::UnderscoreSpelling)
+            | Error::ClientBody => StatusCode::BAD_REQUEST,
+            Error::Framing(FramingError::UnsupportedCoding) => StatusCode::NOT_IMPLEMENTED,
             Error::MethodNotAllowed(_) | Error::MethodNotServed { .. } => {
                 StatusCode::METHOD_NOT_ALLOWED
             }
@@ -281,6 +297,19 @@ impl Error {
                 ("Invalid request path.", *why)
             }
             Error::HeadersTooLarge => ("Request header fields too large.", ""),
+            Error::Framing(FramingError::UnsupportedCoding) => (
+                "Transfer coding not implemented.",
+                "Transfer-Encoding must be exactly \"chunked\".",
+            ),
+            Error::ClientBody => (
+                "Invalid request body.",
+                "The request body's chunked encoding is malformed, or the body ended early.",
+            ),
+            Error::Framing(FramingError::UnderscoreSpelling) => (
+                "Invalid request framing.",
+                "Content-Length and Transfer-Encoding must not be spelled with '_', which some \
+                 servers read as '-'.",
+            ),
             Error::Overloaded => (coder::UNAVAILABLE, "Too many open connections."),
             Error::PasswordsBusy => (
                 coder::UNAVAILABLE,
@@ -377,9 +406,9 @@ impl Error {
                 resp.headers_mut()
                     .insert(ALLOW, HeaderValue::from_static(allow));
             }
-            // The rest of the body is still on its way: the connection cannot carry another
-            // request (RFC 9110 §15.5.9).
-            Error::BodyTimeout | Error::UploadStalled => {
+            // The rest of the body is still on its way, or its framing is in doubt: the
+            // connection cannot carry another request (RFC 9110 §15.5.9).
+            Error::BodyTimeout | Error::UploadStalled | Error::Framing(_) | Error::ClientBody => {
                 resp.headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
             }
@@ -429,29 +458,29 @@ impl From<Limited> for Error {
     }
 }
 
-/// Whether an upstream exchange failed because the client's body stalled.
-fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
+/// The client's body failure that made an upstream exchange fail, if that is what did.
+fn client_body<'e>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e BodyError> {
     let mut next = Some(error);
     while let Some(e) = next {
-        if matches!(
-            e.downcast_ref::<crate::upstream::BodyError>(),
-            Some(crate::upstream::BodyError::Stalled(_))
-        ) {
-            return true;
+        if let Some(body) = e.downcast_ref::<BodyError>() {
+            return Some(body);
         }
         next = e.source();
     }
-    false
+    None
 }
 
 impl From<crate::upstream::Error> for Error {
     fn from(e: crate::upstream::Error) -> Self {
         match e {
-            // The client's upload stopped: its fault, not the upstream's.
-            crate::upstream::Error::Unavailable(cause) if stalled(cause.as_ref()) => {
-                Error::UploadStalled
-            }
-            crate::upstream::Error::Unavailable(cause) => Error::UpstreamUnavailable(cause),
+            // The client's body broke the exchange: its fault, not the upstream's, and the
+            // upstream never got a whole request.
+            crate::upstream::Error::Unavailable(cause) => match client_body(cause.as_ref()) {
+                Some(BodyError::Stalled(_)) => Error::UploadStalled,
+                // Bad chunked encoding, or the client went away mid-body.
+                Some(BodyError::Client(_)) => Error::ClientBody,
+                None => Error::UpstreamUnavailable(cause),
+            },
             crate::upstream::Error::Timeout(phase) => Error::UpstreamTimeout(phase),
             internal @ crate::upstream::Error::Internal(_) => Error::internal(internal),
         }
@@ -573,6 +602,9 @@ mod tests {
             (Error::HostConflict, 400),
             (Error::HostInvalid, 400),
             (Error::VerifyRequest("no X-Original-URI"), 400),
+            (Error::Framing(FramingError::UnderscoreSpelling), 400),
+            (Error::Framing(FramingError::UnsupportedCoding), 501),
+            (Error::ClientBody, 400),
             (Error::MethodNotAllowed(http::Method::TRACE), 405),
             (Error::HeadersTooLarge, 431),
             (Error::Overloaded, 503),

@@ -213,7 +213,10 @@ impl Upstream {
             }
         };
         let (mut resp, lease) = match answer {
-            Some(answer) => answer?,
+            Some(Ok(answer)) => answer,
+            // A client body that broke the exchange (bad chunked encoding, cut off, stalled)
+            // is the client's fault: see `Error::from(upstream::Error)`.
+            Some(Err(e)) => return Err(e.into()),
             None => return Err(Error::UpstreamTimeout("response headers")),
         };
         app.metrics.upstream_response(started.elapsed());
@@ -282,6 +285,9 @@ impl Upstream {
 
 /// The host the client asked for, checked (RFC 9112 §3.2, RFC 9113 §8.3.1):
 /// - more than one `Host` → 400;
+/// - userinfo (`user@`) in `Host` or in the target's authority → 400: it is no part of a host
+///   (RFC 9110 §4.2.4, §7.2), and a reader that stops at `@` sees another host than one that
+///   does not;
 /// - an absolute-form target or an HTTP/2 `:authority` wins over `Host` (HTTP/2: a `Host` that
 ///   names another host → 400);
 /// - HTTP/1.1 without either → 400; HTTP/1.0 without either → `None` (the upstream's own).
@@ -291,7 +297,13 @@ fn effective_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>> {
     if all.next().is_some() {
         return Err(Error::HostConflict);
     }
+    if header.is_some_and(|h| h.as_bytes().contains(&b'@')) {
+        return Err(Error::HostInvalid);
+    }
     if let Some(authority) = req.uri().authority() {
+        if authority.as_str().contains('@') {
+            return Err(Error::HostInvalid);
+        }
         if req.version() == Version::HTTP_2 {
             if let Some(h) = header {
                 if !h

@@ -14,6 +14,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
 use crate::assertion;
+use crate::headers;
 use crate::http::activity::InFlight;
 use crate::http::admit;
 use crate::http::api;
@@ -51,6 +52,7 @@ async fn route(
 ) -> Result<(Response<Body>, Outcome)> {
     proxy::check_method(req.method())?;
     proxy::check_head_size(&req, app.config.server.max_header_bytes)?;
+    headers::check_framing(req.headers())?;
     // Forward-auth judges the original request's path (in the Envoy form, the rest of this
     // one) through the same canonical form, and counts its own refusals.
     if verify::is_verify_path(req.uri().path()) {
@@ -99,6 +101,11 @@ const OWN_PREFIX: &str = "/.portcullis/";
 fn canonical_target<B>(req: &mut Request<B>) -> Result<()> {
     let uri = req.uri();
     let path = uri.path();
+    // The asterisk form is only for OPTIONS (RFC 9112 §3.2.4): no rule can name it, and an
+    // upstream may route any other method with it anywhere.
+    if path == "*" && req.method() != Method::OPTIONS {
+        return Err(policy::AmbiguousPath("'*' is a request target only for OPTIONS.").into());
+    }
     let Cow::Owned(canonical) = policy::canonicalize(path)? else {
         return Ok(());
     };

@@ -31,7 +31,7 @@ use hyper_util::server::conn::auto;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -70,6 +70,20 @@ where
     .await;
 }
 
+/// A program in `.venv-test/bin`, which `scripts/test` fills from the lock files in
+/// `tests/smtp/` and `tests/tools/`; the tests that use one never skip.
+pub fn venv_program(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv-test/bin")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test, which installs it",
+        path.display()
+    );
+    path
+}
+
 mod config;
 pub use config::*;
 mod sidecar;
@@ -88,6 +102,8 @@ mod websocket;
 pub use websocket::*;
 mod raw;
 pub use raw::*;
+mod recorder;
+pub use recorder::*;
 mod tls;
 pub use tls::*;
 mod binary;

@@ -46,19 +46,50 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
 
 /// Reads one HTTP/1.x response from `stream`: the head, then a body delimited by
 /// `Content-Length`, chunked encoding, or the end of the stream.
-pub async fn read_response(stream: &mut TcpStream) -> RawResponse {
+pub async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> RawResponse {
     let mut buf = Vec::new();
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i + 4;
+    loop {
+        let more = read_more(stream, &mut buf).await;
+        if let Some((resp, _)) = parse_response(&buf, !more) {
+            return resp;
         }
-        if !read_more(stream, &mut buf).await {
+        assert!(
+            more,
+            "connection closed before a whole response: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+    }
+}
+
+/// Reads from `stream` until the server closes it, then every response in what it sent, in
+/// order (pipelined answers included). Bounded by [`BOUND`]: a server that never closes fails
+/// the test.
+pub async fn read_until_closed<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<RawResponse> {
+    let mut buf = Vec::new();
+    bounded("the server to close the connection", async {
+        while read_more(stream, &mut buf).await {}
+    })
+    .await;
+    let mut out = Vec::new();
+    let mut rest = &buf[..];
+    while !rest.is_empty() {
+        let (resp, used) = parse_response(rest, true).unwrap_or_else(|| {
             panic!(
-                "connection closed before a full response head: {:?}",
-                String::from_utf8_lossy(&buf)
-            );
-        }
-    };
+                "a partial response before the close: {:?}",
+                String::from_utf8_lossy(rest)
+            )
+        });
+        out.push(resp);
+        rest = &rest[used..];
+    }
+    out
+}
+
+/// Parses one response at the start of `buf`: the response and the bytes it took, or `None`
+/// when more bytes are needed. `closed`: nothing more will come (a body without length runs to
+/// the end).
+fn parse_response(buf: &[u8], closed: bool) -> Option<(RawResponse, usize)> {
+    let head_end = find(buf, b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap();
@@ -74,55 +105,47 @@ pub async fn read_response(stream: &mut TcpStream) -> RawResponse {
             (n.trim().to_ascii_lowercase(), v.trim().to_owned())
         })
         .collect();
-    let mut rest = buf[head_end..].to_vec();
+    let rest = &buf[head_end..];
     let value = |name: &str| {
         headers
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
     };
-    let body = if let Some(len) = value("content-length") {
+    let (body, used) = if status == 101 || status == 204 || status == 304 || status < 200 {
+        (Vec::new(), 0)
+    } else if let Some(len) = value("content-length") {
         let len: usize = len.parse().unwrap();
-        while rest.len() < len {
-            assert!(read_more(stream, &mut rest).await, "body cut short");
-        }
-        rest.truncate(len);
-        rest
+        (rest.get(..len)?.to_vec(), len)
     } else if value("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         let mut body = Vec::new();
+        let mut at = 0;
         loop {
-            let line_end = loop {
-                if let Some(i) = find(&rest, b"\r\n") {
-                    break i;
-                }
-                assert!(read_more(stream, &mut rest).await, "chunked body cut short");
-            };
-            let size_text = String::from_utf8_lossy(&rest[..line_end]).into_owned();
+            let line_end = at + find(&rest[at..], b"\r\n")?;
+            let size_text = String::from_utf8_lossy(&rest[at..line_end]).into_owned();
             let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
                 .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
-            while rest.len() < line_end + 2 + size + 2 {
-                assert!(read_more(stream, &mut rest).await, "chunked body cut short");
-            }
-            body.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
-            rest.drain(..line_end + 2 + size + 2);
+            let data = rest.get(line_end + 2..line_end + 2 + size + 2)?;
+            body.extend_from_slice(&data[..size]);
+            at = line_end + 2 + size + 2;
             if size == 0 {
-                break body;
+                break (body, at);
             }
         }
-    } else if status == 101 || status == 204 || status == 304 || (100..200).contains(&status) {
-        Vec::new()
+    } else if closed {
+        (rest.to_vec(), rest.len())
     } else {
-        while read_more(stream, &mut rest).await {}
-        rest
+        return None;
     };
-    RawResponse {
+    let resp = RawResponse {
         status,
         headers,
         body,
-    }
+    };
+    Some((resp, head_end + used))
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> bool {
     let mut chunk = [0u8; 16 * 1024];
     match stream.read(&mut chunk).await {
         Ok(0) | Err(_) => false,
