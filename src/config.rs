@@ -209,13 +209,8 @@ impl Config {
         env::apply(&mut doc, env)?;
         let file: FileConfig =
             serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
-                let key = e.path().to_string();
                 ConfigError::Invalid {
-                    key: if key == "." {
-                        "(top level)".into()
-                    } else {
-                        key
-                    },
+                    key: key_path(e.path()),
                     reason: one_line(&e.into_inner().to_string()),
                 }
             })?;
@@ -262,6 +257,38 @@ where
     T: Deserialize<'de>,
 {
     name_of(d).map(Some)
+}
+
+/// The dotted key path of a schema error, as TOML would spell it: a key that cannot be
+/// written bare (empty, or with a dot, space, quote or newline) is quoted, so that the message
+/// names it unambiguously and stays on one line; the document itself is `(top level)`.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                let bare = !key.is_empty()
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if bare {
+                    out.push_str(key);
+                } else {
+                    out.push_str(&format!("{key:?}"));
+                }
+            }
+            Segment::Unknown => out.push_str(if out.is_empty() { "?" } else { ".?" }),
+        }
+    }
+    if out.is_empty() {
+        out.push_str("(top level)");
+    }
+    out
 }
 
 fn one_line(s: &str) -> String {

@@ -280,20 +280,21 @@ pub fn sanitize_response(headers: &mut HeaderMap, switching_protocols: bool) {
 /// Removes every header `Connection` names, then the members of the fixed set marked present
 /// in `present` (a bit per index of [`HOP_BY_HOP`]).
 fn strip_hop_by_hop(headers: &mut HeaderMap, present: u16) {
-    // Tokens that name a header outside the fixed set are rare; only they are collected.
+    // Tokens that name a header outside the fixed set are rare; only they are collected. The
+    // values are split as bytes: a value with a byte that is not text (obs-text) still names
+    // the headers it lists, and they go.
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
         .filter(|t| {
-            !t.eq_ignore_ascii_case("close")
+            !t.eq_ignore_ascii_case(b"close")
                 && !HOP_BY_HOP
                     .iter()
-                    .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+                    .any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()))
         })
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
         .collect();
     for name in named {
         headers.remove(name);

@@ -176,6 +176,23 @@ fn policy_routes_are_validated_at_load_naming_the_rule() {
 }
 
 #[test]
+fn a_key_toml_cannot_write_bare_is_named_quoted_on_one_line() {
+    for (text, key) in [
+        ("\"\" = 5", "\"\""),
+        (
+            "[upstream]\nurl = \"http://a\"\n\"x\\ny\" = 1",
+            "upstream.\"x\\ny\"",
+        ),
+        (
+            "[upstream]\nurl = \"http://a\"\n[server]\n\"a.b\" = 1",
+            "server.\"a.b\"",
+        ),
+    ] {
+        assert_eq!(key_of(parse(text).expect_err(text)), key, "{text}");
+    }
+}
+
+#[test]
 fn identity_sections_have_the_documented_defaults_and_name_bad_keys() {
     let c = parse(MINIMAL).unwrap();
     assert_eq!(c.api.prefix, "/api/v2");

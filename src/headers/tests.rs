@@ -174,6 +174,22 @@ fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
 }
 
 #[test]
+fn headers_named_in_a_connection_value_that_is_not_text_are_removed() {
+    let not_text = HeaderValue::from_bytes(b"x-secret, \xef").unwrap();
+    for response in [false, true] {
+        let mut h = map(&[("x-secret", "1"), ("x-keep", "yes")]);
+        h.insert(http::header::CONNECTION, not_text.clone());
+        if response {
+            sanitize_response(&mut h, false);
+        } else {
+            sanitize_request(&mut h, how(false));
+        }
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-keep"], "yes");
+    }
+}
+
+#[test]
 fn te_trailers_survives_for_grpc() {
     let mut h = map(&[("te", "trailers, gzip")]);
     sanitize_request(&mut h, how(false));

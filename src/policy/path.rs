@@ -17,7 +17,7 @@
 //! | a segment ending in `.` or in a space (`admin.`, `admin%20`) | refused: IIS and Windows drop them |
 //! | `;` raw or `%3B` (`/admin;x=1/`, `/static/..;/admin`) | refused: Tomcat and Spring drop path parameters |
 //! | `%2F`, `%5C`, a raw `\` | refused: some servers decode them into separators |
-//! | `%25` followed by two hex digits | refused: a server that decodes twice reads another path |
+//! | `%25` followed by two hex digits, also once escapes are decoded (`%25%32%65`) | refused: a server that decodes twice reads another path |
 //! | an escaped control character (`%00`, `%0A`, `%7F`) | refused |
 //! | escapes that do not decode to UTF-8 (`%c0%ae`) | refused: old decoders read overlong forms as `.` |
 //! | a bad escape (`%zz`, `%4`) | refused |
@@ -108,9 +108,6 @@ fn normalize_segment(raw: &str, out: &mut String) -> Result<bool, AmbiguousPath>
                         return Err(AmbiguousPath("The path has an encoded '/' or '\\'."));
                     }
                     b';' => return Err(AmbiguousPath("The path has a ';' parameter.")),
-                    b'%' if hex_pair(bytes.get(i..i + 2)).is_some() => {
-                        return Err(AmbiguousPath("The path is percent-encoded twice."));
-                    }
                     _ if v < 0x20 || v == 0x7f => {
                         return Err(AmbiguousPath("The path has an encoded control character."));
                     }
@@ -140,7 +137,9 @@ fn normalize_segment(raw: &str, out: &mut String) -> Result<bool, AmbiguousPath>
     Ok(escaped)
 }
 
-/// Refuses dot segments, trailing dots and spaces, and escapes that do not decode to UTF-8.
+/// Refuses dot segments, trailing dots and spaces, double encoding, and escapes that do not
+/// decode to UTF-8. It judges the normal form, not the raw segment: decoding `%32` and `%65`
+/// after a `%25` spells `%252e` only there.
 fn check_segment(segment: &str, escaped: bool) -> Result<(), AmbiguousPath> {
     if segment == "." || segment == ".." {
         return Err(AmbiguousPath("The path has a '.' or '..' segment."));
@@ -149,6 +148,13 @@ fn check_segment(segment: &str, escaped: bool) -> Result<(), AmbiguousPath> {
         return Err(AmbiguousPath("A path segment ends in '.' or a space."));
     }
     if escaped {
+        let bytes = segment.as_bytes();
+        let twice = segment
+            .match_indices("%25")
+            .any(|(i, _)| hex_pair(bytes.get(i + 3..i + 5)).is_some());
+        if twice {
+            return Err(AmbiguousPath("The path is percent-encoded twice."));
+        }
         decode(segment)?;
     }
     Ok(())
@@ -277,6 +283,10 @@ mod tests {
             "/a%7f",
             "/a%252e%252e/admin",
             "/a%252F",
+            // Twice encoded only once the unreserved escapes after `%25` are decoded.
+            "/static/%25%32%65%25%32%65/admin",
+            "/a%25%35%46",
+            "/%25%3519",
             "admin",
             "",
         ] {
