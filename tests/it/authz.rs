@@ -1,4 +1,4 @@
-//! Authorization end to end, over real sockets, on both store backends: `POST /authcheck` (spec
+//! Authorization end to end, over real sockets, on every store: `POST /authcheck` (spec
 //! §2) with every 400 of §2.4, scoped and allow-listed tokens, `resource_id` for the objects
 //! Portcullis holds; `GET /auth/scopes`; and role assignment (`PUT /users/{user}/roles`,
 //! `PUT /organizations/{org}/members/{user}/roles`) with Coder's who-may-assign-what rules,
@@ -169,8 +169,7 @@ async fn authorization_checks(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(authorization_checks =>
-    authorization_checks_with_the_memory_store, authorization_checks_with_redis);
+on_every_store!(authorization_checks);
 
 #[tokio::test]
 async fn authcheck_errors_are_coders() {
@@ -374,8 +373,7 @@ async fn assigning_roles(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(assigning_roles =>
-    assigning_roles_with_the_memory_store, assigning_roles_with_redis);
+on_every_store!(assigning_roles);
 
 async fn assigning_organization_roles(store_url: &str) {
     let w = World::start(store_url, "").await;
@@ -448,8 +446,7 @@ async fn assigning_organization_roles(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(assigning_organization_roles =>
-    assigning_organization_roles_with_the_memory_store, assigning_organization_roles_with_redis);
+on_every_store!(assigning_organization_roles);
 
 async fn organization_membership(store_url: &str) {
     let w = World::start(store_url, "").await;
@@ -524,5 +521,4 @@ async fn organization_membership(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(organization_membership =>
-    organization_membership_with_the_memory_store, organization_membership_with_redis);
+on_every_store!(organization_membership);

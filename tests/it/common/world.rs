@@ -130,9 +130,9 @@ impl World {
     }
 
     pub async fn finish(self) {
-        let prefix = self.prefix.clone();
+        let (url, prefix) = (self.sidecar.store_url(), self.prefix.clone());
         self.sidecar.shutdown().await;
-        delete_redis_keys(REDIS, &prefix).await;
+        delete_redis_keys(&url, &prefix).await;
     }
 }
 
