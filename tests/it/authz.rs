@@ -23,19 +23,6 @@ async fn authcheck(w: &World, token: &str, checks: Value) -> (StatusCode, Value)
     (status, body)
 }
 
-async fn token(w: &World, owner_token: &str, body: Value) -> String {
-    let (status, got, _) = w
-        .call(
-            Method::POST,
-            "/api/v2/users/me/keys/tokens",
-            Some(body),
-            Some(owner_token),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{got}");
-    got["key"].as_str().unwrap().to_owned()
-}
-
 fn check(resource_type: &str, action: &str, extra: Value) -> Value {
     let mut object = json!({ "resource_type": resource_type });
     if let Value::Object(more) = extra {
@@ -102,7 +89,7 @@ async fn authorization_checks(store_url: &str) {
     assert_eq!(owner.as_object().unwrap().len(), 11);
 
     // A `workspace:read` token of the owner reads any workspace but cannot update one.
-    let read_only = token(&w, admin, json!({"scopes": ["workspace:read"]})).await;
+    let read_only = w.token(admin, json!({"scopes": ["workspace:read"]})).await;
     let (_, got) = authcheck(
         &w,
         &read_only,
@@ -116,12 +103,12 @@ async fn authorization_checks(store_url: &str) {
     assert_eq!(got, json!({"read": true, "update": false, "users": false}));
 
     // An allow-listed token reaches only its object.
-    let bound = token(
-        &w,
-        admin,
-        json!({"allow_list": [{"type": "workspace", "id": ws}]}),
-    )
-    .await;
+    let bound = w
+        .token(
+            admin,
+            json!({"allow_list": [{"type": "workspace", "id": ws}]}),
+        )
+        .await;
     let (_, got) = authcheck(
         &w,
         &bound,
@@ -361,7 +348,7 @@ async fn assigning_roles(store_url: &str) {
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // A token of the owner without assign scopes cannot assign.
-    let scoped = token(&w, admin, json!({"scopes": ["user:read"]})).await;
+    let scoped = w.token(admin, json!({"scopes": ["user:read"]})).await;
     let (status, _) = set_roles(&w, &carol_roles, &scoped, &["auditor"]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
