@@ -1,4 +1,4 @@
-//! Writes that race end to end, on both store backends: a login (which activates a dormant
+//! Writes that race end to end, on every store: a login (which activates a dormant
 //! user and upgrades an old password hash) racing a suspension, and an `expire` racing the
 //! sliding refresh (`touch`) of the key it expires. Each write changes only the fields it
 //! means to change, on the record as stored, so neither undoes the other.
@@ -122,9 +122,7 @@ async fn a_suspension_racing_logins_that_rehash_always_wins(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(a_suspension_racing_logins_that_rehash_always_wins
-    => a_suspension_racing_logins_that_rehash_always_wins_on_memory,
-       a_suspension_racing_logins_that_rehash_always_wins_on_redis);
+on_every_store!(a_suspension_racing_logins_that_rehash_always_wins);
 
 async fn an_expire_racing_the_sliding_refresh_leaves_the_key_expired(store_url: &str) {
     let w = World::start(store_url, "").await;
@@ -168,6 +166,4 @@ async fn an_expire_racing_the_sliding_refresh_leaves_the_key_expired(store_url: 
     w.finish().await;
 }
 
-on_both_stores!(an_expire_racing_the_sliding_refresh_leaves_the_key_expired
-    => an_expire_racing_the_sliding_refresh_leaves_the_key_expired_on_memory,
-       an_expire_racing_the_sliding_refresh_leaves_the_key_expired_on_redis);
+on_every_store!(an_expire_racing_the_sliding_refresh_leaves_the_key_expired);

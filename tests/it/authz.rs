@@ -1,4 +1,4 @@
-//! Authorization end to end, over real sockets, on both store backends: `POST /authcheck` (spec
+//! Authorization end to end, over real sockets, on every store: `POST /authcheck` (spec
 //! §2) with every 400 of §2.4, scoped and allow-listed tokens, `resource_id` for the objects
 //! Portcullis holds; `GET /auth/scopes`; and role assignment (`PUT /users/{user}/roles`,
 //! `PUT /organizations/{org}/members/{user}/roles`) with Coder's who-may-assign-what rules,
@@ -21,19 +21,6 @@ async fn authcheck(w: &World, token: &str, checks: Value) -> (StatusCode, Value)
         )
         .await;
     (status, body)
-}
-
-async fn token(w: &World, owner_token: &str, body: Value) -> String {
-    let (status, got, _) = w
-        .call(
-            Method::POST,
-            "/api/v2/users/me/keys/tokens",
-            Some(body),
-            Some(owner_token),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{got}");
-    got["key"].as_str().unwrap().to_owned()
 }
 
 fn check(resource_type: &str, action: &str, extra: Value) -> Value {
@@ -102,7 +89,7 @@ async fn authorization_checks(store_url: &str) {
     assert_eq!(owner.as_object().unwrap().len(), 11);
 
     // A `workspace:read` token of the owner reads any workspace but cannot update one.
-    let read_only = token(&w, admin, json!({"scopes": ["workspace:read"]})).await;
+    let read_only = w.token(admin, json!({"scopes": ["workspace:read"]})).await;
     let (_, got) = authcheck(
         &w,
         &read_only,
@@ -116,12 +103,12 @@ async fn authorization_checks(store_url: &str) {
     assert_eq!(got, json!({"read": true, "update": false, "users": false}));
 
     // An allow-listed token reaches only its object.
-    let bound = token(
-        &w,
-        admin,
-        json!({"allow_list": [{"type": "workspace", "id": ws}]}),
-    )
-    .await;
+    let bound = w
+        .token(
+            admin,
+            json!({"allow_list": [{"type": "workspace", "id": ws}]}),
+        )
+        .await;
     let (_, got) = authcheck(
         &w,
         &bound,
@@ -169,8 +156,7 @@ async fn authorization_checks(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(authorization_checks =>
-    authorization_checks_with_the_memory_store, authorization_checks_with_redis);
+on_every_store!(authorization_checks);
 
 #[tokio::test]
 async fn authcheck_errors_are_coders() {
@@ -362,7 +348,7 @@ async fn assigning_roles(store_url: &str) {
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // A token of the owner without assign scopes cannot assign.
-    let scoped = token(&w, admin, json!({"scopes": ["user:read"]})).await;
+    let scoped = w.token(admin, json!({"scopes": ["user:read"]})).await;
     let (status, _) = set_roles(&w, &carol_roles, &scoped, &["auditor"]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
@@ -374,8 +360,7 @@ async fn assigning_roles(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(assigning_roles =>
-    assigning_roles_with_the_memory_store, assigning_roles_with_redis);
+on_every_store!(assigning_roles);
 
 async fn assigning_organization_roles(store_url: &str) {
     let w = World::start(store_url, "").await;
@@ -448,8 +433,7 @@ async fn assigning_organization_roles(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(assigning_organization_roles =>
-    assigning_organization_roles_with_the_memory_store, assigning_organization_roles_with_redis);
+on_every_store!(assigning_organization_roles);
 
 async fn organization_membership(store_url: &str) {
     let w = World::start(store_url, "").await;
@@ -524,5 +508,4 @@ async fn organization_membership(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(organization_membership =>
-    organization_membership_with_the_memory_store, organization_membership_with_redis);
+on_every_store!(organization_membership);

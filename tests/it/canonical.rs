@@ -638,7 +638,7 @@ async fn user_roles(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(user_roles => user_roles_on_memory, user_roles_on_redis);
+on_every_store!(user_roles);
 
 /// `portcullis echo` reports the body it got: its text, or its SHA-256 and length.
 #[tokio::test]

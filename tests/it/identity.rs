@@ -1,4 +1,4 @@
-//! Identity end to end, on both store backends: the first user, password login, the session
+//! Identity end to end, on every store: the first user, password login, the session
 //! it returns (cookie and token), `GET /users/me`, the proxy's authentication and identity
 //! headers, logout, the login limits, and a store outage answering 503, never 401.
 
@@ -203,10 +203,7 @@ async fn first_login_logout_and_proxying(store_url: &str) {
     assert_eq!(body["detail"], "API key is invalid.");
 }
 
-on_both_stores!(first_login_logout_and_proxying =>
-    first_user_login_session_and_logout_with_the_memory_store,
-    first_user_login_session_and_logout_with_redis
-);
+on_every_store!(first_login_logout_and_proxying => first_user_login_session_and_logout);
 
 #[tokio::test]
 async fn login_is_limited_per_client_ip() {

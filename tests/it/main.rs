@@ -32,6 +32,7 @@ mod passwords;
 mod policy;
 mod protocols;
 mod request_errors;
+mod revocation;
 mod shutdown;
 mod smuggling;
 mod store;

@@ -152,8 +152,7 @@ async fn route_policy(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(route_policy =>
-    route_policy_with_the_memory_store, route_policy_with_redis);
+on_every_store!(route_policy);
 
 /// Portcullis on a Redis of its own (which the test may kill), with `extra` config; returns
 /// once the store answers.

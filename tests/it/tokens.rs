@@ -1,4 +1,4 @@
-//! The tokens API end to end, over real sockets, on both store backends (spec/coder-api.md
+//! The tokens API end to end, over real sockets, on every store (spec/coder-api.md
 //! §7.3-7.4): creation with scopes, lifetimes, names and allow lists and every 400/409 of it;
 //! listing, lookup, `tokenconfig`, expiry and deletion; who may do each; and tokens made with a
 //! restricted key staying within it.
@@ -168,8 +168,7 @@ async fn creating_tokens(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(creating_tokens =>
-    creating_tokens_with_the_memory_store, creating_tokens_with_redis);
+on_every_store!(creating_tokens);
 
 async fn allow_lists(store_url: &str) {
     let w = World::start(store_url, "").await;
@@ -235,8 +234,7 @@ async fn allow_lists(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(allow_lists =>
-    allow_lists_with_the_memory_store, allow_lists_with_redis);
+on_every_store!(allow_lists);
 
 // === listing, lookup, expiry, deletion ===
 
@@ -337,8 +335,7 @@ async fn managing_tokens(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(managing_tokens =>
-    managing_tokens_with_the_memory_store, managing_tokens_with_redis);
+on_every_store!(managing_tokens);
 
 // === restricted creators ===
 
@@ -434,8 +431,7 @@ async fn restricted_creators(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(restricted_creators =>
-    restricted_creators_with_the_memory_store, restricted_creators_with_redis);
+on_every_store!(restricted_creators);
 
 #[tokio::test]
 async fn token_routes_need_a_session() {

@@ -233,8 +233,7 @@ async fn each_convention_allows_a_session_and_refuses_no_or_bad_tokens(store_url
     delete_redis_keys(store_url, &prefix).await;
 }
 
-on_both_stores!(each_convention_allows_a_session_and_refuses_no_or_bad_tokens
-    => conventions_allow_and_refuse_on_memory, conventions_allow_and_refuse_on_redis);
+on_every_store!(each_convention_allows_a_session_and_refuses_no_or_bad_tokens => conventions_allow_and_refuse);
 
 #[tokio::test]
 async fn policy_default_deny_answers_403_in_every_convention() {

@@ -18,7 +18,7 @@ use crate::http::error::Error;
 use crate::http::peer::Peer;
 use crate::limits::LimitError;
 use crate::metrics::LoginResult;
-use crate::store::{Invalidation, LoginType, StoreError, User};
+use crate::store::{LoginType, StoreError, User};
 use crate::users::LoginError;
 
 #[derive(Deserialize)]
@@ -201,8 +201,12 @@ pub async fn logout(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
             doomed.push(key.id);
         }
     }
+    // Each key is dropped from this replica's cache before the answer, not when the
+    // invalidation comes back over Redis: on a cluster that echo can trail the answer, and the
+    // key would still work here meanwhile. Other replicas get the invalidation.
+    let users = app.users();
     for id in doomed {
-        app.store.delete_key(&id).await.map_err(|e| {
+        users.delete_key(&id).await.map_err(|e| {
             Error::coder(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal error deleting API key.",
@@ -210,12 +214,7 @@ pub async fn logout(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
             )
             .with_cause(e)
         })?;
-        if let Err(error) = app.store.publish(Invalidation::Key(id)).await {
-            // Other replicas fall back to the cache TTL; this one forgets it now.
-            tracing::warn!(%error, "could not publish a key invalidation");
-        }
     }
-    app.keys.apply(&Invalidation::Key(session.key.id.clone()));
     app.oidc_sessions().forget(&session.key).await;
     let mut resp = api::json(StatusCode::OK, &json!({ "message": "Logged out!" }))?;
     resp.headers_mut().append(SET_COOKIE, clear_cookie(app));

@@ -2,8 +2,9 @@
 
 use super::*;
 
-/// The shared test Redis, which `.ci/run` starts. Tests on it use a key prefix of their own
-/// ([`random_key_prefix`]) and delete it afterwards ([`delete_redis_keys`]).
+/// The shared test Redis, which `scripts/test` starts. Tests on it (and on [`SENTINEL`] and
+/// [`CLUSTER`]) use a key prefix of their own ([`random_key_prefix`]) and delete it afterwards
+/// ([`delete_redis_keys`]).
 pub const REDIS: &str = "redis://127.0.0.1:6379";
 
 /// A fresh key prefix, `portcullis-test:UUID:`, so that tests sharing one Redis never see one
@@ -33,41 +34,39 @@ pub fn config_with_store(
     )
 }
 
-/// Declares two tests running `async fn $scenario(store_url: &str)`: `$memory` on `memory://`
-/// and `$redis` on the shared test Redis ([`REDIS`]).
-macro_rules! on_both_stores {
-    ($scenario:ident => $memory:ident, $redis:ident) => {
-        #[tokio::test]
-        async fn $memory() {
-            $scenario("memory://").await;
-        }
+/// Declares a module of four tests running `async fn $scenario(store_url: &str)`, one on each
+/// store: `memory`, `redis` (the shared test Redis, [`REDIS`]), `sentinel`
+/// ([`SENTINEL`]) and `cluster` ([`CLUSTER`]). The module is named `$tests` when given, else
+/// after the scenario (a module and a function may share a name).
+macro_rules! on_every_store {
+    ($scenario:ident) => {
+        $crate::common::on_every_store!($scenario => $scenario);
+    };
+    ($scenario:ident => $tests:ident) => {
+        mod $tests {
+            #[tokio::test]
+            async fn memory() {
+                super::$scenario("memory://").await;
+            }
 
-        #[tokio::test]
-        async fn $redis() {
-            $scenario($crate::common::REDIS).await;
+            #[tokio::test]
+            async fn redis() {
+                super::$scenario($crate::common::REDIS).await;
+            }
+
+            #[tokio::test]
+            async fn sentinel() {
+                super::$scenario($crate::common::SENTINEL).await;
+            }
+
+            #[tokio::test]
+            async fn cluster() {
+                super::$scenario($crate::common::CLUSTER).await;
+            }
         }
     };
 }
-pub(crate) use on_both_stores;
-
-/// Deletes every key under `prefix` on the Redis at `url` (a standalone one; elsewhere, or
-/// when it does not answer, the keys are left).
-pub async fn delete_redis_keys(url: &str, prefix: &str) {
-    let Ok(client) = redis::Client::open(url) else {
-        return;
-    };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return;
-    };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    for key in keys {
-        let _: Result<i64, _> = redis::cmd("DEL").arg(key).query_async(&mut conn).await;
-    }
-}
+pub(crate) use on_every_store;
 
 /// How many clients are subscribed to `channel` on the Redis behind `conn` (`PUBSUB NUMSUB`).
 pub async fn subscribers(conn: &mut redis::aio::MultiplexedConnection, channel: &str) -> i64 {

@@ -3,7 +3,8 @@
 //! purpose-built ones), HTTP/1.1, HTTP/2 and raw-socket clients, and the test TLS material in
 //! `tests/certs/` (see `gen.sh` there).
 //!
-//! Nothing here uses a fixed port. Every wait is bounded by [`BOUND`] so that a hung test fails
+//! Nothing here uses a fixed port but the shared Redis servers `scripts/test` starts (see
+//! `fixed_redis`). Every wait is bounded by [`BOUND`] so that a hung test fails
 //! instead of hanging CI; no assertion is made about how fast anything is.
 
 use std::collections::BTreeSet;
@@ -112,5 +113,7 @@ mod api;
 pub use api::*;
 mod redis_server;
 pub use redis_server::*;
+mod fixed_redis;
+pub use fixed_redis::*;
 mod first_user;
 pub use first_user::*;

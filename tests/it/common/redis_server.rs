@@ -40,9 +40,53 @@ impl RedisServer {
         RedisServer::spawn(port, &args, Some(dir)).await
     }
 
+    /// Starts one keeping nothing on disk, as a replica of the server on `master`; the copy
+    /// of the master's data that a replica receives on syncing is written to `dir`.
+    pub async fn start_replica(port: u16, master: u16, dir: &Path) -> RedisServer {
+        let master = master.to_string();
+        let args = [
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--replicaof",
+            "127.0.0.1",
+            &master,
+        ];
+        RedisServer::spawn(port, &args, Some(dir)).await
+    }
+
+    /// Starts a sentinel watching the master on `master` as `service` (quorum 1), its config
+    /// file (which a sentinel rewrites) in `dir`.
+    pub async fn start_sentinel(port: u16, master: u16, service: &str, dir: &Path) -> RedisServer {
+        let conf = dir.join(format!("sentinel-{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "sentinel monitor {service} 127.0.0.1 {master} 1\n\
+                 sentinel down-after-milliseconds {service} 2000\n\
+                 sentinel failover-timeout {service} 10000\n"
+            ),
+        )
+        .expect("the sentinel config is written");
+        let conf = conf.to_str().expect("a UTF-8 path").to_owned();
+        RedisServer::spawn_with(Some(&conf), port, &["--sentinel"], Some(dir)).await
+    }
+
     async fn spawn(port: u16, args: &[&str], dir: Option<&Path>) -> RedisServer {
+        RedisServer::spawn_with(None, port, args, dir).await
+    }
+
+    /// Starts `redis-server [config_file] --port PORT --bind 127.0.0.1 ARGS [--dir DIR]`.
+    async fn spawn_with(
+        config_file: Option<&str>,
+        port: u16,
+        args: &[&str],
+        dir: Option<&Path>,
+    ) -> RedisServer {
         let mut cmd = std::process::Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        cmd.args(config_file)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(args);
         if let Some(dir) = dir {
             cmd.arg("--dir").arg(dir);

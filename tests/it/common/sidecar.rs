@@ -59,6 +59,11 @@ impl Sidecar {
         }
     }
 
+    /// The store URL it runs on (a password shown as `***`), for [`delete_redis_keys`].
+    pub fn store_url(&self) -> String {
+        self.app.config.store.url.to_string()
+    }
+
     /// The admin listener's `/metrics` text.
     pub async fn metrics(&self) -> String {
         let resp = send(self.admin, get("admin.test", "/metrics")).await;

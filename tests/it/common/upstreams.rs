@@ -68,12 +68,16 @@ where
 
 /// An address on which nothing listens (bound, then released). All the tests share this
 /// process, so no two calls return the same port: one test's dead port or [`free_port`] is
-/// never handed to another test by this function.
+/// never handed to another test by this function. Nor is a port of the shared Sentinel set or
+/// Cluster ([`RESERVED_PORTS`]), even while they are down.
 pub fn dead_port() -> SocketAddr {
     static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     loop {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
+        if RESERVED_PORTS.contains(&addr.port()) {
+            continue;
+        }
         if HANDED_OUT.lock().unwrap().insert(addr.port()) {
             return addr;
         }

@@ -38,6 +38,28 @@ impl World {
         World::with_first_user(sidecar, prefix).await
     }
 
+    /// Two Portcullis instances on `store_url` under one key prefix, the first user made and
+    /// logged in on the first, their caches long-lived (an hour, no negative cache), so that a
+    /// change made through one reaches the other through the invalidation, never the cache
+    /// TTL. On `memory://`, which replicas cannot share, the second is `None`.
+    pub async fn with_replica(store_url: &str) -> (World, Option<Sidecar>) {
+        let echo = start_echo().await;
+        let prefix = random_key_prefix();
+        let config = config_with_store(
+            echo,
+            store_url,
+            &prefix,
+            "cache_ttl = \"1h\"\nnegative_cache_ttl = \"0s\"\n",
+            "",
+        );
+        let a = Sidecar::start(&config).await;
+        let b = match store_url {
+            MEMORY => None,
+            _ => Some(Sidecar::start(&config).await),
+        };
+        (World::with_first_user(a, prefix).await, b)
+    }
+
     /// Creates the first user on `sidecar` (whose key prefix is `prefix`) and logs in as them.
     pub async fn with_first_user(sidecar: Sidecar, prefix: String) -> World {
         let first = create_admin(sidecar.addr).await;
@@ -59,6 +81,21 @@ impl World {
         token: Option<&str>,
     ) -> (StatusCode, Value, HeaderMap) {
         call(&self.sidecar, method, path, body, token).await
+    }
+
+    /// Makes a token with `POST /users/me/keys/tokens` and `body`, as the caller of `session`;
+    /// returns the key.
+    pub async fn token(&self, session: &str, body: Value) -> String {
+        let (status, got, _) = self
+            .call(
+                Method::POST,
+                "/api/v2/users/me/keys/tokens",
+                Some(body),
+                Some(session),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{got}");
+        got["key"].as_str().expect("key").to_owned()
     }
 
     /// Creates a user through `POST /users` as the admin, then logs in as them.
@@ -130,9 +167,9 @@ impl World {
     }
 
     pub async fn finish(self) {
-        let prefix = self.prefix.clone();
+        let (url, prefix) = (self.sidecar.store_url(), self.prefix.clone());
         self.sidecar.shutdown().await;
-        delete_redis_keys(REDIS, &prefix).await;
+        delete_redis_keys(&url, &prefix).await;
     }
 }
 

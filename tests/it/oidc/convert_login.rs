@@ -2,7 +2,7 @@
 
 use super::*;
 
-on_both_stores!(convert_end_to_end => convert_login_end_to_end_on_memory, convert_login_end_to_end_on_redis);
+on_every_store!(convert_end_to_end => convert_login_end_to_end);
 
 pub(super) async fn convert_end_to_end(store_url: &str) {
     let w = World::with_accounts(store_url, "").await;

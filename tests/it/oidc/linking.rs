@@ -11,7 +11,7 @@ pub(super) async fn user_id_of(w: &World, browser: &Browser) -> String {
     me["id"].as_str().unwrap().to_owned()
 }
 
-on_both_stores!(same_email_other_subject => same_email_with_another_subject_is_refused_on_memory, same_email_with_another_subject_is_refused_on_redis);
+on_every_store!(same_email_other_subject => same_email_with_another_subject_is_refused);
 
 pub(super) async fn same_email_other_subject(store_url: &str) {
     let w = World::with_accounts(store_url, "").await;
@@ -128,7 +128,7 @@ async fn a_link_outlives_a_restart_and_follows_the_subject_not_the_email() {
     w.finish().await;
 }
 
-on_both_stores!(link_deleted_with_user => deleting_a_user_deletes_its_link_on_memory, deleting_a_user_deletes_its_link_on_redis);
+on_every_store!(link_deleted_with_user => deleting_a_user_deletes_its_link);
 
 pub(super) async fn link_deleted_with_user(store_url: &str) {
     let w = World::with_accounts(store_url, "").await;
@@ -167,14 +167,4 @@ pub(super) async fn link_deleted_with_user(store_url: &str) {
     assert_eq!(page.status, StatusCode::OK, "{page:?}");
     assert_ne!(user_id_of(&w, &browser).await, alice_id);
     w.finish().await;
-}
-
-pub(super) async fn redis_keys(url: &str, pattern: &str) -> Vec<String> {
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("KEYS")
-        .arg(pattern)
-        .query_async(&mut conn)
-        .await
-        .unwrap()
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 
-on_both_stores!(browser_login_from_a_protected_page => browser_login_ends_with_a_working_session_on_memory, browser_login_ends_with_a_working_session_on_redis);
+on_every_store!(browser_login_from_a_protected_page => browser_login_ends_with_a_working_session);
 
 pub(super) async fn browser_login_from_a_protected_page(store_url: &str) {
     let w = World::with_accounts(
@@ -161,7 +161,7 @@ async fn signups_off_refuses_unknown_users() {
     w.finish().await;
 }
 
-on_both_stores!(tampered_and_foreign_states => a_tampered_or_foreign_state_is_refused_on_memory, a_tampered_or_foreign_state_is_refused_on_redis);
+on_every_store!(tampered_and_foreign_states => a_tampered_or_foreign_state_is_refused);
 
 pub(super) async fn tampered_and_foreign_states(store_url: &str) {
     let w = World::with_accounts(store_url, "").await;
@@ -204,7 +204,7 @@ pub(super) async fn tampered_and_foreign_states(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(replayed_code => a_replayed_code_is_refused_on_memory, a_replayed_code_is_refused_on_redis);
+on_every_store!(replayed_code => a_replayed_code_is_refused);
 
 pub(super) async fn replayed_code(store_url: &str) {
     let w = World::with_accounts(store_url, "").await;
@@ -348,7 +348,7 @@ async fn the_login_start_is_bounded_and_rate_limited() {
     let too_long = format!("/{}", "a".repeat(2048));
     let page = start(too_long).await;
     refused(&page, StatusCode::BAD_REQUEST, "Invalid redirect.");
-    let flows = redis_keys_matching(&w.prefix, "*oidc-flow*").await;
+    let flows = redis_keys(REDIS, &format!("{}*oidc-flow*", w.prefix)).await;
     assert!(flows.is_empty(), "a refused start stored {flows:?}");
 
     let longest = format!("/{}", "a".repeat(2047));
@@ -370,15 +370,4 @@ async fn the_login_start_is_bounded_and_rate_limited() {
 fn refused(page: &Page, status: StatusCode, message: &str) {
     assert_eq!(page.status, status, "{page:?}");
     assert_eq!(page.json()["message"], message, "{page:?}");
-}
-
-/// The keys under `prefix` on the shared Redis that match `pattern` (a glob after the prefix).
-async fn redis_keys_matching(prefix: &str, pattern: &str) -> Vec<String> {
-    let client = redis::Client::open(REDIS).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("KEYS")
-        .arg(format!("{prefix}{pattern}"))
-        .query_async(&mut conn)
-        .await
-        .unwrap()
 }

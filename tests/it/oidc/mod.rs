@@ -9,8 +9,8 @@
 //! refresh of §8.4 and its ID token checks, accounts linked by (issuer, subject) rather than
 //! email (`email_verified` variants, a second subject with a linked email, the link across
 //! restarts and its removal with the user), a rotated signing key, and the login metric. The
-//! flows that keep state in the store run on both backends, the real
-//! Redis included (`127.0.0.1:6379`, under a random key prefix).
+//! flows that keep state in the store run on every store: memory, and the standalone Redis,
+//! Sentinel set and Cluster that `scripts/test` starts (each under a random key prefix).
 
 mod provider;
 

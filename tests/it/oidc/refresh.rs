@@ -2,7 +2,7 @@
 
 use super::*;
 
-on_both_stores!(refresh => an_oidc_session_refreshes_and_ends_when_the_provider_refuses_on_memory, an_oidc_session_refreshes_and_ends_when_the_provider_refuses_on_redis);
+on_every_store!(refresh => an_oidc_session_refreshes_and_ends_when_the_provider_refuses);
 
 pub(super) async fn refresh(store_url: &str) {
     let options = Options {

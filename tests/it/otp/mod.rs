@@ -2,9 +2,9 @@
 //! /users/otp/request` and `POST /users/otp/change-password` against a real SMTP server
 //! (aiosmtpd, started per test from the `.venv-test/` that `scripts/test` installs), a webhook
 //! receiver that verifies the HMAC signature, and the `log` delivery of the real binary; two
-//! `portcullis serve` processes on one Redis; both store backends for the code rules.
+//! `portcullis serve` processes on one Redis; every store for the code rules.
 //!
-//! The Redis runs use `127.0.0.1:6379` (which `.ci/run` starts) under a random key prefix
+//! The Redis runs use the servers `scripts/test` starts, under a random key prefix
 //! each, and fail loudly when it does not answer.
 
 use std::convert::Infallible;
@@ -211,8 +211,9 @@ impl Hooked {
     }
 
     async fn finish(self) {
+        let url = self.sidecar.store_url();
         self.sidecar.shutdown().await;
-        delete_redis_keys(REDIS, &self.prefix).await;
+        delete_redis_keys(&url, &self.prefix).await;
     }
 }
 

@@ -1,4 +1,4 @@
-//! the webhook, on both stores
+//! the webhook, on every store
 
 use super::*;
 
@@ -89,7 +89,7 @@ pub(super) async fn webhook_codes(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(webhook_codes => webhook_codes_memory, webhook_codes_redis);
+on_every_store!(webhook_codes);
 
 /// A correct code does not lose to itself: of 10 concurrent changes with the one good code,
 /// exactly one wins and the others are refused, without voiding anything. Only wrong codes
@@ -146,10 +146,7 @@ pub(super) async fn only_wrong_codes_count(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(only_wrong_codes_count =>
-    one_of_ten_parallel_changes_with_a_good_code_wins_on_memory,
-    one_of_ten_parallel_changes_with_a_good_code_wins_on_redis
-);
+on_every_store!(only_wrong_codes_count => one_of_ten_parallel_changes_with_a_good_code_wins);
 
 /// A receiver with another secret refuses the deliveries (its check is real); Portcullis
 /// counts them failed and still answers 204.

@@ -1,6 +1,7 @@
-//! The store's behaviour, one suite run against both backends: `memory://` (with Tokio's clock
-//! paused, so expiry tests take no time) and the real Redis at `127.0.0.1:6379` (which
-//! `.ci/run` starts), each test under a random key prefix that it deletes afterwards.
+//! The store's behaviour, one suite run against every backend: `memory://` (with Tokio's clock
+//! paused, so expiry tests take no time), the real Redis at `127.0.0.1:6379`, the Sentinel set
+//! and the Redis Cluster that `scripts/test` starts (`common::SENTINEL`, `common::CLUSTER`), each test under
+//! a random key prefix that it deletes afterwards.
 //!
 //! The Redis runs fail, loudly, when Redis does not answer: they are never skipped. The
 //! outage test starts a private `redis-server` on a free port and kills it by PID.
@@ -25,16 +26,11 @@ use crate::common::{
     REDIS,
 };
 
-/// The shared test Redis; `STORE_TEST_REDIS_URL` points the suite elsewhere (for example
-/// at a `redis+cluster://` or `redis+sentinel://` deployment).
-fn redis_url() -> String {
-    std::env::var("STORE_TEST_REDIS_URL").unwrap_or_else(|_| REDIS.to_owned())
-}
-
 // === harness ===
 
-/// Declares `$name::memory` and `$name::redis`, each running `async fn $name(Store)`.
-macro_rules! both_backends {
+/// Declares `$name::memory`, `$name::redis`, `$name::sentinel` and `$name::cluster`, each
+/// running `async fn $name(Store)` on that store.
+macro_rules! every_backend {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(start_paused = true)]
@@ -44,15 +40,53 @@ macro_rules! both_backends {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn redis() {
-                let (store, prefix) = super::redis_store().await;
-                super::$name(store).await;
-                super::cleanup(&prefix).await;
+                super::on_redis($crate::common::REDIS, super::$name).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sentinel() {
+                super::on_redis($crate::common::SENTINEL, super::$name).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                super::on_redis($crate::common::CLUSTER, super::$name).await;
             }
         }
     )*};
 }
 
-both_backends!(
+/// Declares `$name::redis`, `$name::sentinel` and `$name::cluster`, each running
+/// `async fn $name(&str)` with that store URL.
+macro_rules! every_redis {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$name($crate::common::REDIS).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sentinel() {
+                super::$name($crate::common::SENTINEL).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                super::$name($crate::common::CLUSTER).await;
+            }
+        }
+    )*};
+}
+
+/// Runs `case` on a store at `url` under a fresh prefix, then deletes the prefix's keys.
+async fn on_redis<F: std::future::Future<Output = ()>>(url: &str, case: impl FnOnce(Store) -> F) {
+    let (store, prefix) = redis_store(url).await;
+    case(store).await;
+    cleanup(url, &prefix).await;
+}
+
+every_backend!(
     users_are_created_found_and_listed,
     emails_and_usernames_are_unique_case_insensitively,
     concurrent_creates_with_one_email_have_exactly_one_winner,
@@ -88,11 +122,11 @@ fn memory_store() -> Store {
     Store::open(&store_config("memory://", "portcullis:", "500ms")).expect("memory store opens")
 }
 
-/// A store on the shared test Redis under a fresh prefix. Panics, naming what is missing,
+/// A store on the shared Redis at `url` under a fresh prefix. Panics, naming what is missing,
 /// when Redis does not answer.
-async fn redis_store() -> (Store, String) {
+async fn redis_store(url: &str) -> (Store, String) {
     let prefix = random_key_prefix();
-    let store = open_redis(&redis_url(), &prefix).await;
+    let store = open_redis(url, &prefix).await;
     (store, prefix)
 }
 
@@ -108,14 +142,14 @@ async fn open_redis(url: &str, prefix: &str) -> Store {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!(
-        "Redis at {url} does not answer ({last:?}). The store tests need a real Redis: start \
-         redis-server (.ci/run does) — these tests never skip."
+        "Redis at {url} does not answer ({last:?}). The store tests need a real Redis, Sentinel \
+         set and Cluster: scripts/test starts them — these tests never skip."
     );
 }
 
-/// Deletes every key under `prefix` on the test Redis.
-async fn cleanup(prefix: &str) {
-    delete_redis_keys(&redis_url(), prefix).await;
+/// Deletes every key under `prefix` on the Redis at `url`.
+async fn cleanup(url: &str, prefix: &str) {
+    delete_redis_keys(url, prefix).await;
 }
 
 fn now() -> OffsetDateTime {

@@ -2,7 +2,7 @@
 
 use super::*;
 
-both_backends!(oidc_links_are_one_subject_per_user_and_issuer_and_one_user_per_subject);
+every_backend!(oidc_links_are_one_subject_per_user_and_issuer_and_one_user_per_subject);
 
 pub(super) async fn oidc_links_are_one_subject_per_user_and_issuer_and_one_user_per_subject(
     store: Store,

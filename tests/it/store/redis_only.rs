@@ -2,17 +2,19 @@
 
 use super::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_invalidation_reaches_another_store_on_the_same_redis() {
-    let (a, prefix) = redis_store().await;
-    let b = open_redis(&redis_url(), &prefix).await;
+every_redis!(invalidation_reaches_another_store_on_the_same_redis);
+
+/// On a cluster, the two stores' subscribers and publishers may sit on different nodes.
+async fn invalidation_reaches_another_store_on_the_same_redis(url: &str) {
+    let (a, prefix) = redis_store(url).await;
+    let b = open_redis(url, &prefix).await;
     let mut on_b = b.subscribe();
     let mut on_a = a.subscribe();
     deliver(&a, &mut on_b, Invalidation::Key("0123456789".to_owned())).await;
     deliver(&b, &mut on_a, Invalidation::User(Uuid::new_v4())).await;
 
     // A store under another prefix hears nothing of it.
-    let (c, other_prefix) = redis_store().await;
+    let (c, other_prefix) = redis_store(url).await;
     let mut on_c = c.subscribe();
     deliver(&c, &mut on_c, Invalidation::All).await;
     let marker = Invalidation::Key("prefixtest".to_owned());
@@ -20,15 +22,15 @@ async fn redis_invalidation_reaches_another_store_on_the_same_redis() {
     while let Ok(got) = on_c.try_recv() {
         assert_ne!(got, marker, "a message crossed key prefixes");
     }
-    cleanup(&prefix).await;
-    cleanup(&other_prefix).await;
+    cleanup(url, &prefix).await;
+    cleanup(url, &other_prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_subscriber_stops_when_the_store_is_dropped() {
     let prefix = random_key_prefix();
     let channel = format!("{prefix}invalidate");
-    let client = redis::Client::open(redis_url()).expect("redis url");
+    let client = redis::Client::open(REDIS).expect("redis url");
     let conn = client
         .get_multiplexed_async_connection()
         .await
@@ -40,7 +42,7 @@ async fn redis_subscriber_stops_when_the_store_is_dropped() {
             async move { subscribers(&mut conn, &channel).await == n }
         }
     };
-    let store = open_redis(&redis_url(), &prefix).await;
+    let store = open_redis(REDIS, &prefix).await;
     let clone = store.clone();
     eventually("subscribed", subscribed(1)).await;
     drop(store);

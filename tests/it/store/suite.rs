@@ -1,4 +1,4 @@
-//! The suite: each case takes a store, and the harness runs it on both backends.
+//! The suite: each case takes a store, and the harness runs it on every backend.
 
 use super::*;
 

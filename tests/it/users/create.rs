@@ -222,10 +222,7 @@ pub(super) async fn admin_creates_users(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(admin_creates_users =>
-    admin_creates_users_with_the_memory_store,
-    admin_creates_users_with_redis
-);
+on_every_store!(admin_creates_users);
 
 /// With password logins disabled, nobody can be given a password (the admin's session comes
 /// from the app's own key issuing, since password login is refused too).

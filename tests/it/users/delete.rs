@@ -68,7 +68,4 @@ pub(super) async fn deleting_users(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(deleting_users =>
-    deleting_users_with_the_memory_store,
-    deleting_users_with_redis
-);
+on_every_store!(deleting_users);

@@ -83,7 +83,4 @@ pub(super) async fn session_keys(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(session_keys =>
-    session_keys_with_the_memory_store,
-    session_keys_with_redis
-);
+on_every_store!(session_keys);

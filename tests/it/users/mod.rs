@@ -1,9 +1,9 @@
-//! User management end to end, over real sockets, on both store backends: `POST /users`,
+//! User management end to end, over real sockets, on every store: `POST /users`,
 //! `DELETE /users/{user}`, `PUT /users/{user}/password`, `PUT /users/{user}/status/suspend`
 //! and `/activate`, `POST /users/{user}/keys` — their answers, Coder's messages, who may call
 //! them, and what they revoke, on one Portcullis and on two sharing one Redis.
 //!
-//! The Redis runs use `127.0.0.1:6379` (which `.ci/run` starts) under a random key prefix each,
+//! The Redis runs use the servers `scripts/test` starts, under a random key prefix each,
 //! and fail loudly when it does not answer. Users with roles the API cannot yet grant
 //! (`auditor`, `user-admin`, a second `owner`) are made through the running app's own
 //! `portcullis::users` operations, the ones the CLI uses.

@@ -166,7 +166,4 @@ pub(super) async fn owners_are_protected_from_user_admins(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(owners_are_protected_from_user_admins =>
-    a_user_admin_cannot_touch_an_owner_with_the_memory_store,
-    a_user_admin_cannot_touch_an_owner_with_redis
-);
+on_every_store!(owners_are_protected_from_user_admins => a_user_admin_cannot_touch_an_owner);

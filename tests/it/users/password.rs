@@ -122,7 +122,4 @@ pub(super) async fn password_changes(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(password_changes =>
-    password_changes_with_the_memory_store,
-    password_changes_with_redis
-);
+on_every_store!(password_changes);

@@ -2,21 +2,10 @@
 
 use super::*;
 
-/// Two Portcullis instances on one Redis and key prefix, caches warm and long-lived: a change
-/// made through one must reach the other through the invalidation, not the cache TTL.
+/// Two Portcullis instances on one Redis ([`World::with_replica`]).
 pub(super) async fn two_replicas() -> (World, Sidecar) {
-    let echo = start_echo().await;
-    let prefix = random_key_prefix();
-    let config = config_with_store(
-        echo,
-        REDIS,
-        &prefix,
-        "cache_ttl = \"1h\"\nnegative_cache_ttl = \"0s\"\n",
-        "",
-    );
-    let a = Sidecar::start(&config).await;
-    let b = Sidecar::start(&config).await;
-    (World::with_first_user(a, prefix).await, b)
+    let (w, b) = World::with_replica(REDIS).await;
+    (w, b.expect("a shared store"))
 }
 
 /// Waits (bounded) until `token` is refused on `sidecar` with `detail`.

@@ -54,7 +54,4 @@ pub(super) async fn user_parameter(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(user_parameter =>
-    the_user_parameter_with_the_memory_store,
-    the_user_parameter_with_redis
-);
+on_every_store!(user_parameter => the_user_parameter);

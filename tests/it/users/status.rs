@@ -78,7 +78,4 @@ pub(super) async fn suspension(store_url: &str) {
     w.finish().await;
 }
 
-on_both_stores!(suspension =>
-    suspension_and_activation_with_the_memory_store,
-    suspension_and_activation_with_redis
-);
+on_every_store!(suspension => suspension_and_activation);
