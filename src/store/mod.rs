@@ -26,6 +26,12 @@
 //!   user's email or username (uniqueness indexes); nothing on the request paths uses it.
 //! - Creates, deletes and index claims are described per method and in the Redis module doc.
 //!
+//! Every operation's writes are atomic on its own slot of a Redis Cluster: the keys that one
+//! Lua script or one command touches share a hash tag (`{u:<user id>}`, `{o:<org id>}`), or
+//! are a single key; operations that span slots are sequences of such steps, ordered and
+//! compensated so that a crash between two steps leaves nothing that a reader takes for valid
+//! (see the Redis module doc, "Atomicity", where each one is argued).
+//!
 //! # Failure
 //! [`Store::open`] never waits for Redis. Every Redis call has its own deadline
 //! (`store.command_timeout`); a call that misses it, or finds Redis unreachable, fails with

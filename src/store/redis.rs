@@ -39,6 +39,30 @@
 //!   from (the bytes are the version); otherwise the change is recomputed on the fresh record,
 //!   at most 32 times. A writer never puts back a stale copy of fields it did not mean to change.
 //!
+//! Each operation that touches more than one key, with its slots (`U` the user's `{u:…}`, `O`
+//! the organization's `{o:…}`, `*` a key of its own slot), in the order of its steps:
+//!
+//! | operation | steps | why it is safe |
+//! |---|---|---|
+//! | `create_user`, `create_org` | record `SET NX` (U/O); each index claim (`*`); `SADD users`/`orgs` (`*`) | the record is written first, and an index is valid only while its record says so; a failed step releases the claims made and deletes the record |
+//! | `update_user` | record `SET XX` (U); claim new indexes (`*`); release old ones (`*`) | as above; a refused claim restores the old record and releases the new claims |
+//! | `link_oidc` | `HSETNX` the user's link (U); claim the subject's index (`*`) | the index is valid only while the user's side names the subject; a lost claim removes the side this call wrote |
+//! | `delete_user` | `SREM users`; release the indexes (`*`); `delete_keys_of`; `remove_member` per organization; one `DEL` of the rest (U) | the keys die before the user record, so no session outlives it; after a crash part-way the user is findable by id only, and deleting it again finishes |
+//! | `insert_key` | record `SET NX PXAT` (`*`); script: `SADD keys`, claim the name in `key_names` (U, one slot) | a failed attach deletes the record; a name held by an invalid key is taken over |
+//! | `delete_key` | `DEL` record (`*`); script: `SREM keys`, `HDEL` its name (U) | the record goes first: the key stops working at once; the rest is bookkeeping, redone by the next `keys_of` or claim |
+//! | `delete_keys_of` | `SMEMBERS keys` (U); `DEL` each record (`*`); script: `SREM` those ids, `HDEL` their names (U) | only the ids deleted leave the list: a key stored meanwhile stays listed for the next revocation (a login racing a password change keeps its session, as if it had come just after) |
+//! | `keys_of` | `SMEMBERS keys` (U); `GET` each record (`*`); `SREM` the ids without one (U) | reads; the clean-up only drops ids whose record has expired |
+//! | `add_member` | script: membership record, `SADD orgs` (U, one slot); `SADD members` (O) | `members_of` reads each membership record and skips ids without one, so the two sets may disagree for a moment without anyone gaining a role |
+//! | `remove_member` | script: `DEL` membership, `SREM orgs` (U); `SREM members` (O) | the record, which is what grants roles, goes first |
+//! | `modify_user`, `modify_key` | compare-and-replace of one record (one key) | see above |
+//! | counters, single-use values, claims | one key, one command or script each | — |
+//!
+//! Invalidations (`PUBLISH` on the prefix's channel) are not stored: on a Cluster the command
+//! goes to the node of the channel's slot and Redis forwards it to every node over the cluster
+//! bus, so a subscriber on any node receives it, a little after the publisher has its answer.
+//! A replica must therefore drop what it revoked from its own cache itself, before answering,
+//! rather than wait for its own message to come back.
+//!
 //! # Deadlines and reconnects
 //! Every command runs under its own `tokio::time::timeout` of `store.command_timeout`: the
 //! client's own timeouts do not bound reconnects. Commands share one multiplexed connection
