@@ -32,6 +32,10 @@
 //! compensated so that a crash between two steps leaves nothing that a reader takes for valid
 //! (see the Redis module doc, "Atomicity", where each one is argued).
 //!
+//! On `redis+sentinel://`, a write (anything but the counters) answers success only once a
+//! replica has it, so that a failover cannot undo a revocation that was answered: see the Redis
+//! module doc, "Failover".
+//!
 //! # Failure
 //! [`Store::open`] never waits for Redis. Every Redis call has its own deadline
 //! (`store.command_timeout`); a call that misses it, or finds Redis unreachable, fails with
@@ -175,7 +179,7 @@ impl Store {
     pub async fn create_user(&self, user: &User) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Memory(m) => m.create_user(user),
-            Backend::Redis(r) => r.create_user(user).await,
+            Backend::Redis(r) => r.durably(r.create_user(user)).await,
         }
     }
 
@@ -241,7 +245,7 @@ impl Store {
         };
         match &*self.backend {
             Backend::Memory(m) => Ok(m.modify_user(id, change)),
-            Backend::Redis(r) => r.modify_user(id, change).await,
+            Backend::Redis(r) => r.durably(r.modify_user(id, change)).await,
         }
     }
 
@@ -256,7 +260,7 @@ impl Store {
     pub async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => m.update_user(user),
-            Backend::Redis(r) => r.update_user(user).await,
+            Backend::Redis(r) => r.durably(r.update_user(user)).await,
         }
     }
 
@@ -265,7 +269,7 @@ impl Store {
     pub async fn delete_user(&self, id: Uuid) -> Result<Vec<String>, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.delete_user(id)),
-            Backend::Redis(r) => r.delete_user(id).await,
+            Backend::Redis(r) => r.durably(r.delete_user(id)).await,
         }
     }
 
@@ -292,7 +296,7 @@ impl Store {
     ) -> Result<OidcLink, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.link_oidc(user, issuer, subject)),
-            Backend::Redis(r) => r.link_oidc(user, issuer, subject).await,
+            Backend::Redis(r) => r.durably(r.link_oidc(user, issuer, subject)).await,
         }
     }
 
@@ -306,7 +310,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.set_if_absent(name, value, ttl)),
-            Backend::Redis(r) => r.set_if_absent(name, value, ttl).await,
+            Backend::Redis(r) => r.durably(r.set_if_absent(name, value, ttl)).await,
         }
     }
 
@@ -320,7 +324,7 @@ impl Store {
     pub async fn create_org(&self, org: &Organization) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Memory(m) => m.create_org(org),
-            Backend::Redis(r) => r.create_org(org).await,
+            Backend::Redis(r) => r.durably(r.create_org(org)).await,
         }
     }
 
@@ -363,7 +367,7 @@ impl Store {
                 m.add_member(membership);
                 Ok(())
             }
-            Backend::Redis(r) => r.add_member(membership).await,
+            Backend::Redis(r) => r.durably(r.add_member(membership)).await,
         }
     }
 
@@ -399,7 +403,7 @@ impl Store {
     pub async fn remove_member(&self, user: Uuid, org: Uuid) -> Result<bool, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.remove_member(user, org)),
-            Backend::Redis(r) => r.remove_member(user, org).await,
+            Backend::Redis(r) => r.durably(r.remove_member(user, org)).await,
         }
     }
 
@@ -418,7 +422,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Memory(m) => m.insert_key(key, expire_record_at),
-            Backend::Redis(r) => r.insert_key(key, expire_record_at).await,
+            Backend::Redis(r) => r.durably(r.insert_key(key, expire_record_at)).await,
         }
     }
 
@@ -468,7 +472,7 @@ impl Store {
         };
         match &*self.backend {
             Backend::Memory(m) => Ok(m.modify_key(id, change)),
-            Backend::Redis(r) => r.modify_key(id, change).await,
+            Backend::Redis(r) => r.durably(r.modify_key(id, change)).await,
         }
     }
 
@@ -476,7 +480,7 @@ impl Store {
     pub async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.delete_key(id)),
-            Backend::Redis(r) => r.delete_key(id).await,
+            Backend::Redis(r) => r.durably(r.delete_key(id)).await,
         }
     }
 
@@ -484,7 +488,7 @@ impl Store {
     pub async fn delete_keys_of(&self, user: Uuid) -> Result<Vec<String>, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.delete_keys_of(user)),
-            Backend::Redis(r) => r.delete_keys_of(user).await,
+            Backend::Redis(r) => r.durably(r.delete_keys_of(user)).await,
         }
     }
 
@@ -532,7 +536,7 @@ impl Store {
                 m.put_ephemeral(name, value, ttl);
                 Ok(())
             }
-            Backend::Redis(r) => r.put_ephemeral(name, value, ttl).await,
+            Backend::Redis(r) => r.durably(r.put_ephemeral(name, value, ttl)).await,
         }
     }
 
@@ -540,7 +544,7 @@ impl Store {
     pub async fn take_ephemeral(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.take_ephemeral(name)),
-            Backend::Redis(r) => r.take_ephemeral(name).await,
+            Backend::Redis(r) => r.durably(r.take_ephemeral(name)).await,
         }
     }
 
@@ -551,7 +555,7 @@ impl Store {
     pub async fn take_ephemeral_if(&self, name: &str, expected: &[u8]) -> Result<bool, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.take_ephemeral_if(name, expected)),
-            Backend::Redis(r) => r.take_ephemeral_if(name, expected).await,
+            Backend::Redis(r) => r.durably(r.take_ephemeral_if(name, expected)).await,
         }
     }
 

@@ -72,6 +72,24 @@
 //! A Sentinel store asks the sentinels for the master on every connect, and drops the
 //! connection on `READONLY`, so it follows a failover.
 //!
+//! # Failover
+//! Redis replicates asynchronously, so a write a master has acknowledged can still be lost
+//! when a replica takes over. With Sentinel the window is long: a failover promotes the
+//! replica, and the old master keeps taking writes until the sentinel demotes it, some seconds
+//! later, and then replaces its data with the new master's. A revocation written there in
+//! between would be answered success and then undone. So on `redis+sentinel://` every store
+//! operation that writes (all but the counters, whose loss only moves a rate limit for one
+//! window) is followed by `WAIT 1` on the connection it used, and answers
+//! success only once a replica has its writes; otherwise it fails with
+//! [`StoreError::Unavailable`] (a 5xx), and the client tries again, reaching the new master.
+//! During a failover, the old master has no replica left, so nothing written there is
+//! confirmed. This needs a replica: with none reachable, writes fail (reads go on). With more
+//! than one replica per master, one that still follows the old master for a moment could
+//! confirm a write that is then lost: run one replica per master, or set
+//! `min-replicas-to-write` on the masters to the number of replicas. Standalone and Cluster
+//! stores do not wait (a Cluster's automatic failover after a master is lost may drop the
+//! writes of its last moments, within the replication delay).
+//!
 //! The invalidation subscriber is a task of its own with its own connection. It re-subscribes
 //! with backoff (50 ms doubling to 2 s) when the connection drops or stops answering `PING`,
 //! and sends [`Invalidation::All`] after every subscription.
@@ -89,10 +107,11 @@ use tokio::task::AbortHandle;
 
 use super::keys::Keys;
 use super::{Invalidation, StoreError};
-use crate::config::{RedisUrl, StoreUrl};
+use crate::config::{RedisTopology, RedisUrl, StoreUrl};
 
 mod api_keys;
 mod conn;
+mod durable;
 mod index;
 mod orgs;
 mod pubsub;
@@ -114,6 +133,8 @@ pub(super) struct RedisStore {
     subscriber: AbortHandle,
     scripts: Scripts,
     shown: String,
+    /// Whether writes wait for a replica (`redis+sentinel://`): see the module doc, "Failover".
+    confirm_writes: bool,
 }
 
 // === impl RedisStore ===
@@ -164,6 +185,7 @@ impl RedisStore {
             subscriber,
             scripts: Scripts::new(),
             shown: StoreUrl::Redis(url.clone()).to_string(),
+            confirm_writes: matches!(url.topology, RedisTopology::Sentinel { .. }),
         })
     }
 
@@ -182,6 +204,7 @@ impl RedisStore {
         let op = async {
             let (generation, mut conn) = self.slot.get().await?;
             used.store(generation, Ordering::Relaxed);
+            durable::note(generation);
             match cmd.query_async::<T>(&mut conn).await {
                 Err(e) if breaks_connection(&e) => {
                     self.slot.reset(generation);
