@@ -367,9 +367,9 @@ impl<'a> Users<'a> {
         }
     }
 
-    /// Stores `password`'s hash for `user`, then deletes every API key of the user and
-    /// publishes [`Invalidation::User`], so that every session and token ends on every
-    /// replica. Returns how many keys were revoked. No check is made: callers judge the
+    /// Stores `password`'s hash for `user`, then deletes every API key of the user (even when
+    /// storing the hash failed) and publishes [`Invalidation::User`], so that every session and
+    /// token ends on every replica. Returns how many keys were revoked. No check is made: callers judge the
     /// password first ([`Users::set_password`], the one-time passcode change).
     ///
     /// # Errors
@@ -385,14 +385,16 @@ impl<'a> Users<'a> {
                 user.updated_at = now;
                 true
             })
-            .await?;
-        if stored.is_none() {
-            return Err(UserError::NoSuchUser);
-        }
+            .await;
+        // The keys go even when the hash write failed: it may still have happened, and a retry
+        // would then be refused as the current password, leaving the keys alive.
         let revoked = self
             .revoking(Invalidation::User(id), self.store.delete_keys_of(id))
-            .await?;
-        Ok(revoked.len())
+            .await;
+        if stored?.is_none() {
+            return Err(UserError::NoSuchUser);
+        }
+        Ok(revoked?.len())
     }
 
     /// Sets a user's status and publishes [`Invalidation::User`], so that a suspension stops
