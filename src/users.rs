@@ -367,9 +367,9 @@ impl<'a> Users<'a> {
         }
     }
 
-    /// Stores `password`'s hash for `user`, then deletes every API key of the user and
-    /// publishes [`Invalidation::User`], so that every session and token ends on every
-    /// replica. Returns how many keys were revoked. No check is made: callers judge the
+    /// Stores `password`'s hash for `user`, then deletes every API key of the user (even when
+    /// storing the hash failed) and publishes [`Invalidation::User`], so that every session and
+    /// token ends on every replica. Returns how many keys were revoked. No check is made: callers judge the
     /// password first ([`Users::set_password`], the one-time passcode change).
     ///
     /// # Errors
@@ -385,13 +385,16 @@ impl<'a> Users<'a> {
                 user.updated_at = now;
                 true
             })
-            .await?;
-        if stored.is_none() {
+            .await;
+        // The keys go even when the hash write failed: it may still have happened, and a retry
+        // would then be refused as the current password, leaving the keys alive.
+        let revoked = self
+            .revoking(Invalidation::User(id), self.store.delete_keys_of(id))
+            .await;
+        if stored?.is_none() {
             return Err(UserError::NoSuchUser);
         }
-        let revoked = self.store.delete_keys_of(id).await?;
-        self.invalidate(Invalidation::User(id)).await;
-        Ok(revoked.len())
+        Ok(revoked?.len())
     }
 
     /// Sets a user's status and publishes [`Invalidation::User`], so that a suspension stops
@@ -402,19 +405,18 @@ impl<'a> Users<'a> {
     /// [`UserError::NoSuchUser`] and store failures.
     pub async fn set_status(&self, id: Uuid, status: UserStatus) -> Result<User, UserError> {
         let now = OffsetDateTime::now_utc();
+        let write = self.store.modify_user(id, |user| {
+            let change = user.status != status;
+            if change {
+                user.status = status;
+                user.updated_at = now;
+            }
+            change
+        });
         let user = self
-            .store
-            .modify_user(id, |user| {
-                let change = user.status != status;
-                if change {
-                    user.status = status;
-                    user.updated_at = now;
-                }
-                change
-            })
+            .revoking(Invalidation::User(id), write)
             .await?
             .ok_or(UserError::NoSuchUser)?;
-        self.invalidate(Invalidation::User(id)).await;
         Ok(user)
     }
 
@@ -431,16 +433,15 @@ impl<'a> Users<'a> {
             UserError::UnknownRole,
         )?;
         let now = OffsetDateTime::now_utc();
+        let write = self.store.modify_user(id, |user| {
+            user.roles.clone_from(&roles);
+            user.updated_at = now;
+            true
+        });
         let user = self
-            .store
-            .modify_user(id, |user| {
-                user.roles.clone_from(&roles);
-                user.updated_at = now;
-                true
-            })
+            .revoking(Invalidation::User(id), write)
             .await?
             .ok_or(UserError::NoSuchUser)?;
-        self.invalidate(Invalidation::User(id)).await;
         Ok(user)
     }
 
@@ -462,9 +463,9 @@ impl<'a> Users<'a> {
             UserError::UnknownOrgRole,
         )?;
         membership.updated_at = OffsetDateTime::now_utc();
-        self.store.add_member(&membership).await?;
-        self.invalidate(Invalidation::User(membership.user_id))
-            .await;
+        let what = Invalidation::User(membership.user_id);
+        self.revoking(what, self.store.add_member(&membership))
+            .await?;
         Ok(membership)
     }
 
@@ -489,8 +490,12 @@ impl<'a> Users<'a> {
 
     /// Ends `user`'s membership of `org`; false when there was none.
     pub async fn remove_member(&self, user: Uuid, org: Uuid) -> Result<bool, UserError> {
-        let removed = self.store.remove_member(user, org).await?;
-        self.invalidate(Invalidation::User(user)).await;
+        let removed = self
+            .revoking(
+                Invalidation::User(user),
+                self.store.remove_member(user, org),
+            )
+            .await?;
         Ok(removed)
     }
 
@@ -503,8 +508,8 @@ impl<'a> Users<'a> {
         if self.store.user(id).await?.is_none() {
             return Err(UserError::NoSuchUser);
         }
-        self.store.delete_user(id).await?;
-        self.invalidate(Invalidation::User(id)).await;
+        self.revoking(Invalidation::User(id), self.store.delete_user(id))
+            .await?;
         Ok(())
     }
 
@@ -545,8 +550,8 @@ impl<'a> Users<'a> {
     /// Deletes the API key `id` and drops it from every replica's cache; false when there was
     /// no such key.
     pub async fn delete_key(&self, id: &str) -> Result<bool, UserError> {
-        let existed = self.store.delete_key(id).await?;
-        self.invalidate(Invalidation::Key(id.to_owned())).await;
+        let what = Invalidation::Key(id.to_owned());
+        let existed = self.revoking(what, self.store.delete_key(id)).await?;
         Ok(existed)
     }
 
@@ -558,18 +563,17 @@ impl<'a> Users<'a> {
             return Ok(true);
         }
         // An atomic change of the stored key: it only ever moves the expiry earlier.
+        let write = self.store.modify_key(&key.id, KEY_RETENTION, |key| {
+            let change = key.expires_at > now;
+            if change {
+                key.expires_at = now;
+                key.updated_at = now;
+            }
+            change
+        });
         let stored = self
-            .store
-            .modify_key(&key.id, KEY_RETENTION, |key| {
-                let change = key.expires_at > now;
-                if change {
-                    key.expires_at = now;
-                    key.updated_at = now;
-                }
-                change
-            })
+            .revoking(Invalidation::Key(key.id.clone()), write)
             .await?;
-        self.invalidate(Invalidation::Key(key.id)).await;
         Ok(stored.is_some())
     }
 
@@ -652,6 +656,20 @@ impl<'a> Users<'a> {
     /// the caller: it never contains the password.
     pub fn password_weakness(&self, password: &str, user: Option<UserInfo<'_>>) -> Option<String> {
         self.policy.check(password, user).err()
+    }
+
+    /// Runs `write`, a store change that takes access away from what `what` names, then drops
+    /// `what` from every replica's cache whether or not `write` answered success: a write
+    /// that failed (a lost connection, one no replica confirmed during a failover) may still
+    /// have happened, and an invalidation costs only a reload.
+    async fn revoking<T>(
+        &self,
+        what: Invalidation,
+        write: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let outcome = write.await;
+        self.invalidate(what).await;
+        outcome
     }
 
     /// Clears this process's cache (when there is one) and tells every replica.

@@ -26,6 +26,16 @@
 //!   user's email or username (uniqueness indexes); nothing on the request paths uses it.
 //! - Creates, deletes and index claims are described per method and in the Redis module doc.
 //!
+//! Every operation's writes are atomic on its own slot of a Redis Cluster: the keys that one
+//! Lua script or one command touches share a hash tag (`{u:<user id>}`, `{o:<org id>}`), or
+//! are a single key; operations that span slots are sequences of such steps, ordered and
+//! compensated so that a crash between two steps leaves nothing that a reader takes for valid
+//! (see the Redis module doc, "Atomicity", where each one is argued).
+//!
+//! On `redis+sentinel://`, a write (anything but the counters) answers success only once a
+//! replica has it, so that a failover cannot undo a revocation that was answered: see the Redis
+//! module doc, "Failover".
+//!
 //! # Failure
 //! [`Store::open`] never waits for Redis. Every Redis call has its own deadline
 //! (`store.command_timeout`); a call that misses it, or finds Redis unreachable, fails with
@@ -212,7 +222,7 @@ impl Store {
     pub async fn create_user(&self, user: &User) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Memory(m) => m.create_user(user),
-            Backend::Redis(r) => r.create_user(user).await,
+            Backend::Redis(r) => r.durably(r.create_user(user)).await,
         }
     }
 
@@ -278,7 +288,7 @@ impl Store {
         };
         match &*self.backend {
             Backend::Memory(m) => Ok(m.modify_user(id, change)),
-            Backend::Redis(r) => r.modify_user(id, change).await,
+            Backend::Redis(r) => r.durably(r.modify_user(id, change)).await,
         }
     }
 
@@ -293,7 +303,7 @@ impl Store {
     pub async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => m.update_user(user),
-            Backend::Redis(r) => r.update_user(user).await,
+            Backend::Redis(r) => r.durably(r.update_user(user)).await,
         }
     }
 
@@ -302,7 +312,7 @@ impl Store {
     pub async fn delete_user(&self, id: Uuid) -> Result<Vec<String>, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.delete_user(id)),
-            Backend::Redis(r) => r.delete_user(id).await,
+            Backend::Redis(r) => r.durably(r.delete_user(id)).await,
         }
     }
 
@@ -329,7 +339,7 @@ impl Store {
     ) -> Result<OidcLink, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.link_oidc(user, issuer, subject)),
-            Backend::Redis(r) => r.link_oidc(user, issuer, subject).await,
+            Backend::Redis(r) => r.durably(r.link_oidc(user, issuer, subject)).await,
         }
     }
 
@@ -343,7 +353,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.set_if_absent(name, value, ttl)),
-            Backend::Redis(r) => r.set_if_absent(name, value, ttl).await,
+            Backend::Redis(r) => r.durably(r.set_if_absent(name, value, ttl)).await,
         }
     }
 
@@ -357,7 +367,7 @@ impl Store {
     pub async fn create_org(&self, org: &Organization) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Memory(m) => m.create_org(org),
-            Backend::Redis(r) => r.create_org(org).await,
+            Backend::Redis(r) => r.durably(r.create_org(org)).await,
         }
     }
 
@@ -400,7 +410,7 @@ impl Store {
                 m.add_member(membership);
                 Ok(())
             }
-            Backend::Redis(r) => r.add_member(membership).await,
+            Backend::Redis(r) => r.durably(r.add_member(membership)).await,
         }
     }
 
@@ -436,7 +446,7 @@ impl Store {
     pub async fn remove_member(&self, user: Uuid, org: Uuid) -> Result<bool, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.remove_member(user, org)),
-            Backend::Redis(r) => r.remove_member(user, org).await,
+            Backend::Redis(r) => r.durably(r.remove_member(user, org)).await,
         }
     }
 
@@ -455,7 +465,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &*self.backend {
             Backend::Memory(m) => m.insert_key(key, expire_record_at),
-            Backend::Redis(r) => r.insert_key(key, expire_record_at).await,
+            Backend::Redis(r) => r.durably(r.insert_key(key, expire_record_at)).await,
         }
     }
 
@@ -505,7 +515,7 @@ impl Store {
         };
         match &*self.backend {
             Backend::Memory(m) => Ok(m.modify_key(id, change)),
-            Backend::Redis(r) => r.modify_key(id, change).await,
+            Backend::Redis(r) => r.durably(r.modify_key(id, change)).await,
         }
     }
 
@@ -513,7 +523,7 @@ impl Store {
     pub async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.delete_key(id)),
-            Backend::Redis(r) => r.delete_key(id).await,
+            Backend::Redis(r) => r.durably(r.delete_key(id)).await,
         }
     }
 
@@ -521,7 +531,7 @@ impl Store {
     pub async fn delete_keys_of(&self, user: Uuid) -> Result<Vec<String>, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.delete_keys_of(user)),
-            Backend::Redis(r) => r.delete_keys_of(user).await,
+            Backend::Redis(r) => r.durably(r.delete_keys_of(user)).await,
         }
     }
 
@@ -569,7 +579,7 @@ impl Store {
                 m.put_ephemeral(name, value, ttl);
                 Ok(())
             }
-            Backend::Redis(r) => r.put_ephemeral(name, value, ttl).await,
+            Backend::Redis(r) => r.durably(r.put_ephemeral(name, value, ttl)).await,
         }
     }
 
@@ -577,7 +587,7 @@ impl Store {
     pub async fn take_ephemeral(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.take_ephemeral(name)),
-            Backend::Redis(r) => r.take_ephemeral(name).await,
+            Backend::Redis(r) => r.durably(r.take_ephemeral(name)).await,
         }
     }
 
@@ -588,7 +598,7 @@ impl Store {
     pub async fn take_ephemeral_if(&self, name: &str, expected: &[u8]) -> Result<bool, StoreError> {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.take_ephemeral_if(name, expected)),
-            Backend::Redis(r) => r.take_ephemeral_if(name, expected).await,
+            Backend::Redis(r) => r.durably(r.take_ephemeral_if(name, expected)).await,
         }
     }
 

@@ -39,6 +39,30 @@
 //!   from (the bytes are the version); otherwise the change is recomputed on the fresh record,
 //!   at most 32 times. A writer never puts back a stale copy of fields it did not mean to change.
 //!
+//! Each operation that touches more than one key, with its slots (`U` the user's `{u:…}`, `O`
+//! the organization's `{o:…}`, `*` a key of its own slot), in the order of its steps:
+//!
+//! | operation | steps | why it is safe |
+//! |---|---|---|
+//! | `create_user`, `create_org` | record `SET NX` (U/O); each index claim (`*`); `SADD users`/`orgs` (`*`) | the record is written first, and an index is valid only while its record says so; a failed step releases the claims made and deletes the record |
+//! | `update_user` | record `SET XX` (U); claim new indexes (`*`); release old ones (`*`) | as above; a refused claim restores the old record and releases the new claims |
+//! | `link_oidc` | `HSETNX` the user's link (U); claim the subject's index (`*`) | the index is valid only while the user's side names the subject; a lost claim removes the side this call wrote |
+//! | `delete_user` | `SREM users`; release the indexes (`*`); `delete_keys_of`; `remove_member` per organization; one `DEL` of the rest (U) | the keys die before the user record, so no session outlives it; after a crash part-way the user is findable by id only, and deleting it again finishes |
+//! | `insert_key` | record `SET NX PXAT` (`*`); script: `SADD keys`, claim the name in `key_names` (U, one slot) | a failed attach deletes the record; a name held by an invalid key is taken over |
+//! | `delete_key` | `DEL` record (`*`); script: `SREM keys`, `HDEL` its name (U) | the record goes first: the key stops working at once; the rest is bookkeeping, redone by the next `keys_of` or claim |
+//! | `delete_keys_of` | `SMEMBERS keys` (U); `DEL` each record (`*`); script: `SREM` those ids, `HDEL` their names (U) | only the ids deleted leave the list: a key stored meanwhile stays listed for the next revocation (a login racing a password change keeps its session, as if it had come just after) |
+//! | `keys_of` | `SMEMBERS keys` (U); `GET` each record (`*`); `SREM` the ids without one (U) | reads; the clean-up only drops ids whose record has expired |
+//! | `add_member` | script: membership record, `SADD orgs` (U, one slot); `SADD members` (O) | `members_of` reads each membership record and skips ids without one, so the two sets may disagree for a moment without anyone gaining a role |
+//! | `remove_member` | script: `DEL` membership, `SREM orgs` (U); `SREM members` (O) | the record, which is what grants roles, goes first |
+//! | `modify_user`, `modify_key` | compare-and-replace of one record (one key) | see above |
+//! | counters, single-use values, claims | one key, one command or script each | — |
+//!
+//! Invalidations (`PUBLISH` on the prefix's channel) are not stored: on a Cluster the command
+//! goes to the node of the channel's slot and Redis forwards it to every node over the cluster
+//! bus, so a subscriber on any node receives it, a little after the publisher has its answer.
+//! A replica must therefore drop what it revoked from its own cache itself, before answering,
+//! rather than wait for its own message to come back.
+//!
 //! # Deadlines and reconnects
 //! Every command runs under its own `tokio::time::timeout` of `store.command_timeout`: the
 //! client's own timeouts do not bound reconnects. Commands share one multiplexed connection
@@ -47,6 +71,24 @@
 //! (bounded by four command deadlines, at least 2 s) that concurrent commands wait on until their own deadline.
 //! A Sentinel store asks the sentinels for the master on every connect, and drops the
 //! connection on `READONLY`, so it follows a failover.
+//!
+//! # Failover
+//! Redis replicates asynchronously, so a write a master has acknowledged can still be lost
+//! when a replica takes over. With Sentinel the window is long: a failover promotes the
+//! replica, and the old master keeps taking writes until the sentinel demotes it, some seconds
+//! later, and then replaces its data with the new master's. A revocation written there in
+//! between would be answered success and then undone. So on `redis+sentinel://` every store
+//! operation that writes (all but the counters, whose loss only moves a rate limit for one
+//! window) is followed by `WAIT 1` on the connection it used, and answers
+//! success only once a replica has its writes; otherwise it fails with
+//! [`StoreError::Unavailable`] (a 5xx), and the client tries again, reaching the new master.
+//! During a failover, the old master has no replica left, so nothing written there is
+//! confirmed. This needs a replica: with none reachable, writes fail (reads go on). With more
+//! than one replica per master, one that still follows the old master for a moment could
+//! confirm a write that is then lost: run one replica per master, or set
+//! `min-replicas-to-write` on the masters to the number of replicas. Standalone and Cluster
+//! stores do not wait (a Cluster's automatic failover after a master is lost may drop the
+//! writes of its last moments, within the replication delay).
 //!
 //! The invalidation subscriber is a task of its own with its own connection. It re-subscribes
 //! with backoff (50 ms doubling to 2 s) when the connection drops or stops answering `PING`,
@@ -65,11 +107,12 @@ use tokio::task::AbortHandle;
 
 use super::keys::Keys;
 use super::{Invalidation, StoreError};
-use crate::config::{RedisUrl, StoreConfig, StoreUrl};
+use crate::config::{RedisTopology, RedisUrl, StoreConfig, StoreUrl};
 use crate::metrics::Metrics;
 
 mod api_keys;
 mod conn;
+mod durable;
 mod health;
 mod index;
 mod orgs;
@@ -96,6 +139,8 @@ pub(super) struct RedisStore {
     shown: String,
     health: Health,
     metrics: Arc<Metrics>,
+    /// Whether writes wait for a replica (`redis+sentinel://`): see the module doc, "Failover".
+    confirm_writes: bool,
 }
 
 /// Settles a command's [`Admit`] with [`Health`]: answered, timed out, failed quickly, or
@@ -194,6 +239,7 @@ impl RedisStore {
             shown: StoreUrl::Redis(url.clone()).to_string(),
             health: Health::new(),
             metrics,
+            confirm_writes: matches!(url.topology, RedisTopology::Sentinel { .. }),
         })
     }
 
@@ -222,6 +268,7 @@ impl RedisStore {
         let op = async {
             let (generation, mut conn) = self.slot.get().await?;
             used.store(generation, Ordering::Relaxed);
+            durable::note(generation);
             match cmd.query_async::<T>(&mut conn).await {
                 Err(e) if breaks_connection(&e) => {
                     self.slot.reset(generation);
@@ -314,9 +361,9 @@ impl RedisStore {
 
 /// The metric label of a command: its name, from the fixed set the store sends.
 fn command_name(cmd: &Cmd) -> &'static str {
-    const NAMES: [&str; 18] = [
+    const NAMES: [&str; 19] = [
         "CONFIG", "DEL", "EVAL", "EVALSHA", "GET", "GETDEL", "HDEL", "HGET", "HGETALL", "HSETNX",
-        "MGET", "PING", "PUBLISH", "SADD", "SCARD", "SET", "SMEMBERS", "SREM",
+        "MGET", "PING", "PUBLISH", "SADD", "SCARD", "SET", "SMEMBERS", "SREM", "WAIT",
     ];
     match cmd.args_iter().next() {
         Some(redis::Arg::Simple(name)) => NAMES

@@ -147,13 +147,19 @@ impl RedisStore {
         &self,
         user: Uuid,
     ) -> Result<Vec<String>, StoreError> {
-        let ids = self.members(&self.keys.user_keys(user)).await?;
+        let set = self.keys.user_keys(user);
+        let ids = self.members(&set).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let records: Vec<String> = ids.iter().map(|id| self.keys.api_key(id)).collect();
         let existed = self.delete(&records).await?;
-        self.query::<i64>(
-            redis::cmd("DEL")
-                .arg(self.keys.user_keys(user))
-                .arg(self.keys.user_key_names(user)),
+        // Only the ids deleted here leave the set: a key stored meanwhile (after the set was
+        // read) stays listed, so that the next revocation of the user's keys finds it.
+        self.eval::<i64>(
+            &self.scripts.keys_detach,
+            &[&set, &self.keys.user_key_names(user)],
+            &ids,
         )
         .await?;
         Ok(ids

@@ -46,6 +46,19 @@ if ARGV[2] ~= '' and redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1] then
   redis.call('HDEL', KEYS[2], ARGV[2])
 end
 return 1";
+/// Remove the key ids ARGV from the user's set KEYS[1], and every name in KEYS[2] that points
+/// at one of them (ids of keys stored meanwhile stay).
+const KEYS_DETACH: &str = r"
+local gone = {}
+for _, id in ipairs(ARGV) do
+  gone[id] = true
+  redis.call('SREM', KEYS[1], id)
+end
+local names = redis.call('HGETALL', KEYS[2])
+for i = 1, #names, 2 do
+  if gone[names[i + 1]] then redis.call('HDEL', KEYS[2], names[i]) end
+end
+return 1";
 /// Write the membership KEYS[1] = ARGV[1] and add org ARGV[2] to the user's set KEYS[2].
 const MEMBER_PUT: &str = r"
 redis.call('SET', KEYS[1], ARGV[1])
@@ -65,6 +78,7 @@ pub(super) struct Scripts {
     pub(super) compare_and_delete: Script,
     pub(super) key_attach: Script,
     pub(super) key_detach: Script,
+    pub(super) keys_detach: Script,
     pub(super) member_put: Script,
     pub(super) member_delete: Script,
 }
@@ -109,6 +123,7 @@ impl Scripts {
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
             key_attach: Script::new(KEY_ATTACH),
             key_detach: Script::new(KEY_DETACH),
+            keys_detach: Script::new(KEYS_DETACH),
             member_put: Script::new(MEMBER_PUT),
             member_delete: Script::new(MEMBER_DELETE),
         }

@@ -232,8 +232,12 @@ impl RedisStore {
         for org in orgs.iter().filter_map(|o| o.parse::<Uuid>().ok()) {
             self.remove_member(id, org).await?;
         }
+        // One slot (`{u:<id>}`): one command. The key list goes too, with the ids of any key
+        // stored meanwhile: such a key is dead anyway, its user being gone.
         self.query::<i64>(
             redis::cmd("DEL")
+                .arg(self.keys.user_keys(id))
+                .arg(self.keys.user_key_names(id))
                 .arg(self.keys.user_orgs(id))
                 .arg(self.keys.user_oidc(id))
                 .arg(self.keys.user(id)),

@@ -19,11 +19,34 @@ impl RedisServer {
     }
 
     /// Starts one keeping nothing on disk, with extra command-line `args` (later ones win, so
-    /// `--port 0 --tls-port PORT` makes it a TLS-only server on `port`).
+    /// `--port 0 --tls-port PORT` makes it a TLS-only server on `port`). Such a server may
+    /// speak only TLS or refuse the default user, so it counts as started once it accepts a
+    /// TCP connection and is still running, not by asking it who it is.
     pub async fn start_with(port: u16, args: &[&str]) -> RedisServer {
-        let mut all = vec!["--save", "", "--appendonly", "no"];
-        all.extend_from_slice(args);
-        RedisServer::spawn(port, &all, None).await
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (install the redis-server package)");
+        let mut server = RedisServer { child: Some(child) };
+        let started = tokio::time::Instant::now();
+        loop {
+            let child = server.child.as_mut().expect("just started");
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("redis-server on {port} exited at start ({status}): port taken?");
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            assert!(
+                started.elapsed() < BOUND,
+                "redis-server did not listen on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Starts one persisting every write in `dir` (append-only file, fsync on every write),
@@ -38,6 +61,12 @@ impl RedisServer {
             "always",
         ];
         RedisServer::spawn(port, &args, Some(dir)).await
+    }
+
+    /// As [`RedisServer::start`], for a server that may become a replica (a failed-over
+    /// master): the copy of the master's data that a replica receives is written to `dir`.
+    pub async fn start_in(port: u16, dir: &Path) -> RedisServer {
+        RedisServer::spawn(port, &["--save", "", "--appendonly", "no"], Some(dir)).await
     }
 
     /// Starts one keeping nothing on disk, as a replica of the server on `master`; the copy
@@ -96,16 +125,29 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs (install the redis-server package)");
-        let server = RedisServer { child: Some(child) };
+        let pid = child.id();
+        let mut server = RedisServer { child: Some(child) };
         let started = tokio::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // Another process (tests of another checkout, say) may have taken the free port in the
+        // meantime: then ours exits, and what answers there is not ours.
+        loop {
+            let child = server.child.as_mut().expect("just started");
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("redis-server on {port} exited at start ({status}): port taken?");
+            }
+            if let Some(answering) = process_id(port).await {
+                assert_eq!(
+                    answering, pid,
+                    "another redis-server answers on {port}, not the one started"
+                );
+                return server;
+            }
             assert!(
                 started.elapsed() < BOUND,
                 "redis-server did not listen on {port}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        server
     }
 
     /// Sends `signal` (`STOP`, `CONT`) to the server by PID: a stopped server keeps its
@@ -128,6 +170,20 @@ impl RedisServer {
             let _ = child.wait();
         }
     }
+}
+
+/// The `process_id` that the Redis server (or sentinel) on `port` reports, once it answers.
+async fn process_id(port: u16) -> Option<u32> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
 }
 
 impl Drop for RedisServer {

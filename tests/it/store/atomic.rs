@@ -200,3 +200,33 @@ pub(super) async fn a_modified_key_record_vanishes_with_its_new_expiry(store: St
     })
     .await;
 }
+
+/// A key stored while its user's keys are being deleted (a login racing a password change) is
+/// deleted with them or stays listed by `keys_of`, so that a later revocation of the user's
+/// keys finds it: never a live key that its user's list has lost.
+pub(super) async fn a_key_stored_while_its_users_keys_are_deleted_stays_listed(store: Store) {
+    let alice = user("alice@example.com", "alice");
+    store.create_user(&alice).await.unwrap();
+    for round in 0..20 {
+        for _ in 0..3 {
+            let old = api_key(alice.id, "");
+            store.insert_key(&old, a_week_from_now()).await.unwrap();
+        }
+        let new = api_key(alice.id, "");
+        let (deleted, inserted) = tokio::join!(
+            store.delete_keys_of(alice.id),
+            store.insert_key(&new, a_week_from_now())
+        );
+        deleted.unwrap();
+        inserted.unwrap();
+        if store.key(&new.id).await.unwrap().is_some() {
+            let listed = store.keys_of(alice.id).await.unwrap();
+            assert!(
+                listed.iter().any(|k| k.id == new.id),
+                "round {round}: a live key that keys_of does not list"
+            );
+        }
+        store.delete_keys_of(alice.id).await.unwrap();
+        assert_eq!(store.key(&new.id).await.unwrap(), None, "round {round}");
+    }
+}

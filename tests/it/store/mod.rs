@@ -106,6 +106,7 @@ every_backend!(
     modifications_cannot_move_ids_emails_usernames_owners_or_names,
     an_expire_racing_refreshes_leaves_the_key_expired,
     a_modified_key_record_vanishes_with_its_new_expiry,
+    a_key_stored_while_its_users_keys_are_deleted_stays_listed,
 );
 
 fn store_config(url: &str, prefix: &str, command_timeout: &str) -> StoreConfig {
