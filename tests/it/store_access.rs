@@ -5,7 +5,6 @@
 //! made the difference.
 
 use std::path::Path;
-use std::process::Command;
 
 use http::{Method, StatusCode};
 
@@ -77,84 +76,9 @@ async fn an_acl_user_and_a_password_file_reach_a_redis_that_requires_them() {
 /// A private CA, a server certificate for 127.0.0.1 and a client certificate, made with
 /// openssl in `dir`: (ca.pem, server.pem, server.key, client.pem, client.key).
 fn private_pki(dir: &Path) {
-    let run = |args: &[&str]| {
-        let status = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl runs (install the openssl package)");
-        assert!(status.success(), "openssl {args:?}");
-    };
-    let ec = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
-    run(&[&["genpkey"][..], &ec, &["-out", "ca.key"]].concat());
-    run(&[
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        "ca.key",
-        "-sha256",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Portcullis test Redis CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign",
-        "-out",
-        "ca.pem",
-    ]);
-    for (name, usage, san) in [
-        ("server", "serverAuth", "subjectAltName=IP:127.0.0.1"),
-        ("client", "clientAuth", "subjectAltName=DNS:portcullis"),
-    ] {
-        let ext = format!("{name}.ext");
-        std::fs::write(
-            dir.join(&ext),
-            format!(
-                "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-                 extendedKeyUsage={usage}\n{san}\n"
-            ),
-        )
-        .unwrap();
-        let (key, csr, pem) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        run(&[&["genpkey"][..], &ec, &["-out", &key]].concat());
-        run(&[
-            "req",
-            "-new",
-            "-key",
-            &key,
-            "-subj",
-            &format!("/CN={name}"),
-            "-out",
-            &csr,
-        ]);
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-sha256",
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-            "-out",
-            &pem,
-        ]);
-    }
+    make_ca(dir, "Portcullis test Redis CA", 2);
+    issue_cert(dir, "server", P256, "serverAuth", "IP:127.0.0.1", 2);
+    issue_cert(dir, "client", P256, "clientAuth", "DNS:portcullis", 2);
 }
 
 #[tokio::test]

@@ -13,7 +13,6 @@
 //! that the certificate it judged is the one being served.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -42,100 +41,18 @@ const INTERMEDIATE_TLS13: [&str; 3] = [
 /// Its key exchange groups, as sslyze names them.
 const INTERMEDIATE_CURVES: [&str; 3] = ["X25519", "secp256r1", "secp384r1"];
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Makes in `dir`: `ca.pem` (a 90-day ECDSA P-256 CA), and `ec.pem`/`ec.key` (P-256) and
 /// `rsa.pem`/`rsa.key` (RSA 2048), 90-day leaves for `localhost` and `127.0.0.1` that it signed.
 fn make_pairs(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "90",
-            "-subj",
-            "/CN=Scan Test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
-         extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    for (name, key) in [
-        ("ec", ["ec", "ec_paramgen_curve:P-256"]),
-        ("rsa", ["rsa", "rsa_keygen_bits:2048"]),
-    ] {
-        let (keyfile, csr, pem) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        openssl(
+    make_ca(dir, "Scan Test CA", 90);
+    for (name, key) in [("ec", P256), ("rsa", RSA2048)] {
+        issue_cert(
             dir,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                key[0],
-                "-pkeyopt",
-                key[1],
-                "-nodes",
-                "-keyout",
-                &keyfile,
-                "-out",
-                &csr,
-                "-subj",
-                "/CN=localhost",
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                "0x5ca9",
-                "-sha256",
-                "-days",
-                "90",
-                "-extfile",
-                "leaf.ext",
-                "-out",
-                &pem,
-            ],
+            name,
+            key,
+            "serverAuth",
+            "DNS:localhost,IP:127.0.0.1",
+            90,
         );
     }
 }

@@ -53,3 +53,112 @@ pub async fn served_cert(addr: SocketAddr) -> CertificateDer<'static> {
         .clone()
         .into_owned()
 }
+
+/// Runs `openssl ARGS` in `dir`, failing the test with openssl's stderr if it fails.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs (install the openssl package)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The key of a certificate made by [`issue_cert`]: openssl's algorithm and its option.
+pub const P256: [&str; 2] = ["ec", "ec_paramgen_curve:P-256"];
+/// An RSA 2048 key, for [`issue_cert`].
+pub const RSA2048: [&str; 2] = ["rsa", "rsa_keygen_bits:2048"];
+
+/// Makes a test CA in `dir` (`ca.pem`, `ca.key`: ECDSA P-256, valid `days`) named `cn`, for
+/// certificates made at run time (a fixed one cannot meet a scanner's lifetime rules).
+pub fn make_ca(dir: &Path, cn: &str, days: u32) {
+    let days = days.to_string();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            P256[0],
+            "-pkeyopt",
+            P256[1],
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            &days,
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
+/// Issues `NAME.pem` and `NAME.key` in `dir`, signed by the CA of [`make_ca`]: a `key` key
+/// ([`P256`], [`RSA2048`]), extended key usage `usage` (`serverAuth`, `clientAuth`), subject
+/// alternative names `san` (`DNS:localhost,IP:127.0.0.1`), valid `days`.
+pub fn issue_cert(dir: &Path, name: &str, key: [&str; 2], usage: &str, san: &str, days: u32) {
+    let (keyfile, csr, pem, ext) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.ext"),
+    );
+    std::fs::write(
+        dir.join(&ext),
+        format!(
+            "basicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature,keyEncipherment\n\
+             extendedKeyUsage={usage}\nsubjectAltName={san}\n"
+        ),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            key[0],
+            "-pkeyopt",
+            key[1],
+            "-nodes",
+            "-keyout",
+            &keyfile,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-sha256",
+            "-days",
+            &days.to_string(),
+            "-extfile",
+            &ext,
+            "-out",
+            &pem,
+        ],
+    );
+}
