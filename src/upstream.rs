@@ -419,17 +419,15 @@ impl http_body::Body for RequestBody {
             }
             Poll::Pending => {
                 let idle = client.idle;
-                let deadline = tokio::time::Instant::now() + idle;
                 let timer = match &mut client.timer {
                     Some(timer) => {
+                        // Armed afresh when the wait begins; a wait in progress keeps its end.
                         if !client.waiting {
-                            timer.as_mut().reset(deadline);
+                            timer.as_mut().reset(tokio::time::Instant::now() + idle);
                         }
                         timer
                     }
-                    None => client
-                        .timer
-                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                    None => client.timer.insert(Box::pin(tokio::time::sleep(idle))),
                 };
                 client.waiting = true;
                 return match timer.as_mut().poll(cx) {

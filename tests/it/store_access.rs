@@ -125,3 +125,202 @@ async fn rediss_with_a_private_ca_and_a_client_certificate() {
         "the server requires a client certificate"
     );
 }
+
+/// The private PKI of [`private_pki`] in `dir`, and the Redis side of it: TLS-only servers
+/// that require a client certificate, and that use TLS (with the client certificate) for
+/// what they open themselves — replication, a sentinel's links, the cluster bus.
+struct TlsRedis {
+    dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    fn new() -> TlsRedis {
+        let dir = tempfile::tempdir().unwrap();
+        private_pki(dir.path());
+        TlsRedis { dir }
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// A folder of its own for the server on `port`.
+    fn dir_of(&self, port: u16) -> String {
+        let dir = self.dir.path().join(port.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.display().to_string()
+    }
+
+    /// `redis-server` arguments making it TLS-only on `port`, as above.
+    fn args(&self, port: u16) -> Vec<String> {
+        let mut args: Vec<String> = ["--port", "0", "--tls-port"]
+            .map(String::from)
+            .into_iter()
+            .chain([port.to_string()])
+            .collect();
+        for (option, file) in [
+            ("--tls-cert-file", "server.pem"),
+            ("--tls-key-file", "server.key"),
+            ("--tls-client-cert-file", "client.pem"),
+            ("--tls-client-key-file", "client.key"),
+            ("--tls-ca-cert-file", "ca.pem"),
+        ] {
+            args.extend([option.to_owned(), self.file(file)]);
+        }
+        args.extend(["--tls-auth-clients", "yes", "--tls-replication", "yes"].map(String::from));
+        args
+    }
+
+    /// What `redis-cli` over TLS with the client certificate prints for `commands` (one per
+    /// line, on one connection) sent to `port`; "" when it fails.
+    fn cli(&self, port: u16, commands: &str) -> String {
+        use std::io::Write;
+        let mut child = std::process::Command::new("redis-cli")
+            .args(["--tls", "--cacert", &self.file("ca.pem")])
+            .args([
+                "--cert",
+                &self.file("client.pem"),
+                "--key",
+                &self.file("client.key"),
+            ])
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-cli runs (install redis-tools)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(commands.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `[store]` lines with the CA and the client certificate, and without each.
+    fn settings(&self) -> [(String, &'static str); 3] {
+        let ca = format!("ca_file = \"{}\"", self.file("ca.pem"));
+        let client = format!(
+            "cert_file = \"{}\"\nkey_file = \"{}\"",
+            self.file("client.pem"),
+            self.file("client.key")
+        );
+        [
+            (
+                format!("{ca}\n{client}"),
+                "with the CA and the client certificate",
+            ),
+            (client, "without the private CA"),
+            (ca, "without the client certificate"),
+        ]
+    }
+
+    /// Whether the store works at `url` exactly with both the CA and the client certificate.
+    async fn assert_works_only_with_both(&self, url: &str) {
+        for (n, (store, what)) in self.settings().into_iter().enumerate() {
+            assert_eq!(store_works(url, &store).await, n == 0, "{url} {what}");
+        }
+    }
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// `rediss+sentinel://`: the sentinel, the master and its replica speak only TLS and require a
+/// client certificate. Portcullis asks the sentinel for the master and reaches it, both over
+/// TLS with the private CA and its certificate (a Sentinel store's writes also wait for the
+/// replica, so replication over TLS is exercised too).
+#[tokio::test]
+async fn rediss_sentinel_with_a_private_ca_and_a_client_certificate() {
+    const SERVICE: &str = "tlsmaster";
+    let tls = TlsRedis::new();
+    let (master, replica, sentinel) = (free_port(), free_port(), free_port());
+    let mut args = tls.args(master);
+    args.extend(["--dir".to_owned(), tls.dir_of(master)]);
+    let _master = RedisServer::start_with(master, &strs(&args)).await;
+    let mut args = tls.args(replica);
+    args.extend(["--dir".to_owned(), tls.dir_of(replica)]);
+    args.extend(["--replicaof", "127.0.0.1"].map(String::from));
+    args.push(master.to_string());
+    let _replica = RedisServer::start_with(replica, &strs(&args)).await;
+    let dir = tls.dir_of(sentinel);
+    let _sentinel = RedisServer::start_sentinel_with(
+        sentinel,
+        master,
+        SERVICE,
+        Path::new(&dir),
+        &strs(&tls.args(sentinel)),
+    )
+    .await;
+    eventually(
+        "the replica to confirm writes, and the sentinel to know it",
+        || async {
+            let known = tls.cli(sentinel, &format!("SENTINEL replicas {SERVICE}\n"));
+            let acked = tls.cli(master, "SET probe 1\nWAIT 1 100\n");
+            known.contains(&replica.to_string()) && acked.lines().nth(1) == Some("1")
+        },
+    )
+    .await;
+    let url = format!("rediss+sentinel://127.0.0.1:{sentinel}/{SERVICE}");
+    tls.assert_works_only_with_both(&url).await;
+}
+
+/// `rediss+cluster://`: three TLS-only masters that require a client certificate, their
+/// cluster bus over TLS too. Portcullis reaches every node it is redirected to over TLS.
+#[tokio::test]
+async fn rediss_cluster_with_a_private_ca_and_a_client_certificate() {
+    let tls = TlsRedis::new();
+    let ports = [free_port(), free_port(), free_port()];
+    let mut nodes = Vec::new();
+    for port in ports {
+        let mut args = tls.args(port);
+        args.extend(["--dir".to_owned(), tls.dir_of(port)]);
+        args.extend(
+            [
+                "--cluster-enabled",
+                "yes",
+                "--tls-cluster",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "3000",
+            ]
+            .map(String::from),
+        );
+        nodes.push(RedisServer::start_with(port, &strs(&args)).await);
+    }
+    let created = std::process::Command::new("redis-cli")
+        .args(["--tls", "--cacert", &tls.file("ca.pem")])
+        .args([
+            "--cert",
+            &tls.file("client.pem"),
+            "--key",
+            &tls.file("client.key"),
+        ])
+        .args(["--cluster", "create"])
+        .args(ports.map(|p| format!("127.0.0.1:{p}")))
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli runs");
+    assert!(
+        created.status.success(),
+        "redis-cli --cluster create: {}",
+        String::from_utf8_lossy(&created.stdout)
+    );
+    eventually("every node to see a healthy cluster", || async {
+        ports.iter().all(|&p| {
+            let info = tls.cli(p, "CLUSTER INFO\n");
+            info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3")
+        })
+    })
+    .await;
+    let url = format!(
+        "rediss+cluster://{}",
+        ports.map(|p| format!("127.0.0.1:{p}")).join(",")
+    );
+    tls.assert_works_only_with_both(&url).await;
+}

@@ -7,6 +7,16 @@ pub fn free_port() -> u16 {
     dead_port().port()
 }
 
+/// When a started server counts as ready.
+#[derive(Clone, Copy)]
+enum Ready {
+    /// It answers, and says it is the process started (another one may have taken the port).
+    Ours,
+    /// It accepts a TCP connection and is still running: for servers that speak only TLS or
+    /// refuse the default user, which cannot be asked who they are.
+    Accepting,
+}
+
 /// A private `redis-server` on `127.0.0.1:PORT`, killed by PID when dropped.
 pub struct RedisServer {
     child: Option<std::process::Child>,
@@ -23,30 +33,9 @@ impl RedisServer {
     /// speak only TLS or refuse the default user, so it counts as started once it accepts a
     /// TCP connection and is still running, not by asking it who it is.
     pub async fn start_with(port: u16, args: &[&str]) -> RedisServer {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (install the redis-server package)");
-        let mut server = RedisServer { child: Some(child) };
-        let started = tokio::time::Instant::now();
-        loop {
-            let child = server.child.as_mut().expect("just started");
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("redis-server on {port} exited at start ({status}): port taken?");
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
-            assert!(
-                started.elapsed() < BOUND,
-                "redis-server did not listen on {port}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let mut all = vec!["--save", "", "--appendonly", "no"];
+        all.extend_from_slice(args);
+        RedisServer::spawn_with(None, port, &all, None, Ready::Accepting).await
     }
 
     /// Starts one persisting every write in `dir` (append-only file, fsync on every write),
@@ -88,6 +77,29 @@ impl RedisServer {
     /// Starts a sentinel watching the master on `master` as `service` (quorum 1), its config
     /// file (which a sentinel rewrites) in `dir`.
     pub async fn start_sentinel(port: u16, master: u16, service: &str, dir: &Path) -> RedisServer {
+        RedisServer::sentinel(port, master, service, dir, &[], Ready::Ours).await
+    }
+
+    /// As [`RedisServer::start_sentinel`], with extra command-line `args` that may make it
+    /// TLS-only (see [`RedisServer::start_with`]).
+    pub async fn start_sentinel_with(
+        port: u16,
+        master: u16,
+        service: &str,
+        dir: &Path,
+        args: &[&str],
+    ) -> RedisServer {
+        RedisServer::sentinel(port, master, service, dir, args, Ready::Accepting).await
+    }
+
+    async fn sentinel(
+        port: u16,
+        master: u16,
+        service: &str,
+        dir: &Path,
+        args: &[&str],
+        ready: Ready,
+    ) -> RedisServer {
         let conf = dir.join(format!("sentinel-{port}.conf"));
         std::fs::write(
             &conf,
@@ -99,19 +111,23 @@ impl RedisServer {
         )
         .expect("the sentinel config is written");
         let conf = conf.to_str().expect("a UTF-8 path").to_owned();
-        RedisServer::spawn_with(Some(&conf), port, &["--sentinel"], Some(dir)).await
+        let mut all = vec!["--sentinel"];
+        all.extend_from_slice(args);
+        RedisServer::spawn_with(Some(&conf), port, &all, Some(dir), ready).await
     }
 
     async fn spawn(port: u16, args: &[&str], dir: Option<&Path>) -> RedisServer {
-        RedisServer::spawn_with(None, port, args, dir).await
+        RedisServer::spawn_with(None, port, args, dir, Ready::Ours).await
     }
 
-    /// Starts `redis-server [config_file] --port PORT --bind 127.0.0.1 ARGS [--dir DIR]`.
+    /// Starts `redis-server [config_file] --port PORT --bind 127.0.0.1 ARGS [--dir DIR]` and
+    /// waits until it is `ready`.
     async fn spawn_with(
         config_file: Option<&str>,
         port: u16,
         args: &[&str],
         dir: Option<&Path>,
+        ready: Ready,
     ) -> RedisServer {
         let mut cmd = std::process::Command::new("redis-server");
         cmd.args(config_file)
@@ -135,12 +151,21 @@ impl RedisServer {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("redis-server on {port} exited at start ({status}): port taken?");
             }
-            if let Some(answering) = process_id(port).await {
-                assert_eq!(
-                    answering, pid,
-                    "another redis-server answers on {port}, not the one started"
-                );
-                return server;
+            match ready {
+                Ready::Ours => {
+                    if let Some(answering) = process_id(port).await {
+                        assert_eq!(
+                            answering, pid,
+                            "another redis-server answers on {port}, not the one started"
+                        );
+                        return server;
+                    }
+                }
+                Ready::Accepting => {
+                    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                        return server;
+                    }
+                }
             }
             assert!(
                 started.elapsed() < BOUND,
