@@ -342,3 +342,100 @@ fn line(user: &User) -> String {
 fn describe(e: UserError) -> String {
     ErrorChain(&e).to_string()
 }
+
+/// `portcullis explain`: what Portcullis would do with a request, sending nothing upstream.
+#[derive(clap::Args)]
+pub struct ExplainArgs {
+    /// The config file.
+    #[arg(long, env = CONFIG_ENV)]
+    config: PathBuf,
+    /// The request's method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// The request target: a path, optionally with a query.
+    #[arg(long)]
+    path: String,
+    /// A session token or API key, authenticated against the configured store.
+    #[arg(long, conflicts_with = "user")]
+    token: Option<String>,
+    /// Judge as this user's session with full scope (a username, an email or a user id).
+    #[arg(long)]
+    user: Option<String>,
+    /// A request header, `Name: value` (repeatable; repeat a name for several values).
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    headers: Vec<String>,
+    /// The client's address, judged against server.trusted_proxies (default 192.0.2.10).
+    #[arg(long)]
+    peer: Option<std::net::IpAddr>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `explain`: exit 0 with the explanation (whatever the decision), 1 when the question
+/// could not be answered (bad config, bad header, unknown user, store down).
+pub fn explain(args: ExplainArgs) -> ExitCode {
+    use portcullis::http::explain::{self, Question, Values};
+
+    let mut headers = std::collections::BTreeMap::<String, Values>::new();
+    for header in &args.headers {
+        let Some((name, value)) = header.split_once(':') else {
+            eprintln!("explain: --header {header:?} is not NAME:VALUE");
+            return ExitCode::from(1);
+        };
+        let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
+        let entry = headers.remove(&name);
+        let values = match entry {
+            None => Values::One(value),
+            Some(Values::One(first)) => Values::Many(vec![first, value]),
+            Some(Values::Many(mut all)) => {
+                all.push(value);
+                Values::Many(all)
+            }
+        };
+        headers.insert(name, values);
+    }
+    let question = Question {
+        method: args.method,
+        path: args.path,
+        headers,
+        token: args.token,
+        user: args.user,
+        peer: args.peer,
+    };
+    let answer = super::load(&args.config).and_then(|config| {
+        portcullis::logging::init(&LogConfig {
+            format: config.log.format,
+            filter: LOG_FILTER.to_owned(),
+        });
+        super::runtime(1)?.block_on(async {
+            let app = portcullis::App::new(config).map_err(|e| e.to_string())?;
+            explain::explain(&app, &question).await.map_err(|e| {
+                let status = e.status();
+                let body = e.into_response().into_body().into_full_bytes();
+                let text = body.map(|b| String::from_utf8_lossy(&b).into_owned());
+                format!("{status}: {}", text.unwrap_or_default())
+            })
+        })
+    });
+    match answer {
+        Ok(answer) if args.json => match serde_json::to_string_pretty(&answer) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("explain: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Ok(answer) => {
+            print!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("explain: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

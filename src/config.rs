@@ -206,7 +206,11 @@ impl Config {
                     path: PathBuf::new(),
                     reason: one_line(&e.to_string()),
                 })?;
+        let routes = |doc: &toml::Table| doc.get("policy").and_then(|p| p.get("route")).cloned();
+        let written = routes(&doc);
         env::apply(&mut doc, env)?;
+        // Rule lines are the file's: rules an override replaced have none.
+        let text = if routes(&doc) == written { text } else { "" };
         let file: FileConfig =
             serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
                 ConfigError::Invalid {
@@ -214,15 +218,15 @@ impl Config {
                     reason: one_line(&e.into_inner().to_string()),
                 }
             })?;
-        Config::try_from_file(file, base)
+        Config::try_from_file(file, base, text)
     }
 
     /// Validates each section in turn; the first failure is returned.
-    fn try_from_file(file: FileConfig, base: &Path) -> Result<Config, ConfigError> {
+    fn try_from_file(file: FileConfig, base: &Path, text: &str) -> Result<Config, ConfigError> {
         Ok(Config {
             server: server::parse(file.server, base)?,
             upstream: upstream::parse(file.upstream, base)?,
-            policy: policy::parse(file.policy)?,
+            policy: policy::parse(file.policy, text)?,
             log: log::parse(file.log),
             store: store::parse(file.store, base)?,
             api: api::parse(file.api)?,

@@ -66,6 +66,34 @@ pub struct Sanitized {
     pub upgrade: Option<HeaderValue>,
 }
 
+/// Why [`sanitize_request_traced`] removed a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removed {
+    /// A spelling of an identity header or the assertion (DESIGN §3.4): only Portcullis sets
+    /// these.
+    Identity,
+    /// A method or path override ([`OVERRIDE_HEADERS`]).
+    Override,
+    /// A forwarded header (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`) from a peer outside
+    /// `server.trusted_proxies`.
+    UntrustedForwarded,
+    /// Hop-by-hop (RFC 9110 §7.6.1).
+    HopByHop,
+    /// Named in `Connection`, so hop-by-hop for this connection (RFC 9110 §7.6.1).
+    NamedByConnection,
+    /// It carried Portcullis's own session token (`upstream.pass_token = false`).
+    Credentials,
+}
+
+/// Receives what [`sanitize_request_traced`] removes. `()` ignores it (every proxied
+/// request); `portcullis explain` keeps the list.
+pub trait Removals {
+    /// Whether anything is listening: when not, nothing is computed for the trace.
+    const ACTIVE: bool = true;
+    /// `name` was removed, for `why`.
+    fn removed(&mut self, name: &HeaderName, why: Removed);
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Class {
     Keep,
@@ -207,6 +235,16 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), FramingError> {
 /// - Removes the method and path override headers, unless `pass_overrides`.
 /// - Unless `trusted_peer`, removes the client's `X-Forwarded-*`, `Forwarded` and `X-Real-IP`.
 pub fn sanitize_request(headers: &mut HeaderMap, how: Hygiene<'_>) -> Sanitized {
+    sanitize_request_traced(headers, how, &mut ())
+}
+
+/// [`sanitize_request`], telling `trace` each header it removes and why.
+#[inline]
+pub fn sanitize_request_traced<T: Removals>(
+    headers: &mut HeaderMap,
+    how: Hygiene<'_>,
+    trace: &mut T,
+) -> Sanitized {
     let mut out = Sanitized::default();
     let mut hop = 0u16;
     let mut remove: Vec<HeaderName> = Vec::new();
@@ -216,13 +254,18 @@ pub fn sanitize_request(headers: &mut HeaderMap, how: Hygiene<'_>) -> Sanitized 
             Class::HopByHop(i) => hop |= 1 << i,
             Class::Identity => {
                 out.spoofed_identity += 1;
+                trace.removed(name, Removed::Identity);
                 remove.push(name.clone());
             }
             Class::Override if !how.pass_overrides => {
                 out.overrides += 1;
+                trace.removed(name, Removed::Override);
                 remove.push(name.clone());
             }
-            Class::Forwarded if !how.trusted_peer => remove.push(name.clone()),
+            Class::Forwarded if !how.trusted_peer => {
+                trace.removed(name, Removed::UntrustedForwarded);
+                remove.push(name.clone());
+            }
             Class::Forwarded | Class::Override => {}
         }
     }
@@ -242,7 +285,7 @@ pub fn sanitize_request(headers: &mut HeaderMap, how: Hygiene<'_>) -> Sanitized 
         } else {
             None
         };
-        strip_hop_by_hop(headers, hop);
+        strip_hop_by_hop(headers, hop, trace);
         if te_trailers {
             headers.insert(TE, HeaderValue::from_static("trailers"));
         }
@@ -270,7 +313,7 @@ pub fn sanitize_response(headers: &mut HeaderMap, switching_protocols: bool) {
     let upgrade = switching_protocols
         .then(|| headers.get(UPGRADE).cloned())
         .flatten();
-    strip_hop_by_hop(headers, hop);
+    strip_hop_by_hop(headers, hop, &mut ());
     if let Some(up) = upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, up);
@@ -279,7 +322,7 @@ pub fn sanitize_response(headers: &mut HeaderMap, switching_protocols: bool) {
 
 /// Removes every header `Connection` names, then the members of the fixed set marked present
 /// in `present` (a bit per index of [`HOP_BY_HOP`]).
-fn strip_hop_by_hop(headers: &mut HeaderMap, present: u16) {
+fn strip_hop_by_hop<T: Removals>(headers: &mut HeaderMap, present: u16, trace: &mut T) {
     // Tokens that name a header outside the fixed set are rare; only they are collected. The
     // values are split as bytes: a value with a byte that is not text (obs-text) still names
     // the headers it lists, and they go.
@@ -297,10 +340,13 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, present: u16) {
         .filter_map(|t| HeaderName::from_bytes(t).ok())
         .collect();
     for name in named {
-        headers.remove(name);
+        if headers.remove(&name).is_some() {
+            trace.removed(&name, Removed::NamedByConnection);
+        }
     }
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
         if present & (1 << i) != 0 {
+            trace.removed(name, Removed::HopByHop);
             headers.remove(name);
         }
     }
@@ -347,6 +393,35 @@ pub fn upgrade_agrees(offered: &HeaderValue, answered: Option<&HeaderValue>) -> 
     offered
         .to_str()
         .is_ok_and(|o| o.split(',').any(|p| name(p) == answered))
+}
+
+// === impl Removed ===
+
+impl Removed {
+    /// Why, in a few words.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Removed::Identity => "identity header sent by the client (only Portcullis sets these)",
+            Removed::Override => {
+                "method/path override (upstream.danger_pass_override_headers = false)"
+            }
+            Removed::UntrustedForwarded => {
+                "forwarded header from a peer outside server.trusted_proxies"
+            }
+            Removed::HopByHop => "hop-by-hop (RFC 9110 §7.6.1)",
+            Removed::NamedByConnection => "named in Connection (RFC 9110 §7.6.1)",
+            Removed::Credentials => {
+                "carries the Portcullis session token (upstream.pass_token = false)"
+            }
+        }
+    }
+}
+
+impl Removals for () {
+    const ACTIVE: bool = false;
+
+    #[inline(always)]
+    fn removed(&mut self, _: &HeaderName, _: Removed) {}
 }
 
 fn connection_has(headers: &HeaderMap, token: &str) -> bool {

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("server", 5),
     ("signal", 5),
     ("logging", 5),
+    ("doctor", 5),
 ];
 
 fn layer(module: &str) -> Option<u8> {

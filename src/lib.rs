@@ -54,6 +54,7 @@
 //!   shutdown.
 //! - [`signal`]: the shutdown signal (SIGTERM, SIGINT).
 //! - [`logging`]: tracing set-up.
+//! - [`doctor`]: `portcullis doctor`, live checks of a deployment through real requests.
 //! - `main.rs`, `cli.rs` (the binary): the command line.
 
 #![forbid(unsafe_code)]
@@ -64,6 +65,7 @@ pub mod assertion;
 pub mod auth;
 pub mod coder;
 pub mod config;
+pub mod doctor;
 pub mod headers;
 pub mod http;
 pub mod limits;

@@ -51,6 +51,12 @@ enum Command {
         #[command(subcommand)]
         command: cli::TokenCommand,
     },
+    /// Show what Portcullis would do with a request (rule, subject, RBAC, upstream headers),
+    /// sending nothing upstream.
+    Explain(cli::ExplainArgs),
+    /// Check a live deployment for header leaks, a reachable upstream, an exposed admin
+    /// listener and weak TLS; exit 1 on a failure.
+    Doctor(portcullis::doctor::Args),
     /// Run a small upstream that answers every request with a JSON description of it.
     Echo {
         /// Address to listen on.
@@ -66,7 +72,26 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(config),
         Command::User { command } => cli::user(command),
         Command::Token { command } => cli::token(command),
+        Command::Explain(args) => cli::explain(args),
+        Command::Doctor(args) => doctor(args),
         Command::Echo { listen } => echo(listen),
+    }
+}
+
+fn doctor(args: portcullis::doctor::Args) -> ExitCode {
+    let config = match load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("config error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime(1) {
+        Ok(rt) => rt.block_on(portcullis::doctor::run(&config, &args)),
+        Err(e) => {
+            eprintln!("doctor: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

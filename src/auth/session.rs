@@ -85,6 +85,15 @@ impl AuthError {
 // === impl Authenticated ===
 
 impl Authenticated {
+    /// A session judged without a token (`portcullis explain --user`): not from a cookie,
+    /// never cached.
+    pub fn detached(session: Session) -> Authenticated {
+        Authenticated {
+            entry: Arc::new(Entry::detached(session)),
+            from_cookie: false,
+        }
+    }
+
     /// The key, user and memberships.
     pub fn session(&self) -> &Arc<Session> {
         &self.entry.session

@@ -14,6 +14,9 @@ pub struct PolicyConfig {
     pub default: PolicyDefault,
     /// The `[[policy.route]]` rules, first match wins.
     pub routes: Policy,
+    /// The line in the config file where each rule starts (from 1), for `portcullis explain`;
+    /// empty when unknown (rules that came from an environment override).
+    pub lines: Vec<usize>,
 }
 
 /// The policy for routes no rule names (`policy.default`: `"public"`, `"deny"` or
@@ -56,7 +59,8 @@ struct FileRoute {
 }
 
 /// Validates `[policy]`: compiles the route rules, first match wins.
-pub(super) fn parse(file: FilePolicy) -> Result<PolicyConfig, ConfigError> {
+pub(super) fn parse(file: FilePolicy, text: &str) -> Result<PolicyConfig, ConfigError> {
+    let count = file.route.len();
     let specs: Vec<RuleSpec> = file
         .route
         .into_iter()
@@ -77,5 +81,57 @@ pub(super) fn parse(file: FilePolicy) -> Result<PolicyConfig, ConfigError> {
         routes: Policy::new(&specs, options)
             .map_err(|(key, reason)| ConfigError::invalid(&key, reason))?,
         default: file.default,
+        lines: Some(rule_lines(text))
+            .filter(|lines| lines.len() == count)
+            .unwrap_or_default(),
     })
+}
+
+/// The line where each `[[policy.route]]` (or inline route table) starts in `text`: the
+/// document is read a second time, keeping only the spans of the rules. Text that does not
+/// read that way gives no lines.
+fn rule_lines(text: &str) -> Vec<usize> {
+    #[derive(Deserialize, Default)]
+    struct Doc {
+        #[serde(default)]
+        policy: Rules,
+    }
+    #[derive(Deserialize, Default)]
+    struct Rules {
+        #[serde(default)]
+        route: Vec<toml::Spanned<serde::de::IgnoredAny>>,
+    }
+    let Ok(doc) = toml::from_str::<Doc>(text) else {
+        return Vec::new();
+    };
+    doc.policy
+        .route
+        .iter()
+        .map(|rule| {
+            let start = rule.span().start.min(text.len());
+            text[..start].bytes().filter(|b| *b == b'\n').count() + 1
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn each_rule_keeps_the_line_it_starts_on_unless_an_override_replaced_the_rules() {
+        let text =
+            "[upstream]\nurl = \"http://127.0.0.1:3000\"\n\n[policy]\ndefault = \"deny\"\n\n\
+                    [[policy.route]]\npath = \"/a\"\npublic = true\n\n\
+                    # a comment\n[[policy.route]]\npath = \"/b\"\nauthenticated = true\n";
+        let base = std::path::Path::new(".");
+        let config = Config::from_toml(text, Vec::new(), base).expect("valid");
+        assert_eq!(config.policy.lines, [7, 12]);
+        let env = [(
+            "PORTCULLIS_POLICY__ROUTE".to_owned(),
+            "[{path = \"/c\", public = true}, {path = \"/d\", public = true}]".to_owned(),
+        )];
+        let config = Config::from_toml(text, env, base).expect("valid");
+        assert!(config.policy.lines.is_empty());
+    }
 }

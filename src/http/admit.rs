@@ -14,7 +14,7 @@ use crate::http::csrf;
 use crate::http::error::{Error, Result};
 use crate::metrics::AuthResult;
 use crate::policy::{self, Matched, Rule};
-use crate::rbac::{Object, Resource};
+use crate::rbac::{self, Action, Object, Resource};
 use crate::users;
 
 /// Decides whether a request for `method` and `uri` (with the client's `headers`) may go on:
@@ -29,25 +29,83 @@ pub async fn admit(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Option<Authenticated>> {
+    admit_traced(app, (method, uri, headers), None, &mut NoTrace(())).await
+}
+
+/// [`admit`], telling `trace` each step (the `portcullis explain` form; [`admit`] is this
+/// function with a trace that does nothing). `given`: the session to judge with, instead of
+/// authenticating the request, when a rule needs one (`explain --user`).
+pub async fn admit_traced<T: Trace>(
+    app: &App,
+    request: (&Method, &Uri, &HeaderMap),
+    given: Option<&Authenticated>,
+    trace: &mut T,
+) -> Result<Option<Authenticated>> {
+    let (method, uri, _) = request;
     let path = policy::canonicalize(uri.path())?;
+    trace.canonical(&path);
     let found = app.config.policy.routes.find(method, &path)?;
     let mut session = None;
-    let request = (method, uri, headers);
-    judge(app, found.rule.as_ref(), request, &mut session).await?;
+    let mut how = Judged {
+        given,
+        session: &mut session,
+        trace,
+    };
+    judge(app, found.rule.as_ref(), false, request, &mut how).await?;
     if let Some(also) = &found.also {
-        judge(app, also.as_ref(), request, &mut session).await?;
+        judge(app, also.as_ref(), true, request, &mut how).await?;
     }
     Ok(session)
 }
 
+/// Receives the steps of [`admit_traced`]. Every method does nothing by default.
+pub trait Trace: Send {
+    /// Receives the RBAC steps of one check.
+    type Rbac: rbac::Trace + Send;
+
+    /// The canonical path the rules were asked about.
+    fn canonical(&mut self, _path: &str) {}
+
+    /// A rule (`None`: `policy.default`) is applied; `exact_case`: it is the rule that governs
+    /// the path with case respected, judged because the first matched only by ignoring case.
+    fn rule(&mut self, _route: Option<&Matched<'_>>, _exact_case: bool) {}
+
+    /// The session judged (authenticated, or given).
+    fn subject(&mut self, _auth: &Authenticated) {}
+
+    /// An RBAC check of `action` on `object` starts: where its steps go.
+    fn check(&mut self, action: Action, object: &Object) -> &mut Self::Rbac;
+}
+
+/// The trace of every proxied request: nothing.
+struct NoTrace(());
+
+/// What [`judge`] carries from one rule to the next.
+struct Judged<'a, T> {
+    given: Option<&'a Authenticated>,
+    session: &'a mut Option<Authenticated>,
+    trace: &'a mut T,
+}
+
+impl Trace for NoTrace {
+    type Rbac = ();
+
+    #[inline(always)]
+    fn check(&mut self, _: Action, _: &Object) -> &mut () {
+        &mut self.0
+    }
+}
+
 /// Applies one rule (`None`: `policy.default`), authenticating into `session` the first time a
 /// rule needs it.
-async fn judge(
+async fn judge<T: Trace>(
     app: &App,
     route: Option<&Matched<'_>>,
+    exact_case: bool,
     (method, uri, headers): (&Method, &Uri, &HeaderMap),
-    session: &mut Option<Authenticated>,
+    how: &mut Judged<'_, T>,
 ) -> Result<()> {
+    how.trace.rule(route, exact_case);
     let rule = match route {
         Some(route) => route.rule,
         None => match app.config.policy.default {
@@ -59,9 +117,16 @@ async fn judge(
     if rule == Rule::Public {
         return Ok(());
     }
-    let auth = match session {
+    let auth = match how.session {
         Some(auth) => auth,
-        None => session.insert(authenticate(app, method, uri, headers).await?),
+        None => {
+            let auth = match how.given {
+                Some(given) => given.clone(),
+                None => authenticate(app, method, uri, headers).await?,
+            };
+            how.trace.subject(&auth);
+            how.session.insert(auth)
+        }
     };
     let (Rule::Require(resource, action), Some(route)) = (rule, route) else {
         return Ok(());
@@ -74,8 +139,10 @@ async fn judge(
         ..object.clone()
     };
     let subject = auth.subject();
-    if subject.allows(action, &object) || (object.org.is_none() && subject.allows(action, &any_org))
-    {
+    let allowed = subject.decide(action, &object, how.trace.check(action, &object))
+        || (object.org.is_none()
+            && subject.decide(action, &any_org, how.trace.check(action, &any_org)));
+    if allowed {
         Ok(())
     } else {
         Err(Error::Forbidden)

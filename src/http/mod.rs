@@ -13,6 +13,7 @@ pub mod body;
 pub mod csrf;
 pub mod echo;
 pub mod error;
+pub mod explain;
 pub mod jwks;
 pub mod peer;
 pub mod proxy;

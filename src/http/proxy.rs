@@ -143,52 +143,7 @@ impl Upstream {
         app: &App,
         auth: Option<&Authenticated>,
     ) -> Result<(Response<Body>, Outcome)> {
-        let host = effective_host(&req)?;
-        let upstream = &app.config.upstream;
-        let cleaned = headers::sanitize_request(
-            req.headers_mut(),
-            headers::Hygiene {
-                trusted_peer: peer.trusted,
-                upgrade_protocols: &upstream.upgrade_protocols,
-                pass_overrides: upstream.danger_pass_override_headers,
-            },
-        );
-        let received = self.via.entry(req.version());
-        req.headers_mut().append(VIA, received);
-        if !app.config.upstream.pass_token {
-            let mut uri = std::mem::take(req.uri_mut());
-            token::strip_credentials(req.headers_mut(), &mut uri);
-            *req.uri_mut() = uri;
-        }
-        if cleaned.spoofed_identity > 0 || cleaned.overrides > 0 {
-            tracing::debug!(
-                identity = cleaned.spoofed_identity,
-                overrides = cleaned.overrides,
-                peer = %peer.addr,
-                "removed identity or override headers sent by the client"
-            );
-        }
-        let proto = if peer.tls { "https" } else { "http" };
-        headers::set_forwarded(req.headers_mut(), &peer.ip, proto, host.as_ref());
-        // An HTTP/1.0 client may send no Host; the upstream gets HTTP/1.1, which requires one.
-        let host = host.unwrap_or_else(|| self.host.clone());
-        if let Some(auth) = auth {
-            let https = headers::forwarded_https(req.headers(), peer.tls);
-            admit::identify(
-                req.headers_mut(),
-                auth,
-                &app.config.identity,
-                Some(&host),
-                https,
-            )?;
-        }
-        req.headers_mut().insert(HOST, host);
-        *req.uri_mut() = self.target(req.uri())?;
-        *req.version_mut() = if self.http2 {
-            Version::HTTP_2
-        } else {
-            Version::HTTP_11
-        };
+        let cleaned = self.prepare(&mut req, peer, app, auth, &mut ())?;
 
         let client_upgrade = cleaned
             .upgrade
@@ -258,6 +213,76 @@ impl Upstream {
         Ok((resp.map(|b| Body::stream(b, lease)), Outcome::Forwarded))
     }
 
+    /// Rewrites the head of `req` into what the upstream receives: header hygiene
+    /// ([`headers::sanitize_request_traced`], each removal told to `trace`), `Via`, the
+    /// client's Portcullis token removed (unless `upstream.pass_token`), `X-Forwarded-*`, the
+    /// identity headers and assertion of `auth`, `Host`, the upstream target and version.
+    /// [`Upstream::forward`] sends what this made; `portcullis explain` shows it.
+    pub fn prepare<B, T: headers::Removals>(
+        &self,
+        req: &mut Request<B>,
+        peer: &Peer,
+        app: &App,
+        auth: Option<&Authenticated>,
+        trace: &mut T,
+    ) -> Result<headers::Sanitized> {
+        let host = effective_host(req)?;
+        let upstream = &app.config.upstream;
+        let cleaned = headers::sanitize_request_traced(
+            req.headers_mut(),
+            headers::Hygiene {
+                trusted_peer: peer.trusted,
+                upgrade_protocols: &upstream.upgrade_protocols,
+                pass_overrides: upstream.danger_pass_override_headers,
+            },
+            trace,
+        );
+        let received = self.via.entry(req.version());
+        req.headers_mut().append(VIA, received);
+        if !app.config.upstream.pass_token {
+            let before = T::ACTIVE.then(|| req.headers().clone());
+            let mut uri = std::mem::take(req.uri_mut());
+            token::strip_credentials(req.headers_mut(), &mut uri);
+            *req.uri_mut() = uri;
+            for (name, value) in before.iter().flatten() {
+                let after = req.headers().get_all(name);
+                if !after.iter().any(|v| v == value) {
+                    trace.removed(name, headers::Removed::Credentials);
+                }
+            }
+        }
+        if cleaned.spoofed_identity > 0 || cleaned.overrides > 0 {
+            tracing::debug!(
+                identity = cleaned.spoofed_identity,
+                overrides = cleaned.overrides,
+                peer = %peer.addr,
+                "removed identity or override headers sent by the client"
+            );
+        }
+        let proto = if peer.tls { "https" } else { "http" };
+        headers::set_forwarded(req.headers_mut(), &peer.ip, proto, host.as_ref());
+        // An HTTP/1.0 client may send no Host; the upstream gets HTTP/1.1, which requires one.
+        let host = host.unwrap_or_else(|| self.host.clone());
+        if let Some(auth) = auth {
+            let https = headers::forwarded_https(req.headers(), peer.tls);
+            admit::identify(
+                req.headers_mut(),
+                auth,
+                &app.config.identity,
+                Some(&host),
+                https,
+            )?;
+        }
+        req.headers_mut().insert(HOST, host);
+        *req.uri_mut() = self.target(req.uri())?;
+        *req.version_mut() = if self.http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        Ok(cleaned)
+    }
+
     /// The request target at the upstream: the base path, then the client's path and query
     /// unchanged. HTTP/1.1 takes it in origin form; HTTP/2 also needs scheme and authority.
     fn target(&self, uri: &Uri) -> Result<Uri> {
@@ -291,7 +316,7 @@ impl Upstream {
 /// - an absolute-form target or an HTTP/2 `:authority` wins over `Host` (HTTP/2: a `Host` that
 ///   names another host → 400);
 /// - HTTP/1.1 without either → 400; HTTP/1.0 without either → `None` (the upstream's own).
-fn effective_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>> {
+fn effective_host<B>(req: &Request<B>) -> Result<Option<HeaderValue>> {
     let mut all = req.headers().get_all(HOST).iter();
     let header = all.next();
     if all.next().is_some() {

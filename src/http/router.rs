@@ -94,11 +94,11 @@ async fn route(
 }
 
 /// Paths under this prefix are Portcullis's own (forward-auth, the JWKS): never forwarded.
-const OWN_PREFIX: &str = "/.portcullis/";
+pub(crate) const OWN_PREFIX: &str = "/.portcullis/";
 
 /// Replaces the request's path with its canonical form ([`policy::canonicalize`]), keeping the
 /// query as sent; `400` for a path that has no one reading.
-fn canonical_target<B>(req: &mut Request<B>) -> Result<()> {
+pub(crate) fn canonical_target<B>(req: &mut Request<B>) -> Result<()> {
     let uri = req.uri();
     let path = uri.path();
     // The asterisk form is only for OPTIONS (RFC 9112 §3.2.4): no rule can name it, and an
@@ -125,7 +125,7 @@ fn canonical_target<B>(req: &mut Request<B>) -> Result<()> {
 
 /// The part of `path` after the API prefix, when `path` is under it (segment-wise: the prefix
 /// `/api/v2` takes `/api/v2` and `/api/v2/...`, not `/api/v2x`).
-fn api_path<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
+pub(crate) fn api_path<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
     let rest = path.strip_prefix(prefix)?;
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }

@@ -43,6 +43,8 @@ struct Route {
     /// `None`: every method.
     methods: Option<Vec<Method>>,
     rule: Rule,
+    /// The `path` as written, for `portcullis explain`.
+    written: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +113,8 @@ impl Default for Options {
 pub struct Matched<'a> {
     /// What it needs.
     pub rule: Rule,
+    /// Its position in `[[policy.route]]` (from 0).
+    pub index: usize,
     /// The `{owner}` segment.
     pub owner: Option<Cow<'a, str>>,
     /// The `{org}` segment.
@@ -187,6 +191,13 @@ impl Policy {
         &self.warnings
     }
 
+    /// Rule `index` as written: its path, its methods (`None`: every method; `HEAD` added when
+    /// `GET` governs it) and what it needs.
+    pub fn describe(&self, index: usize) -> Option<(&str, Option<&[Method]>, Rule)> {
+        let r = self.routes.get(index)?;
+        Some((r.written.as_str(), r.methods.as_deref(), r.rule))
+    }
+
     /// Whether there are no rules.
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
@@ -206,12 +217,15 @@ impl Policy {
             .routes
             .iter()
             .filter(applies)
-            .find_map(|r| r.matches(&segments, Case::AsRuleSays, &mut folded));
+            .enumerate()
+            .filter(|(_, r)| applies(r))
+            .find_map(|(i, r)| r.matches(i, &segments, Case::AsRuleSays, &mut folded));
         let also = folded.then(|| {
             self.routes
                 .iter()
-                .filter(applies)
-                .find_map(|r| r.matches(&segments, Case::Exact, &mut false))
+                .enumerate()
+                .filter(|(_, r)| applies(r))
+                .find_map(|(i, r)| r.matches(i, &segments, Case::Exact, &mut false))
         });
         Ok(Found { rule, also })
     }
@@ -321,6 +335,7 @@ impl Route {
             case_sensitive: spec.case_sensitive.unwrap_or(options.case_sensitive),
             methods,
             rule,
+            written: spec.path.clone(),
         })
     }
 
@@ -328,6 +343,7 @@ impl Route {
     /// ignoring case.
     fn matches<'a>(
         &self,
+        index: usize,
         path: &[Cow<'a, str>],
         case: Case,
         folded: &mut bool,
@@ -339,6 +355,7 @@ impl Route {
         let mut fold = false;
         let mut found = Matched {
             rule: self.rule,
+            index,
             owner: None,
             org: None,
             id: None,

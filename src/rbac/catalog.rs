@@ -314,6 +314,8 @@ impl Resource {
     pub const ASSIGN_ROLE: Resource = Resource::named("assign_role");
     /// `assign_org_role`.
     pub const ASSIGN_ORG_ROLE: Resource = Resource::named("assign_org_role");
+    /// `debug_info`: only owners read it (Coder's `/debug` endpoints; `/portcullis/explain`).
+    pub const DEBUG_INFO: Resource = Resource::named("debug_info");
 
     /// The resource type named `name`, for the constants above: a name that is not a resource
     /// type fails the build.

@@ -4,6 +4,7 @@
 //! - [`perms`]: a level's permissions folded into masks, and the vote.
 //! - [`roles`]: the built-in site and organization roles, and who may assign which.
 //! - [`scopes`]: the external scope names and what each grants.
+//! - [`explain`]: the roles and scopes behind a vote, for `portcullis explain`.
 //!
 //! A [`Subject`] is built once per cached session (the user's roles and memberships, the key's
 //! scopes and allow list) and answers [`Subject::allows`] with no store round trip and no
@@ -12,6 +13,7 @@
 //! route policy describes) have none.
 
 pub mod catalog;
+pub mod explain;
 pub mod perms;
 pub mod roles;
 pub mod scopes;
@@ -56,6 +58,48 @@ struct OrgPerms {
     id: Uuid,
     org: PermSet,
     member: PermSet,
+}
+
+/// Where in the role walk (§11.4) a vote was cast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// The site permissions of the user's roles (organization roles' site part included).
+    Site,
+    /// The organization permissions of the roles held in that organization.
+    Org(Uuid),
+    /// The member permissions (own objects) of the roles held in that organization.
+    Member(Uuid),
+    /// The user permissions (own objects outside organizations) of the site roles.
+    User,
+}
+
+/// One step of a decision by [`Subject::decide`], in the order taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The resource type has no such action: never allowed.
+    NoSuchAction,
+    /// A level of the role walk voted.
+    Roles(Level, Vote),
+    /// The object is in an organization the subject is not a member of.
+    NotMember(Uuid),
+    /// The object is not the subject's own, and no site permission allowed it.
+    NotOwner,
+    /// The key's scopes voted: site-wide (`own: false`) or on the owner's own objects.
+    Scope {
+        /// The own-objects grant (`coder:apikeys.manage_self`).
+        own: bool,
+        /// How.
+        vote: Vote,
+    },
+    /// Whether the key's allow list admits the object.
+    AllowList(bool),
+}
+
+/// Receives the steps of [`Subject::decide`]. `()` ignores them (the evaluator of every
+/// request); a `Vec<Step>` keeps them.
+pub trait Trace {
+    /// One step.
+    fn step(&mut self, step: Step);
 }
 
 /// A key's allow list: which objects it may touch at all. `None` parts are `*`.
@@ -151,24 +195,43 @@ impl Subject {
     /// Whether the subject may do `action` on `object`: its roles allow it, its key's scopes
     /// allow it, and the object is on the key's allow list. An action the resource type does
     /// not have is never allowed.
+    #[inline]
     pub fn allows(&self, action: Action, object: &Object) -> bool {
-        object.resource.has(action)
-            && self.roles_allow(action, object)
-            && self.scope_allows(action, object)
-            && self.allow_list.admits(object)
+        self.decide(action, object, &mut ())
+    }
+
+    /// [`Subject::allows`], reporting each step that decided to `trace` (`()` reports nothing
+    /// and compiles to the plain evaluator: `allows` is this function).
+    #[inline]
+    pub fn decide<T: Trace>(&self, action: Action, object: &Object, trace: &mut T) -> bool {
+        if !object.resource.has(action) {
+            trace.step(Step::NoSuchAction);
+            return false;
+        }
+        self.roles_decide(action, object, trace) && self.scope_decide(action, object, trace) && {
+            let admitted = self.allow_list.admits(object);
+            trace.step(Step::AllowList(admitted));
+            admitted
+        }
     }
 
     /// Whether the key's scopes allow it: a site-wide grant, or a grant on the owner's own
     /// objects outside organizations.
-    fn scope_allows(&self, action: Action, object: &Object) -> bool {
-        match self.scope.site.vote(object.resource, action) {
+    #[inline]
+    fn scope_decide<T: Trace>(&self, action: Action, object: &Object, trace: &mut T) -> bool {
+        let vote = self.scope.site.vote(object.resource, action);
+        trace.step(Step::Scope { own: false, vote });
+        match vote {
             Vote::Allow => true,
             Vote::Deny => false,
             Vote::Abstain => {
-                object.org.is_none()
-                    && !object.any_org
-                    && object.owner == Some(self.id)
-                    && self.scope.own.vote(object.resource, action) == Vote::Allow
+                let own = object.org.is_none() && !object.any_org && object.owner == Some(self.id);
+                if !own {
+                    return false;
+                }
+                let vote = self.scope.own.vote(object.resource, action);
+                trace.step(Step::Scope { own: true, vote });
+                vote == Vote::Allow
             }
         }
     }
@@ -176,25 +239,55 @@ impl Subject {
     /// Whether the roles alone allow it (scopes and allow list aside): the level walk of
     /// §11.4. A denial at a level ends the walk; an abstention passes to the next level.
     pub fn roles_allow(&self, action: Action, object: &Object) -> bool {
+        self.roles_decide(action, object, &mut ())
+    }
+
+    #[inline]
+    fn roles_decide<T: Trace>(&self, action: Action, object: &Object, trace: &mut T) -> bool {
         let resource = object.resource;
-        match self.site.vote(resource, action) {
+        let vote = self.site.vote(resource, action);
+        trace.step(Step::Roles(Level::Site, vote));
+        match vote {
             Vote::Allow => return true,
             Vote::Deny => return false,
             Vote::Abstain => {}
         }
         let owned = object.owner == Some(self.id);
-        let in_org = |o: &OrgPerms| match o.org.vote(resource, action) {
-            Vote::Allow => true,
-            Vote::Deny => false,
-            Vote::Abstain => owned && o.member.vote(resource, action) == Vote::Allow,
+        let mut in_org = |o: &OrgPerms| {
+            let vote = o.org.vote(resource, action);
+            trace.step(Step::Roles(Level::Org(o.id), vote));
+            match vote {
+                Vote::Allow => true,
+                Vote::Deny => false,
+                Vote::Abstain if !owned => false,
+                Vote::Abstain => {
+                    let vote = o.member.vote(resource, action);
+                    trace.step(Step::Roles(Level::Member(o.id), vote));
+                    vote == Vote::Allow
+                }
+            }
         };
         if object.any_org {
             return self.orgs.iter().any(in_org);
         }
         match object.org {
             // Not a member: only site permissions could have allowed it.
-            Some(org) => self.orgs.iter().find(|o| o.id == org).is_some_and(in_org),
-            None => owned && self.user.vote(resource, action) == Vote::Allow,
+            Some(org) => match self.orgs.iter().find(|o| o.id == org) {
+                Some(o) => in_org(o),
+                None => {
+                    trace.step(Step::NotMember(org));
+                    false
+                }
+            },
+            None if !owned => {
+                trace.step(Step::NotOwner);
+                false
+            }
+            None => {
+                let vote = self.user.vote(resource, action);
+                trace.step(Step::Roles(Level::User, vote));
+                vote == Vote::Allow
+            }
         }
     }
 
@@ -232,6 +325,19 @@ pub fn org_roles(m: &Membership) -> impl Iterator<Item = &'static roles::Role> +
         .map(String::as_str)
         .chain([roles::ORG_MEMBER, "organization-workspace-access"])
         .filter_map(|name| roles::find(name, roles::Kind::Org))
+}
+
+// === impl Trace ===
+
+impl Trace for () {
+    #[inline(always)]
+    fn step(&mut self, _: Step) {}
+}
+
+impl Trace for Vec<Step> {
+    fn step(&mut self, step: Step) {
+        self.push(step);
+    }
 }
 
 // === impl AllowList ===

@@ -126,6 +126,12 @@ impl Session {
 // === impl Entry ===
 
 impl Entry {
+    /// An entry for a session that is not in the cache (`portcullis explain --user`): the
+    /// identity and subject a cached one would have. No invalidation reaches it.
+    pub fn detached(session: Session) -> Entry {
+        Entry::new(session, 0, &Generations::new())
+    }
+
     fn new(session: Session, read_at: u64, gens: &Generations) -> Self {
         let (key_slot, user_slot) = gens.slots(&session.key.id, session.user.id);
         let touched = session.key.last_used.unix_timestamp();

@@ -3,6 +3,7 @@
 
 pub mod authcheck;
 pub mod convert;
+pub mod explain;
 pub mod login;
 pub mod oidc;
 pub mod otp;
@@ -89,6 +90,7 @@ pub async fn handle<B: ReqBody>(
             otp::change_password(app, peer, req).await
         }
         (&Method::POST, ["users"]) => users::create(app, req).await,
+        (&Method::POST, ["portcullis", "explain"]) => explain::explain(app, req).await,
         (_, ["users", fixed, ..]) if FIXED_USER_PATHS.contains(fixed) => {
             Err(not_served(&method, &segments))
         }
@@ -183,13 +185,20 @@ const FIXED_USER_PATHS: [&str; 8] = [
     "oauth2",
 ];
 
+/// Whether Portcullis answers `path` (the part after the API prefix) itself rather than
+/// sending it upstream: see [`handle`].
+pub fn serves(path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    owned(&segments)
+}
+
 /// Whether a path under the API prefix is in a family Portcullis serves, so that no method or
 /// parameter value of it ever reaches the upstream: the users, keys, roles, membership,
 /// authorization and sign-in routes (spec/coder-api.md §0.5 and DESIGN §3.3). The rest of
 /// `/users/{user}/...` (workspaces, organizations, settings, ...) is the application's.
 fn owned(segments: &[&str]) -> bool {
     match segments {
-        ["auth", ..] | ["authcheck", ..] | ["users"] | ["users", _] => true,
+        ["auth", ..] | ["authcheck", ..] | ["users"] | ["users", _] | ["portcullis", ..] => true,
         ["users", fixed, ..] if FIXED_USER_PATHS.contains(fixed) => true,
         ["users", _, "password" | "status" | "roles" | "keys" | "convert-login", ..] => true,
         ["organizations", _, "members", ..] => true,
@@ -205,6 +214,7 @@ fn methods_of(segments: &[&str]) -> Option<&'static str> {
             "GET, HEAD"
         }
         ["authcheck"] | ["users"] | ["users", "login" | "logout" | "validate-password"] => "POST",
+        ["portcullis", "explain"] => "POST",
         ["users", "otp", "request" | "change-password"] => "POST",
         ["users", "first"] => "GET, HEAD, POST",
         ["users", fixed, ..] if FIXED_USER_PATHS.contains(fixed) => return None,
