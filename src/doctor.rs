@@ -167,7 +167,8 @@ async fn identity_spellings(target: &Target, args: &Args, marker: &str) -> Row {
             title.clone(),
         ];
         for spelling in spellings {
-            let value = format!("{marker}-{}", spelled.len());
+            // The dot ends the marker: `-1.` is no part of `-10.`.
+            let value = format!("{marker}-{}.", spelled.len());
             lines.push(format!("{spelling}: {value}"));
             spelled.push((spelling, value));
         }
@@ -561,11 +562,22 @@ async fn talk<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, raw: &[u8]) -> Result
         s.write_all(raw).await?;
         s.flush().await?;
         let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.map(|_| buf)
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) => return Ok(buf),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                // A TLS peer that closes without close_notify still sent its answer.
+                Err(e) if !buf.is_empty() => {
+                    tracing::debug!(error = %e, "the answer ended with an error");
+                    return Ok(buf);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     };
     let buf = match tokio::time::timeout(STEP, io).await {
         Ok(Ok(buf)) => buf,
-        // A TLS peer that closes without close_notify still sent its answer.
         Ok(Err(e)) => return Err(e.to_string()),
         Err(_) => return Err("no complete answer in time".into()),
     };

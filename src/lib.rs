@@ -46,7 +46,8 @@
 //! **L4 — HTTP** (L0–L3)
 //! - [`http`]: the response body, the one error type and its renderer, the client connection,
 //!   the one `authenticate` and `admit`, forwarding, forward-auth, the JWKS, the admin
-//!   listener, the echo upstream, the router, CSRF, the shared state ([`App`]), and the
+//!   listener, the echo upstream, the router, CSRF, the shared state ([`App`]), `explain`
+//!   (a traced route decision and upstream head, never sent), and the
 //!   Coder-compatible API ([`http::api`]).
 //!
 //! **L5 — process** (everything)

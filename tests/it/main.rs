@@ -20,6 +20,8 @@ mod authz;
 mod canonical;
 mod cli;
 mod csrf;
+mod doctor;
+mod explain;
 mod forwarding;
 mod header_hygiene;
 mod identity;
