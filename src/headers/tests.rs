@@ -318,3 +318,45 @@ fn framing_is_one_chunked_or_none_and_never_spelled_with_underscores() {
         assert_eq!(check_framing(&m), expect, "{name}");
     }
 }
+
+#[test]
+fn the_traced_sanitizer_names_each_removal_and_removes_what_the_plain_one_removes() {
+    let pairs = [
+        ("X_Forwarded_User", "mallory"),
+        ("remote-groups", "admins"),
+        ("x-http-method-override", "DELETE"),
+        ("x-forwarded-for", "10.9.9.9"),
+        ("connection", "close, x-secret"),
+        ("x-secret", "1"),
+        ("keep-alive", "5"),
+        ("accept", "*/*"),
+    ];
+    let mut plain = map(&pairs);
+    sanitize_request(&mut plain, how(false));
+    let mut traced = map(&pairs);
+    let mut seen: Vec<(String, Removed)> = Vec::new();
+    struct Keep<'a>(&'a mut Vec<(String, Removed)>);
+    impl Removals for Keep<'_> {
+        fn removed(&mut self, name: &HeaderName, why: Removed) {
+            self.0.push((name.as_str().to_owned(), why));
+        }
+    }
+    sanitize_request_traced(&mut traced, how(false), &mut Keep(&mut seen));
+    assert_eq!(plain, traced);
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    let want = [
+        ("connection", Removed::HopByHop),
+        ("keep-alive", Removed::HopByHop),
+        ("remote-groups", Removed::Identity),
+        ("x-forwarded-for", Removed::UntrustedForwarded),
+        ("x-http-method-override", Removed::Override),
+        ("x-secret", Removed::NamedByConnection),
+        ("x_forwarded_user", Removed::Identity),
+    ];
+    let got: Vec<(&str, Removed)> = seen.iter().map(|(n, w)| (n.as_str(), *w)).collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        traced.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+        ["accept"]
+    );
+}
