@@ -1,6 +1,7 @@
 //! `portcullis explain` (the real binary) and `POST /api/v2/portcullis/explain` (issue 17):
 //! what Portcullis would do with a request — the canonical path, the rule with its line in the
-//! config, the subject, the RBAC decision and the headers the upstream would get — for a
+//! config, the subject, the RBAC decision and the headers the upstream would get (the signed
+//! assertion's claims included) — for a
 //! public route, an authenticated one, a `require` rule allowed and denied, and an ambiguous
 //! path. The CLI shares the Redis store of an in-process Portcullis, where the users and
 //! tokens are made.
@@ -31,7 +32,11 @@ impl Setup {
     async fn start() -> Setup {
         let echo = start_echo().await;
         let prefix = random_key_prefix();
-        let text = config_with_store(echo, REDIS, &prefix, "", RULES);
+        let identity = format!(
+            "[identity]\nassertion_key = \"{}\"\n\n",
+            key_file("assertion-a.pem").display()
+        );
+        let text = config_with_store(echo, REDIS, &prefix, "", &format!("{identity}{RULES}"));
         let sidecar = Sidecar::start(&text).await;
         let world = World::with_first_user(sidecar, prefix).await;
         let (_, alice) = world.member("alice").await;
@@ -156,6 +161,11 @@ async fn explain_shows_rule_line_subject_rbac_and_upstream_headers_for_each_kind
     assert_eq!(authed["subject"]["username"], "alice");
     assert_eq!(authed["subject"]["source"], "token");
     assert_eq!(upstream_header(&authed, "x-forwarded-user"), ["alice"]);
+    // The assertion it would carry, and its claims (`identity.assertion_key` is set).
+    assert_eq!(upstream_header(&authed, "x-portcullis-assertion").len(), 1);
+    let claims = &authed["upstream"]["assertion_claims"];
+    assert_eq!(claims["username"], "alice", "{authed}");
+    assert_eq!(claims["aud"], "localhost");
     assert!(upstream_header(&authed, "coder-session-token").is_empty());
     assert!(
         removed(&authed)
