@@ -22,6 +22,7 @@ mod cli;
 mod csrf;
 mod forwarding;
 mod header_hygiene;
+mod health;
 mod identity;
 mod idle;
 mod key_cache;
