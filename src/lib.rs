@@ -34,7 +34,8 @@
 //!
 //! **L3 — services** (L0–L2; no request or response types)
 //! - [`auth`]: session tokens (format, extraction, stripping), password hashing off the async
-//!   threads, password strength, and authenticating a token against the cache and store.
+//!   threads, password strength, authenticating a token against the cache and store, and the
+//!   watchlist of open connections by key and user that invalidations reach.
 //! - [`limits`]: login abuse limits, keyed by client IP and account.
 //! - [`users`]: user management shared by the API and the command line (create, password,
 //!   status, roles, membership, delete, keys), the id-or-name lookups, and the invalidations
@@ -45,7 +46,8 @@
 //!
 //! **L4 — HTTP** (L0–L3)
 //! - [`http`]: the response body, the one error type and its renderer, the client connection,
-//!   the one `authenticate` and `admit`, forwarding, forward-auth, the JWKS, the admin
+//!   the one `authenticate` and `admit`, forwarding and its upgraded tunnels, the watch that
+//!   closes open connections a revocation reaches, forward-auth, the JWKS, the admin
 //!   listener, the echo upstream, the router, CSRF, the shared state ([`App`]), and the
 //!   Coder-compatible API ([`http::api`]).
 //!

@@ -199,6 +199,7 @@ fn identity_sections_have_the_documented_defaults_and_name_bad_keys() {
     assert_eq!(c.session.lifetime, Duration::from_secs(86400));
     assert!(c.session.cookie_secure);
     assert_eq!(c.session.cookie_same_site, "Lax");
+    assert!(c.session.revoke_open_connections);
     assert_eq!(c.identity.headers, crate::headers::IdentityStyle::Forwarded);
     assert!(!c.passwords.disable_password_auth);
     assert_eq!(c.passwords.params.memory_kib, 19456);
@@ -214,6 +215,10 @@ fn identity_sections_have_the_documented_defaults_and_name_bad_keys() {
             "session.cookie_same_site",
         ),
         ("[session]\nlifetime = \"forever\"\n", "session.lifetime"),
+        (
+            "[session]\nrevoke_open_connections = \"yes\"\n",
+            "session.revoke_open_connections",
+        ),
         ("[identity]\nheaders = \"x\"\n", "identity.headers"),
         ("[passwords]\nargon2_memory_kib = 1\n", "passwords"),
         (

@@ -1,7 +1,8 @@
 //! The one decision on a request, shared by inline proxying, forward-auth and the API:
 //! [`authenticate`] (who is asking: the token, its session, OIDC refresh, the CSRF rule for
 //! cookie sessions, and the `portcullis_auth_total` count) and [`admit`] (whether the route
-//! policy lets the request on, authenticating when a rule asks for it).
+//! policy lets the request on, authenticating when a rule asks for it); [`readmit`] is the same
+//! route decision again, for a connection a request opened that is still open.
 
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use uuid::Uuid;
@@ -29,15 +30,35 @@ pub async fn admit(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Option<Authenticated>> {
+    let mut session = None;
+    decide(app, (method, uri, headers), &mut session).await?;
+    Ok(session)
+}
+
+/// Judges again, for `auth` as the session is now, the route a request for `method` and `uri`
+/// was admitted to: for a connection that request opened and that is still open. `Ok` when
+/// the route policy still lets the session reach it; [`Error::Forbidden`] when it no longer
+/// does; [`Error::StoreUnavailable`] when a capture's look-up could not be answered.
+pub async fn readmit(app: &App, method: &Method, uri: &Uri, auth: Authenticated) -> Result<()> {
+    // The session is given, so no rule authenticates, and no header is read.
+    decide(app, (method, uri, &HeaderMap::new()), &mut Some(auth)).await
+}
+
+/// The route policy on a request: the rule its canonical path matches (or the default), and
+/// the rule of the exact case when that one matched only in another case.
+async fn decide(
+    app: &App,
+    request: (&Method, &Uri, &HeaderMap),
+    session: &mut Option<Authenticated>,
+) -> Result<()> {
+    let (method, uri, _) = request;
     let path = policy::canonicalize(uri.path())?;
     let found = app.config.policy.routes.find(method, &path)?;
-    let mut session = None;
-    let request = (method, uri, headers);
-    judge(app, found.rule.as_ref(), request, &mut session).await?;
+    judge(app, found.rule.as_ref(), request, session).await?;
     if let Some(also) = &found.also {
-        judge(app, also.as_ref(), request, &mut session).await?;
+        judge(app, also.as_ref(), request, session).await?;
     }
-    Ok(session)
+    Ok(())
 }
 
 /// Applies one rule (`None`: `policy.default`), authenticating into `session` the first time a
