@@ -70,8 +70,16 @@ async fn run(
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    finish(cmd).await
+    // checkov and kubernetes-validate import a great deal of Python: on a loaded machine the
+    // first run alone can take longer than the usual hang bound.
+    match tokio::time::timeout(TOOL_BOUND, finish_unbounded(cmd)).await {
+        Ok(out) => out,
+        Err(_) => panic!("{} did not exit within {TOOL_BOUND:?}", program.display()),
+    }
 }
+
+/// How long one run of a validator may take before the test calls it hung.
+const TOOL_BOUND: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn relative(path: &Path) -> String {
     path.strip_prefix(repo())

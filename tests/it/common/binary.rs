@@ -21,9 +21,17 @@ pub fn command() -> tokio::process::Command {
 }
 
 /// Runs `cmd` to completion (within [`BOUND`]): its exit code, stdout and stderr.
-pub async fn finish(mut cmd: tokio::process::Command) -> (Option<i32>, String, String) {
+pub async fn finish(cmd: tokio::process::Command) -> (Option<i32>, String, String) {
     let what = format!("{:?} to exit", cmd.as_std().get_program());
-    let out = bounded(&what, cmd.kill_on_drop(true).output())
+    bounded(&what, finish_unbounded(cmd)).await
+}
+
+/// [`finish`] without a bound: the caller sets its own (killed when dropped).
+pub async fn finish_unbounded(mut cmd: tokio::process::Command) -> (Option<i32>, String, String) {
+    let what = format!("{:?}", cmd.as_std().get_program());
+    let out = cmd
+        .kill_on_drop(true)
+        .output()
         .await
         .unwrap_or_else(|e| panic!("{what}: {e}"));
     (
