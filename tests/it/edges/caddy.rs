@@ -34,7 +34,7 @@ fn start(app: SocketAddr, portcullis: SocketAddr) -> Edge {
 
 #[tokio::test]
 async fn caddy_forward_auth_passes_only_portcullis_identity_in_any_spelling() {
-    judged(start).await;
+    judged(start, Refusals::Coder).await;
 }
 
 #[tokio::test]

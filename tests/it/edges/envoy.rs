@@ -44,7 +44,7 @@ fn start(app: SocketAddr, portcullis: SocketAddr) -> Edge {
 
 #[tokio::test]
 async fn envoy_ext_authz_passes_only_portcullis_identity_in_any_spelling() {
-    judged(start).await;
+    judged(start, Refusals::Coder).await;
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ use crate::common::*;
 
 mod caddy;
 mod envoy;
+mod ingress_nginx;
 mod nginx;
 mod traefik;
 
@@ -276,8 +277,19 @@ fn json(edge: &Edge, resp: &RawResponse) -> Value {
     })
 }
 
-/// The scenario every edge passes (see the module doc).
-pub async fn judged(start: Start) {
+/// How an edge answers a request Portcullis refuses.
+#[derive(Clone, Copy)]
+pub enum Refusals {
+    /// `401` and `403` with Coder's JSON message, as Portcullis answers them.
+    Coder,
+    /// ingress-nginx with `auth-signin`: a `302` to the sign-in page for `401`, its `Location`
+    /// starting with this; nginx's own page for `403`.
+    SignIn(&'static str),
+}
+
+/// The scenario every edge passes (see the module doc); `refusals`: how the edge answers a
+/// `401` and a `403`.
+pub async fn judged(start: Start, refusals: Refusals) {
     let echo = start_echo().await;
     let sidecar = portcullis(echo, "memory://", "").await;
     let edge = start(echo, sidecar.addr).ready().await;
@@ -351,20 +363,30 @@ pub async fn judged(start: Start) {
         );
     }
 
-    // No token, a bad one, or only a spoofed identity: 401 with Coder's message.
+    // No token, a bad one, or only a spoofed identity: 401 with Coder's message (or the
+    // sign-in page).
     let bad = [("Coder-Session-Token", UNKNOWN_TOKEN)];
     for headers in [&[][..], &bad[..], &spoofs()[..]] {
         let resp = get(&edge, "/app", headers).await;
-        let body = json(&edge, &resp);
-        assert_eq!(resp.status, 401, "{headers:?}: {body}\n{}", edge.log());
-        assert_eq!(body["message"], SIGNED_OUT);
+        let what = format!("{headers:?}: {resp:?}\n{}", edge.log());
+        match refusals {
+            Refusals::Coder => {
+                assert_eq!(resp.status, 401, "{what}");
+                assert_eq!(json(&edge, &resp)["message"], SIGNED_OUT);
+            }
+            Refusals::SignIn(page) => {
+                assert_eq!(resp.status, 302, "{what}");
+                assert!(resp.header("location")[0].starts_with(page), "{what}");
+            }
+        }
     }
 
     // A route the policy denies: 403, even to the owner.
     let resp = get(&edge, "/denied", &with_token).await;
-    let body = json(&edge, &resp);
-    assert_eq!(resp.status, 403, "{body}\n{}", edge.log());
-    assert_eq!(body["message"], "Forbidden.");
+    assert_eq!(resp.status, 403, "{resp:?}\n{}", edge.log());
+    if let Refusals::Coder = refusals {
+        assert_eq!(json(&edge, &resp)["message"], "Forbidden.");
+    }
 
     let metrics = sidecar.metrics().await;
     for (decision, count) in [("allow", 4.0), ("unauthenticated", 3.0), ("forbidden", 1.0)] {

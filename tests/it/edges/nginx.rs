@@ -17,7 +17,7 @@ use super::*;
 
 /// Starts nginx (`daemon off`, one worker) on the configuration `conf`, already written for
 /// `addr` and `dir`, whose `error.log` is where nginx logs.
-pub fn start_nginx(conf: &str, addr: SocketAddr, dir: tempfile::TempDir) -> Edge {
+fn start_nginx(conf: &str, addr: SocketAddr, dir: tempfile::TempDir) -> Edge {
     let conf_path = write(&dir, "nginx.conf", conf);
     let mut command = Command::new(nginx_binary());
     command
@@ -33,7 +33,7 @@ pub fn start_nginx(conf: &str, addr: SocketAddr, dir: tempfile::TempDir) -> Edge
 
 /// What the shipped files name as the pid file, logs and listener, replaced by places under
 /// `dir` and `addr` (temporary paths included: nginx's defaults need root).
-pub fn nginx_places(dir: &tempfile::TempDir, addr: SocketAddr) -> Vec<(&'static str, String)> {
+fn nginx_places(dir: &tempfile::TempDir, addr: SocketAddr) -> Vec<(&'static str, String)> {
     let prefix = dir.path().display().to_string();
     vec![
         ("listen 80;", format!("listen {addr};")),
@@ -60,21 +60,29 @@ pub fn nginx_places(dir: &tempfile::TempDir, addr: SocketAddr) -> Vec<(&'static 
     ]
 }
 
-/// nginx on `deploy/nginx/nginx.conf`, the app at `app`, Portcullis at `portcullis`.
-fn start(app: SocketAddr, portcullis: SocketAddr) -> Edge {
+/// nginx on the recipe `path` (an nginx.conf naming the app `server 127.0.0.1:3000;` and
+/// Portcullis `server 127.0.0.1:8443;`), with the app at `app`, Portcullis at `portcullis`, and
+/// the replacements `more`.
+pub fn start_recipe(
+    path: &str,
+    app: SocketAddr,
+    portcullis: SocketAddr,
+    more: Vec<(&'static str, String)>,
+) -> Edge {
     let dir = edge_dir();
     let addr = edge_addr();
     let mut pairs = vec![
         ("server 127.0.0.1:8443;", format!("server {portcullis};")),
         ("server 127.0.0.1:3000;", format!("server {app};")),
     ];
+    pairs.extend(more);
     pairs.extend(nginx_places(&dir, addr));
-    let conf = replaced(
-        "deploy/nginx/nginx.conf",
-        recipe("deploy/nginx/nginx.conf"),
-        &pairs,
-    );
-    start_nginx(&conf, addr, dir)
+    start_nginx(&replaced(path, recipe(path), &pairs), addr, dir)
+}
+
+/// nginx on `deploy/nginx/nginx.conf`.
+fn start(app: SocketAddr, portcullis: SocketAddr) -> Edge {
+    start_recipe("deploy/nginx/nginx.conf", app, portcullis, vec![])
 }
 
 /// `nginx` from `PATH`, or Debian's `/usr/sbin/nginx` (not on a normal user's `PATH`).
@@ -99,7 +107,7 @@ async fn through(nginx: &Edge, path: &str, headers: &[(&str, &str)]) -> (StatusC
 
 #[tokio::test]
 async fn nginx_auth_request_passes_only_portcullis_identity_in_any_spelling() {
-    judged(start).await;
+    judged(start, Refusals::Coder).await;
 }
 
 #[tokio::test]
