@@ -14,6 +14,7 @@
 //! the client as `503` through the edge.
 //!
 //! The proxies are never skipped: a missing one fails the test (`scripts/test` installs them).
+//! The Istio and Envoy Gateway recipes cannot run here: see [`mesh`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use crate::common::*;
 mod caddy;
 mod envoy;
 mod ingress_nginx;
+mod mesh;
 mod nginx;
 mod traefik;
 
