@@ -28,10 +28,11 @@ async fn ingress_nginx_auth_url_passes_only_portcullis_identity_in_any_spelling(
 }
 
 /// A client's own `X-Original-URL` (and `X-Original-URI`) neither changes what Portcullis
-/// judges (the controller sets the subrequest's; a disagreeing `X-Original-URI` would be a
-/// 400) nor reaches the app (cleared by the proxy-set-headers ConfigMap).
+/// judges (the controller sets the subrequest's, the auth-proxy-set-headers ConfigMap clears
+/// the other conventions) nor reaches the app (cleared by the proxy-set-headers ConfigMap); a
+/// client's `X-Forwarded-Host` does not name the assertion's audience.
 #[tokio::test]
-async fn ingress_nginx_judges_the_real_target_and_keeps_a_client_x_original_url_from_the_app() {
+async fn ingress_nginx_judges_the_real_target_and_host_whatever_the_client_sends() {
     let echo = start_echo().await;
     let sidecar = portcullis(echo, "memory://", "").await;
     let edge = start(echo, sidecar.addr).ready().await;
@@ -54,7 +55,17 @@ async fn ingress_nginx_judges_the_real_target_and_keeps_a_client_x_original_url_
         "{seen}"
     );
 
-    // A public path named in the client's headers does not make a denied route public.
+    // A client's X-Forwarded-Host does not choose the assertion's audience: the host of
+    // X-Original-URL (the Host the client asked) does.
+    let resp = get(&edge, "/app", &[t, ("X-Forwarded-Host", "other.example")]).await;
+    let seen = json(&edge, &resp);
+    assert_eq!(resp.status, 200, "{seen}");
+    let assertion = seen_header(&seen, "x-portcullis-assertion");
+    let (_, claims) = verify_assertion(sidecar.addr, &assertion[0], "app.test", ISSUER).await;
+    assert_eq!(claims["aud"], "app.test");
+
+    // A public path named in the client's headers does not make a denied route public, and a
+    // disagreeing X-Original-URI is cleared rather than turned into a 400.
     let resp = get(
         &edge,
         "/denied",
@@ -63,10 +74,7 @@ async fn ingress_nginx_judges_the_real_target_and_keeps_a_client_x_original_url_
     .await;
     assert_eq!(resp.status, 403, "{resp:?}");
     let resp = get(&edge, "/denied", &[("X-Original-URI", "/public/x")]).await;
-    assert_eq!(
-        resp.status, 500,
-        "a disagreeing X-Original-URI is verify's 400: {resp:?}"
-    );
+    assert_eq!(resp.status, 403, "{resp:?}");
     drop(edge);
     sidecar.shutdown().await;
 }
