@@ -7,12 +7,17 @@ use std::process::Command;
 
 use super::*;
 
-/// Envoy on the shipped file, listening on a free port; one worker, no hot restart (so that
-/// several Envoys can run at once: hot restart shares memory by base id).
+/// Envoy on the shipped file, listening on a free port.
 fn start(app: SocketAddr, portcullis: SocketAddr) -> Edge {
     let dir = edge_dir();
     let addr = edge_addr();
-    let config = replaced(
+    let config = write(&dir, "envoy.yaml", &envoy_config(app, portcullis, addr));
+    spawn_envoy(&config, addr, dir)
+}
+
+/// `deploy/envoy/envoy.yaml` listening on `addr`, the app at `app`, Portcullis at `portcullis`.
+pub fn envoy_config(app: SocketAddr, portcullis: SocketAddr, addr: SocketAddr) -> String {
+    replaced(
         "deploy/envoy/envoy.yaml",
         recipe("deploy/envoy/envoy.yaml"),
         &[
@@ -30,12 +35,16 @@ fn start(app: SocketAddr, portcullis: SocketAddr) -> Edge {
             ),
             ("http://127.0.0.1:8443", format!("http://{portcullis}")),
         ],
-    );
-    let config = write(&dir, "envoy.yaml", &config);
+    )
+}
+
+/// Envoy on `config`, listening on `addr`: one worker, no hot restart (so that several Envoys
+/// can run at once: hot restart shares memory by base id).
+pub fn spawn_envoy(config: &Path, addr: SocketAddr, dir: tempfile::TempDir) -> Edge {
     let mut command = Command::new(venv_program("envoy"));
     command
         .arg("-c")
-        .arg(&config)
+        .arg(config)
         .args(["--disable-hot-restart", "--concurrency", "1"])
         .arg("--log-path")
         .arg(dir.path().join("envoy.log"));
