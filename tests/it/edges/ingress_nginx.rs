@@ -34,7 +34,7 @@ async fn ingress_nginx_auth_url_passes_only_portcullis_identity_in_any_spelling(
 #[tokio::test]
 async fn ingress_nginx_judges_the_real_target_and_host_whatever_the_client_sends() {
     let echo = start_echo().await;
-    let sidecar = portcullis(echo, "memory://", "").await;
+    let sidecar = portcullis(echo, "memory://").await;
     let edge = start(echo, sidecar.addr).ready().await;
     let (_, token) = first_user_token(edge.addr).await;
     let t = ("Coder-Session-Token", token.as_str());

@@ -173,9 +173,6 @@ impl Drop for Edge {
     }
 }
 
-/// How a test starts one edge: the app's and Portcullis's addresses in, the spawned edge out.
-pub type Start = fn(app: SocketAddr, portcullis: SocketAddr) -> Edge;
-
 /// A file of the repository (`deploy/...`) as text.
 pub fn recipe(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
@@ -218,7 +215,7 @@ pub fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
 /// The Portcullis behind every edge here: on `store_url`, trusting 127.0.0.1 (the edge), signing
 /// assertions, forwarding the API routes it does not serve to `app`; `/public/**` is public,
 /// `/app/**` needs a session, and anything else is denied (`403`).
-pub async fn portcullis(app: SocketAddr, store_url: &str, extra: &str) -> Sidecar {
+pub async fn portcullis(app: SocketAddr, store_url: &str) -> Sidecar {
     let key = key_file("assertion-a.pem").display().to_string();
     let config = config_with_store(
         app,
@@ -229,7 +226,7 @@ pub async fn portcullis(app: SocketAddr, store_url: &str, extra: &str) -> Sideca
             "[identity]\nassertion_key = {key:?}\n\n\
              [policy]\ndefault = \"deny\"\n\n\
              [[policy.route]]\npath = \"/public/**\"\npublic = true\n\n\
-             [[policy.route]]\npath = \"/app/**\"\nauthenticated = true\n\n{extra}"
+             [[policy.route]]\npath = \"/app/**\"\nauthenticated = true\n"
         ),
     )
     .replacen(
@@ -289,11 +286,12 @@ pub enum Refusals {
     SignIn(&'static str),
 }
 
-/// The scenario every edge passes (see the module doc); `refusals`: how the edge answers a
-/// `401` and a `403`.
-pub async fn judged(start: Start, refusals: Refusals) {
+/// The scenario every edge passes (see the module doc). `start` spawns the edge in front of the
+/// app and Portcullis (their addresses, in that order); `refusals`: how it answers a `401` and a
+/// `403`.
+pub async fn judged(start: fn(SocketAddr, SocketAddr) -> Edge, refusals: Refusals) {
     let echo = start_echo().await;
-    let sidecar = portcullis(echo, "memory://", "").await;
+    let sidecar = portcullis(echo, "memory://").await;
     let edge = start(echo, sidecar.addr).ready().await;
     let (user_id, token) = first_user_token(edge.addr).await;
     let mut with_token = spoofs();
@@ -407,10 +405,10 @@ pub async fn judged(start: Start, refusals: Refusals) {
 
 /// A store that cannot answer (Redis on a port nothing listens on): `503` at the client
 /// through the edge, never a `401`, an allow, or the edge's own error.
-pub async fn outage(start: Start) {
+pub async fn outage(start: fn(SocketAddr, SocketAddr) -> Edge) {
     let echo = start_echo().await;
     let dead = format!("redis://{}", dead_port());
-    let sidecar = portcullis(echo, &dead, "").await;
+    let sidecar = portcullis(echo, &dead).await;
     let edge = start(echo, sidecar.addr).ready().await;
     let resp = get(&edge, "/app", &[("Coder-Session-Token", UNKNOWN_TOKEN)]).await;
     assert_eq!(

@@ -121,7 +121,7 @@ async fn nginx_passes_a_store_outage_on_as_503_not_its_own_500() {
 #[tokio::test]
 async fn nginx_reads_every_token_place_passes_a_verify_400_on_and_keeps_verify_internal() {
     let echo = start_echo().await;
-    let sidecar = portcullis(echo, "memory://", "").await;
+    let sidecar = portcullis(echo, "memory://").await;
     let nginx = start(echo, sidecar.addr).ready().await;
     // The API through nginx: the first user and a login.
     let (_, token) = first_user_token(nginx.addr).await;
