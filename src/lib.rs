@@ -54,7 +54,10 @@
 //!   shutdown.
 //! - [`signal`]: the shutdown signal (SIGTERM, SIGINT).
 //! - [`logging`]: tracing set-up.
-//! - `main.rs`, `cli.rs` (the binary): the command line.
+//! - `main.rs`, `cli.rs`, `health.rs` (the binary): the command line.
+//!
+//! [`VERSION`] and [`COMMIT`] say which build this is (`portcullis --version`, the
+//! `portcullis_build_info` metric).
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -88,3 +91,15 @@ mod layering;
 pub use config::Config;
 pub use http::app::App;
 pub use http::error::{Error, Result};
+
+/// This build's version: the crate's.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The commit this binary was built from, when the build named one: `PORTCULLIS_COMMIT` in the
+/// environment of `cargo build` (deploy/Dockerfile passes its `VCS_REF` build argument). `None`
+/// for a plain `cargo build`: there is no build script to ask git, so that a build from a tarball
+/// or without git works the same.
+pub const COMMIT: Option<&str> = match option_env!("PORTCULLIS_COMMIT") {
+    Some(commit) if !commit.is_empty() => Some(commit),
+    _ => None,
+};

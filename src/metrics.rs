@@ -51,6 +51,8 @@ pub const OTP_DELIVERIES: &str = "portcullis_otp_deliveries";
 pub const OTP_CHANGES: &str = "portcullis_otp_password_changes";
 /// `portcullis_verify_total{decision}`: forward-auth answers by decision.
 pub const VERIFY: &str = "portcullis_verify";
+/// `portcullis_build_info{version, commit}`: always 1; the labels say which build runs.
+pub const BUILD_INFO: &str = "portcullis_build_info";
 
 /// What happened to a request, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +128,12 @@ struct CommandLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
     decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
 }
 
 /// The process's metrics.
@@ -400,6 +408,22 @@ impl Metrics {
             AUTH_RESULTS,
         );
 
+        // One series, set once, so that dashboards can tell which build each replica runs. Only
+        // the admin listener serves it: no response to a client names the version.
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            BUILD_INFO,
+            "Always 1; version is the crate version, commit the commit the binary was built \
+             from (unknown when the build did not name one)",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: crate::VERSION,
+                commit: crate::COMMIT.unwrap_or("unknown"),
+            })
+            .set(1);
+
         let otp_requests = results(
             &mut registry,
             OTP_REQUESTS,
@@ -594,6 +618,24 @@ mod tests {
             r#"portcullis_http_requests_total{outcome="upstream_error",status="5xx"} 1"#
         ));
         assert!(text.contains(r#"portcullis_tls_reloads_total{result="error"} 0"#));
+    }
+
+    #[test]
+    fn build_info_is_one_series_set_to_1_naming_the_version() {
+        let text = Metrics::new().encode();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("portcullis_build_info{"))
+            .collect();
+        let commit = crate::COMMIT.unwrap_or("unknown");
+        assert_eq!(
+            series,
+            [format!(
+                "portcullis_build_info{{version=\"{}\",commit=\"{commit}\"}} 1",
+                crate::VERSION
+            )],
+            "{text}"
+        );
     }
 
     #[test]

@@ -20,6 +20,19 @@ pub fn command() -> tokio::process::Command {
     cmd
 }
 
+/// Runs `cmd` to completion (within [`BOUND`]): its exit code, stdout and stderr.
+pub async fn finish(mut cmd: tokio::process::Command) -> (Option<i32>, String, String) {
+    let what = format!("{:?} to exit", cmd.as_std().get_program());
+    let out = bounded(&what, cmd.kill_on_drop(true).output())
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A running `portcullis serve` process.
 pub struct Process {
     /// The child.
