@@ -120,19 +120,6 @@ const SPOOFED: &str = "X-Forwarded-User: mallory\r\n\
     Remote_Groups: admins\r\n\
     X-Portcullis_Assertion: eyJhbGciOiJub25lIn0.e30.\r\n";
 
-const IDENTITY: [&str; 10] = [
-    "x-forwarded-user",
-    "x-forwarded-email",
-    "x-forwarded-user-id",
-    "x-forwarded-roles",
-    "x-forwarded-scopes",
-    "remote-user",
-    "remote-email",
-    "remote-name",
-    "remote-groups",
-    "x-portcullis-assertion",
-];
-
 /// Identity headers are never believed, not even from a trusted proxy.
 #[tokio::test]
 async fn identity_headers_from_the_client_never_reach_the_upstream() {

@@ -1,5 +1,5 @@
 //! The black-box tests, in one test binary (`cargo test --test it`; one module with
-//! `cargo test --test it nginx::`): Portcullis in-process on `127.0.0.1:0` or as the real
+//! `cargo test --test it edges::`): Portcullis in-process on `127.0.0.1:0` or as the real
 //! binary, over real sockets, with the helpers all of them share in [`common`].
 //!
 //! All the tests of this binary share one process and run in parallel, so none may change
@@ -21,13 +21,13 @@ mod canonical;
 mod cli;
 mod csrf;
 mod deploy;
+mod edges;
 mod forwarding;
 mod header_hygiene;
 mod health;
 mod identity;
 mod idle;
 mod key_cache;
-mod nginx;
 mod oidc;
 mod otp;
 mod passwords;
