@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Channel;
 use hyper::body::Incoming;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -36,34 +36,7 @@ const CLOSE_BOUND: Duration = Duration::from_secs(10);
 /// Fails the test unless the server closes `stream` (EOF or reset) within [`CLOSE_BOUND`], and
 /// no sooner than [`IDLE`] after `since`, a moment at or before the connection's last use.
 async fn assert_closed_when_idle(stream: &mut TcpStream, since: Instant, what: &str) {
-    let closed = tokio::time::timeout(CLOSE_BOUND, closed_by_server(stream)).await;
-    assert!(closed.is_ok(), "{what}: still open after {CLOSE_BOUND:?}");
-    assert_idle_for(since, what);
-}
-
-/// Fails the test if less than [`IDLE`] has passed since `since`: a connection may be closed
-/// as idle only after one idle timeout without use (a timer never fires early, and a slow
-/// machine only makes it later, so this holds however loaded the machine is).
-fn assert_idle_for(since: Instant, what: &str) {
-    let after = since.elapsed();
-    assert!(
-        after >= IDLE,
-        "{what}: closed {after:?} after its last use, before the idle timeout ({IDLE:?})"
-    );
-}
-
-/// Reads from `stream` until the server closes it (EOF, or a reset); any bytes sent before are
-/// ignored, and any other read error fails the test.
-async fn closed_by_server<S: AsyncRead + Unpin>(stream: &mut S) {
-    let mut buf = [0u8; 1024];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) => return,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
-            Err(e) => panic!("reading until the server closes: {e}"),
-            Ok(_) => {}
-        }
-    }
+    assert_closed_after(stream, since, IDLE, CLOSE_BOUND, what).await;
 }
 
 #[tokio::test]
@@ -81,15 +54,8 @@ async fn keep_alive_connection_is_closed_when_idle_after_its_response() {
     let echo = start_echo().await;
     let sidecar = Sidecar::start(&idle_config(echo)).await;
 
-    let mut stream = TcpStream::connect(sidecar.addr).await.unwrap();
-    // The request ends, at the server, after this.
-    let sending = Instant::now();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
-        .await
-        .unwrap();
-    let resp = bounded("the response", read_response(&mut stream)).await;
-    assert_eq!(resp.status, 200);
+    // The request ends, at the server, after `sending`.
+    let (mut stream, sending) = kept_alive_after_one_request(sidecar.addr).await;
     assert_closed_when_idle(&mut stream, sending, "an idle keep-alive connection").await;
 }
 
@@ -162,9 +128,7 @@ async fn h2_connection_without_requests_is_closed_after_the_idle_timeout() {
         }
     });
     let what = "an h2 connection with only PINGs";
-    let closed = tokio::time::timeout(CLOSE_BOUND, closed_by_server(&mut read)).await;
-    assert!(closed.is_ok(), "{what}: still open after {CLOSE_BOUND:?}");
-    assert_idle_for(connecting, what);
+    assert_closed_after(&mut read, connecting, IDLE, CLOSE_BOUND, what).await;
 }
 
 /// A WebSocket tunnel counts as an open connection while it lives, and one that moves no
@@ -201,7 +165,7 @@ async fn idle_websocket_tunnel_is_counted_then_closed() {
     let what = "an idle websocket tunnel";
     let closed = tokio::time::timeout(CLOSE_BOUND, ended).await;
     assert!(closed.is_ok(), "{what}: still open after {CLOSE_BOUND:?}");
-    assert_idle_for(upgrading, what);
+    assert_not_sooner(upgrading, IDLE, what);
     eventually("the tunnel to leave the open-connections gauge", || async {
         metric(&sidecar.metrics().await, "portcullis_open_connections") == 0.0
     })

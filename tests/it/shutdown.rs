@@ -1,5 +1,6 @@
 //! Graceful shutdown of the real binary: on SIGTERM it stops accepting, reports not ready,
-//! lets the request in flight finish with its whole body, and exits 0.
+//! lets the request in flight finish with its whole body, and exits 0; a request still in flight
+//! when `server.shutdown_grace` has passed is cut, and the process exits 0 then.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -92,4 +93,58 @@ async fn sigterm_with_nothing_in_flight_exits_0() {
         .await
         .unwrap();
     assert_eq!(exit.code(), Some(0), "stderr:\n{}", proc.log());
+}
+
+/// A request still in flight when `server.shutdown_grace` (1 s here) has passed does not hold
+/// the process: it exits 0 no sooner than the grace period after SIGTERM, and the request is
+/// cut. (Its upstream never answers.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_0_after_the_grace_period_cutting_what_is_still_in_flight() {
+    let grace = std::time::Duration::from_secs(1);
+    let (arrived_tx, mut arrived) = mpsc::unbounded_channel::<()>();
+    let upstream = serve(move |_req: Request<Incoming>| {
+        let arrived_tx = arrived_tx.clone();
+        async move {
+            let _ = arrived_tx.send(());
+            std::future::pending::<()>().await;
+            Ok::<_, Infallible>(Response::new(empty()))
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &path,
+        config(&http_url(upstream), "shutdown_grace = \"1s\"", ""),
+    )
+    .unwrap();
+    let mut proc = spawn_serve(&path).await;
+    let addr = proc.addr;
+
+    let stuck = tokio::spawn(async move {
+        let mut sender = h1(addr).await;
+        sender
+            .send_request(get("app.test", "/never"))
+            .await
+            .map(|resp| resp.status())
+    });
+    bounded("the request reaches the upstream", arrived.recv())
+        .await
+        .unwrap();
+
+    let signalled = tokio::time::Instant::now();
+    proc.sigterm();
+    let exit = bounded("the process to exit", proc.child.wait())
+        .await
+        .unwrap();
+    let after = signalled.elapsed();
+    assert_eq!(exit.code(), Some(0), "stderr:\n{}", proc.log());
+    assert!(
+        after >= grace,
+        "exited {after:?} after SIGTERM, within the grace period"
+    );
+    let cut = bounded("the request in flight to end", stuck)
+        .await
+        .unwrap();
+    assert!(cut.is_err(), "the request in flight got {cut:?}");
 }
