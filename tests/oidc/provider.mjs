@@ -19,6 +19,7 @@
 //   POST /test/accounts/:id/delete removes an account (its refresh tokens then fail)
 //   GET  /test/stats               {"refreshes": <refresh_token grants served>,
 //                                  "token_requests": <requests that reached /token>,
+//                                  "jwks_requests": <requests that reached /jwks>,
 //                                  "held": <requests to /token waiting for a release>}
 //   POST /test/access-token-ttl/:seconds  the lifetime of the access tokens issued from now on
 //   POST /test/token/hold          from now on, requests to /token wait (counted in "held")...
@@ -38,7 +39,7 @@ if (skew) {
 }
 
 const accounts = JSON.parse(process.env.ACCOUNTS || '{}');
-const stats = { refreshes: 0, token_requests: 0, held: 0 };
+const stats = { refreshes: 0, token_requests: 0, held: 0, jwks_requests: 0 };
 let accessTokenTtl = Number(process.env.ACCESS_TOKEN_TTL || 3600);
 // While set, requests to /token wait for it to resolve.
 let hold = null;
@@ -196,6 +197,7 @@ server.on('request', async (req, res) => {
       res.end(JSON.stringify(stats));
       return;
     }
+    if (url.pathname === '/jwks') stats.jwks_requests += 1;
     if (url.pathname === '/token') {
       stats.token_requests += 1;
       if (hold) {

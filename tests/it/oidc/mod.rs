@@ -188,3 +188,4 @@ use linking::user_id_of;
 mod keys;
 mod metrics;
 mod refresh_id_token;
+mod replicas;

@@ -110,6 +110,12 @@ impl Provider {
         self.stat("token_requests").await
     }
 
+    /// How many times its key set (`/jwks`) has been read, by anyone (the tests' own
+    /// [`Provider::signing_kid`] included), since it started.
+    pub async fn jwks_requests(&self) -> u64 {
+        self.stat("jwks_requests").await
+    }
+
     /// How many requests to its token endpoint are waiting for [`Provider::release_token`].
     pub async fn held_token_requests(&self) -> u64 {
         self.stat("held").await
