@@ -44,6 +44,16 @@ fn alice() -> Value {
     })
 }
 
+/// A provider with the accounts above that issues access tokens of one second (until
+/// [`Provider::set_access_token_ttl`]), for the refresh tests.
+fn one_second_tokens() -> Options {
+    Options {
+        accounts: alice(),
+        access_token_ttl: 1,
+        ..Options::default()
+    }
+}
+
 /// A provider with the accounts above, and Portcullis in front of the echo upstream using it.
 struct World {
     provider: Provider,

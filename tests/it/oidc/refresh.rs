@@ -16,11 +16,7 @@ const HOUR: u64 = 3600;
 const PAST_EXPIRY: Duration = Duration::from_millis(1500);
 
 pub(super) async fn refresh(store_url: &str) {
-    let options = Options {
-        accounts: alice(),
-        access_token_ttl: 1,
-        ..Options::default()
-    };
+    let options = one_second_tokens();
     let w = World::start(store_url, options, "").await;
     let mut browser = Browser::new();
     assert_eq!(
@@ -74,11 +70,7 @@ pub(super) async fn refresh(store_url: &str) {
 /// refresh is let through there was one refresh for both.
 #[tokio::test]
 async fn two_replicas_refresh_a_shared_session_once() {
-    let options = Options {
-        accounts: alice(),
-        access_token_ttl: 1,
-        ..Options::default()
-    };
+    let options = one_second_tokens();
     // Longer than the test may hold A's refresh: it must not give up meanwhile.
     let oidc_extra = "request_timeout = \"5m\"";
     let w = World::start(REDIS, options, oidc_extra).await;
@@ -132,5 +124,45 @@ async fn two_replicas_refresh_a_shared_session_once() {
     );
     assert_eq!(w.provider.token_requests().await, asked + 1);
     replica.shutdown().await;
+    w.finish().await;
+}
+
+/// The provider cannot answer when a session's access token has expired (its token endpoint
+/// hangs past `oidc.request_timeout`): the request goes on with the session, which is not
+/// ended, and the next request does not ask the provider again at once (it waits 10 s): an
+/// outage signs nobody out.
+#[tokio::test]
+async fn a_provider_that_cannot_refresh_signs_nobody_out() {
+    let options = one_second_tokens();
+    let w = World::start("memory://", options, "request_timeout = \"1s\"").await;
+    let mut browser = Browser::new();
+    assert_eq!(
+        w.sign_in(&mut browser, "alice").await.status,
+        StatusCode::OK
+    );
+    let token = session_of(&browser);
+    tokio::time::sleep(PAST_EXPIRY).await;
+
+    w.provider.hold_token().await;
+    let asked = w.provider.token_requests().await;
+    let trying = std::time::Instant::now();
+    let (status, body) = w.call(Method::GET, "/dashboard", None, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        w.provider.token_requests().await,
+        asked + 1,
+        "a refresh was tried"
+    );
+    let (status, me) = w.me(&token).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["username"], "alice");
+    // (Only while the 10 s surely have not passed: a loaded machine may be past them.)
+    if trying.elapsed() < Duration::from_secs(10) {
+        assert_eq!(
+            w.provider.token_requests().await,
+            asked + 1,
+            "tried again at once"
+        );
+    }
     w.finish().await;
 }
