@@ -206,6 +206,7 @@ async fn a_request_still_open_when_shutdown_grace_ends_is_cut_and_the_process_ex
         .await
         .unwrap();
 
+    let signalled = tokio::time::Instant::now();
     proc.sigterm();
 
     let exit = bounded(
@@ -214,7 +215,13 @@ async fn a_request_still_open_when_shutdown_grace_ends_is_cut_and_the_process_ex
     )
     .await
     .unwrap();
+    let after = signalled.elapsed();
     assert_eq!(exit.code(), Some(0), "stderr:\n{}", proc.log());
+    // A timer never fires early: an exit sooner than the grace period did not wait for it.
+    assert!(
+        after >= std::time::Duration::from_secs(1),
+        "exited {after:?} after SIGTERM, within the grace period"
+    );
     assert!(
         proc.log().contains("shutdown grace period over"),
         "stderr:\n{}",

@@ -10,7 +10,12 @@ pub fn binary() -> &'static str {
 /// A `portcullis` command with a clean environment for its config: no `PORTCULLIS_*` override
 /// and no `RUST_LOG` from the caller.
 pub fn command() -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(binary());
+    clean(tokio::process::Command::new(binary()))
+}
+
+/// `cmd` without the caller's `PORTCULLIS_*` overrides and `RUST_LOG`, stdin closed, killed
+/// when dropped.
+fn clean(mut cmd: tokio::process::Command) -> tokio::process::Command {
     for (key, _) in std::env::vars() {
         if key.starts_with("PORTCULLIS_") || key == "RUST_LOG" {
             cmd.env_remove(key);
@@ -87,10 +92,26 @@ impl Process {
 
 /// Runs `portcullis serve --config CONFIG` and waits until both listeners log `listening`.
 pub async fn spawn_serve(config: &Path) -> Process {
-    let mut child = command()
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
+    let mut cmd = command();
+    cmd.arg("serve").arg("--config").arg(config);
+    start_serve(cmd).await
+}
+
+/// [`spawn_serve`], with the process allowed at most `open_files` file descriptors (the
+/// shell's `ulimit -n`, then `exec`, so the child is Portcullis itself).
+pub async fn spawn_serve_limited(config: &Path, open_files: u32) -> Process {
+    let mut cmd = clean(tokio::process::Command::new("sh"));
+    cmd.arg("-c")
+        .arg(r#"ulimit -n "$1" && exec "$0" serve --config "$2""#)
+        .arg(binary())
+        .arg(open_files.to_string())
+        .arg(config);
+    start_serve(cmd).await
+}
+
+/// Starts `cmd` (a `portcullis serve`) and waits until both listeners log `listening`.
+async fn start_serve(mut cmd: tokio::process::Command) -> Process {
+    let mut child = cmd
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
