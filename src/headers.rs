@@ -164,7 +164,12 @@ fn classify_lower(name: &str) -> Class {
 
 /// Whether `headers` carry a method or path override ([`OVERRIDE_HEADERS`], any spelling).
 pub fn has_override(headers: &HeaderMap) -> bool {
-    headers.keys().any(|name| classify(name) == Class::Override)
+    headers.keys().any(is_override)
+}
+
+/// True for any spelling of a method or path override header ([`OVERRIDE_HEADERS`]).
+pub fn is_override(name: &HeaderName) -> bool {
+    classify(name) == Class::Override
 }
 
 /// True for any spelling of an identity header (any case, `_` for `-`).

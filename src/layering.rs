@@ -53,7 +53,7 @@ fn module_of(src: &Path, file: &Path) -> Option<String> {
     let rel = file.strip_prefix(src).ok()?;
     let first = rel.components().next()?.as_os_str().to_str()?;
     let name = first.strip_suffix(".rs").unwrap_or(first);
-    (!matches!(name, "lib" | "main" | "cli" | "layering")).then(|| name.to_owned())
+    (!matches!(name, "lib" | "main" | "cli" | "health" | "layering")).then(|| name.to_owned())
 }
 
 /// The top-level modules a line names through `crate::`: `crate::a::b`, `crate::{a, b::c}`.

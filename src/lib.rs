@@ -34,7 +34,8 @@
 //!
 //! **L3 — services** (L0–L2; no request or response types)
 //! - [`auth`]: session tokens (format, extraction, stripping), password hashing off the async
-//!   threads, password strength, and authenticating a token against the cache and store.
+//!   threads, password strength, authenticating a token against the cache and store, and the
+//!   watchlist of open connections by key and user that invalidations reach.
 //! - [`limits`]: login abuse limits, keyed by client IP and account.
 //! - [`users`]: user management shared by the API and the command line (create, password,
 //!   status, roles, membership, delete, keys), the id-or-name lookups, and the invalidations
@@ -45,7 +46,8 @@
 //!
 //! **L4 — HTTP** (L0–L3)
 //! - [`http`]: the response body, the one error type and its renderer, the client connection,
-//!   the one `authenticate` and `admit`, forwarding, forward-auth, the JWKS, the admin
+//!   the one `authenticate` and `admit`, forwarding and its upgraded tunnels, the watch that
+//!   closes open connections a revocation reaches, forward-auth, the JWKS, the admin
 //!   listener, the echo upstream, the router, CSRF, the shared state ([`App`]), `explain`
 //!   (a traced route decision and upstream head, never sent), and the
 //!   Coder-compatible API ([`http::api`]).
@@ -56,7 +58,10 @@
 //! - [`signal`]: the shutdown signal (SIGTERM, SIGINT).
 //! - [`logging`]: tracing set-up.
 //! - [`doctor`]: `portcullis doctor`, live checks of a deployment through real requests.
-//! - `main.rs`, `cli.rs` (the binary): the command line.
+//! - `main.rs`, `cli.rs`, `health.rs` (the binary): the command line.
+//!
+//! [`VERSION`] and [`COMMIT`] say which build this is (`portcullis --version`, the
+//! `portcullis_build_info` metric).
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -91,3 +96,15 @@ mod layering;
 pub use config::Config;
 pub use http::app::App;
 pub use http::error::{Error, Result};
+
+/// This build's version: the crate's.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The commit this binary was built from, when the build named one: `PORTCULLIS_COMMIT` in the
+/// environment of `cargo build` (deploy/Dockerfile passes its `VCS_REF` build argument). `None`
+/// for a plain `cargo build`: there is no build script to ask git, so that a build from a tarball
+/// or without git works the same.
+pub const COMMIT: Option<&str> = match option_env!("PORTCULLIS_COMMIT") {
+    Some(commit) if !commit.is_empty() => Some(commit),
+    _ => None,
+};

@@ -1,13 +1,17 @@
 //! The `portcullis` command: parse arguments, load the config before binding anything, bind,
 //! serve until SIGTERM/SIGINT, exit.
 //!
-//! Exit codes: 0 clean exit; 1 `check-config` found a problem, a listener could not bind, or a
-//! `user`/`token` command failed; 64 `serve` was given a bad config.
+//! Exit codes: 0 clean exit; 1 `check-config` found a problem, a listener could not bind, a
+//! `user`/`token` command failed, `explain` could not answer, a `doctor` check failed, or
+//! `health` got no healthy answer; 64 `serve` was given a bad config.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::LazyLock;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
 
 use portcullis::config::{Config, CONFIG_ENV};
 use portcullis::http::echo;
@@ -15,12 +19,20 @@ use portcullis::server::{self, Listeners};
 use portcullis::{logging, signal, App};
 
 mod cli;
+mod health;
+
+/// `portcullis --version`: `portcullis 0.1.0`, or `portcullis 0.1.0 (commit abc123…)` when the
+/// build named its commit (see [`portcullis::COMMIT`]).
+static VERSION: LazyLock<String> = LazyLock::new(|| match portcullis::COMMIT {
+    Some(commit) => format!("{} (commit {commit})", portcullis::VERSION),
+    None => portcullis::VERSION.to_owned(),
+});
 
 #[derive(Parser)]
 #[command(
     name = "portcullis",
     about = "A reverse-proxy authorization sidecar",
-    disable_version_flag = true
+    version = VERSION.as_str()
 )]
 struct Cli {
     #[command(subcommand)]
@@ -63,6 +75,38 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:3000")]
         listen: std::net::SocketAddr,
     },
+    /// Ask a running Portcullis's admin listener for /healthz (or /readyz); exit 0 on 2xx, 1
+    /// otherwise. For a container HEALTHCHECK or an exec probe, where there is no curl.
+    Health {
+        /// The admin listener to ask [default: server.admin_listen of the config if one is
+        /// given, on loopback when it listens on all addresses; else 127.0.0.1:9901].
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<std::net::SocketAddr>,
+        /// The config file whose server.admin_listen to ask.
+        #[arg(long, env = CONFIG_ENV)]
+        config: Option<PathBuf>,
+        /// Ask /readyz (serving, and the store answers) instead of /healthz (alive).
+        #[arg(long)]
+        ready: bool,
+        /// The whole check, connect included, must finish within this.
+        #[arg(long, default_value = "2s", value_parser = positive_duration)]
+        timeout: Duration,
+    },
+    /// Print a shell completion script: `portcullis completions bash > /etc/bash_completion.d/portcullis`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// A duration written as in the config ("2s", "500ms"), more than zero.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be more than zero".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -75,6 +119,21 @@ fn main() -> ExitCode {
         Command::Explain(args) => cli::explain(args),
         Command::Doctor(args) => doctor(args),
         Command::Echo { listen } => echo(listen),
+        Command::Health {
+            admin,
+            config,
+            ready,
+            timeout,
+        } => health::run(admin, config.as_deref(), ready, timeout),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "portcullis",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -51,6 +51,11 @@ pub const OTP_DELIVERIES: &str = "portcullis_otp_deliveries";
 pub const OTP_CHANGES: &str = "portcullis_otp_password_changes";
 /// `portcullis_verify_total{decision}`: forward-auth answers by decision.
 pub const VERIFY: &str = "portcullis_verify";
+/// `portcullis_build_info{version, commit}`: always 1; the labels say which build runs.
+pub const BUILD_INFO: &str = "portcullis_build_info";
+/// `portcullis_connections_revoked_total{reason}`: open connections (upgraded tunnels,
+/// streaming responses) closed because their session no longer allows them.
+pub const CONNECTIONS_REVOKED: &str = "portcullis_connections_revoked";
 
 /// What happened to a request, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +103,14 @@ const AUTH_RESULTS: [&str; 6] = [
     "suspended",
     "store_unavailable",
 ];
+const REVOKE_REASONS: [&str; 6] = [
+    "revoked",
+    "expired",
+    "suspended",
+    "deleted",
+    "forbidden",
+    "unverified",
+];
 const VERIFY_DECISIONS: [&str; 6] = [
     "allow",
     "unauthenticated",
@@ -128,6 +141,17 @@ struct DecisionLabels {
     decision: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 /// The process's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -150,6 +174,7 @@ pub struct Metrics {
     otp_deliveries: [Counter; 4],
     otp_changes: [Counter; 5],
     verify: [Counter; 6],
+    revoked: [Counter; 6],
 }
 
 /// Result of a TLS handshake, as a metric label.
@@ -272,6 +297,33 @@ pub enum VerifyDecision {
     Unavailable,
     /// 500: Portcullis's own fault.
     Error,
+}
+
+/// Why an open connection was closed when its session was checked again, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeReason {
+    /// The key was deleted or made to expire early: logout, token deletion, a password change.
+    Revoked,
+    /// The key reached its expiry.
+    Expired,
+    /// The user is suspended.
+    Suspended,
+    /// The user is gone.
+    Deleted,
+    /// The session is valid, but the route policy no longer lets it reach the route (roles,
+    /// organization membership, scopes).
+    Forbidden,
+    /// The store could not answer a check for longer than `store.max_stale`.
+    Unverified,
+}
+
+// === impl RevokeReason ===
+
+impl RevokeReason {
+    /// The metric label, which is also how logs and close messages name the reason.
+    pub fn label(self) -> &'static str {
+        REVOKE_REASONS[self as usize]
+    }
 }
 
 // === impl Outcome ===
@@ -400,6 +452,22 @@ impl Metrics {
             AUTH_RESULTS,
         );
 
+        // One series, set once, so that dashboards can tell which build each replica runs. Only
+        // the admin listener serves it: no response to a client names the version.
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            BUILD_INFO,
+            "Always 1; version is the crate version, commit the commit the binary was built \
+             from (unknown when the build did not name one)",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: crate::VERSION,
+                commit: crate::COMMIT.unwrap_or("unknown"),
+            })
+            .set(1);
+
         let otp_requests = results(
             &mut registry,
             OTP_REQUESTS,
@@ -433,6 +501,22 @@ impl Metrics {
                 .clone()
         });
 
+        let revoked_family = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            CONNECTIONS_REVOKED,
+            "Open connections (WebSocket and other upgraded tunnels, streaming responses) closed \
+             because their session no longer allows them, by reason: revoked (logout, token \
+             deleted, password changed), expired, suspended, deleted (the user), forbidden (the \
+             route policy now refuses it), unverified (the store could not answer a check for \
+             store.max_stale)",
+            revoked_family.clone(),
+        );
+        let revoked = REVOKE_REASONS.map(|reason| {
+            revoked_family
+                .get_or_create(&ReasonLabels { reason })
+                .clone()
+        });
+
         Metrics {
             registry,
             requests,
@@ -453,6 +537,7 @@ impl Metrics {
             otp_deliveries,
             otp_changes,
             verify,
+            revoked,
         }
     }
 
@@ -547,6 +632,11 @@ impl Metrics {
         self.verify[decision as usize].inc();
     }
 
+    /// Counts an open connection closed because its session no longer allows it.
+    pub fn connection_revoked(&self, reason: RevokeReason) {
+        self.revoked[reason as usize].inc();
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -576,100 +666,4 @@ impl Default for Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests_are_counted_under_their_outcome_and_status_class() {
-        let m = Metrics::new();
-        m.request(Outcome::Forwarded, http::StatusCode::OK);
-        m.request(Outcome::Forwarded, http::StatusCode::OK);
-        m.request(Outcome::UpstreamError, http::StatusCode::BAD_GATEWAY);
-        let text = m.encode();
-        assert!(
-            text.contains(r#"portcullis_http_requests_total{outcome="forwarded",status="2xx"} 2"#),
-            "{text}"
-        );
-        assert!(text.contains(
-            r#"portcullis_http_requests_total{outcome="upstream_error",status="5xx"} 1"#
-        ));
-        assert!(text.contains(r#"portcullis_tls_reloads_total{result="error"} 0"#));
-    }
-
-    #[test]
-    fn identity_results_are_counted_under_their_labels() {
-        let m = Metrics::new();
-        m.key_cache(CacheResult::Hit);
-        m.key_cache(CacheResult::Hit);
-        m.key_cache(CacheResult::Stale);
-        m.login(LoginResult::BadCredentials);
-        m.login(LoginResult::Ok);
-        m.auth(AuthResult::StoreUnavailable);
-        m.verify(VerifyDecision::Allow);
-        m.verify(VerifyDecision::Allow);
-        m.verify(VerifyDecision::BadRequest);
-        m.store_call(Duration::from_millis(2), false);
-        m.store_call(Duration::from_millis(600), true);
-        let text = m.encode();
-        for (series, value) in [
-            (r#"portcullis_key_cache_total{result="hit"}"#, 2),
-            (r#"portcullis_key_cache_total{result="miss"}"#, 0),
-            (r#"portcullis_key_cache_total{result="stale"}"#, 1),
-            (r#"portcullis_key_cache_total{result="unknown"}"#, 0),
-            (r#"portcullis_logins_total{result="ok"}"#, 1),
-            (r#"portcullis_logins_total{result="bad_credentials"}"#, 1),
-            (r#"portcullis_logins_total{result="limited"}"#, 0),
-            (r#"portcullis_logins_total{result="suspended"}"#, 0),
-            (r#"portcullis_auth_total{result="store_unavailable"}"#, 1),
-            (r#"portcullis_auth_total{result="ok"}"#, 0),
-            (r#"portcullis_verify_total{decision="allow"}"#, 2),
-            (r#"portcullis_verify_total{decision="bad_request"}"#, 1),
-            (r#"portcullis_verify_total{decision="forbidden"}"#, 0),
-            (r#"portcullis_store_errors_total"#, 1),
-            (r#"portcullis_store_call_seconds_count"#, 2),
-        ] {
-            assert!(
-                text.contains(&format!("{series} {value}\n")),
-                "{series}: {text}"
-            );
-        }
-        // Every label of every result family exists before anything is recorded.
-        for (name, labels) in [
-            ("portcullis_key_cache_total", &CACHE_RESULTS[..]),
-            ("portcullis_logins_total", &LOGIN_RESULTS[..]),
-            ("portcullis_auth_total", &AUTH_RESULTS[..]),
-            ("portcullis_otp_requests_total", &OTP_REQUEST_RESULTS[..]),
-            ("portcullis_otp_deliveries_total", &OTP_DELIVERY_RESULTS[..]),
-            (
-                "portcullis_otp_password_changes_total",
-                &OTP_CHANGE_RESULTS[..],
-            ),
-        ] {
-            for label in labels {
-                let series = format!("{name}{{result=\"{label}\"}} ");
-                assert!(Metrics::new().encode().contains(&series), "{series}");
-            }
-        }
-        // The discriminants index the label arrays.
-        assert_eq!(CACHE_RESULTS[CacheResult::Unknown as usize], "unknown");
-        assert_eq!(LOGIN_RESULTS[LoginResult::Error as usize], "error");
-        assert_eq!(
-            AUTH_RESULTS[AuthResult::StoreUnavailable as usize],
-            "store_unavailable"
-        );
-        assert_eq!(
-            OTP_REQUEST_RESULTS[OtpRequestResult::Error as usize],
-            "error"
-        );
-        assert_eq!(
-            OTP_DELIVERY_RESULTS[OtpDeliveryResult::Unconfigured as usize],
-            "unconfigured"
-        );
-        assert_eq!(OTP_CHANGE_RESULTS[OtpChangeResult::Error as usize], "error");
-        assert_eq!(VERIFY_DECISIONS[VerifyDecision::Error as usize], "error");
-        for decision in VERIFY_DECISIONS {
-            let series = format!("portcullis_verify_total{{decision=\"{decision}\"}} ");
-            assert!(Metrics::new().encode().contains(&series), "{series}");
-        }
-    }
-}
+mod tests;

@@ -76,8 +76,14 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
         _ => None,
     };
 
-    // Every replica drops invalidated keys from its cache as soon as the store says so.
-    let invalidations = tokio::spawn(app.keys.clone().listen(app.store.clone()));
+    // Every replica drops invalidated keys from its cache as soon as the store says so, then
+    // has the open connections they concern checked again.
+    let watchlist = app.watchlist.clone();
+    let invalidations = tokio::spawn(
+        app.keys
+            .clone()
+            .listen(app.store.clone(), move |what| watchlist.apply(what)),
+    );
     // The admin listener keeps answering through the drain, so probes see `/readyz` turn 503.
     let admin = tokio::spawn(admin_loop(app.clone(), listeners.admin, admin_stop_rx));
     let main = tokio::spawn(main_loop(

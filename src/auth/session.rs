@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use crate::assertion::Signer;
 use crate::auth::token::{self, Token, TokenError};
 use crate::headers::Identity;
-use crate::metrics::AuthResult;
+use crate::metrics::{AuthResult, RevokeReason};
 use crate::rbac::Subject;
 use crate::report::ErrorChain;
 use crate::store::cache::{Entry, KeyCache, Session};
@@ -58,6 +58,15 @@ pub enum AuthError {
     /// The store could not answer and nothing usable was cached: 503.
     #[error("store unavailable")]
     Store(#[from] StoreError),
+}
+
+/// Why a session that was valid no longer is, as [`reauthenticate`] found it.
+#[derive(Debug)]
+pub enum Lapsed {
+    /// The session ended, for this reason.
+    Ended(RevokeReason),
+    /// The store could not answer, and nothing usable was cached.
+    Store(StoreError),
 }
 
 /// An authenticated request's session.
@@ -115,6 +124,12 @@ impl Authenticated {
         &self.entry.identity
     }
 
+    /// Whether no invalidation of this session's key or user (or of everything) has been
+    /// applied to `cache` since the session was read from the store.
+    pub fn is_current(&self, cache: &KeyCache) -> bool {
+        cache.is_current(&self.entry)
+    }
+
     /// The signed identity assertion for audience `aud` (see [`crate::assertion`]): cached
     /// with the session, signed again when it is half-way through its life. `None` only if
     /// signing fails.
@@ -160,6 +175,51 @@ pub async fn authenticate(
     // `extract` reads the cookie first: when there is one, the token is the cookie's.
     let from_cookie = token::cookie(headers, token::SESSION_COOKIE).is_some();
     Ok(Authenticated { entry, from_cookie })
+}
+
+/// Reads `auth`'s session again, for a connection it opened that is still open: through the
+/// cache, so after an invalidation from the store. The session as it is now, or why it ended:
+/// its key gone or made to expire early ([`RevokeReason::Revoked`]), reached its expiry
+/// ([`RevokeReason::Expired`]), its user suspended or gone. Nothing is written: a check is not
+/// a use of the key.
+pub async fn reauthenticate(
+    store: &Store,
+    cache: &KeyCache,
+    auth: &Authenticated,
+) -> Result<Authenticated, Lapsed> {
+    use RevokeReason::*;
+    let before = &auth.entry.session;
+    let entry = match cache.lookup(store, &before.key.id).await {
+        Ok(Some(entry)) => entry,
+        // The key is gone, or its user is (deleting a user deletes its keys): which one?
+        Ok(None) => {
+            return match store.user(before.user.id).await {
+                Ok(Some(_)) => Err(Lapsed::Ended(Revoked)),
+                Ok(None) => Err(Lapsed::Ended(Deleted)),
+                Err(e) => Err(Lapsed::Store(e)),
+            }
+        }
+        Err(e) => return Err(Lapsed::Store(e)),
+    };
+    let now = &entry.session;
+    // A key id names one key for its whole life; this only guards against a record that was
+    // replaced under the same id.
+    if now.key.hashed_secret != before.key.hashed_secret || now.user.id != before.user.id {
+        return Err(Lapsed::Ended(Revoked));
+    }
+    if now.key.expires_at <= OffsetDateTime::now_utc() {
+        // An expiry moved earlier than the one the session was admitted with is a revocation
+        // (`expire_key`); one that was reached, however far it slid, is an expiry.
+        let moved_earlier = now.key.expires_at < before.key.expires_at;
+        return Err(Lapsed::Ended(if moved_earlier { Revoked } else { Expired }));
+    }
+    if now.user.status == UserStatus::Suspended {
+        return Err(Lapsed::Ended(Suspended));
+    }
+    Ok(Authenticated {
+        entry,
+        from_cookie: auth.from_cookie,
+    })
 }
 
 /// Writes `last_used` and the sliding expiry (§8.5), and re-activates a dormant user (§8.4).

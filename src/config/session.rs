@@ -1,5 +1,6 @@
-//! `[session]`: browser sessions from password login (spec §3.4-3.5): their lifetime and the
-//! attributes of their cookie.
+//! `[session]`: browser sessions from password login (spec §3.4-3.5): their lifetime, the
+//! attributes of their cookie, and whether a revocation also closes the connections a session
+//! opened.
 
 use std::time::Duration;
 
@@ -16,6 +17,9 @@ pub struct SessionConfig {
     pub cookie_secure: bool,
     /// `SameSite` of the session cookie (`cookie_same_site`: `Lax` (default), `Strict`, `None`).
     pub cookie_same_site: &'static str,
+    /// Whether upgraded tunnels and streaming responses are watched and closed when their
+    /// session no longer allows them (`revoke_open_connections`, default true).
+    pub revoke_open_connections: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -24,6 +28,7 @@ pub(super) struct FileSession {
     lifetime: Option<String>,
     cookie_secure: Option<bool>,
     cookie_same_site: Option<String>,
+    revoke_open_connections: Option<bool>,
 }
 
 /// Validates `[session]`.
@@ -32,6 +37,7 @@ pub(super) fn parse(file: FileSession) -> Result<SessionConfig, ConfigError> {
         lifetime: duration("session.lifetime", file.lifetime.as_deref(), "24h")?,
         cookie_secure: file.cookie_secure.unwrap_or(true),
         cookie_same_site: same_site(file.cookie_same_site.as_deref().unwrap_or("lax"))?,
+        revoke_open_connections: file.revoke_open_connections.unwrap_or(true),
     })
 }
 

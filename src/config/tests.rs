@@ -199,6 +199,7 @@ fn identity_sections_have_the_documented_defaults_and_name_bad_keys() {
     assert_eq!(c.session.lifetime, Duration::from_secs(86400));
     assert!(c.session.cookie_secure);
     assert_eq!(c.session.cookie_same_site, "Lax");
+    assert!(c.session.revoke_open_connections);
     assert_eq!(c.identity.headers, crate::headers::IdentityStyle::Forwarded);
     assert!(!c.passwords.disable_password_auth);
     assert_eq!(c.passwords.params.memory_kib, 19456);
@@ -214,6 +215,10 @@ fn identity_sections_have_the_documented_defaults_and_name_bad_keys() {
             "session.cookie_same_site",
         ),
         ("[session]\nlifetime = \"forever\"\n", "session.lifetime"),
+        (
+            "[session]\nrevoke_open_connections = \"yes\"\n",
+            "session.revoke_open_connections",
+        ),
         ("[identity]\nheaders = \"x\"\n", "identity.headers"),
         ("[passwords]\nargon2_memory_kib = 1\n", "passwords"),
         (
@@ -314,6 +319,36 @@ fn every_file_in_config_parses() {
         seen += 1;
     }
     assert!(seen > 0, "no config examples found");
+}
+
+/// `config/portcullis.toml` says it sets every key to its default: each section it sets (its
+/// route rules aside, which are examples) equals that of a config that sets nothing.
+#[test]
+fn the_reference_config_sets_every_key_to_its_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/portcullis.toml");
+    let reference = Config::load(&path, Vec::new()).expect("the reference config loads");
+    let defaults = parse("[upstream]\nurl = \"http://127.0.0.1:3000\"\n").expect("valid");
+    let same = |section: &str, ours: &dyn std::fmt::Debug, default: &dyn std::fmt::Debug| {
+        let (ours, default) = (format!("{ours:?}"), format!("{default:?}"));
+        assert_eq!(
+            ours, default,
+            "config/portcullis.toml [{section}] is not the default"
+        );
+    };
+    let (r, d) = (&reference, &defaults);
+    same("server", &r.server, &d.server);
+    same("upstream", &r.upstream, &d.upstream);
+    same("policy", &r.policy.default, &d.policy.default);
+    same("log", &r.log, &d.log);
+    same("store", &r.store, &d.store);
+    same("api", &r.api, &d.api);
+    same("session", &r.session, &d.session);
+    same("identity", &r.identity, &d.identity);
+    same("passwords", &r.passwords, &d.passwords);
+    same("rate_limit", &r.rate_limit, &d.rate_limit);
+    same("tokens", &r.tokens, &d.tokens);
+    same("oidc", &r.oidc, &d.oidc);
+    same("otp", &r.otp, &d.otp);
 }
 
 #[test]

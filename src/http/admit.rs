@@ -1,7 +1,8 @@
 //! The one decision on a request, shared by inline proxying, forward-auth and the API:
 //! [`authenticate`] (who is asking: the token, its session, OIDC refresh, the CSRF rule for
 //! cookie sessions, and the `portcullis_auth_total` count) and [`admit`] (whether the route
-//! policy lets the request on, authenticating when a rule asks for it).
+//! policy lets the request on, authenticating when a rule asks for it); [`readmit`] is the same
+//! route decision again, for a connection a request opened that is still open.
 
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use uuid::Uuid;
@@ -32,9 +33,21 @@ pub async fn admit(
     admit_traced(app, (method, uri, headers), None, &mut NoTrace(())).await
 }
 
+/// Judges again, for `auth` as the session is now, the route a request for `method` and `uri`
+/// was admitted to: for a connection that request opened and that is still open. `Ok` when
+/// the route policy still lets the session reach it; [`Error::Forbidden`] when it no longer
+/// does; [`Error::StoreUnavailable`] when a capture's look-up could not be answered.
+pub async fn readmit(app: &App, method: &Method, uri: &Uri, auth: &Authenticated) -> Result<()> {
+    // The session is given, so no rule authenticates, and no header is read.
+    let request = (method, uri, &HeaderMap::new());
+    admit_traced(app, request, Some(auth), &mut NoTrace(()))
+        .await
+        .map(drop)
+}
+
 /// [`admit`], telling `trace` each step (the `portcullis explain` form; [`admit`] is this
 /// function with a trace that does nothing). `given`: the session to judge with, instead of
-/// authenticating the request, when a rule needs one (`explain --user`).
+/// authenticating the request, when a rule needs one (`explain --user`, [`readmit`]).
 pub async fn admit_traced<T: Trace>(
     app: &App,
     request: (&Method, &Uri, &HeaderMap),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::watchlist::Watchlist;
 use crate::auth::Passwords;
 use crate::config::{Config, ConfigError};
 use crate::http::proxy::Upstream;
@@ -35,6 +36,9 @@ pub struct App {
     pub store: Store,
     /// Validated keys in front of the store.
     pub keys: Arc<KeyCache>,
+    /// The open connections sessions opened, for invalidations to reach
+    /// (`session.revoke_open_connections`).
+    pub watchlist: Arc<Watchlist>,
     /// Password hashing, off the async threads.
     pub passwords: Passwords,
     /// Login abuse limits.
@@ -109,6 +113,7 @@ impl App {
             upstream,
             store,
             keys,
+            watchlist: Arc::new(Watchlist::new()),
             passwords,
             limits,
             otp,

@@ -11,6 +11,8 @@ use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::http::activity::InFlight;
+use crate::http::watch::Watch;
+use crate::metrics::RevokeReason;
 use crate::upstream::Lease;
 
 /// A request body a handler can read: any body of [`Bytes`] frames whose error is a real error
@@ -44,11 +46,25 @@ enum Kind {
 
 /// An upstream response body and the pooled connection it arrived on: the connection goes
 /// back to the pool when the body has been read to its end, and is closed if the body is
-/// dropped before that.
+/// dropped before that. A session's response is watched once it streams ([`Watch`]).
 #[derive(Debug)]
 struct Stream {
     body: Incoming,
     lease: Option<Lease>,
+    watch: Option<Watch>,
+}
+
+/// Why a response body failed: the upstream's body failed, or the session that opened the
+/// response no longer allows it. Either way hyper resets the HTTP/2 stream, or ends the
+/// HTTP/1.1 connection, since the response cannot be completed.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The upstream's body failed.
+    #[error(transparent)]
+    Upstream(#[from] hyper::Error),
+    /// The session no longer allows the response (see [`crate::http::watch`]).
+    #[error("the session no longer allows this response ({})", .0.label())]
+    Revoked(RevokeReason),
 }
 
 // === impl Body ===
@@ -78,9 +94,22 @@ impl Body {
     /// A body streamed from the upstream; `lease` is the pooled connection it arrives on.
     pub fn stream(body: Incoming, lease: Option<Lease>) -> Self {
         Body {
-            kind: Kind::Stream(Stream { body, lease }),
+            kind: Kind::Stream(Stream {
+                body,
+                lease,
+                watch: None,
+            }),
             _in_flight: None,
         }
+    }
+
+    /// Watches a streamed body with `watch` once it streams: it fails with
+    /// [`BodyError::Revoked`] when its session no longer allows it.
+    pub fn watched(mut self, watch: Watch) -> Self {
+        if let Kind::Stream(s) = &mut self.kind {
+            s.watch = Some(watch);
+        }
+        self
     }
 
     /// Marks the body as part of an in-flight request until it is dropped.
@@ -101,23 +130,37 @@ impl Body {
 
 impl http_body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut self.get_mut().kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Kind::Stream(s) => {
-                let frame = Pin::new(&mut s.body).poll_frame(cx);
-                if let Poll::Ready(None) = frame {
-                    if let Some(lease) = s.lease.take() {
-                        lease.release();
+                if let Some(watch) = &s.watch {
+                    if let Poll::Ready(reason) = watch.poll_revoked(cx) {
+                        return Poll::Ready(Some(Err(BodyError::Revoked(reason))));
                     }
                 }
-                frame
+                let frame = Pin::new(&mut s.body).poll_frame(cx);
+                match &frame {
+                    Poll::Ready(None) => {
+                        if let Some(lease) = s.lease.take() {
+                            lease.release();
+                        }
+                    }
+                    // It streams: from now on it is watched.
+                    Poll::Pending => {
+                        if let Some(watch) = &mut s.watch {
+                            watch.start(cx);
+                        }
+                    }
+                    Poll::Ready(Some(_)) => {}
+                }
+                frame.map(|f| f.map(|f| f.map_err(BodyError::from)))
             }
         }
     }

@@ -1,7 +1,9 @@
 //! Layer 4: HTTP. Everything that knows about requests and responses: the response body, the
 //! one error type and its renderer, the client connection ([`peer`]), authentication and the
-//! route decision ([`admit`]), forwarding ([`proxy`]), forward-auth ([`verify`]), the JWKS,
-//! the admin listener, the echo upstream, the router, CSRF, and the Coder API ([`api`]).
+//! route decision ([`admit`]), forwarding ([`proxy`]) and its upgraded tunnels ([`tunnel`]),
+//! the watch that closes open connections a revocation reaches ([`watch`]), forward-auth
+//! ([`verify`]), the JWKS, the admin listener, the echo upstream, the router, CSRF, and the
+//! Coder API ([`api`]).
 //! It calls the services of layer 3 and never the server of layer 5.
 
 pub mod activity;
@@ -18,4 +20,6 @@ pub mod jwks;
 pub mod peer;
 pub mod proxy;
 pub mod router;
+pub mod tunnel;
 pub mod verify;
+pub mod watch;

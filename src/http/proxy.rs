@@ -1,19 +1,14 @@
 //! Forwarding to the upstream: target and `Host` rewriting, header hygiene, the pooled client,
-//! timeouts, streamed bodies both ways, and protocol upgrades (WebSocket) tunnelled as raw bytes.
+//! timeouts, streamed bodies both ways, and protocol upgrades (WebSocket) handed to a
+//! [`Tunnel`]. A session's streaming response or tunnel is watched ([`crate::http::watch`]).
 
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, HOST, UPGRADE, VIA};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::auth::session::Authenticated;
 use crate::auth::token;
@@ -24,7 +19,9 @@ use crate::http::app::App;
 use crate::http::body::Body;
 use crate::http::error::{Error, Result};
 use crate::http::peer::Peer;
-use crate::metrics::{Metrics, Outcome};
+use crate::http::tunnel::Tunnel;
+use crate::http::watch::{Ticket, Watch};
+use crate::metrics::Outcome;
 use crate::tls::TlsError;
 use crate::upstream::{Pool, RequestBody};
 
@@ -136,12 +133,16 @@ impl Upstream {
     ///
     /// The response timeout starts once the request, body included, has been handed to the
     /// upstream connection: a slow upload is not a slow upstream.
+    ///
+    /// With a `ticket` (a session's request), a tunnel or a streaming response is watched and
+    /// closed when the session no longer allows it.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         peer: &Peer,
         app: &App,
         auth: Option<&Authenticated>,
+        ticket: Option<Ticket>,
     ) -> Result<(Response<Body>, Outcome)> {
         let cleaned = self.prepare(&mut req, peer, app, auth, &mut ())?;
 
@@ -202,15 +203,28 @@ impl Upstream {
                 .try_acquire_owned()
                 .map_err(|_| Error::Overloaded)?;
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            let tunnel = Tunnel {
-                idle: app.config.server.idle_timeout,
-                metrics: app.metrics.clone(),
-                _permit: permit,
-            };
+            let websocket = resp
+                .headers()
+                .get(UPGRADE)
+                .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"websocket"));
+            let tunnel = Tunnel::new(
+                app.config.server.idle_timeout,
+                app.metrics.clone(),
+                permit,
+                ticket,
+                websocket,
+            );
             tokio::spawn(tunnel.run(client_upgrade, upstream_upgrade));
             return Ok((resp.map(|b| Body::stream(b, None)), Outcome::Upgraded));
         }
-        Ok((resp.map(|b| Body::stream(b, lease)), Outcome::Forwarded))
+        let resp = resp.map(|b| {
+            let body = Body::stream(b, lease);
+            match ticket {
+                Some(ticket) => body.watched(Watch::new(ticket)),
+                None => body,
+            }
+        });
+        Ok((resp, Outcome::Forwarded))
     }
 
     /// Rewrites the head of `req` into what the upstream receives: header hygiene
@@ -382,106 +396,4 @@ pub fn check_method(method: &Method) -> Result<()> {
         return Err(Error::MethodNotAllowed(method.clone()));
     }
     Ok(())
-}
-
-/// An upgraded connection (WebSocket and the like) being relayed. It holds a connection
-/// permit and shows in the open-connections gauge while it lives, and it is closed after
-/// `server.idle_timeout` without a byte in either direction (nginx's `proxy_read_timeout`
-/// does the same to WebSocket tunnels; WebSocket clients ping to stay open).
-struct Tunnel {
-    idle: Duration,
-    metrics: Arc<Metrics>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Tunnel {
-    /// Copies bytes both ways until either side closes or the tunnel goes idle.
-    async fn run(self, client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
-            Err(error) => {
-                tracing::debug!(%error, "protocol upgrade did not complete");
-                return;
-            }
-        };
-        self.metrics.connection_opened();
-        let moved = Arc::new(AtomicU64::new(0));
-        let mut client = Counted::new(TokioIo::new(client), moved.clone());
-        let mut upstream = Counted::new(TokioIo::new(upstream), moved.clone());
-        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-        tokio::pin!(copy);
-        let mut tick = tokio::time::interval(self.idle);
-        tick.tick().await;
-        let mut last = 0;
-        loop {
-            tokio::select! {
-                res = &mut copy => {
-                    match res {
-                        Ok((up, down)) => tracing::debug!(up, down, "upgraded connection closed"),
-                        Err(error) => tracing::debug!(%error, "upgraded connection ended with an error"),
-                    }
-                    break;
-                }
-                _ = tick.tick() => {
-                    let now = moved.load(Ordering::Relaxed);
-                    if now == last {
-                        tracing::debug!("closing idle upgraded connection");
-                        break;
-                    }
-                    last = now;
-                }
-            }
-        }
-        self.metrics.connection_closed();
-    }
-}
-
-/// An IO stream that counts the reads and writes that moved bytes.
-struct Counted<IO> {
-    io: IO,
-    moved: Arc<AtomicU64>,
-}
-
-impl<IO> Counted<IO> {
-    fn new(io: IO, moved: Arc<AtomicU64>) -> Self {
-        Counted { io, moved }
-    }
-
-    fn count<T>(&self, res: &Poll<std::io::Result<T>>) {
-        if matches!(res, Poll::Ready(Ok(_))) {
-            self.moved.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Counted<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let res = Pin::new(&mut self.io).poll_read(cx, buf);
-        self.count(&res);
-        res
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Counted<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let res = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.count(&res);
-        res
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
 }

@@ -24,6 +24,7 @@ use crate::http::error::{Error, Result};
 use crate::http::peer::Peer;
 use crate::http::proxy;
 use crate::http::verify;
+use crate::http::watch::Ticket;
 use crate::metrics::Outcome;
 use crate::policy;
 
@@ -90,7 +91,10 @@ async fn route(
             return Ok((redirect, Outcome::Rejected));
         }
     };
-    app.upstream.forward(req, peer, app, auth.as_ref()).await
+    let ticket = Ticket::new(app, req.method(), req.uri(), auth.as_ref());
+    app.upstream
+        .forward(req, peer, app, auth.as_ref(), ticket)
+        .await
 }
 
 /// Paths under this prefix are Portcullis's own (forward-auth, the JWKS): never forwarded.

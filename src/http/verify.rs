@@ -16,12 +16,14 @@
 //!
 //! - **`/.portcullis/verify`** (nginx `auth_request`, Traefik / Caddy ForwardAuth): from the
 //!   headers the edge sets, believed **only from a peer in `server.trusted_proxies`**: the
-//!   target from `X-Original-URI` (nginx) or `X-Forwarded-Uri` (Traefik, Caddy), the method from
-//!   `X-Original-Method` or `X-Forwarded-Method`, both required. Edges pass the client's own
-//!   headers along, so a client could send the convention the edge does not set: where both
-//!   headers of a pair are present they must agree, or the answer is `400` (never a decision
-//!   about a target the client chose). The host (the assertion's audience) is
-//!   `X-Forwarded-Host`, else the subrequest's `Host`.
+//!   target from `X-Original-URI` (nginx), `X-Forwarded-Uri` (Traefik, Caddy) or
+//!   `X-Original-URL` (ingress-nginx's `auth-url`: a whole URL, reduced to its path and query),
+//!   the method from `X-Original-Method` or `X-Forwarded-Method`, both required. Edges pass the
+//!   client's own headers along, so a client could send a convention the edge does not set:
+//!   every present header of a kind must agree, or the answer is `400` (never a decision about
+//!   a target the client chose). The host (the assertion's audience) is `X-Forwarded-Host`,
+//!   else the host of `X-Original-URL`, else the subrequest's `Host` (ingress-nginx sets that
+//!   to the auth-url's host).
 //! - **`/.portcullis/verify/envoy/<original path>`** (Envoy `ext_authz`, HTTP service with
 //!   `path_prefix: /.portcullis/verify/envoy`): the target is the path after the prefix with the
 //!   query, the method the subrequest's own, the host its `Host`.
@@ -61,6 +63,9 @@ pub static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-m
 pub static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 /// `X-Forwarded-Method`: the original method (Traefik and Caddy ForwardAuth).
 pub static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+/// `X-Original-URL`: the original URL, `scheme://host/path?query` (ingress-nginx `auth-url`).
+/// Also a path override some frameworks act on (IIS, Symfony): see [`verify`].
+pub static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
 
 /// What the edge says the original request was.
 #[derive(Debug)]
@@ -93,8 +98,22 @@ async fn verify(app: &App, peer: &Peer, parts: &Parts) -> Result<Response<Body>>
     let original = original(parts, peer)?;
     // Inline, these are removed before the upstream sees them; here the edge forwards the
     // request itself, so one that carries them is refused rather than judged on a method or
-    // path the application may not use.
-    if !app.config.upstream.danger_pass_override_headers && headers::has_override(&parts.headers) {
+    // path the application may not use. X-Original-URL is ingress-nginx's way to say what the
+    // target is: it is let through when it names exactly the target judged here (one value,
+    // and no other spelling of it), since an app acting on it then acts on that same path. The
+    // edge must still clear it on the request it forwards (README, "Behind an edge proxy").
+    let names_target = |name: &HeaderName| {
+        *name == X_ORIGINAL_URL
+            && once_each(&parts.headers, &[&X_ORIGINAL_URL])
+                .ok()
+                .and_then(|v| origin_form(v.first()?).ok())
+                .is_some_and(|url| url == original.uri)
+    };
+    let overridden = parts
+        .headers
+        .keys()
+        .any(|name| headers::is_override(name) && !names_target(name));
+    if !app.config.upstream.danger_pass_override_headers && overridden {
         return Err(Error::VerifyRequest(
             "The request carries a method or path override header (X-HTTP-Method-Override, \
              X-Original-URL, ...), which the application could act on instead of the method \
@@ -152,17 +171,29 @@ fn original(parts: &Parts, peer: &Peer) -> Result<Original> {
              /.portcullis/verify/envoy/.",
         ));
     }
-    let target = agreed(headers, &X_ORIGINAL_URI, &X_FORWARDED_URI)
-        .map_err(|()| {
-            Error::VerifyRequest(
-                "X-Original-URI and X-Forwarded-Uri must be one value each and agree.",
-            )
-        })?
+    let disagree = |()| {
+        Error::VerifyRequest(
+            "X-Original-URI, X-Forwarded-Uri and X-Original-URL must be one value each and \
+             agree.",
+        )
+    };
+    let targets = once_each(
+        headers,
+        &[&X_ORIGINAL_URI, &X_FORWARDED_URI, &X_ORIGINAL_URL],
+    )
+    .map_err(disagree)?
+    .into_iter()
+    .map(origin_form)
+    .collect::<Result<Vec<Uri>>>()?;
+    let target = agreed(targets)
+        .map_err(disagree)?
         .ok_or(Error::VerifyRequest(
-            "The original request target is missing: set X-Original-URI (nginx) or \
-             X-Forwarded-Uri (Traefik, Caddy).",
+            "The original request target is missing: set X-Original-URI (nginx), X-Forwarded-Uri \
+         (Traefik, Caddy) or X-Original-URL (ingress-nginx).",
         ))?;
-    let method = agreed(headers, &X_ORIGINAL_METHOD, &X_FORWARDED_METHOD)
+    let methods = once_each(headers, &[&X_ORIGINAL_METHOD, &X_FORWARDED_METHOD]);
+    let method = methods
+        .and_then(agreed)
         .map_err(|()| {
             Error::VerifyRequest(
                 "X-Original-Method and X-Forwarded-Method must be one value each and agree.",
@@ -174,36 +205,52 @@ fn original(parts: &Parts, peer: &Peer) -> Result<Original> {
         ))?;
     let method = Method::from_bytes(method.as_bytes())
         .map_err(|_| Error::VerifyRequest("The original method is not a valid method."))?;
+    let url_host = || {
+        let url = Uri::try_from(headers.get(&X_ORIGINAL_URL)?.as_bytes()).ok()?;
+        HeaderValue::from_str(url.authority()?.as_str()).ok()
+    };
     let host = match headers.get(&X_FORWARDED_HOST) {
         Some(v) => first_of_list(v),
-        None => request_host(parts),
+        None => url_host().or_else(|| request_host(parts)),
     };
     Ok(Original {
         method,
-        uri: origin_form(target)?,
+        uri: target,
         host,
         https: headers::forwarded_https(headers, peer.tls),
     })
 }
 
-/// The value of header `a` and/or `b`: `Ok(None)` when neither is present, `Err` when either
-/// appears more than once or both appear with different values.
-fn agreed<'h>(
+/// The value of each of the headers `names` that is present: `Err` when one appears more than
+/// once.
+fn once_each<'h>(
     headers: &'h HeaderMap,
-    a: &HeaderName,
-    b: &HeaderName,
-) -> Result<Option<&'h HeaderValue>, ()> {
-    let one = |name: &HeaderName| {
-        let mut all = headers.get_all(name).iter();
+    names: &[&HeaderName],
+) -> Result<Vec<&'h HeaderValue>, ()> {
+    let mut values = Vec::with_capacity(names.len());
+    for name in names {
+        let mut all = headers.get_all(*name).iter();
         match (all.next(), all.next()) {
-            (v, None) => Ok(v),
-            (Some(_), Some(_)) | (None, Some(_)) => Err(()),
+            (Some(v), None) => values.push(v),
+            (None, _) => {}
+            (Some(_), Some(_)) => return Err(()),
         }
-    };
-    match (one(a)?, one(b)?) {
-        (Some(x), Some(y)) if x != y => Err(()),
-        (x, y) => Ok(x.or(y)),
     }
+    Ok(values)
+}
+
+/// The one value all of `values` are: `Ok(None)` when there are none, `Err` when two differ.
+fn agreed<T: PartialEq>(values: Vec<T>) -> Result<Option<T>, ()> {
+    let mut values = values.into_iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    for other in values {
+        if other != first {
+            return Err(());
+        }
+    }
+    Ok(Some(first))
 }
 
 /// A target as an edge reports it (`/path?query`, or absolute form), reduced to origin form.
@@ -254,18 +301,74 @@ mod tests {
         h
     }
 
+    /// The target as [`original`] reads it from `pairs`: its origin form, `Ok(None)` when
+    /// absent, `Err` on a repeat, a disagreement or nonsense.
+    fn target(pairs: &[(&'static str, &'static str)]) -> Result<Option<String>, ()> {
+        let headers = map(pairs);
+        let values = once_each(
+            &headers,
+            &[&X_ORIGINAL_URI, &X_FORWARDED_URI, &X_ORIGINAL_URL],
+        )?;
+        let uris = values
+            .into_iter()
+            .map(|v| origin_form(v).map_err(|_| ()))
+            .collect::<Result<Vec<_>, ()>>()?;
+        Ok(agreed(uris)?.map(|u| u.to_string()))
+    }
+
     #[test]
-    fn the_two_conventions_must_agree_when_both_are_present() {
+    fn every_target_convention_present_must_agree() {
+        let ok = |t: &str| Ok(Some(t.to_owned()));
         let cases = vec![
             (vec![], Ok(None)),
-            (vec![("x-original-uri", "/a")], Ok(Some("/a"))),
-            (vec![("x-forwarded-uri", "/b")], Ok(Some("/b"))),
+            (vec![("x-original-uri", "/a")], ok("/a")),
+            (vec![("x-forwarded-uri", "/b")], ok("/b")),
+            (
+                vec![("x-original-url", "https://app.example/c?d=1")],
+                ok("/c?d=1"),
+            ),
             (
                 vec![("x-original-uri", "/a"), ("x-forwarded-uri", "/a")],
-                Ok(Some("/a")),
+                ok("/a"),
+            ),
+            (
+                vec![
+                    ("x-original-uri", "/a?q"),
+                    ("x-original-url", "http://app.example:8080/a?q"),
+                ],
+                ok("/a?q"),
+            ),
+            (
+                vec![
+                    ("x-forwarded-uri", "/a"),
+                    ("x-original-url", "http://app.example/a"),
+                    ("x-original-uri", "/a"),
+                ],
+                ok("/a"),
             ),
             (
                 vec![("x-original-uri", "/a"), ("x-forwarded-uri", "/public")],
+                Err(()),
+            ),
+            (
+                vec![
+                    ("x-original-uri", "/admin"),
+                    ("x-original-url", "http://app.example/public"),
+                ],
+                Err(()),
+            ),
+            (
+                vec![
+                    ("x-forwarded-uri", "/a?x=1"),
+                    ("x-original-url", "http://app.example/a?x=2"),
+                ],
+                Err(()),
+            ),
+            (
+                vec![
+                    ("x-original-url", "http://a/x"),
+                    ("x-original-url", "http://a/x"),
+                ],
                 Err(()),
             ),
             (
@@ -276,10 +379,39 @@ mod tests {
                 vec![("x-forwarded-uri", "/a"), ("x-forwarded-uri", "/b")],
                 Err(()),
             ),
+            (vec![("x-original-url", "app.example/a")], Err(())),
+        ];
+        for (pairs, want) in cases {
+            assert_eq!(target(&pairs), want, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn the_two_method_conventions_must_agree_when_both_are_present() {
+        let cases = vec![
+            (vec![], Ok(None)),
+            (vec![("x-original-method", "GET")], Ok(Some("GET"))),
+            (vec![("x-forwarded-method", "PUT")], Ok(Some("PUT"))),
+            (
+                vec![("x-original-method", "GET"), ("x-forwarded-method", "GET")],
+                Ok(Some("GET")),
+            ),
+            (
+                vec![
+                    ("x-original-method", "GET"),
+                    ("x-forwarded-method", "DELETE"),
+                ],
+                Err(()),
+            ),
+            (
+                vec![("x-original-method", "GET"), ("x-original-method", "GET")],
+                Err(()),
+            ),
         ];
         for (pairs, want) in cases {
             let headers = map(&pairs);
-            let got = agreed(&headers, &X_ORIGINAL_URI, &X_FORWARDED_URI)
+            let got = once_each(&headers, &[&X_ORIGINAL_METHOD, &X_FORWARDED_METHOD])
+                .and_then(agreed)
                 .map(|v| v.map(|v| v.to_str().unwrap()));
             assert_eq!(got, want, "{pairs:?}");
         }

@@ -377,17 +377,26 @@ impl KeyCache {
         }
     }
 
-    /// Applies every invalidation the store delivers, until the store's channel closes.
-    pub async fn listen(self: Arc<Self>, store: Store) {
+    /// Whether no invalidation for `entry`'s key or user (or everything) has been applied
+    /// since its store reads: three atomic loads. A collision of slots may answer false for
+    /// an entry that still holds, never true for one that was overtaken.
+    pub fn is_current(&self, entry: &Entry) -> bool {
+        self.generations.holds(entry)
+    }
+
+    /// Applies every invalidation the store delivers, until the store's channel closes, and
+    /// hands each to `then` once the cache has applied it (so that whoever `then` tells reads
+    /// the store again rather than this cache's old entry).
+    pub async fn listen(self: Arc<Self>, store: Store, then: impl Fn(&Invalidation)) {
         let mut rx = store.subscribe();
         loop {
-            match rx.recv().await {
-                Ok(what) => self.apply(&what),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    self.apply(&Invalidation::All);
-                }
+            let what = match rx.recv().await {
+                Ok(what) => what,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Invalidation::All,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
+            };
+            self.apply(&what);
+            then(&what);
         }
     }
 }

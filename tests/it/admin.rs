@@ -50,6 +50,27 @@ async fn metrics_count_forwarded_requests_by_status_class() {
     );
 }
 
+#[tokio::test]
+async fn metrics_name_the_build_in_one_series_set_to_1() {
+    let echo = start_echo().await;
+    let sidecar = Sidecar::start(&config(&http_url(echo), "", "")).await;
+
+    let text = sidecar.metrics().await;
+    let build: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("portcullis_build_info{"))
+        .collect();
+    assert_eq!(build.len(), 1, "{text}");
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(build[0].contains(&version), "{}", build[0]);
+    assert!(build[0].contains("commit=\""), "{}", build[0]);
+    assert!(build[0].ends_with("} 1"), "{}", build[0]);
+    assert!(
+        text.contains("# TYPE portcullis_build_info gauge"),
+        "{text}"
+    );
+}
+
 /// An HTTP/1.1 request with no `Host`, which Portcullis rejects with 400.
 fn request_without_host() -> http::Request<TestBody> {
     http::Request::builder().uri("/").body(empty()).unwrap()

@@ -1,5 +1,6 @@
 //! The command line (DESIGN §3.1): `check-config` accepts every shipped example and names the
-//! key of a bad one; `serve` refuses a bad config with exit 64 before binding anything.
+//! key of a bad one; `serve` refuses a bad config with exit 64 before binding anything;
+//! `--version` names the version; `completions` prints scripts that complete the commands.
 
 use std::path::{Path, PathBuf};
 
@@ -184,4 +185,99 @@ async fn check_config_warns_when_redis_may_evict_keys() {
             );
         }
     }
+}
+
+/// Runs `portcullis ARGS...` with no config: exit code, stdout, stderr.
+async fn run_bare(args: &[&str]) -> (Option<i32>, String, String) {
+    let mut cmd = command();
+    cmd.args(args);
+    finish(cmd).await
+}
+
+#[tokio::test]
+async fn version_prints_the_crate_version_and_exits_0() {
+    for flag in ["--version", "-V"] {
+        let (code, stdout, stderr) = run_bare(&[flag]).await;
+        assert_eq!(code, Some(0), "{flag}: {stderr}");
+        let line = stdout.trim_end();
+        let version = format!("portcullis {}", env!("CARGO_PKG_VERSION"));
+        // "portcullis 0.1.0", or "portcullis 0.1.0 (commit …)" from a build that named it.
+        assert!(
+            line == version || line.starts_with(&format!("{version} (commit ")),
+            "{flag}: {stdout:?}"
+        );
+    }
+}
+
+/// Completes `words` (the last one being typed) with the bash script `script`, the way bash
+/// calls a completion function: the candidates offered.
+async fn bash_complete(script: &Path, words: &[&str]) -> Vec<String> {
+    let line = words.join(" ");
+    let program = format!(
+        "source {script}\n\
+         COMP_WORDS=({line})\n\
+         COMP_CWORD={cword}\n\
+         COMP_LINE='{line}'\n\
+         COMP_POINT=${{#COMP_LINE}}\n\
+         _portcullis portcullis '{cur}' '{prev}'\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        script = script.display(),
+        cword = words.len() - 1,
+        cur = words[words.len() - 1],
+        prev = words[words.len() - 2],
+    );
+    let mut bash = tokio::process::Command::new("bash");
+    bash.args(["--norc", "--noprofile", "-c", &program]);
+    let (code, stdout, stderr) = finish(bash).await;
+    assert_eq!(code, Some(0), "bash: {stderr}");
+    stdout.split_whitespace().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn bash_completion_offers_the_subcommands_and_their_flags() {
+    let (code, script, stderr) = run_bare(&["completions", "bash"]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.bash");
+    std::fs::write(&path, &script).unwrap();
+
+    let commands = bash_complete(&path, &["portcullis", ""]).await;
+    for command in [
+        "serve",
+        "check-config",
+        "user",
+        "token",
+        "echo",
+        "explain",
+        "doctor",
+        "health",
+        "completions",
+    ] {
+        assert!(
+            commands.iter().any(|c| c == command),
+            "{command}: {commands:?}"
+        );
+    }
+    assert_eq!(
+        bash_complete(&path, &["portcullis", "che"]).await,
+        ["check-config"]
+    );
+    let flags = bash_complete(&path, &["portcullis", "health", "--"]).await;
+    for flag in ["--admin", "--config", "--ready", "--timeout"] {
+        assert!(flags.iter().any(|f| f == flag), "{flag}: {flags:?}");
+    }
+}
+
+#[tokio::test]
+async fn completions_exist_for_zsh_fish_elvish_and_powershell_and_no_other_shell() {
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let (code, script, stderr) = run_bare(&["completions", shell]).await;
+        assert_eq!(code, Some(0), "{shell}: {stderr}");
+        assert!(
+            script.contains("check-config") && script.contains("set-password"),
+            "{shell}: {script}"
+        );
+    }
+    let (code, _, stderr) = run_bare(&["completions", "tcsh"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
 }

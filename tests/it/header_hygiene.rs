@@ -1,6 +1,7 @@
 //! Header hygiene over real sockets: hop-by-hop headers (RFC 9110 §7.6.1) never cross
 //! Portcullis in either direction, and no spelling of an identity header (DESIGN §3.4) sent by a
-//! client ever reaches the upstream. Requests are written as raw bytes so that the exact names
+//! client ever reaches the upstream, under a public policy and for signed-in requests under one
+//! that needs a session. Requests are written as raw bytes so that the exact names
 //! and spellings on the wire are the test's.
 
 use std::convert::Infallible;
@@ -8,6 +9,7 @@ use std::convert::Infallible;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use crate::common::world::{World, MEMORY};
 use crate::common::*;
 
 const HOP_BY_HOP: [&str; 7] = [
@@ -120,19 +122,6 @@ const SPOOFED: &str = "X-Forwarded-User: mallory\r\n\
     Remote_Groups: admins\r\n\
     X-Portcullis_Assertion: eyJhbGciOiJub25lIn0.e30.\r\n";
 
-const IDENTITY: [&str; 10] = [
-    "x-forwarded-user",
-    "x-forwarded-email",
-    "x-forwarded-user-id",
-    "x-forwarded-roles",
-    "x-forwarded-scopes",
-    "remote-user",
-    "remote-email",
-    "remote-name",
-    "remote-groups",
-    "x-portcullis-assertion",
-];
-
 /// Identity headers are never believed, not even from a trusted proxy.
 #[tokio::test]
 async fn identity_headers_from_the_client_never_reach_the_upstream() {
@@ -149,5 +138,74 @@ async fn identity_headers_from_the_client_never_reach_the_upstream() {
                 "{name} reached the upstream (config: {trusted:?}): {seen}"
             );
         }
+    }
+}
+
+/// Under a policy that needs a session (`policy.default = "authenticated"`), a signed-in
+/// request reaches the upstream with Portcullis's identity headers of the configured family,
+/// one copy each, and nothing of the client's: no spoofed spelling, no other family, no
+/// hop-by-hop header. Without the session the same request never reaches it.
+#[tokio::test]
+async fn identity_and_hop_by_hop_headers_are_cleaned_on_authenticated_requests() {
+    for (family, ours) in [
+        (
+            "forwarded",
+            [
+                ("x-forwarded-user", "admin"),
+                ("x-forwarded-roles", "owner"),
+            ],
+        ),
+        (
+            "remote",
+            [("remote-user", "admin"), ("remote-groups", "owner")],
+        ),
+    ] {
+        let w = World::start(MEMORY, &format!("[identity]\nheaders = \"{family}\"\n")).await;
+        let hop = "Connection: keep-alive, X-Named-In-Connection\r\n\
+                   X-Named-In-Connection: secret\r\n\
+                   Keep-Alive: timeout=5\r\n\
+                   Proxy-Connection: keep-alive\r\n\
+                   TE: deflate\r\n\
+                   Trailer: X-Checksum\r\n\
+                   Upgrade: h2c\r\n";
+        let unauthenticated =
+            format!("GET /hop HTTP/1.1\r\nHost: app.test\r\n{SPOOFED}{hop}X-Kept: yes\r\n\r\n");
+        let resp = raw(w.sidecar.addr, unauthenticated.as_bytes()).await;
+        assert_eq!(resp.status, 401, "{family}: {resp:?}");
+
+        let seen = echo_sees(
+            &w.sidecar,
+            &format!("Coder-Session-Token: {}\r\n{SPOOFED}{hop}", w.admin),
+        )
+        .await;
+        for (name, value) in ours {
+            assert_eq!(seen_header(&seen, name), [value], "{family}: {seen}");
+        }
+        let names = seen_header_names(&seen);
+        for name in &names {
+            let folded = name.replace('_', "-");
+            if IDENTITY.contains(&folded.as_str()) {
+                assert_eq!(name, &folded, "{family}: a client spelling: {seen}");
+                assert_eq!(seen_header(&seen, name).len(), 1, "{family}: {seen}");
+                let family_prefix = if family == "remote" {
+                    "remote-"
+                } else {
+                    "x-forwarded-"
+                };
+                assert!(name.starts_with(family_prefix), "{family}: {name}: {seen}");
+            }
+            assert!(
+                !HOP_BY_HOP.contains(&name.as_str()),
+                "{family}: {name}: {seen}"
+            );
+        }
+        for value in seen["headers"].as_array().unwrap() {
+            let value = value[1].as_str().unwrap();
+            assert!(
+                !value.contains("mallory") && !value.contains("admins") && value != "all",
+                "{family}: a client's identity value reached the upstream: {seen}"
+            );
+        }
+        w.finish().await;
     }
 }

@@ -1,6 +1,9 @@
 //! The idle timer (`server.idle_timeout`): a connection with no request in flight and none
-//! started is closed, whatever bytes it moves; a request in flight is never cut, however long
-//! it takes; an upgraded tunnel with no bytes moving is closed too.
+//! started is closed (EOF or reset, never just any read error), whatever bytes it moves, and
+//! not before one idle timeout has passed without use; a request in flight is never cut,
+//! however long it takes; an upgraded tunnel with no bytes moving is closed too, also not
+//! before one idle timeout. (The upper bounds, 1.5 and 2 idle timeouts, are not asserted: on a
+//! loaded machine a timer may fire late. [`CLOSE_BOUND`] only catches a timer that never fires.)
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -9,59 +12,51 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Channel;
 use hyper::body::Incoming;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::common::*;
 
-const IDLE: &str = "idle_timeout = \"300ms\"";
+/// The idle timeout of these tests.
+const IDLE: Duration = Duration::from_millis(300);
+
+/// A config forwarding to `upstream` with `server.idle_timeout` = [`IDLE`].
+fn idle_config(upstream: std::net::SocketAddr) -> String {
+    config(
+        &http_url(upstream),
+        &format!("idle_timeout = \"{}ms\"", IDLE.as_millis()),
+        "",
+    )
+}
 
 /// Well under `header_read_timeout` (30 s), so that only the idle timer can pass these tests.
 const CLOSE_BOUND: Duration = Duration::from_secs(10);
 
-/// Fails the test unless the server closes `stream` within [`CLOSE_BOUND`].
-async fn assert_closed_by_server(stream: &mut TcpStream, what: &str) {
-    if tokio::time::timeout(CLOSE_BOUND, closed_by_server(stream))
-        .await
-        .is_err()
-    {
-        panic!("{what}: still open after {CLOSE_BOUND:?}");
-    }
-}
-
-/// Reads from `stream` until the server closes it; any bytes sent before are ignored.
-async fn closed_by_server(stream: &mut TcpStream) {
-    let mut buf = [0u8; 1024];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
+/// Fails the test unless the server closes `stream` (EOF or reset) within [`CLOSE_BOUND`], and
+/// no sooner than [`IDLE`] after `since`, a moment at or before the connection's last use.
+async fn assert_closed_when_idle(stream: &mut TcpStream, since: Instant, what: &str) {
+    assert_closed_after(stream, since, IDLE, CLOSE_BOUND, what).await;
 }
 
 #[tokio::test]
 async fn connection_that_sends_nothing_is_closed_after_the_idle_timeout() {
     let echo = start_echo().await;
-    let sidecar = Sidecar::start(&config(&http_url(echo), IDLE, "")).await;
+    let sidecar = Sidecar::start(&idle_config(echo)).await;
 
+    let connecting = Instant::now();
     let mut stream = TcpStream::connect(sidecar.addr).await.unwrap();
-    assert_closed_by_server(&mut stream, "a connection that sent nothing").await;
+    assert_closed_when_idle(&mut stream, connecting, "a connection that sent nothing").await;
 }
 
 #[tokio::test]
 async fn keep_alive_connection_is_closed_when_idle_after_its_response() {
     let echo = start_echo().await;
-    let sidecar = Sidecar::start(&config(&http_url(echo), IDLE, "")).await;
+    let sidecar = Sidecar::start(&idle_config(echo)).await;
 
-    let mut stream = TcpStream::connect(sidecar.addr).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
-        .await
-        .unwrap();
-    let resp = bounded("the response", read_response(&mut stream)).await;
-    assert_eq!(resp.status, 200);
-    assert_closed_by_server(&mut stream, "an idle keep-alive connection").await;
+    // The request ends, at the server, after `sending`.
+    let (mut stream, sending) = kept_alive_after_one_request(sidecar.addr).await;
+    assert_closed_when_idle(&mut stream, sending, "an idle keep-alive connection").await;
 }
 
 /// Waits about a second (over three idle timeouts) before the response head, then trickles
@@ -83,7 +78,7 @@ async fn slow_upstream(_req: Request<Incoming>) -> Result<Response<Channel<Bytes
 #[tokio::test]
 async fn request_in_flight_longer_than_the_idle_timeout_is_not_cut() {
     let upstream = serve(slow_upstream).await;
-    let sidecar = Sidecar::start(&config(&http_url(upstream), IDLE, "")).await;
+    let sidecar = Sidecar::start(&idle_config(upstream)).await;
 
     let resp = send(sidecar.addr, get("app.test", "/slow")).await;
     assert_eq!(resp.status(), 200);
@@ -94,7 +89,7 @@ async fn request_in_flight_longer_than_the_idle_timeout_is_not_cut() {
 #[tokio::test]
 async fn h2_request_in_flight_longer_than_the_idle_timeout_is_not_cut() {
     let upstream = serve(slow_upstream).await;
-    let sidecar = Sidecar::start(&config(&http_url(upstream), IDLE, "")).await;
+    let sidecar = Sidecar::start(&idle_config(upstream)).await;
 
     let mut client = h2(TcpStream::connect(sidecar.addr).await.unwrap()).await;
     let req = Request::builder()
@@ -113,8 +108,9 @@ async fn h2_request_in_flight_longer_than_the_idle_timeout_is_not_cut() {
 #[tokio::test]
 async fn h2_connection_without_requests_is_closed_after_the_idle_timeout() {
     let echo = start_echo().await;
-    let sidecar = Sidecar::start(&config(&http_url(echo), IDLE, "")).await;
+    let sidecar = Sidecar::start(&idle_config(echo)).await;
 
+    let connecting = Instant::now();
     let mut stream = TcpStream::connect(sidecar.addr).await.unwrap();
     stream
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
@@ -131,18 +127,8 @@ async fn h2_connection_without_requests_is_closed_after_the_idle_timeout() {
             }
         }
     });
-    let closed = async {
-        let mut buf = [0u8; 1024];
-        loop {
-            match read.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    if tokio::time::timeout(CLOSE_BOUND, closed).await.is_err() {
-        panic!("an h2 connection with only PINGs: still open after {CLOSE_BOUND:?}");
-    }
+    let what = "an h2 connection with only PINGs";
+    assert_closed_after(&mut read, connecting, IDLE, CLOSE_BOUND, what).await;
 }
 
 /// A WebSocket tunnel counts as an open connection while it lives, and one that moves no
@@ -150,8 +136,10 @@ async fn h2_connection_without_requests_is_closed_after_the_idle_timeout() {
 #[tokio::test]
 async fn idle_websocket_tunnel_is_counted_then_closed() {
     let echo = start_echo().await;
-    let sidecar = Sidecar::start(&config(&http_url(echo), IDLE, "")).await;
+    let sidecar = Sidecar::start(&idle_config(echo)).await;
 
+    // The tunnel starts, and its last byte moves, after this.
+    let upgrading = Instant::now();
     let mut ws = websocket(sidecar.addr).await;
     eventually("the tunnel to be counted as an open connection", || async {
         metric(&sidecar.metrics().await, "portcullis_open_connections") >= 1.0
@@ -159,17 +147,25 @@ async fn idle_websocket_tunnel_is_counted_then_closed() {
     .await;
     let ended = async {
         use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::error::{Error, ProtocolError};
         loop {
             match ws.next().await {
-                None | Some(Err(_)) => return,
+                None
+                | Some(Err(Error::ConnectionClosed))
+                | Some(Err(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => return,
+                Some(Err(Error::Io(e))) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return
+                }
+                Some(Err(e)) => panic!("reading until the tunnel closes: {e}"),
                 Some(Ok(m)) if m.is_close() => return,
                 Some(Ok(_)) => {}
             }
         }
     };
-    if tokio::time::timeout(CLOSE_BOUND, ended).await.is_err() {
-        panic!("an idle websocket tunnel: still open after {CLOSE_BOUND:?}");
-    }
+    let what = "an idle websocket tunnel";
+    let closed = tokio::time::timeout(CLOSE_BOUND, ended).await;
+    assert!(closed.is_ok(), "{what}: still open after {CLOSE_BOUND:?}");
+    assert_not_sooner(upgrading, IDLE, what);
     eventually("the tunnel to leave the open-connections gauge", || async {
         metric(&sidecar.metrics().await, "portcullis_open_connections") == 0.0
     })

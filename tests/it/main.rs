@@ -1,5 +1,5 @@
 //! The black-box tests, in one test binary (`cargo test --test it`; one module with
-//! `cargo test --test it nginx::`): Portcullis in-process on `127.0.0.1:0` or as the real
+//! `cargo test --test it edges::`): Portcullis in-process on `127.0.0.1:0` or as the real
 //! binary, over real sockets, with the helpers all of them share in [`common`].
 //!
 //! All the tests of this binary share one process and run in parallel, so none may change
@@ -19,15 +19,18 @@ mod atomic_writes;
 mod authz;
 mod canonical;
 mod cli;
+mod connection_limits;
 mod csrf;
+mod deploy;
 mod doctor;
+mod edges;
 mod explain;
 mod forwarding;
 mod header_hygiene;
+mod health;
 mod identity;
 mod idle;
 mod key_cache;
-mod nginx;
 mod oidc;
 mod otp;
 mod passwords;
@@ -41,6 +44,7 @@ mod store;
 mod store_access;
 mod store_outage;
 mod streaming;
+mod timeouts;
 mod tls_reload;
 mod tls_scan;
 mod tokens;

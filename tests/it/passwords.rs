@@ -323,3 +323,58 @@ async fn convert_login_is_counted_in_the_login_rate_limit() {
     );
     sidecar.shutdown().await;
 }
+
+/// Coder's test vector (spec §9): the password `tomato` as Coder stores it.
+const CODER_TOMATO: &str = "$pbkdf2-sha256$65535$z8c1p1C2ru9EImBP1I+ZNA$pNjE3Yk0oG0PmJ0Je+y7ENOVlSkn/b0BEqqdKsq6Y97wQBq0xT+lD5bWJpyIKJqQICuPZcEaGDKrXJn8+SIHRg";
+
+/// A user imported from Coder with a `$pbkdf2-sha256$` hash signs in with its password, and
+/// from then on its stored hash is argon2id with the configured parameters: the same password
+/// still works, a wrong one still fails, and the old hash is gone. A wrong password does not
+/// upgrade anything.
+#[tokio::test]
+async fn a_coder_pbkdf2_hash_is_replaced_by_argon2id_at_the_next_good_login() {
+    let sidecar = start("").await;
+    let (status, body) = first_user(&sidecar, "a long and solid passphrase").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id: uuid::Uuid = body["user_id"].as_str().unwrap().parse().unwrap();
+    let store = &sidecar.app.store;
+    let stored_hash = || async {
+        store
+            .user(id)
+            .await
+            .unwrap()
+            .expect("the user")
+            .hashed_password
+            .expect("a hash")
+    };
+    store
+        .modify_user(id, |u| {
+            u.hashed_password = Some(CODER_TOMATO.to_owned());
+            true
+        })
+        .await
+        .unwrap();
+
+    let (status, _) = login(sidecar.addr, EMAIL, "potato").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        stored_hash().await,
+        CODER_TOMATO,
+        "a failed login changed the hash"
+    );
+
+    login_ok(sidecar.addr, EMAIL, "tomato").await;
+    let upgraded = stored_hash().await;
+    assert!(
+        upgraded.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"),
+        "{upgraded}"
+    );
+    login_ok(sidecar.addr, EMAIL, "tomato").await;
+    assert_eq!(
+        stored_hash().await,
+        upgraded,
+        "hashed again at a later login"
+    );
+    let (status, _) = login(sidecar.addr, EMAIL, "potato").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

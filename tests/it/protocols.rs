@@ -164,15 +164,42 @@ async fn upstream_http2_speaks_prior_knowledge_to_an_h2c_only_upstream() {
     assert_eq!(body_json(resp).await["body_bytes"], 200_000);
 }
 
+/// An upstream that speaks both (like the echo upstream) is spoken to in HTTP/2, over one
+/// connection shared by every request: the first requests, from several client connections at
+/// once, make one connection between them.
 #[tokio::test]
-async fn upstream_http2_reaches_the_echo_upstream() {
-    let echo = start_echo().await;
-    let sidecar = Sidecar::start(&config(&http_url(echo), "", "http2 = true")).await;
+async fn upstream_http2_shares_one_connection_to_an_upstream_that_speaks_both() {
+    let (upstream, accepted) = serve_counting_connections(versioned_echo).await;
+    let sidecar = Sidecar::start(&config(&http_url(upstream), "", "http2 = true")).await;
+
+    let requests = (0..4).map(|i| {
+        let addr = sidecar.addr;
+        async move {
+            let resp = send(addr, get("app.test", &format!("/at-once/{i}"))).await;
+            assert_eq!(resp.status(), 200);
+            assert_eq!(resp.headers()["x-upstream-version"], "HTTP/2.0");
+            body_json(resp).await;
+        }
+    });
+    futures_util::future::join_all(requests).await;
 
     let resp = send(sidecar.addr, get("app.test", "/via/h2c?a=b")).await;
     assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-upstream-version"], "HTTP/2.0");
     let seen = body_json(resp).await;
     assert_eq!(seen["path"], "/via/h2c");
     assert_eq!(seen["query"], "a=b");
     assert_eq!(seen_header(&seen, "x-forwarded-host"), ["app.test"]);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// The default, for contrast: HTTP/1.1 to the same upstream.
+#[tokio::test]
+async fn upstream_http11_is_the_default() {
+    let upstream = serve(versioned_echo).await;
+    let sidecar = Sidecar::start(&config(&http_url(upstream), "", "")).await;
+
+    let resp = send(sidecar.addr, get("app.test", "/")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-upstream-version"], "HTTP/1.1");
 }

@@ -171,14 +171,25 @@ async fn slow_upload_is_not_counted_against_the_response_timeout() {
     assert_eq!(resp.json()["body_bytes"], 8);
 }
 
-/// `pool_max_idle = 0` turns pooling off; every request still gets its answer.
+/// `pool_max_idle = 0` turns pooling off: every request still gets its answer, each over a
+/// connection of its own to the upstream. With pooling on (the default), the same requests
+/// one after another share one connection, so the count tells the two apart.
 #[tokio::test]
-async fn requests_are_answered_with_pooling_turned_off() {
-    let echo = start_echo().await;
-    let sidecar = Sidecar::start(&config(&http_url(echo), "", "pool_max_idle = 0")).await;
-    for _ in 0..3 {
-        let resp = send(sidecar.addr, get("app.test", "/")).await;
-        assert_eq!(resp.status(), 200);
+async fn pooling_turned_off_opens_an_upstream_connection_per_request() {
+    for (upstream_extra, connections) in [("pool_max_idle = 0", 3), ("", 1)] {
+        let (upstream, accepted) = serve_counting_connections(portcullis::http::echo::handle).await;
+        let sidecar = Sidecar::start(&config(&http_url(upstream), "", upstream_extra)).await;
+        for _ in 0..3 {
+            let resp = send(sidecar.addr, get("app.test", "/")).await;
+            assert_eq!(resp.status(), 200);
+            // The whole body read: a pooled connection is back in the pool before its end.
+            body_string(resp).await;
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            connections,
+            "upstream connections for 3 requests with {upstream_extra:?}"
+        );
     }
 }
 

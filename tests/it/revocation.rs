@@ -1,7 +1,8 @@
 //! Revocations are never lost, on every store: what `POST /users/logout` revokes (the session
 //! and the user's `coder:application_connect` keys, spec/coder-api.md §7.1) is refused from the
 //! moment the logout has answered, on the replica that served it and, through the
-//! invalidation, on the others; and a Sentinel failover loses no revocation.
+//! invalidation, on the others; a Sentinel failover loses no revocation; and a revocation
+//! closes the WebSockets and streaming responses it concerns (`connections`).
 
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -9,6 +10,7 @@ use serde_json::json;
 use crate::common::world::*;
 use crate::common::*;
 
+mod connections;
 mod failover;
 
 /// Logouts in a row: the loss this guards against was intermittent (seen in 5 runs of 12 on

@@ -1,10 +1,10 @@
 //! What a Redis outage does to requests that need the store, readiness and metrics:
 //!
-//! - during a hang, every request is answered within about one `store.command_timeout`: loads
-//!   of one key do not queue behind each other's deadlines, and after a command gets no answer
-//!   the store is marked down for a short back-off, so other requests fail at once (503) rather
-//!   than each spending a deadline; the first request after the back-off probes, and a
-//!   recovered Redis is in use again without a restart;
+//! - during a hang, loads of one key do not queue behind each other's deadlines: after a
+//!   command gets no answer the store is marked down for a short back-off, so other requests
+//!   fail at once (503) rather than each sending a command and spending a deadline; the first
+//!   request after the back-off probes, and a recovered Redis is in use again without a
+//!   restart. This is counted (commands sent to the hung Redis), not timed;
 //! - `/readyz` stays ready through an outage younger than `store.max_stale` (the replica serves
 //!   cached sessions through a blip) and turns not-ready after it;
 //! - `/metrics` shows the store's state and every command's round trip.
@@ -16,12 +16,21 @@ use http::{Method, StatusCode};
 use crate::common::*;
 use crate::key_cache::{call, on_private_redis, proxied, readyz, PrivateRedis};
 
+/// Every Redis command sent so far (`portcullis_store_command_seconds_count`, all commands).
+fn commands_sent(text: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with("portcullis_store_command_seconds_count{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Redis hung (SIGSTOP): 24 concurrent requests for two keys this replica has not cached, and a
-/// login, all get 503 — each within about one deadline (300 ms here), not queued one deadline
-/// after another (12 loads of one key queued would take 3.6 s). After SIGCONT the same tokens
-/// work again.
+/// login, all get 503, and only a few commands reach the hung Redis (the first load of each
+/// key, the login's, a probe after each back-off), not one per request: 12 loads of one key
+/// queued one deadline after another would send 12. Counted, not timed; how long the
+/// requests took is printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn during_a_hang_every_request_is_answered_within_about_one_deadline() {
+async fn during_a_hang_requests_fail_at_once_instead_of_each_waiting_a_deadline() {
     const CONCURRENT: usize = 24;
     let PrivateRedis {
         dir: _dir,
@@ -34,6 +43,7 @@ async fn during_a_hang_every_request_is_answered_within_about_one_deadline() {
     let tokens = [admin_token(addr).await, admin_token(addr).await];
     // Past cache_ttl (+ max_stale 0): neither key is cached any more.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent_before = commands_sent(&sidecar.metrics().await);
 
     server.signal("STOP");
     let started = Instant::now();
@@ -49,7 +59,9 @@ async fn during_a_hang_every_request_is_answered_within_about_one_deadline() {
         .collect();
     let mut slowest = Duration::ZERO;
     for request in requests {
-        let (status, body, took) = request.await.expect("request task");
+        let (status, body, took) = bounded("a request during the hang", request)
+            .await
+            .expect("request task");
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         slowest = slowest.max(took);
     }
@@ -61,16 +73,19 @@ async fn during_a_hang_every_request_is_answered_within_about_one_deadline() {
     )
     .await;
     let login_took = sent.elapsed();
+    let text = sidecar.metrics().await;
+    let to_hung_redis = commands_sent(&text) - sent_before;
     eprintln!(
-        "hang: {CONCURRENT} uncached requests, slowest {slowest:?} (all done {:?}); login {login_took:?}",
+        "hang: {CONCURRENT} uncached requests, slowest {slowest:?} (all done {:?}); login \
+         {login_took:?}; {to_hung_redis} commands sent to the hung Redis (times reported, not \
+         asserted)",
         started.elapsed()
     );
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     assert!(
-        slowest < Duration::from_millis(1500),
-        "a request waited {slowest:?} during the hang"
+        to_hung_redis < (CONCURRENT / 2) as f64,
+        "{to_hung_redis} commands sent to a hung Redis for {CONCURRENT} requests and a login:\n{text}"
     );
-    assert!(login_took < Duration::from_millis(1500), "{login_took:?}");
 
     server.signal("CONT");
     eventually("the tokens work again after the hang", || {
@@ -82,7 +97,8 @@ async fn during_a_hang_every_request_is_answered_within_about_one_deadline() {
 }
 
 /// `/readyz` stays 200 while the outage is younger than `store.max_stale` (2 s here), then turns
-/// 503, and 200 again once Redis is back. `/metrics` shows the store down, how long ago a
+/// 503 (never before `max_stale` has passed since Redis last answered), and 200 again once Redis
+/// is back. `/metrics` shows the store down, how long ago a
 /// command last failed, and command round trips by command.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_holds_through_an_outage_younger_than_max_stale() {
@@ -92,6 +108,7 @@ async fn readiness_holds_through_an_outage_younger_than_max_stale() {
         sidecar,
         ..
     } = on_private_redis("max_stale = \"2s\"\ncommand_timeout = \"300ms\"").await;
+    const MAX_STALE: Duration = Duration::from_secs(2);
     let text = sidecar.metrics().await;
     assert_eq!(metric(&text, "portcullis_store_up"), 1.0, "{text}");
     assert!(
@@ -102,26 +119,34 @@ async fn readiness_holds_through_an_outage_younger_than_max_stale() {
         "{text}"
     );
 
+    // Redis last answered after this: the ping of this `/readyz`.
+    let last_answer_after = Instant::now();
+    assert_eq!(readyz(&sidecar).await, StatusCode::OK);
     server.signal("STOP");
     let stopped = Instant::now();
-    assert_eq!(
-        readyz(&sidecar).await,
-        StatusCode::OK,
-        "a blip is not an outage"
+    // Ready, unless a loaded machine is already past max_stale since the last answer.
+    let status = readyz(&sidecar).await;
+    assert!(
+        status == StatusCode::OK || last_answer_after.elapsed() >= MAX_STALE,
+        "a blip is not an outage: {status}"
     );
     let text = sidecar.metrics().await;
     assert_eq!(metric(&text, "portcullis_store_up"), 0.0, "{text}");
+    // The last error is the ping that got no answer, after the STOP.
     let age = metric(&text, "portcullis_store_last_error_age_seconds");
-    assert!((0.0..2.0).contains(&age), "last error {age} s ago");
+    assert!(
+        age >= 0.0 && age <= stopped.elapsed().as_secs_f64(),
+        "last error {age} s ago"
+    );
     eventually(
         "/readyz 503 once the outage is older than max_stale",
         || async { readyz(&sidecar).await == StatusCode::SERVICE_UNAVAILABLE },
     )
     .await;
     assert!(
-        stopped.elapsed() >= Duration::from_secs(2),
-        "not ready after {:?}, before max_stale",
-        stopped.elapsed()
+        last_answer_after.elapsed() >= MAX_STALE,
+        "not ready {:?} after the last answer, before max_stale",
+        last_answer_after.elapsed()
     );
 
     server.signal("CONT");

@@ -9,6 +9,7 @@ use http::{Method, Request, Response};
 use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use portcullis::http::body::BodyError;
 
 use crate::common::*;
 
@@ -19,7 +20,7 @@ const RSS_GROWTH_LIMIT_KIB: u64 = 64 * 1024;
 /// sent; anything else is answered by the echo upstream, which counts the body it receives.
 async fn echo_or_download(
     req: Request<Incoming>,
-) -> Result<Response<BoxBody<Bytes, hyper::Error>>, Infallible> {
+) -> Result<Response<BoxBody<Bytes, BodyError>>, Infallible> {
     if req.uri().path() == "/download" {
         return Ok(Response::new(
             pattern(BIG).map_err(|never| match never {}).boxed(),

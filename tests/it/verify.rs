@@ -526,3 +526,79 @@ async fn the_route_policy_applies_to_the_original_path_and_method() {
     );
     sidecar.shutdown().await;
 }
+
+/// ingress-nginx's `auth-url` sends the original request as `X-Original-URL`, a whole URL: it is
+/// a target convention of its own (reduced to path and query, its host the assertion's
+/// audience), it must agree with any other convention present, and the override refusal lets it
+/// through only when it names exactly the target judged — in any other spelling, or naming
+/// another path (also beside Envoy's form, which does not read it), it is refused as the path
+/// override it is to some frameworks.
+#[tokio::test]
+async fn x_original_url_is_a_target_and_passes_the_override_refusal_only_naming_that_target() {
+    let (upstream, hits) = counting_upstream().await;
+    let sidecar = Sidecar::start(&verify_config(upstream, "memory://", true, "")).await;
+    let (_, token) = first_user_token(sidecar.addr).await;
+    let t = ("coder-session-token", token.as_str());
+    let verify = "/.portcullis/verify";
+    let url = ("x-original-url", "http://App.Example/app/page?x=1");
+    let get = ("x-original-method", "GET");
+
+    let (status, headers, body) = ask(
+        sidecar.addr,
+        subrequest(Method::GET, verify, &[t, url, get]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["x-forwarded-user"], "admin");
+    let assertion = headers["x-portcullis-assertion"].to_str().unwrap();
+    let (_, claims) = verify_assertion(sidecar.addr, assertion, "app.example", ISSUER).await;
+    assert_eq!(claims["aud"], "app.example");
+    let agreeing = [t, url, get, ("x-original-uri", "/app/page?x=1")];
+    let (status, _, body) = ask(sidecar.addr, subrequest(Method::GET, verify, &agreeing)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let envoy = subrequest(
+        Method::GET,
+        "/.portcullis/verify/envoy/app/page?x=1",
+        &[t, url],
+    );
+    let (status, _, body) = ask(sidecar.addr, envoy).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let refused = [
+        (
+            verify,
+            vec![
+                t,
+                get,
+                ("x-original-uri", "/app"),
+                ("x-original-url", "http://a/admin"),
+            ],
+            "must be one value each and agree",
+        ),
+        (
+            verify,
+            vec![
+                t,
+                get,
+                ("x-original-uri", "/app"),
+                ("x_original_url", "http://a/app"),
+            ],
+            "override header",
+        ),
+        (
+            "/.portcullis/verify/envoy/app",
+            vec![t, ("x-original-url", "http://a/admin")],
+            "override header",
+        ),
+    ];
+    for (path, headers, detail) in refused {
+        let (status, _, body) = ask(sidecar.addr, subrequest(Method::GET, path, &headers)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{headers:?}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(detail),
+            "{headers:?}: {body}"
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    sidecar.shutdown().await;
+}

@@ -17,7 +17,13 @@
 //   POST /interaction/:uid/login   form field `login` = an account id: signs in and consents
 //                                  to the requested scopes in one step
 //   POST /test/accounts/:id/delete removes an account (its refresh tokens then fail)
-//   GET  /test/stats               {"refreshes": <refresh_token grants served>}
+//   GET  /test/stats               {"refreshes": <refresh_token grants served>,
+//                                  "token_requests": <requests that reached /token>,
+//                                  "jwks_requests": <requests that reached /jwks>,
+//                                  "held": <requests to /token waiting for a release>}
+//   POST /test/access-token-ttl/:seconds  the lifetime of the access tokens issued from now on
+//   POST /test/token/hold          from now on, requests to /token wait (counted in "held")...
+//   POST /test/token/release       ... until this lets them all through
 //   POST /test/refresh-id-token/:mode  tampers with the ID token of every later refresh
 //                                  answer: `other-sub` (re-signed with this provider's key,
 //                                  `sub` changed), `bad-signature` (a signature byte flipped),
@@ -33,7 +39,10 @@ if (skew) {
 }
 
 const accounts = JSON.parse(process.env.ACCOUNTS || '{}');
-const stats = { refreshes: 0 };
+const stats = { refreshes: 0, token_requests: 0, held: 0, jwks_requests: 0 };
+let accessTokenTtl = Number(process.env.ACCESS_TOKEN_TTL || 3600);
+// While set, requests to /token wait for it to resolve.
+let hold = null;
 
 // The signing key: fresh for every process, so a restart rotates it.
 const kid = crypto.randomUUID();
@@ -87,7 +96,7 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
   cookies: { keys: ['portcullis-test-cookie-key'] },
   jwks: { keys: [signingJwk] },
   ttl: {
-    AccessToken: Number(process.env.ACCESS_TOKEN_TTL || 3600),
+    AccessToken: () => accessTokenTtl,
     IdToken: Number(process.env.ID_TOKEN_TTL || 3600),
     RefreshToken: 24 * 3600,
     Grant: 24 * 3600,
@@ -165,10 +174,37 @@ server.on('request', async (req, res) => {
       res.end();
       return;
     }
+    if (parts[0] === 'test' && parts[1] === 'access-token-ttl' && req.method === 'POST') {
+      accessTokenTtl = Number(parts[2]);
+      res.statusCode = 204;
+      res.end();
+      return;
+    }
+    if (parts[0] === 'test' && parts[1] === 'token' && req.method === 'POST') {
+      if (parts[2] === 'hold' && !hold) {
+        let release;
+        hold = { promise: new Promise((resolve) => { release = resolve; }), release: () => release() };
+      } else if (parts[2] === 'release' && hold) {
+        hold.release();
+        hold = null;
+      }
+      res.statusCode = 204;
+      res.end();
+      return;
+    }
     if (parts[0] === 'test' && parts[1] === 'stats') {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify(stats));
       return;
+    }
+    if (url.pathname === '/jwks') stats.jwks_requests += 1;
+    if (url.pathname === '/token') {
+      stats.token_requests += 1;
+      if (hold) {
+        stats.held += 1;
+        await hold.promise;
+        stats.held -= 1;
+      }
     }
     callback(req, res);
   } catch (err) {

@@ -10,7 +10,12 @@ pub fn binary() -> &'static str {
 /// A `portcullis` command with a clean environment for its config: no `PORTCULLIS_*` override
 /// and no `RUST_LOG` from the caller.
 pub fn command() -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(binary());
+    clean(tokio::process::Command::new(binary()))
+}
+
+/// `cmd` without the caller's `PORTCULLIS_*` overrides and `RUST_LOG`, stdin closed, killed
+/// when dropped.
+fn clean(mut cmd: tokio::process::Command) -> tokio::process::Command {
     for (key, _) in std::env::vars() {
         if key.starts_with("PORTCULLIS_") || key == "RUST_LOG" {
             cmd.env_remove(key);
@@ -18,6 +23,27 @@ pub fn command() -> tokio::process::Command {
     }
     cmd.stdin(Stdio::null()).kill_on_drop(true);
     cmd
+}
+
+/// Runs `cmd` to completion (within [`BOUND`]): its exit code, stdout and stderr.
+pub async fn finish(cmd: tokio::process::Command) -> (Option<i32>, String, String) {
+    let what = format!("{:?} to exit", cmd.as_std().get_program());
+    bounded(&what, finish_unbounded(cmd)).await
+}
+
+/// [`finish`] without a bound: the caller sets its own (killed when dropped).
+pub async fn finish_unbounded(mut cmd: tokio::process::Command) -> (Option<i32>, String, String) {
+    let what = format!("{:?}", cmd.as_std().get_program());
+    let out = cmd
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A running `portcullis serve` process.
@@ -66,10 +92,26 @@ impl Process {
 
 /// Runs `portcullis serve --config CONFIG` and waits until both listeners log `listening`.
 pub async fn spawn_serve(config: &Path) -> Process {
-    let mut child = command()
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
+    let mut cmd = command();
+    cmd.arg("serve").arg("--config").arg(config);
+    start_serve(cmd).await
+}
+
+/// [`spawn_serve`], with the process allowed at most `open_files` file descriptors (the
+/// shell's `ulimit -n`, then `exec`, so the child is Portcullis itself).
+pub async fn spawn_serve_limited(config: &Path, open_files: u32) -> Process {
+    let mut cmd = clean(tokio::process::Command::new("sh"));
+    cmd.arg("-c")
+        .arg(r#"ulimit -n "$1" && exec "$0" serve --config "$2""#)
+        .arg(binary())
+        .arg(open_files.to_string())
+        .arg(config);
+    start_serve(cmd).await
+}
+
+/// Starts `cmd` (a `portcullis serve`) and waits until both listeners log `listening`.
+async fn start_serve(mut cmd: tokio::process::Command) -> Process {
+    let mut child = cmd
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

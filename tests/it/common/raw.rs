@@ -159,3 +159,60 @@ async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> b
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+/// Reads from `stream` until the server closes it (EOF, or a reset); any bytes sent before are
+/// ignored, and any other read error fails the test. Unbounded: wrap it in a timeout.
+pub async fn closed_by_server<S: AsyncRead + Unpin>(stream: &mut S) {
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("reading until the server closes: {e}"),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Fails the test unless the server closes `stream` (EOF or reset) within `bound`, and no
+/// sooner than `timeout` after `since`, an instant at or before the timer under test could
+/// start ([`assert_not_sooner`]).
+pub async fn assert_closed_after<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    since: tokio::time::Instant,
+    timeout: Duration,
+    bound: Duration,
+    what: &str,
+) {
+    let closed = tokio::time::timeout(bound, closed_by_server(stream)).await;
+    assert!(closed.is_ok(), "{what}: still open after {bound:?}");
+    assert_not_sooner(since, timeout, what);
+}
+
+/// Fails the test if less than `timeout` has passed since `since`: what a timer of `timeout`
+/// ended must not end sooner. A timer never fires early and a loaded machine only makes it
+/// later, so this holds however slow the machine is (only a hang is caught by a bound).
+pub fn assert_not_sooner(since: tokio::time::Instant, timeout: Duration, what: &str) {
+    let after = since.elapsed();
+    assert!(
+        after >= timeout,
+        "{what}: ended {after:?} after it began, before its timeout ({timeout:?})"
+    );
+}
+
+/// A connection to `addr` that has had one `GET /` answered `200` and is kept alive; and an
+/// instant taken before the request was written (so at or before anything the server starts
+/// after it).
+pub async fn kept_alive_after_one_request(addr: SocketAddr) -> (TcpStream, tokio::time::Instant) {
+    let mut stream = bounded("connecting", TcpStream::connect(addr))
+        .await
+        .unwrap();
+    let sending = tokio::time::Instant::now();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = bounded("the response", read_response(&mut stream)).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    (stream, sending)
+}

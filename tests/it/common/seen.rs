@@ -2,6 +2,21 @@
 
 use super::*;
 
+/// The identity headers of both families and the assertion, in canonical spelling: what an
+/// application may only ever get from Portcullis.
+pub const IDENTITY: [&str; 10] = [
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-user-id",
+    "x-forwarded-roles",
+    "x-forwarded-scopes",
+    "remote-user",
+    "remote-email",
+    "remote-name",
+    "remote-groups",
+    "x-portcullis-assertion",
+];
+
 /// Every value of header `name` (any case) in an echo report, in order.
 pub fn seen_header(seen: &Value, name: &str) -> Vec<String> {
     seen["headers"]

@@ -22,7 +22,21 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    serve_with(auto::Builder::new(TokioExecutor::new()), handler).await
+    serve_with(auto::Builder::new(TokioExecutor::new()), handler, None).await
+}
+
+/// Serves `handler` as [`serve`] does, and counts the connections accepted.
+pub async fn serve_counting_connections<F, Fut, B>(handler: F) -> (SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let addr = serve_with(builder, handler, Some(accepted.clone())).await;
+    (addr, accepted)
 }
 
 /// Serves `handler` on `127.0.0.1:0` speaking HTTP/2 only (prior knowledge): a client that
@@ -37,11 +51,16 @@ where
     serve_with(
         auto::Builder::new(TokioExecutor::new()).http2_only(),
         handler,
+        None,
     )
     .await
 }
 
-async fn serve_with<F, Fut, B>(builder: auto::Builder<TokioExecutor>, handler: F) -> SocketAddr
+async fn serve_with<F, Fut, B>(
+    builder: auto::Builder<TokioExecutor>,
+    handler: F,
+    accepted: Option<Arc<AtomicUsize>>,
+) -> SocketAddr
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
@@ -55,6 +74,9 @@ where
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            if let Some(accepted) = &accepted {
+                accepted.fetch_add(1, Ordering::SeqCst);
+            }
             let (handler, builder) = (handler.clone(), builder.clone());
             tokio::spawn(async move {
                 let _ = builder

@@ -43,14 +43,22 @@ impl World {
     /// change made through one reaches the other through the invalidation, never the cache
     /// TTL. On `memory://`, which replicas cannot share, the second is `None`.
     pub async fn with_replica(store_url: &str) -> (World, Option<Sidecar>) {
-        let echo = start_echo().await;
+        World::with_replica_on(store_url, start_echo().await, "").await
+    }
+
+    /// [`World::with_replica`] in front of `upstream`, with extra TOML `extra` in both configs.
+    pub async fn with_replica_on(
+        store_url: &str,
+        upstream: SocketAddr,
+        extra: &str,
+    ) -> (World, Option<Sidecar>) {
         let prefix = random_key_prefix();
         let config = config_with_store(
-            echo,
+            upstream,
             store_url,
             &prefix,
             "cache_ttl = \"1h\"\nnegative_cache_ttl = \"0s\"\n",
-            "",
+            extra,
         );
         let a = Sidecar::start(&config).await;
         let b = match store_url {

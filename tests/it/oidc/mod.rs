@@ -44,6 +44,16 @@ fn alice() -> Value {
     })
 }
 
+/// A provider with the accounts above that issues access tokens of one second (until
+/// [`Provider::set_access_token_ttl`]), for the refresh tests.
+fn one_second_tokens() -> Options {
+    Options {
+        accounts: alice(),
+        access_token_ttl: 1,
+        ..Options::default()
+    }
+}
+
 /// A provider with the accounts above, and Portcullis in front of the echo upstream using it.
 struct World {
     provider: Provider,
@@ -188,3 +198,4 @@ use linking::user_id_of;
 mod keys;
 mod metrics;
 mod refresh_id_token;
+mod replicas;

@@ -23,7 +23,8 @@ pub const CLIENT_SECRET: &str = "portcullis-secret";
 pub struct Options {
     /// Account id → claims.
     pub accounts: Value,
-    /// Lifetime of the access tokens it issues, in seconds.
+    /// Lifetime of the access tokens it issues, in seconds, until
+    /// [`Provider::set_access_token_ttl`].
     pub access_token_ttl: u64,
     /// Shift of its clock, in seconds.
     pub clock_skew: i64,
@@ -100,7 +101,44 @@ impl Provider {
 
     /// How many refresh grants it has served.
     pub async fn refreshes(&self) -> u64 {
-        self.get_json("/test/stats").await["refreshes"]
+        self.stat("refreshes").await
+    }
+
+    /// How many requests have reached its token endpoint (code exchanges and refreshes, each
+    /// counted as it arrives, whatever the answer).
+    pub async fn token_requests(&self) -> u64 {
+        self.stat("token_requests").await
+    }
+
+    /// How many times its key set (`/jwks`) has been read, by anyone (the tests' own
+    /// [`Provider::signing_kid`] included), since it started.
+    pub async fn jwks_requests(&self) -> u64 {
+        self.stat("jwks_requests").await
+    }
+
+    /// How many requests to its token endpoint are waiting for [`Provider::release_token`].
+    pub async fn held_token_requests(&self) -> u64 {
+        self.stat("held").await
+    }
+
+    /// Makes every later request to its token endpoint wait until [`Provider::release_token`].
+    pub async fn hold_token(&self) {
+        self.post("/test/token/hold").await;
+    }
+
+    /// Lets the requests [`Provider::hold_token`] holds through, and later ones at once.
+    pub async fn release_token(&self) {
+        self.post("/test/token/release").await;
+    }
+
+    /// Sets the lifetime of the access tokens it issues from now on, in seconds.
+    pub async fn set_access_token_ttl(&self, seconds: u64) {
+        self.post(&format!("/test/access-token-ttl/{seconds}"))
+            .await;
+    }
+
+    async fn stat(&self, name: &str) -> u64 {
+        self.get_json("/test/stats").await[name]
             .as_u64()
             .expect("a count")
     }

@@ -4,11 +4,7 @@ use super::*;
 
 #[tokio::test]
 async fn a_refresh_with_a_bad_or_foreign_id_token_ends_the_session() {
-    let options = Options {
-        accounts: alice(),
-        access_token_ttl: 1,
-        ..Options::default()
-    };
+    let options = one_second_tokens();
     let w = World::start("memory://", options, "").await;
     for mode in ["other-sub", "bad-signature"] {
         w.provider.tamper_refresh_id_tokens("none").await;

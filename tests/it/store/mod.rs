@@ -1,7 +1,9 @@
-//! The store's behaviour, one suite run against every backend: `memory://` (with Tokio's clock
-//! paused, so expiry tests take no time), the real Redis at `127.0.0.1:6379`, the Sentinel set
-//! and the Redis Cluster that `scripts/test` starts (`common::SENTINEL`, `common::CLUSTER`), each test under
-//! a random key prefix that it deletes afterwards.
+//! The store's behaviour, one suite run against every backend: `memory://` twice (with Tokio's
+//! clock paused on one thread, so expiry is exact and takes no time; and on two worker threads
+//! with the real clock, so that concurrent calls really run at once), the real Redis at
+//! `127.0.0.1:6379`, the Sentinel set and the Redis Cluster that `scripts/test` starts
+//! (`common::SENTINEL`, `common::CLUSTER`), each test under a random key prefix that it deletes
+//! afterwards.
 //!
 //! The Redis runs fail, loudly, when Redis does not answer: they are never skipped. The
 //! outage test starts a private `redis-server` on a free port and kills it by PID.
@@ -28,13 +30,20 @@ use crate::common::{
 
 // === harness ===
 
-/// Declares `$name::memory`, `$name::redis`, `$name::sentinel` and `$name::cluster`, each
-/// running `async fn $name(Store)` on that store.
+/// Declares `$name::memory`, `$name::memory_threads`, `$name::redis`, `$name::sentinel` and
+/// `$name::cluster`, each running `async fn $name(Store)` on that store.
 macro_rules! every_backend {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(start_paused = true)]
             async fn memory() {
+                super::$name(super::memory_store()).await;
+            }
+
+            // A paused clock needs a single thread, on which concurrent calls of the memory
+            // store (synchronous under its lock) never interleave: this run makes them race.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory_threads() {
                 super::$name(super::memory_store()).await;
             }
 
@@ -100,6 +109,7 @@ every_backend!(
     ephemeral_values_are_single_use,
     ephemeral_values_are_taken_only_while_they_hold_the_expected_value,
     values_counters_and_key_records_expire,
+    a_rate_window_is_not_extended_by_later_increments,
     invalidations_reach_subscribers,
     concurrent_user_modifications_are_never_lost,
     a_modification_sees_a_suspension_made_while_it_ran,
