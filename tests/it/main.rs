@@ -20,6 +20,7 @@ mod authz;
 mod canonical;
 mod cli;
 mod csrf;
+mod faults;
 mod forwarding;
 mod header_hygiene;
 mod identity;
