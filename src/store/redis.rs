@@ -95,7 +95,7 @@
 //! and sends [`Invalidation::All`] after every subscription.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -265,12 +265,16 @@ impl RedisStore {
         let verdict = Verdict::new(&self.health, admitted);
         let started = std::time::Instant::now();
         let used = AtomicU64::new(0);
+        // The client's own deadline (a cluster connection has one, as long as ours) may pass
+        // just before ours: that too is a command that got no answer.
+        let client_timed_out = AtomicBool::new(false);
         let op = async {
             let (generation, mut conn) = self.slot.get().await?;
             used.store(generation, Ordering::Relaxed);
             durable::note(generation);
             match cmd.query_async::<T>(&mut conn).await {
                 Err(e) if breaks_connection(&e) => {
+                    client_timed_out.store(e.is_timeout(), Ordering::Relaxed);
                     self.slot.reset(generation);
                     Err(store_error(e))
                 }
@@ -290,6 +294,7 @@ impl RedisStore {
                 )))
             }
         };
+        let timed_out = timed_out || client_timed_out.load(Ordering::Relaxed);
         verdict.settle(match (&result, timed_out) {
             (Ok(_), _) => Settled::Answered,
             (Err(_), true) => Settled::TimedOut,

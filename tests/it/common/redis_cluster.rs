@@ -122,6 +122,15 @@ impl RedisCluster {
             })
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the node on `port`.
+    pub fn signal(&self, port: u16, signal: &str) {
+        let at = self.ports.iter().position(|p| *p == port).expect("a node");
+        self.servers[at]
+            .as_ref()
+            .expect("a live node")
+            .signal(signal);
+    }
+
     /// SIGKILL to the node on `port`, as in a crash.
     pub fn kill(&mut self, port: u16) {
         let at = self.ports.iter().position(|p| *p == port).expect("a node");
