@@ -10,6 +10,7 @@ use crate::common::world::*;
 use crate::common::*;
 
 mod failover;
+mod publication;
 
 /// Logouts in a row: the loss this guards against was intermittent (seen in 5 runs of 12 on
 /// Cluster; here, with the checks sent the moment the logout answers, in most runs on every
