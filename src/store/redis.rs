@@ -92,7 +92,9 @@
 //!
 //! The invalidation subscriber is a task of its own with its own connection. It re-subscribes
 //! with backoff (50 ms doubling to 2 s) when the connection drops or stops answering `PING`,
-//! and sends [`Invalidation::All`] after every subscription.
+//! and sends [`Invalidation::All`] after every subscription. It numbers its subscriptions
+//! ([`RedisStore::subscription`]; none while it has lost one), so that the key cache serves
+//! only what it read under the live one.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -135,6 +137,8 @@ pub(super) struct RedisStore {
     timeout: Duration,
     events: broadcast::Sender<Invalidation>,
     subscriber: AbortHandle,
+    /// The number of the live subscription to the invalidation channel, 0 while there is none.
+    subscription: Arc<AtomicU64>,
     scripts: Scripts,
     shown: String,
     health: Health,
@@ -221,11 +225,13 @@ impl RedisStore {
         let slot = Arc::new(Slot::new(connector.clone(), timeout));
         let keys = Keys::new(prefix);
         let events = broadcast::channel(capacity).0;
+        let subscription = Arc::new(AtomicU64::new(0));
         let subscriber = runtime
             .spawn(subscribe_forever(
                 connector,
                 keys.channel(),
                 events.clone(),
+                subscription.clone(),
                 timeout,
             ))
             .abort_handle();
@@ -235,6 +241,7 @@ impl RedisStore {
             timeout,
             events,
             subscriber,
+            subscription,
             scripts: Scripts::new(),
             shown: StoreUrl::Redis(url.clone()).to_string(),
             health: Health::new(),

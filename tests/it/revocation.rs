@@ -11,6 +11,7 @@ use crate::common::*;
 
 mod failover;
 mod publication;
+mod subscription;
 
 /// Logouts in a row: the loss this guards against was intermittent (seen in 5 runs of 12 on
 /// Cluster; here, with the checks sent the moment the logout answers, in most runs on every
