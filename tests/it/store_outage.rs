@@ -37,22 +37,7 @@ async fn during_a_hang_every_request_is_answered_within_about_one_deadline() {
 
     server.signal("STOP");
     let started = Instant::now();
-    let requests: Vec<_> = (0..CONCURRENT)
-        .map(|i| {
-            let token = tokens[i % 2].clone();
-            tokio::spawn(async move {
-                let sent = Instant::now();
-                let (status, body) = call(addr, proxied(Some(&token))).await;
-                (status, body, sent.elapsed())
-            })
-        })
-        .collect();
-    let mut slowest = Duration::ZERO;
-    for request in requests {
-        let (status, body, took) = request.await.expect("request task");
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        slowest = slowest.max(took);
-    }
+    let slowest = all_unavailable(addr, &tokens, CONCURRENT).await;
     let body = serde_json::json!({"email": ADMIN_EMAIL, "password": PASSWORD});
     let sent = Instant::now();
     let (status, answer) = call(
@@ -108,9 +93,27 @@ async fn on_a_cluster_a_hung_master_costs_concurrent_requests_about_one_deadline
     let gets = r#"portcullis_store_command_seconds_count{command="GET"}"#;
     let before = metric(&sidecar.metrics().await, gets);
     cluster.signal(master, "STOP");
-    let requests: Vec<_> = (0..CONCURRENT)
-        .map(|_| {
-            let token = token.clone();
+    let slowest = all_unavailable(addr, &[token], CONCURRENT).await;
+    let waited = metric(&sidecar.metrics().await, gets) - before;
+    cluster.signal(master, "CONT");
+    eprintln!("cluster hang: {CONCURRENT} requests for one uncached key, slowest {slowest:?}");
+    assert_eq!(
+        waited, 1.0,
+        "reads of the key that waited for the hung master"
+    );
+    assert!(
+        slowest < Duration::from_millis(1500),
+        "a request waited {slowest:?} during the hang"
+    );
+    sidecar.shutdown().await;
+}
+
+/// Sends `n` proxied requests to `addr` at once, with each of `tokens` in turn: each must get
+/// 503; how long the slowest took.
+async fn all_unavailable(addr: std::net::SocketAddr, tokens: &[String], n: usize) -> Duration {
+    let requests: Vec<_> = (0..n)
+        .map(|i| {
+            let token = tokens[i % tokens.len()].clone();
             tokio::spawn(async move {
                 let sent = Instant::now();
                 let (status, body) = call(addr, proxied(Some(&token))).await;
@@ -124,18 +127,7 @@ async fn on_a_cluster_a_hung_master_costs_concurrent_requests_about_one_deadline
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         slowest = slowest.max(took);
     }
-    let waited = metric(&sidecar.metrics().await, gets) - before;
-    cluster.signal(master, "CONT");
-    eprintln!("cluster hang: {CONCURRENT} requests for one uncached key, slowest {slowest:?}");
-    assert_eq!(
-        waited, 1.0,
-        "reads of the key that waited for the hung master"
-    );
-    assert!(
-        slowest < Duration::from_millis(1500),
-        "a request waited {slowest:?} during the hang"
-    );
-    sidecar.shutdown().await;
+    slowest
 }
 
 /// `/readyz` stays 200 while the outage is younger than `store.max_stale` (2 s here), then turns

@@ -55,6 +55,16 @@ pub struct Window {
     pub cleared: Instant,
 }
 
+impl Window {
+    /// A fault that began at `began` and has just cleared.
+    pub fn since(began: Instant) -> Window {
+        Window {
+            began,
+            cleared: Instant::now(),
+        }
+    }
+}
+
 /// What a traffic request carries, and so what it must get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -162,17 +172,7 @@ pub async fn run_fault(
     }
     // Last, every revoked token once more on each replica.
     let revoked = shared.revoked.lock().unwrap().clone();
-    for (replica, &addr) in addrs.iter().enumerate() {
-        for token in &revoked {
-            let probe = Probe {
-                token: token.clone(),
-                path: "/app",
-                kind: Kind::Revoked,
-            };
-            let answer = ask(&mut None, addr, replica, &probe).await;
-            shared.answers.lock().unwrap().push(answer);
-        }
-    }
+    ask_revoked(addrs, &revoked, &shared).await;
 
     let logs = [fleet.replicas[0].log(), fleet.replicas[1].log()];
     let row = Row::sum(name, &shared, &window, [&logs[0], &logs[1]]);
@@ -358,16 +358,21 @@ async fn revoker(
             .lock()
             .unwrap()
             .extend(tokens.iter().cloned());
-        for (replica, &addr) in addrs.iter().enumerate() {
-            for token in &tokens {
-                let probe = Probe {
-                    token: token.clone(),
-                    path: "/app",
-                    kind: Kind::Revoked,
-                };
-                let answer = ask(&mut None, addr, replica, &probe).await;
-                shared.answers.lock().unwrap().push(answer);
-            }
+        ask_revoked(addrs, &tokens, &shared).await;
+    }
+}
+
+/// Asks for each of `tokens`, revoked, on each replica, each on a new connection.
+async fn ask_revoked(addrs: [SocketAddr; 2], tokens: &[String], shared: &Shared) {
+    for (replica, &addr) in addrs.iter().enumerate() {
+        for token in tokens {
+            let probe = Probe {
+                token: token.clone(),
+                path: "/app",
+                kind: Kind::Revoked,
+            };
+            let answer = ask(&mut None, addr, replica, &probe).await;
+            shared.answers.lock().unwrap().push(answer);
         }
     }
 }

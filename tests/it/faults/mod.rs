@@ -14,8 +14,6 @@
 //! (append-only file, `appendfsync always`), allow `DEBUG` from localhost, and evict nothing
 //! (`maxmemory-policy noeviction`, which Portcullis requires).
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -30,24 +28,40 @@ use partition::Partition;
 /// the full memory).
 const OUTAGE: Duration = Duration::from_secs(5);
 
-/// The arguments of every private standalone Redis: see the module doc.
-const STANDALONE: [&str; 8] = [
-    "--appendonly",
-    "yes",
-    "--appendfsync",
-    "always",
-    "--enable-debug-command",
-    "local",
-    "--maxmemory-policy",
-    "noeviction",
-];
-
-async fn standalone(port: u16, dir: &Path) -> RedisServer {
-    RedisServer::start_in_with(port, dir, &STANDALONE).await
+/// A private standalone Redis: see the module doc.
+struct Standalone {
+    port: u16,
+    server: RedisServer,
+    dir: tempfile::TempDir,
 }
 
-fn url(port: u16) -> String {
-    format!("redis://127.0.0.1:{port}")
+impl Standalone {
+    const ARGS: [&str; 8] = [
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--enable-debug-command",
+        "local",
+        "--maxmemory-policy",
+        "noeviction",
+    ];
+
+    async fn start() -> Standalone {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let server = RedisServer::start_in_with(port, dir.path(), &Self::ARGS).await;
+        Standalone { port, server, dir }
+    }
+
+    /// Starts it again on its port and files (after a kill).
+    async fn restart(&mut self) {
+        self.server = RedisServer::start_in_with(self.port, self.dir.path(), &Self::ARGS).await;
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
 }
 
 /// The master crashes (SIGKILL) and is started again 5 s later on the same files: nothing
@@ -55,49 +69,33 @@ fn url(port: u16) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fault matrix: benches/faults.sh"]
 async fn standalone_master_killed_and_restarted() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = standalone(port, dir.path()).await;
+    let mut redis = Standalone::start().await;
+    let url = redis.url();
     let fault = async {
-        server.kill();
+        redis.server.kill();
         let began = Instant::now();
         tokio::time::sleep(OUTAGE).await;
-        server = standalone(port, dir.path()).await;
-        Window {
-            began,
-            cleared: Instant::now(),
-        }
+        redis.restart().await;
+        Window::since(began)
     };
-    run_fault(
-        "kill -9 master, restart",
-        &url(port),
-        &random_key_prefix(),
-        fault,
-    )
-    .await;
-    drop(server);
+    run_fault("kill -9 master, restart", &url, &random_key_prefix(), fault).await;
 }
 
 /// Redis hangs: stopped (SIGSTOP) for 5 s, its connections open, then continued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fault matrix: benches/faults.sh"]
 async fn standalone_stopped_and_continued() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let server = standalone(port, dir.path()).await;
+    let redis = Standalone::start().await;
     let fault = async {
-        server.signal("STOP");
+        redis.server.signal("STOP");
         let began = Instant::now();
         tokio::time::sleep(OUTAGE).await;
-        server.signal("CONT");
-        Window {
-            began,
-            cleared: Instant::now(),
-        }
+        redis.server.signal("CONT");
+        Window::since(began)
     };
     run_fault(
         "SIGSTOP 5 s, SIGCONT",
-        &url(port),
+        &redis.url(),
         &random_key_prefix(),
         fault,
     )
@@ -108,43 +106,34 @@ async fn standalone_stopped_and_continued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fault matrix: benches/faults.sh"]
 async fn standalone_debug_sleep() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _server = standalone(port, dir.path()).await;
+    let redis = Standalone::start().await;
+    let port = redis.port;
     let fault = async {
         let began = Instant::now();
         let slept = tokio::task::spawn_blocking(move || redis_cli(port, &["DEBUG", "SLEEP", "5"]))
             .await
             .unwrap();
         assert_eq!(slept.trim(), "OK", "DEBUG SLEEP");
-        Window {
-            began,
-            cleared: Instant::now(),
-        }
+        Window::since(began)
     };
-    run_fault("DEBUG SLEEP 5", &url(port), &random_key_prefix(), fault).await;
+    run_fault("DEBUG SLEEP 5", &redis.url(), &random_key_prefix(), fault).await;
 }
 
 /// Every client paused for 5 s (`CLIENT PAUSE 5000 ALL`): commands queue, then all run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fault matrix: benches/faults.sh"]
 async fn standalone_client_pause() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _server = standalone(port, dir.path()).await;
+    let redis = Standalone::start().await;
     let fault = async {
         let began = Instant::now();
-        let paused = redis_cli(port, &["CLIENT", "PAUSE", "5000", "ALL"]);
+        let paused = redis_cli(redis.port, &["CLIENT", "PAUSE", "5000", "ALL"]);
         assert_eq!(paused.trim(), "OK", "CLIENT PAUSE");
         tokio::time::sleep_until((began + OUTAGE).into()).await;
-        Window {
-            began,
-            cleared: Instant::now(),
-        }
+        Window::since(began)
     };
     run_fault(
         "CLIENT PAUSE 5000 ALL",
-        &url(port),
+        &redis.url(),
         &random_key_prefix(),
         fault,
     )
@@ -161,10 +150,7 @@ async fn sentinel_failover_command() {
         let began = Instant::now();
         set.start_failover().await;
         set.await_demotion().await;
-        Window {
-            began,
-            cleared: Instant::now(),
-        }
+        Window::since(began)
     };
     run_fault(
         "Sentinel: SENTINEL FAILOVER",
@@ -189,10 +175,7 @@ async fn sentinel_master_killed() {
         let began = Instant::now();
         set.await_promotion().await;
         set.restart_master().await;
-        Window {
-            began,
-            cleared: Instant::now(),
-        }
+        Window::since(began)
     };
     run_fault(
         "Sentinel: kill -9 master",
@@ -220,10 +203,7 @@ async fn cluster_master_killed() {
         cluster.kill(victim);
         let began = Instant::now();
         cluster.await_promotion(&channel).await;
-        Window {
-            began,
-            cleared: Instant::now(),
-        }
+        Window::since(began)
     };
     run_fault("Cluster: kill -9 master", &url, &prefix, fault).await;
 }
@@ -234,34 +214,22 @@ async fn cluster_master_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fault matrix: benches/faults.sh"]
 async fn standalone_out_of_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _server = standalone(port, dir.path()).await;
+    let redis = Standalone::start().await;
     let fault = async {
-        let began = fill(port).await;
+        let began = fill(&redis.url()).await;
         tokio::time::sleep(OUTAGE).await;
-        assert_eq!(
-            redis_cli(port, &["CONFIG", "SET", "maxmemory", "0"]).trim(),
-            "OK"
-        );
-        Window {
-            began,
-            cleared: Instant::now(),
-        }
+        let lifted = redis_cli(redis.port, &["CONFIG", "SET", "maxmemory", "0"]);
+        assert_eq!(lifted.trim(), "OK");
+        Window::since(began)
     };
-    run_fault(
-        "maxmemory reached (noeviction)",
-        &url(port),
-        &random_key_prefix(),
-        fault,
-    )
-    .await;
+    let name = "maxmemory reached (noeviction)";
+    run_fault(name, &redis.url(), &random_key_prefix(), fault).await;
 }
 
-/// Sets `maxmemory` 2 MiB above what the Redis on `port` uses, writes junk until it refuses a
+/// Sets `maxmemory` 2 MiB above what the Redis at `url` uses, writes junk until it refuses a
 /// write with OOM, then lowers the limit by 1 MiB; when the first write was refused.
-async fn fill(port: u16) -> Instant {
-    let client = redis::Client::open(url(port)).unwrap();
+async fn fill(url: &str) -> Instant {
+    let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let memory: String = redis::cmd("INFO")
         .arg("memory")
@@ -312,20 +280,14 @@ async fn fill(port: u16) -> Instant {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fault matrix: benches/faults.sh"]
 async fn network_partition() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _server = standalone(port, dir.path()).await;
-    let redis: SocketAddr = ([127, 0, 0, 1], port).into();
-    let proxy = Partition::start(redis).await;
+    let redis = Standalone::start().await;
+    let proxy = Partition::start(([127, 0, 0, 1], redis.port).into()).await;
     let fault = async {
         proxy.cut();
         let began = Instant::now();
         tokio::time::sleep(OUTAGE).await;
         proxy.heal();
-        Window {
-            began,
-            cleared: Instant::now(),
-        }
+        Window::since(began)
     };
     let through = format!("redis://{}", proxy.addr);
     run_fault("network partition", &through, &random_key_prefix(), fault).await;

@@ -27,15 +27,7 @@ async fn a_revocation_that_cannot_tell_the_other_replicas_fails_and_its_retry_te
     let _redis = RedisServer::start_with(port, &args).await;
     let echo = start_echo().await;
     let prefix = random_key_prefix();
-    let config = |url: String| {
-        config_with_store(
-            echo,
-            &url,
-            &prefix,
-            "cache_ttl = \"1h\"\nnegative_cache_ttl = \"0s\"\n",
-            "[rate_limit]\napi_per_minute = 0\nlogin_per_minute = 0\n",
-        )
-    };
+    let config = |url: String| replica_config(echo, &url, &prefix);
     let mute = Sidecar::start(&config(format!("redis://{MUTE}:secret@127.0.0.1:{port}"))).await;
     let teller = Sidecar::start(&config(format!("redis://127.0.0.1:{port}"))).await;
     let watcher = Sidecar::start(&config(format!("redis://127.0.0.1:{port}"))).await;

@@ -24,15 +24,7 @@ async fn a_replica_not_subscribed_to_invalidations_reads_the_store_for_every_req
     let proxy = no_subscribe_proxy(([127, 0, 0, 1], port).into(), deafened.clone()).await;
     let echo = start_echo().await;
     let prefix = random_key_prefix();
-    let config = |url: String| {
-        config_with_store(
-            echo,
-            &url,
-            &prefix,
-            "cache_ttl = \"1h\"\nnegative_cache_ttl = \"0s\"\n",
-            "[rate_limit]\napi_per_minute = 0\n",
-        )
-    };
+    let config = |url: String| replica_config(echo, &url, &prefix);
     let deaf = Sidecar::start(&config(format!("redis://{proxy}"))).await;
     let other = Sidecar::start(&config(format!("redis://127.0.0.1:{port}"))).await;
     let admin = first_user_token(other.addr).await.1;

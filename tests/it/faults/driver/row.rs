@@ -109,7 +109,7 @@ impl Row {
         }
     }
 
-    /// One line for `benches/faults.sh`, and one for people.
+    /// The line `benches/faults.sh` reads.
     pub(super) fn print(&self) {
         let ms = |d: Duration| d.as_millis();
         println!(
@@ -128,27 +128,6 @@ impl Row {
             self.revocation_failures,
             ms(self.max_revocation_latency),
             ms(self.fault_length),
-            self.propagating,
-            self.unpublished,
-            self.resubscribed,
-        );
-        eprintln!(
-            "{}: {} requests, {} let through, revoked accepted A {} B {}, max {} ms, {} × 503, \
-             recovered {} ms after the fault cleared ({} ms long); revocations {} ok, {} failed \
-             (max {} ms); {} revoked accepted while propagating; logs: {} unpublished, {} \
-             subscriptions lost",
-            self.fault,
-            self.requests,
-            self.let_through,
-            self.revoked_accepted[0],
-            self.revoked_accepted[1],
-            ms(self.max_latency),
-            self.unavailable,
-            ms(self.recovery),
-            ms(self.fault_length),
-            self.revocations,
-            self.revocation_failures,
-            ms(self.max_revocation_latency),
             self.propagating,
             self.unpublished,
             self.resubscribed,
