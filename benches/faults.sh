@@ -46,16 +46,29 @@ RUSTC=$(rustc --version | cut -d' ' -f2)
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -1)
 CORES=$(nproc 2>/dev/null || echo '?')
 
+# The rows in the issue's order of faults (the tests run in name order), then any others.
+ORDER=("kill -9 master, restart" "SIGSTOP 5 s, SIGCONT" "DEBUG SLEEP 5" "CLIENT PAUSE 5000 ALL"
+  "Sentinel: SENTINEL FAILOVER" "Sentinel: kill -9 master" "Cluster: kill -9 master"
+  "maxmemory reached (noeviction)" "network partition")
+rows() {
+  local all name
+  all=$(grep -ao 'FAULT-ROW|.*' "$LOG")
+  for name in "${ORDER[@]}"; do grep -F "FAULT-ROW|$name|" <<<"$all" || true; done
+  for name in "${ORDER[@]}"; do all=$(grep -vF "FAULT-ROW|$name|" <<<"$all" || true); done
+  [ -z "$all" ] || echo "$all"
+}
+
 table() {
-  echo "| fault | requests | let through (must be 0) | revoked accepted A / B (must be 0) | longest request | 503s | recovery after the fault cleared | fault length | revocations ok / failed attempts | longest revocation |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
-  # FAULT-ROW|fault|requests|let_through|rev_a|rev_b|max_ms|503s|recovery_ms|valid_refused|other|rev_ok|rev_failed|max_rev_ms|fault_ms
-  grep -a '^FAULT-ROW|' "$LOG" | while IFS='|' read -r _ fault requests let rev_a rev_b max_ms unavailable recovery refused other rev_ok rev_failed max_rev fault_ms; do
+  echo "| fault | requests | let through (must be 0) | revoked accepted A / B (must be 0) | revoked accepted by the other replica within 100 ms | longest request | 503s | recovery after the fault cleared | fault length | revocations ok / failed attempts | longest revocation |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  # FAULT-ROW|fault|requests|let_through|rev_a|rev_b|max_ms|503s|recovery_ms|valid_refused|other|
+  #   rev_ok|rev_failed|max_rev_ms|fault_ms|propagating|unpublished|resubscribed
+  rows | while IFS='|' read -r _ fault requests let rev_a rev_b max_ms unavailable recovery refused other rev_ok rev_failed max_rev fault_ms propagating _; do
     note=""
     if [ "$refused" != 0 ] || [ "$other" != 0 ]; then
       note=" (valid refused $refused, other answers $other)"
     fi
-    echo "| $fault$note | $requests | $let | $rev_a / $rev_b | $max_ms ms | $unavailable | $recovery ms | $fault_ms ms | $rev_ok / $rev_failed | $max_rev ms |"
+    echo "| $fault$note | $requests | $let | $rev_a / $rev_b | $propagating | $max_ms ms | $unavailable | $recovery ms | $fault_ms ms | $rev_ok / $rev_failed | $max_rev ms |"
   done
 }
 
@@ -75,16 +88,19 @@ report() {
   echo
   table
   echo
-  echo "Recovery: from the moment the fault cleared (server restarted, SIGCONT, sleep or pause over,"
-  echo "failover done or killed master restarted, memory limit lifted, network healed) to the end"
-  echo "of the last failed request or revocation sent after it."
+  echo "Revoked accepted: a request sent after its token's revocation answered success, and answered"
+  echo "2xx: on the replica that served the revocation, from that answer on; on the other one, from"
+  echo "100 ms after it (the invalidation travels over Redis pub/sub; earlier ones are counted in"
+  echo "their own column). Recovery: from the moment the fault cleared (server restarted, SIGCONT,"
+  echo "sleep or pause over, failover done or killed master restarted, memory limit lifted, network"
+  echo "healed) to the end of the last failed request or revocation sent after it."
   if [ "$status" != 0 ]; then
     echo
     echo "**The run failed** (cargo test exit $status): see the test output for the assertion."
   fi
 }
 
-if ! grep -aq '^FAULT-ROW|' "$LOG"; then
+if ! grep -aq 'FAULT-ROW|' "$LOG"; then
   echo "faults.sh: no FAULT-ROW lines: the tests did not run (exit $status)" >&2
   exit 1
 fi
