@@ -12,8 +12,11 @@
 //! store first; then an [`Invalidation`] is published, which every replica on the same store
 //! applies to its key cache at once. When a [`Users`] is given this process's cache, the cache
 //! is also cleared directly, so the caller's next request sees the change even if publishing
-//! failed. A failed publication is logged (target `portcullis::users`); other replicas then
-//! serve the old state for at most `store.cache_ttl` (see `store::cache`).
+//! failed. A change that takes access away answers success only once its invalidation is
+//! published: when publishing fails, the change is stored but the call answers an error (other
+//! replicas would serve the old state until their cache expires), and trying it again publishes
+//! again. After a change that grants access, a failed publication is only logged (target
+//! `portcullis::users`).
 
 use std::time::Duration;
 
@@ -341,6 +344,9 @@ impl<'a> Users<'a> {
             return Err(UserError::WeakPassword(weak));
         }
         if self.is_current_password(&user, password).await? {
+            // Perhaps set by an earlier call that could not tell the other replicas that the
+            // user's keys are gone: tell them.
+            self.forget(Invalidation::User(id)).await?;
             return Err(UserError::SamePassword);
         }
         self.replace_password(user, password).await
@@ -506,6 +512,9 @@ impl<'a> Users<'a> {
     /// [`UserError::NoSuchUser`] and store failures.
     pub async fn delete(&self, id: Uuid) -> Result<(), UserError> {
         if self.store.user(id).await?.is_none() {
+            // Perhaps deleted by an earlier call that could not tell the other replicas: tell
+            // them.
+            self.forget(Invalidation::User(id)).await?;
             return Err(UserError::NoSuchUser);
         }
         self.revoking(Invalidation::User(id), self.store.delete_user(id))
@@ -560,6 +569,8 @@ impl<'a> Users<'a> {
     pub async fn expire_key(&self, key: ApiKey) -> Result<bool, UserError> {
         let now = OffsetDateTime::now_utc();
         if key.expires_at <= now {
+            // Perhaps by an earlier call that could not tell the other replicas: tell them.
+            self.forget(Invalidation::Key(key.id.clone())).await?;
             return Ok(true);
         }
         // An atomic change of the stored key: it only ever moves the expiry earlier.
@@ -661,23 +672,36 @@ impl<'a> Users<'a> {
     /// Runs `write`, a store change that takes access away from what `what` names, then drops
     /// `what` from every replica's cache whether or not `write` answered success: a write
     /// that failed (a lost connection, one no replica confirmed during a failover) may still
-    /// have happened, and an invalidation costs only a reload.
+    /// have happened, and an invalidation costs only a reload. Success means both: a change
+    /// that was stored but could not be published is an error, since the other replicas keep
+    /// the old state until their cache expires; the caller's retry publishes again.
     async fn revoking<T>(
         &self,
         what: Invalidation,
         write: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let outcome = write.await;
-        self.invalidate(what).await;
-        outcome
+        let told = self.forget(what).await;
+        let done = outcome?;
+        told.map(|()| done)
     }
 
-    /// Clears this process's cache (when there is one) and tells every replica.
-    async fn invalidate(&self, what: Invalidation) {
+    /// Drops `what` from this process's cache (when there is one) at once, and from every
+    /// other replica's through the store's invalidation channel.
+    ///
+    /// # Errors
+    /// The store's, when the invalidation could not be published.
+    pub async fn forget(&self, what: Invalidation) -> Result<(), StoreError> {
         if let Some(cache) = self.cache {
             cache.apply(&what);
         }
-        if let Err(error) = self.store.publish(what).await {
+        self.store.publish(what).await
+    }
+
+    /// [`Users::forget`] after a change that grants access: when publishing fails, other
+    /// replicas grant less than they should until their cache expires, which is logged.
+    async fn invalidate(&self, what: Invalidation) {
+        if let Err(error) = self.forget(what).await {
             tracing::warn!(
                 %error,
                 "could not publish an invalidation; other replicas may keep the old state for up to store.cache_ttl"

@@ -14,9 +14,13 @@
 //! - Unknown key ids are remembered for `store.negative_cache_ttl`, so a flood of bad tokens
 //!   does not become a flood of store reads.
 //! - Logout, revocation, password change and suspension publish an [`Invalidation`]; every
-//!   replica's listener drops the entries at once. If the notification channel is down, the
-//!   staleness bound is `cache_ttl` (the store subscriber sends `Invalidation::All` when it
-//!   re-subscribes, which empties the cache).
+//!   replica's listener drops the entries at once. An entry is served as a hit only while the
+//!   subscription to the invalidation channel that was live when its store reads began is
+//!   still the live one ([`Store::subscription`]): while this replica is not subscribed (Redis
+//!   restarted, a failover, its subscriber reconnecting), and for what it read before it
+//!   subscribed again, it could miss an invalidation, so every look-up reads the store; if the
+//!   store fails, the entry is served as stale as below. (The subscriber also sends
+//!   `Invalidation::All` when it subscribes again.)
 //!
 //! - Revocation cannot be undone by a load in flight: every invalidation (local, or received
 //!   from another replica) takes the next number of a sequence and records it for the key id
@@ -81,6 +85,8 @@ pub struct Entry {
     /// The invalidation sequence before the store reads this entry came from, and the slots of
     /// its key id and user id: see [`Generations`].
     read_at: u64,
+    /// The subscription to the invalidation channel that was live before those reads.
+    subscription: Option<u64>,
     key_slot: usize,
     user_slot: usize,
 }
@@ -129,10 +135,14 @@ impl Entry {
     /// An entry for a session that is not in the cache (`portcullis explain --user`): the
     /// identity and subject a cached one would have. No invalidation reaches it.
     pub fn detached(session: Session) -> Entry {
-        Entry::new(session, 0, &Generations::new())
+        let read = Read {
+            sequence: 0,
+            subscription: None,
+        };
+        Entry::new(session, read, &Generations::new())
     }
 
-    fn new(session: Session, read_at: u64, gens: &Generations) -> Self {
+    fn new(session: Session, read: Read, gens: &Generations) -> Self {
         let (key_slot, user_slot) = gens.slots(&session.key.id, session.user.id);
         let touched = session.key.last_used.unix_timestamp();
         let user = &session.user;
@@ -153,10 +163,17 @@ impl Entry {
             loaded: Instant::now(),
             touched: AtomicI64::new(touched),
             failed: AtomicU64::new(0),
-            read_at,
+            read_at: read.sequence,
+            subscription: read.subscription,
             key_slot,
             user_slot,
         }
+    }
+
+    /// Whether every invalidation published since this entry's store reads began has reached
+    /// this replica: the subscription live then is still the live one.
+    fn followed(&self, store: &Store) -> bool {
+        self.subscription.is_some() && self.subscription == store.subscription()
     }
 
     /// Notes that a reload of this entry failed just now.
@@ -269,7 +286,10 @@ impl KeyCache {
     /// Resolves a key id: `Ok(None)` when no such key (or its user) exists.
     pub async fn lookup(&self, store: &Store, id: &str) -> Result<Option<Arc<Entry>>, StoreError> {
         if let Some(entry) = self.entries.get(id).await {
-            if entry.loaded.elapsed() < self.ttl && self.generations.holds(&entry) {
+            if entry.loaded.elapsed() < self.ttl
+                && self.generations.holds(&entry)
+                && entry.followed(store)
+            {
                 self.metrics.key_cache(CacheResult::Hit);
                 return Ok(Some(entry));
             }
@@ -300,7 +320,7 @@ impl KeyCache {
                     if let Some(e) = &existing {
                         let e = e.value();
                         // Another caller reloaded it while we waited.
-                        if e.loaded.elapsed() < ttl {
+                        if e.loaded.elapsed() < ttl && e.followed(store) {
                             metrics.key_cache(CacheResult::Hit);
                             return Ok::<_, StoreError>(Op::Nop);
                         }
@@ -315,9 +335,9 @@ impl KeyCache {
                     let loaded = load_fresh(store, id, gens).await;
                     metrics.store_call(started.elapsed(), loaded.is_err());
                     match loaded {
-                        Ok(Some((session, read_at))) => {
+                        Ok(Some((session, read))) => {
                             metrics.key_cache(CacheResult::Miss);
-                            Ok(Op::Put(Arc::new(Entry::new(session, read_at, gens))))
+                            Ok(Op::Put(Arc::new(Entry::new(session, read, gens))))
                         }
                         Ok(None) => {
                             metrics.key_cache(CacheResult::Miss);
@@ -401,22 +421,33 @@ impl KeyCache {
     }
 }
 
-/// Reads what a key id resolves to, with the invalidation sequence noted before the reads:
-/// read again when an invalidation for the key or its user came meanwhile (what was read may
-/// predate it); [`StoreError::Unavailable`] when that happens [`LOAD_ATTEMPTS`] times.
+/// What was noted before a load's store reads: the invalidation sequence and the live
+/// subscription.
+struct Read {
+    sequence: u64,
+    subscription: Option<u64>,
+}
+
+/// Reads what a key id resolves to, with the invalidation sequence and the live subscription
+/// noted before the reads: read again when an invalidation for the key or its user came
+/// meanwhile (what was read may predate it); [`StoreError::Unavailable`] when that happens
+/// [`LOAD_ATTEMPTS`] times.
 async fn load_fresh(
     store: &Store,
     id: &str,
     gens: &Generations,
-) -> Result<Option<(Session, u64)>, StoreError> {
+) -> Result<Option<(Session, Read)>, StoreError> {
     for _ in 0..LOAD_ATTEMPTS {
-        let read_at = gens.now();
+        let read = Read {
+            subscription: store.subscription(),
+            sequence: gens.now(),
+        };
         let Some(session) = load_session(store, id).await? else {
             return Ok(None);
         };
         let (key_slot, user_slot) = gens.slots(id, session.user.id);
-        if !gens.overtaken(read_at, key_slot, user_slot) {
-            return Ok(Some((session, read_at)));
+        if !gens.overtaken(read.sequence, key_slot, user_slot) {
+            return Ok(Some((session, read)));
         }
     }
     Err(StoreError::unavailable(format!(

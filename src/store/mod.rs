@@ -49,8 +49,9 @@
 //! drop a cached key or user; [`Store::subscribe`] hands out a receiver. When the Redis
 //! subscription is lost, messages published meanwhile are lost too, so after every
 //! (re-)subscription the receivers get [`Invalidation::All`]; a receiver that lags behind the
-//! channel (`RecvError::Lagged`) must likewise drop everything. While the subscription is
-//! down, a cache in front of the store is stale for at most its own TTL.
+//! channel (`RecvError::Lagged`) must likewise drop everything. A cache in front of the store
+//! serves only what it read while the subscription live now ([`Store::subscription`]) was
+//! already made: while there is none, every look-up reads the store.
 
 use std::fmt;
 use std::sync::Arc;
@@ -631,6 +632,19 @@ impl Store {
         match &*self.backend {
             Backend::Memory(m) => m.subscribe(),
             Backend::Redis(r) => r.subscribe(),
+        }
+    }
+
+    /// The subscription to the invalidation channel live now: a number that changes each time
+    /// it is lost and made again, `None` while there is none. What was read from the store
+    /// after a subscription was made is kept up to date by the invalidations as long as that
+    /// subscription is still the live one; anything else may have missed one. (A connection
+    /// that dies silently counts as live until the subscriber's `PING` finds out.) The memory
+    /// store delivers every invalidation: always the same number.
+    pub fn subscription(&self) -> Option<u64> {
+        match &*self.backend {
+            Backend::Memory(_) => Some(1),
+            Backend::Redis(r) => r.subscription(),
         }
     }
 }

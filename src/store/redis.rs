@@ -92,10 +92,12 @@
 //!
 //! The invalidation subscriber is a task of its own with its own connection. It re-subscribes
 //! with backoff (50 ms doubling to 2 s) when the connection drops or stops answering `PING`,
-//! and sends [`Invalidation::All`] after every subscription.
+//! and sends [`Invalidation::All`] after every subscription. It numbers its subscriptions
+//! ([`RedisStore::subscription`]; none while it has lost one), so that the key cache serves
+//! only what it read under the live one.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,6 +137,8 @@ pub(super) struct RedisStore {
     timeout: Duration,
     events: broadcast::Sender<Invalidation>,
     subscriber: AbortHandle,
+    /// The number of the live subscription to the invalidation channel, 0 while there is none.
+    subscription: Arc<AtomicU64>,
     scripts: Scripts,
     shown: String,
     health: Health,
@@ -221,11 +225,13 @@ impl RedisStore {
         let slot = Arc::new(Slot::new(connector.clone(), timeout));
         let keys = Keys::new(prefix);
         let events = broadcast::channel(capacity).0;
+        let subscription = Arc::new(AtomicU64::new(0));
         let subscriber = runtime
             .spawn(subscribe_forever(
                 connector,
                 keys.channel(),
                 events.clone(),
+                subscription.clone(),
                 timeout,
             ))
             .abort_handle();
@@ -235,6 +241,7 @@ impl RedisStore {
             timeout,
             events,
             subscriber,
+            subscription,
             scripts: Scripts::new(),
             shown: StoreUrl::Redis(url.clone()).to_string(),
             health: Health::new(),
@@ -265,12 +272,16 @@ impl RedisStore {
         let verdict = Verdict::new(&self.health, admitted);
         let started = std::time::Instant::now();
         let used = AtomicU64::new(0);
+        // The client's own deadline (a cluster connection has one, as long as ours) may pass
+        // just before ours: that too is a command that got no answer.
+        let client_timed_out = AtomicBool::new(false);
         let op = async {
             let (generation, mut conn) = self.slot.get().await?;
             used.store(generation, Ordering::Relaxed);
             durable::note(generation);
             match cmd.query_async::<T>(&mut conn).await {
                 Err(e) if breaks_connection(&e) => {
+                    client_timed_out.store(e.is_timeout(), Ordering::Relaxed);
                     self.slot.reset(generation);
                     Err(store_error(e))
                 }
@@ -290,6 +301,7 @@ impl RedisStore {
                 )))
             }
         };
+        let timed_out = timed_out || client_timed_out.load(Ordering::Relaxed);
         verdict.settle(match (&result, timed_out) {
             (Ok(_), _) => Settled::Answered,
             (Err(_), true) => Settled::TimedOut,

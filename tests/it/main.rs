@@ -25,6 +25,7 @@ mod deploy;
 mod doctor;
 mod edges;
 mod explain;
+mod faults;
 mod forwarding;
 mod header_hygiene;
 mod health;

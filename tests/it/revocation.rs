@@ -12,11 +12,26 @@ use crate::common::*;
 
 mod connections;
 mod failover;
+mod publication;
+mod subscription;
 
 /// Logouts in a row: the loss this guards against was intermittent (seen in 5 runs of 12 on
 /// Cluster; here, with the checks sent the moment the logout answers, in most runs on every
 /// Redis kind).
 const ROUNDS: usize = 20;
+
+/// The config of one of several replicas on `store_url` under `prefix`, forwarding to
+/// `upstream`: caches an hour long and no negative cache (so that only an invalidation explains
+/// a refusal), no rate limits (the tests make many calls from one address).
+fn replica_config(upstream: std::net::SocketAddr, store_url: &str, prefix: &str) -> String {
+    config_with_store(
+        upstream,
+        store_url,
+        prefix,
+        "cache_ttl = \"1h\"\nnegative_cache_ttl = \"0s\"\n",
+        "[rate_limit]\napi_per_minute = 0\nlogin_per_minute = 0\n",
+    )
+}
 
 /// A fresh session logs out, [`ROUNDS`] times: at the moment `POST /users/logout` answers, that
 /// session and the application_connect key made with it are refused on the replica that

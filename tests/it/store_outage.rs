@@ -47,24 +47,7 @@ async fn during_a_hang_requests_fail_at_once_instead_of_each_waiting_a_deadline(
 
     server.signal("STOP");
     let started = Instant::now();
-    let requests: Vec<_> = (0..CONCURRENT)
-        .map(|i| {
-            let token = tokens[i % 2].clone();
-            tokio::spawn(async move {
-                let sent = Instant::now();
-                let (status, body) = call(addr, proxied(Some(&token))).await;
-                (status, body, sent.elapsed())
-            })
-        })
-        .collect();
-    let mut slowest = Duration::ZERO;
-    for request in requests {
-        let (status, body, took) = bounded("a request during the hang", request)
-            .await
-            .expect("request task");
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        slowest = slowest.max(took);
-    }
+    let slowest = all_unavailable(addr, &tokens, CONCURRENT).await;
     let body = serde_json::json!({"email": ADMIN_EMAIL, "password": PASSWORD});
     let sent = Instant::now();
     let (status, answer) = call(
@@ -94,6 +77,68 @@ async fn during_a_hang_requests_fail_at_once_instead_of_each_waiting_a_deadline(
     })
     .await;
     sidecar.shutdown().await;
+}
+
+/// On a Cluster, a master that hangs (SIGSTOP) costs as little: concurrent requests for a key
+/// stored there that this replica has not cached all get 503, and only the first waits for an
+/// answer, for one deadline: the store is then marked down, and the others fail at once. (The
+/// cluster client has a deadline of its own, as long as Portcullis's; when it passes first,
+/// that too is a command that got no answer, not a quick failure.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_hung_master_costs_concurrent_requests_about_one_deadline() {
+    const CONCURRENT: usize = 24;
+    let cluster = RedisCluster::start().await;
+    let echo = start_echo().await;
+    let prefix = random_key_prefix();
+    let store = "cache_ttl = \"100ms\"\nmax_stale = \"0s\"\ncommand_timeout = \"300ms\"";
+    let config = config_with_store(echo, &cluster.url(), &prefix, store, "");
+    let sidecar = Sidecar::start(&config).await;
+    let addr = sidecar.addr;
+    create_admin(addr).await;
+    let token = admin_token(addr).await;
+    let id = token.split('-').next().expect("a key id");
+    let master = cluster
+        .master_of(&format!("{prefix}key:{id}"))
+        .expect("a master serves the key");
+    // Past cache_ttl (+ max_stale 0): the key is not cached any more.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let gets = r#"portcullis_store_command_seconds_count{command="GET"}"#;
+    let before = metric(&sidecar.metrics().await, gets);
+    cluster.signal(master, "STOP");
+    let slowest = all_unavailable(addr, &[token], CONCURRENT).await;
+    let waited = metric(&sidecar.metrics().await, gets) - before;
+    cluster.signal(master, "CONT");
+    eprintln!("cluster hang: {CONCURRENT} requests for one uncached key, slowest {slowest:?}");
+    assert_eq!(
+        waited, 1.0,
+        "reads of the key that waited for the hung master"
+    );
+    sidecar.shutdown().await;
+}
+
+/// Sends `n` proxied requests to `addr` at once, with each of `tokens` in turn: each must get
+/// 503; how long the slowest took.
+async fn all_unavailable(addr: std::net::SocketAddr, tokens: &[String], n: usize) -> Duration {
+    let requests: Vec<_> = (0..n)
+        .map(|i| {
+            let token = tokens[i % tokens.len()].clone();
+            tokio::spawn(async move {
+                let sent = Instant::now();
+                let (status, body) = call(addr, proxied(Some(&token))).await;
+                (status, body, sent.elapsed())
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for request in requests {
+        let (status, body, took) = bounded("a request during the hang", request)
+            .await
+            .expect("request task");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        slowest = slowest.max(took);
+    }
+    slowest
 }
 
 /// `/readyz` stays 200 while the outage is younger than `store.max_stale` (2 s here), then turns

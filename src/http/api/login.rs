@@ -9,8 +9,10 @@ use http::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::auth::token::SESSION_COOKIE;
+use crate::auth::session::{self, AuthError};
+use crate::auth::token::{self, Token, SESSION_COOKIE};
 use crate::coder::{self, looks_like_email, tag_failed};
+use crate::http::admit;
 use crate::http::api::{self, ApiResult};
 use crate::http::app::App;
 use crate::http::body::{Body, ReqBody};
@@ -18,7 +20,7 @@ use crate::http::error::Error;
 use crate::http::peer::Peer;
 use crate::limits::LimitError;
 use crate::metrics::LoginResult;
-use crate::store::{LoginType, StoreError, User};
+use crate::store::{Invalidation, LoginType, StoreError, User};
 use crate::users::LoginError;
 
 #[derive(Deserialize)]
@@ -193,7 +195,18 @@ async fn attempt(
 /// `POST /users/logout` (§7.1): deletes the current key and the user's
 /// `coder:application_connect` keys, and clears the cookie. Other sessions stay valid.
 pub async fn logout(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
-    let auth = api::authenticate(app, &req).await?;
+    let (headers, uri) = (req.headers(), req.uri());
+    let found = session::authenticate(&app.store, &app.keys, headers, uri).await;
+    if let Err(AuthError::Unknown) = found {
+        // A logout that deleted the session but could not tell the other replicas answered an
+        // error, and the client tries again: the key is gone, so this one answers 401. Tell
+        // the replicas now, so that the 401 means signed out on every one of them.
+        if let Some(token) = token::extract(headers, uri).and_then(|raw| Token::parse(&raw).ok()) {
+            let what = Invalidation::Key(token.id().to_string());
+            app.users().forget(what).await?;
+        }
+    }
+    let auth = admit::authenticated(app, req.method(), uri, headers, found).await?;
     let session = auth.session();
     let mut doomed = Vec::new();
     for key in app.store.keys_of(session.user.id).await? {

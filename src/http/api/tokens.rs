@@ -26,7 +26,7 @@ use crate::http::error::Error;
 use crate::http::peer::Peer;
 use crate::rbac::scopes as scope;
 use crate::rbac::{Action, Object, Resource};
-use crate::store::{AllowListEntry, ApiKey, LoginType};
+use crate::store::{AllowListEntry, ApiKey, Invalidation, LoginType};
 use crate::users::{NewKey, UserError};
 
 /// The most entries an allow list may have (§7.3).
@@ -294,7 +294,16 @@ pub async fn key(
         KeyOp::Delete => Action::DELETE,
         KeyOp::Expire => Action::UPDATE,
     };
-    let (_, key) = key_for(app, &req, param, id, action).await?;
+    let (_, key) = match key_for(app, &req, param, id, action).await {
+        // A deletion or expiry that was stored but could not tell the other replicas answered
+        // an error, and this may be the client's retry: the key is gone, so this one answers
+        // 404. Tell the replicas again first, so that the 404 means gone everywhere.
+        Err(Error::NotFound) if !matches!(op, KeyOp::Get) && id.parse::<token::KeyId>().is_ok() => {
+            app.users().forget(Invalidation::Key(id.to_owned())).await?;
+            return Err(Error::NotFound);
+        }
+        found => found?,
+    };
     match op {
         KeyOp::Get => api::json(StatusCode::OK, &ApiKeyJson::new(&key)),
         KeyOp::Delete => {

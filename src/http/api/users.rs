@@ -21,7 +21,7 @@ use crate::http::peer::Peer;
 use crate::rbac::roles::{self, Kind};
 use crate::rbac::{Action, Object, Resource};
 use crate::store::keys::FIRST_USER_CLAIM;
-use crate::store::{LoginType, Membership, User, UserStatus};
+use crate::store::{Invalidation, LoginType, Membership, User, UserStatus};
 use crate::users::{validate_email, validate_name, validate_username, NewUser, UserError};
 
 const FIRST_USER_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -301,7 +301,18 @@ pub async fn create(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
 /// `DELETE /users/{user}`: deletes the user with every key and membership; nobody may delete
 /// themselves. `200 {"message":"User has been deleted!"}`, as Coder.
 pub async fn delete(app: &Arc<App>, req: Request<impl ReqBody>, param: &str) -> ApiResult {
-    let (auth, user) = target(app, &req, param).await?;
+    let (auth, user) = match target(app, &req, param).await {
+        // A deletion that was stored but could not tell the other replicas answered an error,
+        // and this may be the client's retry: the user is gone, so this one answers 404. Tell
+        // the replicas again first, so that the user's sessions end everywhere.
+        Err(Error::NotFound) => {
+            if let Ok(id) = param.parse::<Uuid>() {
+                app.users().forget(Invalidation::User(id)).await?;
+            }
+            return Err(Error::NotFound);
+        }
+        found => found?,
+    };
     if user.id == auth.session().user.id {
         return Err(Error::coder(
             StatusCode::FORBIDDEN,

@@ -2,6 +2,7 @@
 //! forwards every replica's messages to this one's receivers, with its own connection (see the
 //! parent module doc, "Deadlines and reconnects").
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,19 +36,31 @@ impl RedisStore {
     pub(in crate::store) fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
         self.events.subscribe()
     }
+
+    /// The live subscription's number, `None` while there is none (see
+    /// [`crate::store::Store::subscription`]).
+    pub(in crate::store) fn subscription(&self) -> Option<u64> {
+        match self.subscription.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n),
+        }
+    }
 }
 
 // === subscriber ===
 
-/// Forwards invalidations from Redis into `events` until aborted; see the module doc.
+/// Forwards invalidations from Redis into `events` until aborted, keeping in `live` the
+/// number of the subscription that is live (0: none); see the module doc.
 pub(super) async fn subscribe_forever(
     connector: Arc<Connector>,
     channel: String,
     events: broadcast::Sender<Invalidation>,
+    live: Arc<AtomicU64>,
     timeout: Duration,
 ) {
     let mut backoff = RESUBSCRIBE_MIN;
     let mut healthy = true;
+    let mut made = 0;
     loop {
         let subscribed = tokio::time::timeout(connect_deadline(timeout), async {
             let mut pubsub = connector.pubsub().await?;
@@ -61,9 +74,12 @@ pub(super) async fn subscribe_forever(
                     tracing::info!("store: invalidation channel subscribed again");
                 }
                 backoff = RESUBSCRIBE_MIN;
+                made += 1;
+                live.store(made, Ordering::Release);
                 // Whatever was published while this replica was not subscribed is lost.
                 let _ = events.send(Invalidation::All);
                 let reason = forward(pubsub, &events, timeout).await;
+                live.store(0, Ordering::Release);
                 tracing::warn!(reason, "store: invalidation channel lost; resubscribing");
                 healthy = false;
             }

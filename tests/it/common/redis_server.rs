@@ -58,6 +58,14 @@ impl RedisServer {
         RedisServer::spawn(port, &["--save", "", "--appendonly", "no"], Some(dir)).await
     }
 
+    /// As [`RedisServer::start_in`], with extra command-line `args` (later ones win, so
+    /// `--appendonly yes` makes it persistent).
+    pub async fn start_in_with(port: u16, dir: &Path, args: &[&str]) -> RedisServer {
+        let mut all = vec!["--save", "", "--appendonly", "no"];
+        all.extend_from_slice(args);
+        RedisServer::spawn(port, &all, Some(dir)).await
+    }
+
     /// Starts one keeping nothing on disk, as a replica of the server on `master`; the copy
     /// of the master's data that a replica receives on syncing is written to `dir`.
     pub async fn start_replica(port: u16, master: u16, dir: &Path) -> RedisServer {

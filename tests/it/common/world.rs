@@ -94,40 +94,12 @@ impl World {
     /// Makes a token with `POST /users/me/keys/tokens` and `body`, as the caller of `session`;
     /// returns the key.
     pub async fn token(&self, session: &str, body: Value) -> String {
-        let (status, got, _) = self
-            .call(
-                Method::POST,
-                "/api/v2/users/me/keys/tokens",
-                Some(body),
-                Some(session),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{got}");
-        got["key"].as_str().expect("key").to_owned()
+        make_token(self.sidecar.addr, session, body).await
     }
 
     /// Creates a user through `POST /users` as the admin, then logs in as them.
     pub async fn member(&self, username: &str) -> (Value, String) {
-        let (status, user, _) = self
-            .call(
-                Method::POST,
-                "/api/v2/users",
-                Some(json!({
-                    "email": format!("{username}@example.com"),
-                    "username": username,
-                    "password": PASSWORD,
-                })),
-                Some(&self.admin),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{user}");
-        let token = login_ok(
-            self.sidecar.addr,
-            &format!("{username}@example.com"),
-            PASSWORD,
-        )
-        .await;
-        (user, token)
+        make_member(self.sidecar.addr, &self.admin, username).await
     }
 
     /// Creates an active user holding a site role the API cannot grant yet, through the
@@ -179,6 +151,41 @@ impl World {
         self.sidecar.shutdown().await;
         delete_redis_keys(&url, &prefix).await;
     }
+}
+
+/// Makes a token at `addr` with `POST /users/me/keys/tokens` and `body`, as the caller of
+/// `session`; returns the key.
+pub async fn make_token(addr: SocketAddr, session: &str, body: Value) -> String {
+    let (status, got, _) = call_json(
+        addr,
+        api_request(
+            Method::POST,
+            "/api/v2/users/me/keys/tokens",
+            Some(&body),
+            Some(session),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{got}");
+    got["key"].as_str().expect("key").to_owned()
+}
+
+/// Creates a user at `addr` through `POST /users` as `admin`, then logs in as them: the user
+/// and the session token.
+pub async fn make_member(addr: SocketAddr, admin: &str, username: &str) -> (Value, String) {
+    let body = json!({
+        "email": format!("{username}@example.com"),
+        "username": username,
+        "password": PASSWORD,
+    });
+    let (status, user, _) = call_json(
+        addr,
+        api_request(Method::POST, "/api/v2/users", Some(&body), Some(admin)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let token = login_ok(addr, &format!("{username}@example.com"), PASSWORD).await;
+    (user, token)
 }
 
 pub async fn call(
