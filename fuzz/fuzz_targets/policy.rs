@@ -97,7 +97,11 @@ fuzz_target!(|data: &[u8]| {
         let Ok(policy) = Policy::new(&specs, options) else {
             continue;
         };
-        let model: Vec<ModelRule> = specs.iter().map(|s| ModelRule::new(s, options)).collect();
+        let model: Vec<ModelRule> = specs
+            .iter()
+            .enumerate()
+            .map(|(index, s)| ModelRule::new(index, s, options))
+            .collect();
         for method in &METHODS {
             let found = policy.find(method, path);
             match &canonical {
@@ -184,6 +188,8 @@ struct ModelRule {
     case_sensitive: bool,
     methods: Option<Vec<Method>>,
     rule: Rule,
+    /// Its position among the rules.
+    index: usize,
 }
 
 enum ModelSegment {
@@ -193,7 +199,7 @@ enum ModelSegment {
 }
 
 impl ModelRule {
-    fn new(spec: &RuleSpec, options: Options) -> ModelRule {
+    fn new(index: usize, spec: &RuleSpec, options: Options) -> ModelRule {
         let canonical = canonicalize(&spec.path).expect("an accepted rule's path is canonical");
         let mut parts: Vec<&str> = canonical.split('/').filter(|s| !s.is_empty()).collect();
         let any_suffix = parts.last() == Some(&"**");
@@ -234,6 +240,7 @@ impl ModelRule {
                 Resource::parse(resource).expect("a resource"),
                 Action::parse(action).expect("an action"),
             ),
+            index,
         }
     }
 
@@ -249,6 +256,7 @@ impl ModelRule {
         }
         let mut found = Matched {
             rule: self.rule,
+            index: self.index,
             owner: None,
             org: None,
             id: None,

@@ -216,7 +216,6 @@ impl Policy {
         let rule = self
             .routes
             .iter()
-            .filter(applies)
             .enumerate()
             .filter(|(_, r)| applies(r))
             .find_map(|(i, r)| r.matches(i, &segments, Case::AsRuleSays, &mut folded));
@@ -441,6 +440,20 @@ mod tests {
 
     fn find<'a>(p: &Policy, method: Method, path: &'a str) -> Option<Matched<'a>> {
         p.find(&method, path).expect("unambiguous").rule
+    }
+
+    /// The index names the rule as written in `[[policy.route]]` (explain shows its line),
+    /// also when rules before it are for other methods.
+    #[test]
+    fn a_match_names_its_rule_by_its_position_among_all_rules() {
+        let p = policy();
+        // Rules 1 (GET only) and 3 (POST only) come before /static/** (rule 4).
+        for method in [Method::GET, Method::POST, Method::DELETE] {
+            let found = find(&p, method.clone(), "/static/app.js").expect("a match");
+            assert_eq!(found.index, 4, "{method}");
+        }
+        let found = find(&p, Method::POST, "/api/v2/workspaces/w/start").expect("a match");
+        assert_eq!(found.index, 3);
     }
 
     #[test]
