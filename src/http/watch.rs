@@ -92,14 +92,13 @@ impl Ticket {
         uri: &Uri,
         auth: Option<&Authenticated>,
     ) -> Option<Ticket> {
-        if !app.config.session.revoke_open_connections {
-            return None;
-        }
+        // A public route's request (no session) costs nothing: nothing is cloned for it.
+        let auth = auth.filter(|_| app.config.session.revoke_open_connections)?;
         Some(Ticket {
             app: app.clone(),
             method: method.clone(),
             uri: uri.clone(),
-            auth: auth?.clone(),
+            auth: auth.clone(),
         })
     }
 
