@@ -23,6 +23,9 @@
 #   BENCH_DIR  the harness (default: ../shared/bench beside the repository)
 #   BENCH_BIN  a portcullis binary to measure instead of building one (default: cargo build --release)
 #   OUT_BASE   where results go (default results/bench-<UTC time>/, one subfolder per run)
+#   RECORD     1 (default): also write benches/results/<UTC date>-<short commit>.md, the run as a
+#              small table to check in (benches/record.py: commit, date, this command, machine,
+#              every repetition's numbers, ratios to nginx from the same repetition); 0: don't
 #   PORTCULLIS_<SECTION>__<KEY>  config overrides; they reach the Portcullis under test as usual
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -57,6 +60,14 @@ if [ "${1:-}" = --sidecar ]; then
 fi
 
 # --- Driver ------------------------------------------------------------------------------------
+# The exact command, for the result file: the variables that change what is measured, as given.
+COMMAND=""
+for v in CASES MODES DURATION REPS WARMUP PIN SERVER_CPUS LOADGEN_CPUS PORT_BASE BENCH_BIN \
+  FWD_PROTOS FWD_CASES AUTH_CASES ROUTES_CASES PEERS WRK_THREADS WRK_CONNS H2_CONNS H2_STREAMS \
+  NGINX_WORKERS UPSTREAM_BODY_BYTES TLS_KEY_TYPE $(compgen -e | grep '^PORTCULLIS_' || true); do
+  [ -n "${!v+x}" ] && COMMAND+="$v=$(printf '%q' "${!v}") "
+done
+COMMAND+="benches/run.sh${*:+ $*}"
 : "${BENCH_DIR:=$ROOT/../shared/bench}"
 : "${CASES:=direct nginx-proxy haproxy portcullis}"
 : "${MODES:=http tls auth fwd}"
@@ -83,7 +94,7 @@ done
 
 export PORT_BASE CASES="${harness_cases% }" PEERS="${PEERS:-haproxy}"
 export SIDECAR_NAME=portcullis SIDECAR_AUTH=0
-# Portcullis does not use Redis yet: skip the harness's redis-benchmark unless asked for.
+# The runs here use Portcullis's memory store: skip the harness's redis-benchmark unless asked for.
 export REDIS_BENCH="${REDIS_BENCH:-0}"
 
 run() {  # run MODE PROTOS
@@ -237,3 +248,12 @@ for mode in $MODES; do
     paired_ratio "$OUT_BASE/fwd" nginx-authreq-portcullis nginx-authreq
   fi
 done
+
+# The run as a file to check in (docs/benchmarks.md lists them): never overwrites an earlier one.
+if [ "${RECORD:-1}" = 1 ]; then
+  result="$ROOT/benches/results/$(date -u +%Y-%m-%d)-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  n=1 file="$result.md"
+  while [ -e "$file" ]; do n=$((n + 1)) file="$result-$n.md"; done
+  echo
+  echo "Recorded: $(python3 "$ROOT/benches/record.py" "$OUT_BASE" "$file" "$COMMAND")"
+fi

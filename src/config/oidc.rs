@@ -1,5 +1,5 @@
-//! `[oidc]`: single sign-on through an OpenID Connect provider (README "Single sign-on
-//! (OIDC)"). Absent, Portcullis offers password login only.
+//! `[oidc]`: single sign-on through an OpenID Connect provider (`docs/oidc.md`). Absent,
+//! Portcullis offers password login only.
 //!
 //! The client secret comes from `client_secret_file` (a file holding it; trailing white space
 //! is dropped) or from `client_secret`, which is meant for the environment override

@@ -32,8 +32,9 @@ pub struct ServerConfig {
     /// Time allowed for a request head once the connection is ready for one
     /// (`header_read_timeout`, default 30 s). On HTTP/1.1 it also bounds an idle keep-alive wait.
     pub header_read_timeout: Duration,
-    /// A connection with no request in flight and no bytes moving for this long is closed
-    /// (`idle_timeout`, default 60 s). Covers HTTP/2 and clients that never send a byte.
+    /// A connection with no request in flight and none started for this long is closed, after
+    /// one to one and a half times it (`idle_timeout`, default 60 s; bytes alone, such as HTTP/2
+    /// PINGs, do not count). Covers HTTP/2 and clients that never send a byte.
     pub idle_timeout: Duration,
     /// Largest request head accepted, in bytes; larger gets 431 (`max_header_bytes`, default 65536).
     pub max_header_bytes: usize,

@@ -101,7 +101,7 @@ async fn verify(app: &App, peer: &Peer, parts: &Parts) -> Result<Response<Body>>
     // path the application may not use. X-Original-URL is ingress-nginx's way to say what the
     // target is: it is let through when it names exactly the target judged here (one value,
     // and no other spelling of it), since an app acting on it then acts on that same path. The
-    // edge must still clear it on the request it forwards (README, "Behind an edge proxy").
+    // edge must still clear it on the request it forwards (docs/deployment.md).
     let names_target = |name: &HeaderName| {
         *name == X_ORIGINAL_URL
             && once_each(&parts.headers, &[&X_ORIGINAL_URL])

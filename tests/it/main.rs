@@ -22,6 +22,7 @@ mod cli;
 mod connection_limits;
 mod csrf;
 mod deploy;
+mod docs;
 mod doctor;
 mod edges;
 mod explain;
