@@ -1,4 +1,4 @@
-//! The connection limits of the README's "Limits" paragraph and the HTTP/2 keep-alive: the
+//! The connection limits of docs/behaviour.md's "Limits" section and the HTTP/2 keep-alive: the
 //! HTTP/2 settings Portcullis announces (256 concurrent streams, the header list limit), its
 //! PING every 30 s and the 20 s it waits for the answer, an upgrade refused `503` when every
 //! connection permit is taken, and the accept loop surviving EMFILE (the real binary, with a

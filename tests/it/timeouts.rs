@@ -1,4 +1,4 @@
-//! The per-phase timeouts of the README's table that no other test reaches: the TLS handshake
+//! The per-phase timeouts of docs/behaviour.md's table that no other test reaches: the TLS handshake
 //! (`server.tls_handshake_timeout`), the request head and the keep-alive wait for the next
 //! one (`server.header_read_timeout`), and the upstream connect (`upstream.connect_timeout`).
 //! (The idle timers are in `idle`, the API body in `abuse::slow_bodies`, the upstream response

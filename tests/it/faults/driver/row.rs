@@ -44,7 +44,7 @@ enum Verdict {
 
 /// How long after a revocation has answered the other replicas may still accept what it
 /// revoked: the invalidation travels over Redis pub/sub (on a Cluster, also over the cluster
-/// bus), and README's bound for it is 100 ms (`key_cache::INVALIDATION_BOUND`).
+/// bus), and the docs' bound for it is 100 ms (`key_cache::INVALIDATION_BOUND`).
 const PROPAGATION: Duration = Duration::from_millis(100);
 
 fn verdict(a: &Answer, revoked_at: &HashMap<String, (Instant, usize)>) -> Verdict {
