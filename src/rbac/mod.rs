@@ -5,6 +5,7 @@
 //! - [`roles`]: the built-in site and organization roles, and who may assign which.
 //! - [`scopes`]: the external scope names and what each grants.
 //! - [`explain`]: the roles and scopes behind a vote, for `portcullis explain`.
+//! - [`intern`]: one shared copy of the permission sets equal roles or equal scopes fold to.
 //!
 //! A [`Subject`] is built once per cached session (the user's roles and memberships, the key's
 //! scopes and allow list) and answers [`Subject::allows`] with no store round trip and no
@@ -14,9 +15,12 @@
 
 pub mod catalog;
 pub mod explain;
+pub mod intern;
 pub mod perms;
 pub mod roles;
 pub mod scopes;
+
+use std::sync::{Arc, LazyLock};
 
 use uuid::Uuid;
 
@@ -46,12 +50,29 @@ pub struct Object {
 pub struct Subject {
     /// The user id.
     pub id: Uuid,
+    /// Shared by every subject with the same roles and memberships ([`intern`]).
+    roles: Arc<RolePerms>,
+    /// Shared by every subject with the same scopes.
+    scope: Arc<scopes::Grant>,
+    allow_list: AllowList,
+}
+
+/// The permissions of a user's roles, per level.
+#[derive(Debug)]
+struct RolePerms {
     site: PermSet,
     user: PermSet,
     orgs: Vec<OrgPerms>,
-    scope: scopes::Grant,
-    allow_list: AllowList,
 }
+
+/// What [`RolePerms`] are folded from: the site roles, and each membership's organization and
+/// roles, in order.
+type RolesOf = (Vec<String>, Vec<(Uuid, Vec<String>)>);
+
+static ROLE_PERMS: LazyLock<intern::Interner<RolesOf, RolePerms>> =
+    LazyLock::new(intern::Interner::new);
+static SCOPE_GRANTS: LazyLock<intern::Interner<Vec<String>, scopes::Grant>> =
+    LazyLock::new(intern::Interner::new);
 
 #[derive(Debug, Clone)]
 struct OrgPerms {
@@ -160,34 +181,17 @@ impl Subject {
     /// The subject of `key`, used by `user` with `memberships`. Role names that are not built in
     /// grant nothing.
     pub fn new(user: &User, memberships: &[Membership], key: &ApiKey) -> Self {
-        let mut site = PermSet::empty();
-        let mut own = PermSet::empty();
-        for role in roles::site_roles(&user.roles) {
-            site.union(&role.site);
-            own.union(&role.user);
-        }
-        let orgs = memberships
-            .iter()
-            .map(|m| {
-                let mut perms = OrgPerms {
-                    id: m.organization_id,
-                    org: PermSet::empty(),
-                    member: PermSet::empty(),
-                };
-                for role in org_roles(m) {
-                    site.union(&role.site);
-                    perms.org.union(&role.org);
-                    perms.member.union(&role.member);
-                }
-                perms
-            })
-            .collect();
+        let roles_of = (
+            user.roles.clone(),
+            memberships
+                .iter()
+                .map(|m| (m.organization_id, m.roles.clone()))
+                .collect(),
+        );
         Subject {
             id: user.id,
-            site,
-            user: own,
-            orgs,
-            scope: scopes::expand_all(&key.scopes),
+            roles: ROLE_PERMS.get(roles_of, |_| RolePerms::new(user, memberships)),
+            scope: SCOPE_GRANTS.get(key.scopes.clone(), |scopes| scopes::expand_all(scopes)),
             allow_list: AllowList::new(&key.allow_list),
         }
     }
@@ -245,7 +249,7 @@ impl Subject {
     #[inline]
     fn roles_decide<T: Trace>(&self, action: Action, object: &Object, trace: &mut T) -> bool {
         let resource = object.resource;
-        let vote = self.site.vote(resource, action);
+        let vote = self.roles.site.vote(resource, action);
         trace.step(Step::Roles(Level::Site, vote));
         match vote {
             Vote::Allow => return true,
@@ -268,11 +272,11 @@ impl Subject {
             }
         };
         if object.any_org {
-            return self.orgs.iter().any(in_org);
+            return self.roles.orgs.iter().any(in_org);
         }
         match object.org {
             // Not a member: only site permissions could have allowed it.
-            Some(org) => match self.orgs.iter().find(|o| o.id == org) {
+            Some(org) => match self.roles.orgs.iter().find(|o| o.id == org) {
                 Some(o) => in_org(o),
                 None => {
                     trace.step(Step::NotMember(org));
@@ -284,7 +288,7 @@ impl Subject {
                 false
             }
             None => {
-                let vote = self.user.vote(resource, action);
+                let vote = self.roles.user.vote(resource, action);
                 trace.step(Step::Roles(Level::User, vote));
                 vote == Vote::Allow
             }
@@ -314,7 +318,42 @@ impl Subject {
 
     /// The organizations the subject is a member of.
     pub fn org_ids(&self) -> impl Iterator<Item = Uuid> + '_ {
-        self.orgs.iter().map(|o| o.id)
+        self.roles.orgs.iter().map(|o| o.id)
+    }
+}
+
+// === impl RolePerms ===
+
+impl RolePerms {
+    /// Folds the permissions of `user`'s site roles and of its roles in each of `memberships`.
+    fn new(user: &User, memberships: &[Membership]) -> Self {
+        let mut site = PermSet::empty();
+        let mut own = PermSet::empty();
+        for role in roles::site_roles(&user.roles) {
+            site.union(&role.site);
+            own.union(&role.user);
+        }
+        let orgs = memberships
+            .iter()
+            .map(|m| {
+                let mut perms = OrgPerms {
+                    id: m.organization_id,
+                    org: PermSet::empty(),
+                    member: PermSet::empty(),
+                };
+                for role in org_roles(m) {
+                    site.union(&role.site);
+                    perms.org.union(&role.org);
+                    perms.member.union(&role.member);
+                }
+                perms
+            })
+            .collect();
+        RolePerms {
+            site,
+            user: own,
+            orgs,
+        }
     }
 }
 

@@ -292,6 +292,38 @@ fn built_in_roles_decide_as_the_matrix_says() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// Subjects share the permission sets folded from the same roles and the same scopes
+/// ([`intern`]); every one of them still decides by its own roles, whatever was folded before it
+/// and while the others live.
+#[test]
+fn subjects_share_what_equal_roles_fold_to_and_decide_by_their_own() {
+    let live: Vec<Subject> = ROLE_CASES
+        .iter()
+        .map(|(site, org, ..)| subject(site, org))
+        .collect();
+    let mut wrong = Vec::new();
+    for ((site, org, obj, action, want), s) in ROLE_CASES.iter().zip(&live) {
+        let got = s.allows(Action::parse(action).unwrap(), &object(obj));
+        if got != *want {
+            wrong.push(format!(
+                "{site:?}/{org:?} {action} {obj}: got {got}, want {want}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+
+    let (a, b) = (subject(&["owner"], &[]), subject(&["owner"], &[]));
+    assert!(Arc::ptr_eq(&a.roles, &b.roles));
+    assert!(Arc::ptr_eq(&a.scope, &b.scope));
+    let member = subject(&[], &[]);
+    assert!(!Arc::ptr_eq(&a.roles, &member.roles));
+    let admin_here = subject(&[], &["organization-admin"]);
+    assert!(!Arc::ptr_eq(&member.roles, &admin_here.roles));
+    let read_only = scoped(&["owner"], &[], &["workspace:read"], &[("*", "*")]);
+    assert!(Arc::ptr_eq(&a.roles, &read_only.roles));
+    assert!(!Arc::ptr_eq(&a.scope, &read_only.scope));
+}
+
 #[test]
 fn a_scoped_owner_token_can_read_but_not_update() {
     let s = scoped(&["owner"], &[], &["workspace:read"], &[("*", "*")]);
