@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::auth::session::{self, Authenticated};
 use crate::coder;
+use crate::http::access::Caller;
 use crate::http::admit;
 use crate::http::api::tokens::KeyOp;
 use crate::http::app::App;
@@ -280,15 +281,18 @@ fn too_slow(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Authenticates an API request: [`admit::authenticate`], the one used for every request
-/// (with the session the rate limit already found, when it found one).
+/// (with the session the rate limit already found, when it found one). The caller's user goes
+/// on the request's access line ([`Caller`]).
 pub async fn authenticate<B>(app: &App, req: &Request<B>) -> Result<Authenticated, Error> {
-    match req.extensions().get::<Prechecked>() {
+    let auth = match req.extensions().get::<Prechecked>() {
         Some(Prechecked(auth)) => {
             let found = Ok(auth.clone());
             admit::authenticated(app, req.method(), req.uri(), req.headers(), found).await
         }
         None => admit::authenticate(app, req.method(), req.uri(), req.headers()).await,
-    }
+    }?;
+    Caller::note(req, &auth);
+    Ok(auth)
 }
 
 /// The session [`limit_api`] found for a request, so that the endpoint does not look the token
