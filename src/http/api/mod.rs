@@ -84,14 +84,14 @@ pub async fn handle<B: ReqBody>(
         (&Method::GET, ["users", "authmethods"]) => login::auth_methods(app),
         (&Method::POST, ["users", "login"]) => login::login(app, peer, req).await,
         (&Method::GET, ["users", "oidc", "callback"]) => oidc::callback(app, peer, req).await,
-        (&Method::POST, ["users", "logout"]) => login::logout(app, req).await,
+        (&Method::POST, ["users", "logout"]) => login::logout(app, peer, req).await,
         (&Method::POST, ["users", "validate-password"]) => password::validate(app, peer, req).await,
         (&Method::POST, ["users", "otp", "request"]) => otp::request(app, peer, req).await,
         (&Method::POST, ["users", "otp", "change-password"]) => {
             otp::change_password(app, peer, req).await
         }
         (&Method::POST, ["users"]) => users::create(app, req).await,
-        (&Method::POST, ["portcullis", "explain"]) => explain::explain(app, req).await,
+        (&Method::POST, ["portcullis", "explain"]) => explain::explain(app, peer, req).await,
         (_, ["users", fixed, ..]) if FIXED_USER_PATHS.contains(fixed) => {
             Err(not_served(&method, &segments))
         }
