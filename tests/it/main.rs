@@ -32,6 +32,7 @@ mod health;
 mod identity;
 mod idle;
 mod key_cache;
+mod logs;
 mod oidc;
 mod otp;
 mod passwords;
