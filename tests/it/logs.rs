@@ -3,7 +3,8 @@
 //! names with the right values, no secret the client sent (a token in a header, a cookie or
 //! the query, a password, a query string, an `Authorization` value) appears anywhere in stderr,
 //! the access log is silent when off, and logins, failed logins, logouts and password resets
-//! are audited with their user (or the email tried), reason and client address.
+//! are audited with their user (or the email tried), reason and client address, as are an
+//! owner's `explain` calls.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -258,7 +259,8 @@ async fn with_the_access_log_off_no_access_line_is_written() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logins_failures_logouts_and_resets_are_audited_with_user_reason_and_client() {
+async fn logins_failures_logouts_resets_and_explain_calls_are_audited_with_user_reason_and_client()
+{
     let upstream = start_echo().await;
     let dir = tempfile::tempdir().unwrap();
     let proc = serve_with(dir.path(), &logging_config(upstream, false, 2)).await;
@@ -340,6 +342,32 @@ async fn logins_failures_logouts_and_resets_are_audited_with_user_reason_and_cli
         ["unknown_user", "unknown_user", "rate_limited"]
     );
 
+    // An owner's explain call names its caller and what was asked, never the token.
+    let question = json!({
+        "method": "GET", "path": format!("/app/x?x={QUERY_SECRET}"), "token": admin,
+    });
+    let (status, body, _) = call_json(
+        addr,
+        api_request(
+            Method::POST,
+            "/api/v2/portcullis/explain",
+            Some(&question),
+            Some(&admin),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let explain = line(&proc, AUDIT, "the explain call", |e| {
+        e["fields"]["event"] == "explain"
+    })
+    .await;
+    let f = &explain["fields"];
+    assert_eq!(f["outcome"], "success", "{explain}");
+    assert_eq!(f["actor_id"], admin_id, "{explain}");
+    assert_eq!(f["request_path"], "/app/x", "{explain}");
+    assert_eq!(f["with_token"], true, "{explain}");
+    assert_eq!(f["client_ip"], "127.0.0.1", "{explain}");
+
     // A logout names the user whose session ended.
     let (status, body, _) = call_json(
         addr,
@@ -383,11 +411,14 @@ async fn logins_failures_logouts_and_resets_are_audited_with_user_reason_and_cli
     assert_eq!(reset["fields"]["reason"], "bad_code", "{reset}");
 
     let log = proc.log();
+    let token_secret = admin.split_once('-').expect("id-secret").1;
     for secret in [
         PASSWORD,
         WRONG_PASSWORD,
         "12345678",
         "a much longer new passphrase",
+        token_secret,
+        QUERY_SECRET,
     ] {
         assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
     }
