@@ -291,6 +291,7 @@ fn prepare(path: &Path, password: bool) -> Result<(Config, Option<String>), Stri
     portcullis::logging::init(&LogConfig {
         format: config.log.format,
         filter: LOG_FILTER.to_owned(),
+        access: false,
     });
     if config.store.url == StoreUrl::Memory {
         eprintln!(
@@ -407,6 +408,7 @@ pub fn explain(args: ExplainArgs) -> ExitCode {
         portcullis::logging::init(&LogConfig {
             format: config.log.format,
             filter: LOG_FILTER.to_owned(),
+            access: false,
         });
         super::runtime(1)?.block_on(async {
             let app = portcullis::App::new(config).map_err(|e| e.to_string())?;

@@ -239,6 +239,7 @@ fn echo(listen: std::net::SocketAddr) -> ExitCode {
     logging::init(&portcullis::config::LogConfig {
         format: portcullis::config::LogFormat::Plain,
         filter: portcullis::config::DEFAULT_LOG_FILTER.to_owned(),
+        access: false,
     });
     let rt = match runtime(1) {
         Ok(rt) => rt,

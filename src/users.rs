@@ -715,7 +715,7 @@ mod login;
 mod validate;
 
 pub use error::UserError;
-pub use login::{LoginError, Logins};
+pub use login::{LoginError, Logins, Unmatched};
 
 pub use validate::{validate_email, validate_name, validate_username};
 

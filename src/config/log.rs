@@ -1,4 +1,4 @@
-//! `[log]`: the format of log lines and the default filter.
+//! `[log]`: the format of log lines, the default filter, and whether the access log is on.
 
 use serde::Deserialize;
 
@@ -11,6 +11,8 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// An `EnvFilter` directive (`filter`, default [`DEFAULT_LOG_FILTER`]); `RUST_LOG` wins.
     pub filter: String,
+    /// One line per request on the target `portcullis::access` (`access`, default `false`).
+    pub access: bool,
 }
 
 /// The default log filter.
@@ -33,6 +35,8 @@ pub(super) struct FileLog {
     #[serde(default, deserialize_with = "name_of")]
     format: LogFormat,
     filter: Option<String>,
+    #[serde(default)]
+    access: bool,
 }
 
 /// `[log]` has no check beyond its types: a filter `tracing` cannot read falls back to
@@ -41,5 +45,6 @@ pub(super) fn parse(file: FileLog) -> LogConfig {
     LogConfig {
         format: file.format,
         filter: file.filter.unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()),
+        access: file.access,
     }
 }

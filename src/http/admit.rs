@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::assertion;
 use crate::auth::session::{self, Authenticated};
 use crate::config::{IdentityConfig, PolicyDefault};
+use crate::http::access::Note;
 use crate::http::app::App;
 use crate::http::csrf;
 use crate::http::error::{Error, Result};
@@ -23,14 +24,16 @@ use crate::users;
 /// `Ok(Some(session))` for an authenticated and authorized one; otherwise the error to answer
 /// with (400 for a path with no one reading, 401, 403, or 503 when the store cannot answer).
 /// Inline proxying and forward-auth (`/.portcullis/verify`, where `uri` and `method` are the
-/// original request's) both ask here, on the same canonical path.
+/// original request's) both ask here, on the same canonical path. The rule that decided and
+/// the session's user are noted for the access log.
 pub async fn admit(
     app: &App,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    note: &mut Note,
 ) -> Result<Option<Authenticated>> {
-    admit_traced(app, (method, uri, headers), None, &mut NoTrace(())).await
+    admit_traced(app, (method, uri, headers), None, note).await
 }
 
 /// Judges again, for `auth` as the session is now, the route a request for `method` and `uri`
@@ -90,7 +93,7 @@ pub trait Trace: Send {
     fn check(&mut self, action: Action, object: &Object) -> &mut Self::Rbac;
 }
 
-/// The trace of every proxied request: nothing.
+/// The trace of a connection judged again: nothing.
 struct NoTrace(());
 
 /// What [`judge`] carries from one rule to the next.

@@ -3,14 +3,16 @@
 //! route decision ([`admit`]), forwarding ([`proxy`]) and its upgraded tunnels ([`tunnel`]),
 //! the watch that closes open connections a revocation reaches ([`watch`]), forward-auth
 //! ([`verify`]), the JWKS, the admin listener, the echo upstream, the router, CSRF, and the
-//! Coder API ([`api`]).
+//! Coder API ([`api`]); the access log ([`access`]) and the audit log ([`audit`]).
 //! It calls the services of layer 3 and never the server of layer 5.
 
+pub mod access;
 pub mod activity;
 pub mod admin;
 pub mod admit;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod body;
 pub mod csrf;
 pub mod echo;

@@ -2,7 +2,7 @@
 //! method, put the path in its canonical form (or refuse it), refuse a forwarding loop, answer
 //! what is under `/.portcullis/` (forward-auth, the JWKS, 404 for the rest), send the API
 //! prefix to the API, apply the route policy (authenticating when it asks for it), forward,
-//! record.
+//! record (the metrics, and the access line of [`crate::http::access`]).
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 
 use crate::assertion;
 use crate::headers;
+use crate::http::access::{Decision, Kind, Note};
 use crate::http::activity::InFlight;
 use crate::http::admit;
 use crate::http::api;
@@ -35,14 +36,18 @@ pub async fn handle(
     in_flight: InFlight,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let (resp, outcome) = match route(&app, &peer, req).await {
+    let mut note = Note::start(&app, &peer, &req);
+    let (resp, outcome) = match route(&app, &peer, req, &mut note).await {
         Ok(answer) => answer,
         Err(e) => {
+            note.failed(&e);
             let outcome = e.outcome();
             (e.into_response(), outcome)
         }
     };
     app.metrics.request(outcome, resp.status());
+    // The one place where the final status and the decision are both known.
+    note.finish(resp.status());
     Ok(resp.map(|b| b.with_in_flight(in_flight)))
 }
 
@@ -50,6 +55,7 @@ async fn route(
     app: &Arc<App>,
     peer: &Peer,
     mut req: Request<Incoming>,
+    note: &mut Note,
 ) -> Result<(Response<Body>, Outcome)> {
     proxy::check_method(req.method())?;
     proxy::check_head_size(&req, app.config.server.max_header_bytes)?;
@@ -57,7 +63,7 @@ async fn route(
     // Forward-auth judges the original request's path (in the Envoy form, the rest of this
     // one) through the same canonical form, and counts its own refusals.
     if verify::is_verify_path(req.uri().path()) {
-        return Ok((verify::handle(app, peer, req).await, Outcome::Local));
+        return Ok((verify::handle(app, peer, req, note).await, Outcome::Local));
     }
     // Everything below, the upstream included, sees the one canonical path.
     canonical_target(&mut req)?;
@@ -65,32 +71,41 @@ async fn route(
     let path = req.uri().path();
     if path.starts_with(OWN_PREFIX) {
         if verify::is_verify_path(path) {
-            return Ok((verify::handle(app, peer, req).await, Outcome::Local));
+            return Ok((verify::handle(app, peer, req, note).await, Outcome::Local));
         }
+        note.kind(Kind::Own);
         if path == assertion::JWKS_PATH {
             let signer = app.config.identity.assertion.as_deref();
             let jwks = crate::http::jwks::jwks_response(signer, req.method());
+            note.decide(Decision::Local);
             return Ok((jwks, Outcome::Local));
         }
         return Err(Error::RouteNotFound);
     }
     if let Some(rest) = api_path(&app.config.api.prefix, path) {
         let rest = rest.to_owned();
+        note.ask_caller(&mut req);
         // Routes of the API that Portcullis does not serve (workspaces, templates, ...) belong
         // to the upstream, under the route policy like any other path.
         match api::handle(app, peer, req, &rest).await {
-            Ok(resp) => return Ok((resp, Outcome::Local)),
+            Ok(resp) => {
+                note.kind(Kind::Api);
+                note.decide(Decision::Api);
+                return Ok((resp, Outcome::Local));
+            }
             Err(not_ours) => req = not_ours,
         }
     }
-    let auth = match admit::admit(app, req.method(), req.uri(), req.headers()).await {
+    let auth = match admit::admit(app, req.method(), req.uri(), req.headers(), note).await {
         Ok(auth) => auth,
         Err(e) => {
+            note.failed(&e);
             // A browser without a session goes to sign in, when OIDC is configured.
             let redirect = sign_in_redirect(app, &req, e)?;
             return Ok((redirect, Outcome::Rejected));
         }
     };
+    note.decide(Decision::admitted(&auth));
     let ticket = Ticket::new(app, req.method(), req.uri(), auth.as_ref());
     app.upstream
         .forward(req, peer, app, auth.as_ref(), ticket)

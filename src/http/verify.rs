@@ -42,6 +42,7 @@ use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::headers::{self, X_FORWARDED_HOST};
+use crate::http::access::{Decision, Kind, Note};
 use crate::http::admit;
 use crate::http::app::App;
 use crate::http::body::Body;
@@ -83,10 +84,20 @@ pub fn is_verify_path(path: &str) -> bool {
 }
 
 /// Answers a forward-auth request, counting the decision. Never fails: refusals are responses.
-pub async fn handle(app: &App, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
+/// The access log's `note` gets the original request, the rule, the user and the decision.
+pub async fn handle(
+    app: &App,
+    peer: &Peer,
+    req: Request<Incoming>,
+    note: &mut Note,
+) -> Response<Body> {
+    note.kind(Kind::Verify);
     // The body (if an edge sends one) is dropped unread.
     let (parts, _) = req.into_parts();
-    let answer = verify(app, peer, &parts).await;
+    let answer = verify(app, peer, &parts, note).await;
+    if let Err(e) = &answer {
+        note.failed(e);
+    }
     app.metrics.verify(match &answer {
         Ok(_) => VerifyDecision::Allow,
         Err(e) => e.decision(),
@@ -94,8 +105,9 @@ pub async fn handle(app: &App, peer: &Peer, req: Request<Incoming>) -> Response<
     answer.unwrap_or_else(Error::into_response)
 }
 
-async fn verify(app: &App, peer: &Peer, parts: &Parts) -> Result<Response<Body>> {
+async fn verify(app: &App, peer: &Peer, parts: &Parts, note: &mut Note) -> Result<Response<Body>> {
     let original = original(parts, peer)?;
+    note.original(&original.method, &original.uri);
     // Inline, these are removed before the upstream sees them; here the edge forwards the
     // request itself, so one that carries them is refused rather than judged on a method or
     // path the application may not use. X-Original-URL is ingress-nginx's way to say what the
@@ -120,9 +132,10 @@ async fn verify(app: &App, peer: &Peer, parts: &Parts) -> Result<Response<Body>>
              and path judged here.",
         ));
     }
-    let auth = admit::admit(app, &original.method, &original.uri, &parts.headers).await?;
+    let auth = admit::admit(app, &original.method, &original.uri, &parts.headers, note).await?;
     let mut resp = Response::new(Body::empty());
     let Some(auth) = auth else {
+        note.decide(Decision::Public);
         return Ok(resp);
     };
     admit::identify(
@@ -132,6 +145,7 @@ async fn verify(app: &App, peer: &Peer, parts: &Parts) -> Result<Response<Body>>
         original.host.as_ref(),
         original.https,
     )?;
+    note.decide(Decision::Allow);
     Ok(resp)
 }
 

@@ -19,9 +19,10 @@ pub enum LoginError {
     /// The account failed too often lately (or the store could not count).
     #[error(transparent)]
     Limited(#[from] LimitError),
-    /// No such user, or the wrong password: the same answer for both.
+    /// No such user, or the wrong password: the same answer for both (which one is for the
+    /// audit log only).
     #[error("incorrect email or password")]
-    BadCredentials,
+    BadCredentials(Unmatched),
     /// `passwords.disable_password_auth` is set.
     #[error("password authentication is disabled")]
     Disabled,
@@ -40,6 +41,15 @@ pub enum LoginError {
     /// Checking the password failed.
     #[error(transparent)]
     Password(PasswordError),
+}
+
+/// What did not match in a refused login. The client is told neither; the audit log is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmatched {
+    /// No user has the email (or it was deleted while logging in).
+    UnknownUser,
+    /// The user exists and the password is not theirs.
+    WrongPassword,
 }
 
 /// The password login of one process: what it reads and writes.
@@ -72,11 +82,16 @@ impl Logins<'_> {
             Some(hash) if !hash.is_empty() => self.passwords.verify(password, hash).await,
             // Same work as a real check, and never a success (unlike Coder's `hunter2` quirk).
             _ => self.passwords.verify_dummy(password).await,
-        }
-        .map_err(|e| match e {
+        };
+        let unmatched = if user.is_some() {
+            Unmatched::WrongPassword
+        } else {
+            Unmatched::UnknownUser
+        };
+        let verified = verified.map_err(|e| match e {
             PasswordError::Busy => LoginError::Busy,
             // Longer than any password can be: no user has it.
-            PasswordError::TooLong => LoginError::BadCredentials,
+            PasswordError::TooLong => LoginError::BadCredentials(unmatched),
             other => LoginError::Password(other),
         })?;
         // A user who signs in another way (OIDC, GitHub, none) has no password to match: after the
@@ -87,7 +102,7 @@ impl Logins<'_> {
             .is_some_and(|u| u.login_type != LoginType::Password);
         let Some(user) = user.filter(|_| verified.ok || passwordless) else {
             self.limits.account_failed(self.store, &account).await;
-            return Err(LoginError::BadCredentials);
+            return Err(LoginError::BadCredentials(unmatched));
         };
         if self.disabled {
             return Err(LoginError::Disabled);
@@ -137,7 +152,7 @@ impl Logins<'_> {
             Some(user) if user.status == UserStatus::Suspended => Err(LoginError::Suspended),
             Some(user) => Ok(user),
             // Deleted while logging in.
-            None => Err(LoginError::BadCredentials),
+            None => Err(LoginError::BadCredentials(Unmatched::UnknownUser)),
         }
     }
 }

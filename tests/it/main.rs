@@ -33,6 +33,7 @@ mod health;
 mod identity;
 mod idle;
 mod key_cache;
+mod logs;
 mod oidc;
 mod otp;
 mod passwords;

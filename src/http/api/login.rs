@@ -1,6 +1,7 @@
 //! Password login, logout and the login methods (spec/coder-api.md §3, §7.1).
 //!
-//! Every login is counted in `portcullis_logins_total` by result.
+//! Every login is counted in `portcullis_logins_total` by result, and written to the audit log
+//! ([`crate::http::audit`]) with its reason; so is every logout.
 
 use std::sync::Arc;
 
@@ -12,16 +13,18 @@ use serde_json::json;
 use crate::auth::session::{self, AuthError};
 use crate::auth::token::{self, Token, SESSION_COOKIE};
 use crate::coder::{self, looks_like_email, tag_failed};
+use crate::http::access::Caller;
 use crate::http::admit;
 use crate::http::api::{self, ApiResult};
 use crate::http::app::App;
+use crate::http::audit::{self, Audit, Event, Reason};
 use crate::http::body::{Body, ReqBody};
 use crate::http::error::Error;
 use crate::http::peer::Peer;
 use crate::limits::LimitError;
 use crate::metrics::LoginResult;
 use crate::store::{Invalidation, LoginType, StoreError, User};
-use crate::users::LoginError;
+use crate::users::{LoginError, Unmatched};
 
 #[derive(Deserialize)]
 struct LoginRequest {
@@ -36,9 +39,11 @@ struct LoginResponse {
     session_token: String,
 }
 
-/// A refused or failed login: its answer, and the result it is counted under.
+/// A refused or failed login: its answer, the result it is counted under, and the reason the
+/// audit log gives.
 pub(crate) struct Failed {
     result: LoginResult,
+    reason: Reason,
     error: Error,
 }
 
@@ -49,6 +54,7 @@ impl Failed {
     pub(crate) fn suspended() -> Failed {
         Failed {
             result: LoginResult::Suspended,
+            reason: Reason::Suspended,
             error: suspended(),
         }
     }
@@ -56,6 +62,11 @@ impl Failed {
     /// What it is counted under.
     pub(crate) fn result(&self) -> LoginResult {
         self.result
+    }
+
+    /// Why it failed, for the audit log.
+    pub(crate) fn reason(&self) -> Reason {
+        self.reason
     }
 }
 
@@ -69,7 +80,12 @@ impl From<Error> for Failed {
             StatusCode::FORBIDDEN => LoginResult::Forbidden,
             _ => LoginResult::Error,
         };
-        Failed { result, error }
+        let reason = Reason::of_status(error.status());
+        Failed {
+            result,
+            reason,
+            error,
+        }
     }
 }
 
@@ -88,18 +104,25 @@ impl From<StoreError> for Failed {
 impl From<LoginError> for Failed {
     /// Coder's answer for each refusal (§3.2), and the result it is counted under.
     fn from(e: LoginError) -> Self {
-        let (result, error) = match e {
+        let (result, reason, error) = match e {
             LoginError::Limited(e @ LimitError::Limited { .. }) => {
-                (LoginResult::Limited, Error::from(e))
+                (LoginResult::Limited, Reason::RateLimited, Error::from(e))
             }
             // The store could not count: an outage, not a throttle.
-            LoginError::Limited(e @ LimitError::Store(_)) => (LoginResult::Error, Error::from(e)),
-            LoginError::BadCredentials => (
+            LoginError::Limited(e @ LimitError::Store(_)) => {
+                (LoginResult::Error, Reason::Unavailable, Error::from(e))
+            }
+            LoginError::BadCredentials(unmatched) => (
                 LoginResult::BadCredentials,
+                match unmatched {
+                    Unmatched::UnknownUser => Reason::UnknownUser,
+                    Unmatched::WrongPassword => Reason::WrongPassword,
+                },
                 Error::coder(StatusCode::UNAUTHORIZED, coder::BAD_LOGIN, ""),
             ),
             LoginError::Disabled => (
                 LoginResult::Forbidden,
+                Reason::Disabled,
                 Error::coder(
                     StatusCode::FORBIDDEN,
                     "Password authentication is disabled.",
@@ -108,21 +131,27 @@ impl From<LoginError> for Failed {
             ),
             LoginError::WrongLoginType(actual) => (
                 LoginResult::Forbidden,
+                Reason::WrongLoginType,
                 wrong_login_type(LoginType::Password, actual),
             ),
-            LoginError::Suspended => (LoginResult::Suspended, suspended()),
+            LoginError::Suspended => (LoginResult::Suspended, Reason::Suspended, suspended()),
             LoginError::Busy => (
                 LoginResult::Error,
+                Reason::Unavailable,
                 Error::coder(
                     StatusCode::SERVICE_UNAVAILABLE,
                     coder::UNAVAILABLE,
                     "Too many logins at once. Try again shortly.",
                 ),
             ),
-            LoginError::Store(e) => (LoginResult::Error, e.into()),
-            LoginError::Password(e) => (LoginResult::Error, Error::internal(e)),
+            LoginError::Store(e) => (LoginResult::Error, Reason::Unavailable, e.into()),
+            LoginError::Password(e) => (LoginResult::Error, Reason::Error, Error::internal(e)),
         };
-        Failed { result, error }
+        Failed {
+            result,
+            reason,
+            error,
+        }
     }
 }
 
@@ -148,21 +177,31 @@ pub fn auth_methods(app: &App) -> ApiResult {
 /// `POST /users/login` (§3.2), with the abuse limits of the login group: per client IP, and
 /// per account after repeated failures (the 429 looks the same whether or not it exists).
 pub async fn login(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -> ApiResult {
-    let answer = attempt(app, peer, req).await;
+    let client = peer.client_ip(req.headers(), &app.config.server.trusted_proxies);
+    let mut email = String::new();
+    let answer = attempt(app, peer, req, &mut email).await;
     app.metrics.login(match &answer {
         Ok(_) => LoginResult::Ok,
         Err(failed) => failed.result,
     });
-    answer.map_err(|failed| failed.error)
+    let audit = Audit::new(Event::Login, client).method(audit::Method::Password);
+    match &answer {
+        Ok((_, user)) => audit.user(user.id, &user.email).emit(),
+        Err(failed) => audit.attempted(&email).failed(failed.reason).emit(),
+    }
+    answer.map(|(resp, _)| resp).map_err(|failed| failed.error)
 }
 
+/// The login; `email` gets the email it attempted, once the body is read.
 async fn attempt(
     app: &Arc<App>,
     peer: &Peer,
     req: Request<impl ReqBody>,
-) -> Result<Response<Body>, Failed> {
+    email: &mut String,
+) -> Result<(Response<Body>, User), Failed> {
     api::limit_login(app, peer, req.headers()).await?;
     let body: LoginRequest = api::json_body(req).await?;
+    email.clone_from(&body.email);
     let mut invalid = Vec::new();
     if body.email.is_empty() {
         invalid.push(tag_failed("email", "required", ""));
@@ -189,12 +228,13 @@ async fn attempt(
         },
     )?;
     resp.headers_mut().append(SET_COOKIE, cookie);
-    Ok(resp)
+    Ok((resp, user))
 }
 
 /// `POST /users/logout` (§7.1): deletes the current key and the user's
-/// `coder:application_connect` keys, and clears the cookie. Other sessions stay valid.
-pub async fn logout(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
+/// `coder:application_connect` keys, and clears the cookie. Other sessions stay valid. A
+/// logout that deleted them is audited.
+pub async fn logout(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -> ApiResult {
     let (headers, uri) = (req.headers(), req.uri());
     let found = session::authenticate(&app.store, &app.keys, headers, uri).await;
     if let Err(AuthError::Unknown) = found {
@@ -207,6 +247,8 @@ pub async fn logout(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
         }
     }
     let auth = admit::authenticated(app, req.method(), uri, headers, found).await?;
+    Caller::note(&req, &auth);
+    let client = peer.client_ip(headers, &app.config.server.trusted_proxies);
     let session = auth.session();
     let mut doomed = Vec::new();
     for key in app.store.keys_of(session.user.id).await? {
@@ -232,6 +274,9 @@ pub async fn logout(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
         })?;
     }
     app.oidc_sessions().forget(&session.key).await;
+    Audit::new(Event::Logout, client)
+        .user(session.user.id, &session.user.email)
+        .emit();
     let mut resp = api::json(StatusCode::OK, &json!({ "message": "Logged out!" }))?;
     resp.headers_mut().append(SET_COOKIE, clear_cookie(app));
     Ok(resp)

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::auth::session::{self, Authenticated};
 use crate::coder;
+use crate::http::access::Caller;
 use crate::http::admit;
 use crate::http::api::tokens::KeyOp;
 use crate::http::app::App;
@@ -83,14 +84,14 @@ pub async fn handle<B: ReqBody>(
         (&Method::GET, ["users", "authmethods"]) => login::auth_methods(app),
         (&Method::POST, ["users", "login"]) => login::login(app, peer, req).await,
         (&Method::GET, ["users", "oidc", "callback"]) => oidc::callback(app, peer, req).await,
-        (&Method::POST, ["users", "logout"]) => login::logout(app, req).await,
+        (&Method::POST, ["users", "logout"]) => login::logout(app, peer, req).await,
         (&Method::POST, ["users", "validate-password"]) => password::validate(app, peer, req).await,
         (&Method::POST, ["users", "otp", "request"]) => otp::request(app, peer, req).await,
         (&Method::POST, ["users", "otp", "change-password"]) => {
             otp::change_password(app, peer, req).await
         }
         (&Method::POST, ["users"]) => users::create(app, req).await,
-        (&Method::POST, ["portcullis", "explain"]) => explain::explain(app, req).await,
+        (&Method::POST, ["portcullis", "explain"]) => explain::explain(app, peer, req).await,
         (_, ["users", fixed, ..]) if FIXED_USER_PATHS.contains(fixed) => {
             Err(not_served(&method, &segments))
         }
@@ -280,15 +281,18 @@ fn too_slow(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Authenticates an API request: [`admit::authenticate`], the one used for every request
-/// (with the session the rate limit already found, when it found one).
+/// (with the session the rate limit already found, when it found one). The caller's user goes
+/// on the request's access line ([`Caller`]).
 pub async fn authenticate<B>(app: &App, req: &Request<B>) -> Result<Authenticated, Error> {
-    match req.extensions().get::<Prechecked>() {
+    let auth = match req.extensions().get::<Prechecked>() {
         Some(Prechecked(auth)) => {
             let found = Ok(auth.clone());
             admit::authenticated(app, req.method(), req.uri(), req.headers(), found).await
         }
         None => admit::authenticate(app, req.method(), req.uri(), req.headers()).await,
-    }
+    }?;
+    Caller::note(req, &auth);
+    Ok(auth)
 }
 
 /// The session [`limit_api`] found for a request, so that the endpoint does not look the token

@@ -36,6 +36,7 @@ use crate::http::api::login::{
 };
 use crate::http::api::{self, ApiResult};
 use crate::http::app::App;
+use crate::http::audit::{self, Audit, Event};
 use crate::http::body::{Body, ReqBody};
 use crate::http::error::Error;
 use crate::http::peer::Peer;
@@ -103,7 +104,8 @@ pub async fn callback(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -
     let Some(code) = query.get("code") else {
         return start(app, oidc, peer, &req, &query).await;
     };
-    let answer = finish(app, oidc, peer, &req, &query, code).await;
+    let mut attempted = String::new();
+    let answer = finish(app, oidc, peer, &req, &query, code, &mut attempted).await;
     // A login comes back here; a conversion (§6) is not one.
     if !query
         .get("state")
@@ -113,6 +115,15 @@ pub async fn callback(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -
             Ok(_) => LoginResult::Ok,
             Err(failed) => failed.result(),
         });
+        // A success is audited where the user is known.
+        if let Err(failed) = &answer {
+            let client = peer.client_ip(req.headers(), &app.config.server.trusted_proxies);
+            Audit::new(Event::Login, client)
+                .method(audit::Method::Oidc)
+                .attempted(&attempted)
+                .failed(failed.reason())
+                .emit();
+        }
     }
     answer.map_err(Error::from)
 }
@@ -170,7 +181,8 @@ async fn start(
     Ok(resp)
 }
 
-/// The return leg.
+/// The return leg; `attempted` gets the email the provider vouched for, once it is known. A
+/// sign-in is audited here, where its user is known; a failure by the caller.
 async fn finish(
     app: &App,
     oidc: &Oidc,
@@ -178,6 +190,7 @@ async fn finish(
     req: &Request<impl ReqBody>,
     query: &HashMap<String, String>,
     code: &str,
+    attempted: &mut String,
 ) -> Result<Response<Body>, Failed> {
     let state = query
         .get("state")
@@ -220,6 +233,7 @@ async fn finish(
         .await
         .map_err(exchange_error)?;
     let email = email_of(oidc, &login.claims)?;
+    attempted.clone_from(&email);
 
     let mut resp = if convert::is_convert_state(state) {
         convert::complete(app, oidc, req, state, &login, &email).await?;
@@ -227,8 +241,11 @@ async fn finish(
         resp.headers_mut().append(SET_COOKIE, clear_cookie(app));
         resp
     } else {
+        let client = peer.client_ip(req.headers(), &app.config.server.trusted_proxies);
+        let audit = Audit::new(Event::Login, client).method(audit::Method::Oidc);
         let user = sign_in(app, oidc, &login, &email).await?;
         let token = new_session_key(app, &user, peer, LoginType::Oidc).await?;
+        audit.user(user.id, &user.email).emit();
         if let (Some(refresh_token), Some(expires_at)) = (&login.refresh_token, login.expires_at) {
             let subject = &login.identity.subject;
             app.oidc_sessions()

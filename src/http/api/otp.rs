@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 use serde::Deserialize;
+use uuid::Uuid;
 
 use crate::auth::UserInfo;
 use crate::coder::tag_failed;
 use crate::http::api::password::invalid_password;
 use crate::http::api::{self, ApiResult};
 use crate::http::app::App;
+use crate::http::audit::{Audit, Event, Reason};
 use crate::http::body::{Body, ReqBody};
 use crate::http::error::Error;
 use crate::http::peer::Peer;
@@ -40,6 +42,13 @@ struct ChangeWithCode {
 
 /// A refused change: its answer, and the result it is counted under.
 struct Refusal(OtpChangeResult, Error);
+
+/// What the audit line of a change names: the email attempted, the user once known.
+#[derive(Default)]
+struct Attempt {
+    email: String,
+    user: Option<(Uuid, String)>,
+}
 
 // === impl Refusal ===
 
@@ -88,12 +97,24 @@ pub async fn request(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) ->
 
 /// `POST /users/otp/change-password` (§4.2), counted in
 /// `portcullis_otp_password_changes_total`.
+/// Every outcome is audited as a `password_reset`.
 pub async fn change_password(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -> ApiResult {
-    let answer = change(app, peer, req).await;
+    let client = peer.client_ip(req.headers(), &app.config.server.trusted_proxies);
+    let mut attempt = Attempt::default();
+    let answer = change(app, peer, req, &mut attempt).await;
     app.metrics.otp_change(match &answer {
         Ok(_) => OtpChangeResult::Ok,
         Err(Refusal(result, _)) => *result,
     });
+    let audit = match &attempt.user {
+        Some((id, email)) => Audit::new(Event::PasswordReset, client).user(*id, email),
+        None => Audit::new(Event::PasswordReset, client).attempted(&attempt.email),
+    };
+    match &answer {
+        Ok(_) => audit.emit(),
+        Err(Refusal(OtpChangeResult::BadCode, _)) => audit.failed(Reason::BadCode).emit(),
+        Err(Refusal(_, error)) => audit.failed(Reason::of_status(error.status())).emit(),
+    }
     answer.map_err(|Refusal(_, error)| error)
 }
 
@@ -110,12 +131,14 @@ async fn change(
     app: &Arc<App>,
     peer: &Peer,
     req: Request<impl ReqBody>,
+    attempt: &mut Attempt,
 ) -> Result<Response<Body>, Refusal> {
     api::limit_login(app, peer, req.headers()).await?;
     if app.config.passwords.disable_password_auth {
         return Err(password_auth_disabled().into());
     }
     let body: ChangeWithCode = api::json_body(req).await?;
+    attempt.email.clone_from(&body.email);
     let mut invalid = Vec::new();
     validate_email(&body.email, &mut invalid);
     if body.password.is_empty() {
@@ -144,6 +167,7 @@ async fn change(
     let (Some(user), Some(checked)) = (user, checked) else {
         return Err(incorrect_code());
     };
+    attempt.user = Some((user.id, user.email.clone()));
 
     let info = UserInfo {
         username: &user.username,

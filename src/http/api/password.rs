@@ -14,6 +14,7 @@ use crate::coder::{tag_failed, Validation};
 use crate::http::api::users;
 use crate::http::api::{self, ApiResult};
 use crate::http::app::App;
+use crate::http::audit::{Audit, Event, Reason};
 use crate::http::body::ReqBody;
 use crate::http::error::{Error, ErrorChain};
 use crate::http::peer::Peer;
@@ -33,7 +34,8 @@ struct UpdatePassword {
 /// `PUT /users/{user}/password`, in Coder's order: the caller may change it (else 404), the
 /// body, a password-login user, the old password when changing one's own, the strength rule,
 /// the old password when given, not the current one; then `204` and every key revoked. It
-/// counts in the login group's per-IP limit, since it checks passwords.
+/// counts in the login group's per-IP limit, since it checks passwords. A change, and a wrong
+/// old password, are audited.
 pub async fn change(
     app: &Arc<App>,
     peer: &Peer,
@@ -56,6 +58,8 @@ pub async fn change(
         }
         return Err(Error::Forbidden);
     }
+    let client = peer.client_ip(req.headers(), &app.config.server.trusted_proxies);
+    let audit = Audit::new(Event::PasswordChange, client).by(auth.session().user.id);
     let body: UpdatePassword = api::json_body(req).await?;
     if body.password.is_empty() {
         return Err(Error::validation(vec![tag_failed(
@@ -104,6 +108,10 @@ pub async fn change(
             }
         };
         if !correct {
+            audit
+                .user(user.id, &user.email)
+                .failed(Reason::WrongPassword)
+                .emit();
             return Err(Error::with_validations(
                 StatusCode::BAD_REQUEST,
                 "Old password is incorrect.",
@@ -121,6 +129,7 @@ pub async fn change(
             UserError::WeakPassword(detail) => invalid_password(&detail),
             other => other.into(),
         })?;
+    audit.user(user.id, &user.email).emit();
     api::no_content()
 }
 

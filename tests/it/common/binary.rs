@@ -126,13 +126,10 @@ async fn start_serve(mut cmd: tokio::process::Command) -> Process {
         let (mut main, mut admin) = (None, None);
         let mut tx = Some(tx);
         while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("listening") {
-                let addr = listen_addr(&line);
-                if line.contains("listener=\"main\"") {
-                    main = addr;
-                } else if line.contains("listener=\"admin\"") {
-                    admin = addr;
-                }
+            match listening(&line) {
+                Some(("main", addr)) => main = Some(addr),
+                Some(("admin", addr)) => admin = Some(addr),
+                _ => {}
             }
             log2.lock().unwrap().push_str(&line);
             log2.lock().unwrap().push('\n');
@@ -160,11 +157,43 @@ async fn start_serve(mut cmd: tokio::process::Command) -> Process {
     }
 }
 
-fn listen_addr(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find("addr=")? + "addr=".len()..];
-    rest.split_whitespace()
-        .next()?
-        .trim_matches('"')
-        .parse()
-        .ok()
+/// The listener and address a `listening` line names, in either `log.format`: plain
+/// (`listener="main" addr=127.0.0.1:1234`) or JSON (`"fields":{"message":"listening",...}`).
+fn listening(line: &str) -> Option<(&'static str, SocketAddr)> {
+    let (name, addr) = if line.starts_with('{') {
+        let event: Value = serde_json::from_str(line).ok()?;
+        let fields = &event["fields"];
+        if fields["message"] != "listening" {
+            return None;
+        }
+        let name = fields["listener"].as_str()?.to_owned();
+        (name, fields["addr"].as_str()?.parse().ok()?)
+    } else {
+        if !line.contains("listening") {
+            return None;
+        }
+        let rest = &line[line.find("listener=")? + "listener=".len()..];
+        let name = rest.split_whitespace().next()?.trim_matches('"').to_owned();
+        let rest = &line[line.find("addr=")? + "addr=".len()..];
+        let addr = rest
+            .split_whitespace()
+            .next()?
+            .trim_matches('"')
+            .parse()
+            .ok()?;
+        (name, addr)
+    };
+    match name.as_str() {
+        "main" => Some(("main", addr)),
+        "admin" => Some(("admin", addr)),
+        _ => None,
+    }
+}
+
+/// The JSON lines (`log.format = "json"`) of `log` on tracing target `target`.
+pub fn json_events(log: &str, target: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["target"] == target)
+        .collect()
 }
