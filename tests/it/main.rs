@@ -40,6 +40,7 @@ mod protocols;
 mod request_errors;
 mod revocation;
 mod shutdown;
+mod sign_in;
 mod smuggling;
 mod store;
 mod store_access;

@@ -163,24 +163,7 @@ async fn attempt(
 ) -> Result<Response<Body>, Failed> {
     api::limit_login(app, peer, req.headers()).await?;
     let body: LoginRequest = api::json_body(req).await?;
-    let mut invalid = Vec::new();
-    if body.email.is_empty() {
-        invalid.push(tag_failed("email", "required", ""));
-    } else if !looks_like_email(&body.email) {
-        invalid.push(tag_failed("email", "email", &body.email));
-    }
-    if body.password.is_empty() {
-        invalid.push(tag_failed("password", "required", ""));
-    }
-    if !invalid.is_empty() {
-        return Err(Error::validation(invalid).into());
-    }
-    let user = app
-        .logins()
-        .check_password(&body.email, &body.password)
-        .await?;
-
-    let token = new_session_key(app, &user, peer, LoginType::Password).await?;
+    let token = check_and_issue(app, peer, &body.email, &body.password).await?;
     let cookie = session_cookie(app, &token);
     let mut resp = api::json(
         StatusCode::CREATED,
@@ -192,10 +175,72 @@ async fn attempt(
     Ok(resp)
 }
 
+/// The password login of `POST /users/login` for another front (the sign-in page): the same
+/// limits of the login group for the client of `headers`, the same checks and messages, the
+/// same session, counted in `portcullis_logins_total` the same way. Returns the new session
+/// token, for [`session_cookie`].
+pub(crate) async fn password_login(
+    app: &App,
+    peer: &Peer,
+    headers: &http::HeaderMap,
+    email: &str,
+    password: &str,
+) -> Result<String, Error> {
+    let answer = async {
+        api::limit_login(app, peer, headers).await?;
+        check_and_issue(app, peer, email, password).await
+    }
+    .await;
+    app.metrics.login(match &answer {
+        Ok(_) => LoginResult::Ok,
+        Err(failed) => failed.result,
+    });
+    answer.map_err(|failed| failed.error)
+}
+
+/// Coder's checks of a password login (§3.2: the fields, the password, the user's state and
+/// login type), then a new session: its token.
+async fn check_and_issue(
+    app: &App,
+    peer: &Peer,
+    email: &str,
+    password: &str,
+) -> Result<String, Failed> {
+    let mut invalid = Vec::new();
+    if email.is_empty() {
+        invalid.push(tag_failed("email", "required", ""));
+    } else if !looks_like_email(email) {
+        invalid.push(tag_failed("email", "email", email));
+    }
+    if password.is_empty() {
+        invalid.push(tag_failed("password", "required", ""));
+    }
+    if !invalid.is_empty() {
+        return Err(Error::validation(invalid).into());
+    }
+    let user = app.logins().check_password(email, password).await?;
+    Ok(new_session_key(app, &user, peer, LoginType::Password).await?)
+}
+
 /// `POST /users/logout` (§7.1): deletes the current key and the user's
 /// `coder:application_connect` keys, and clears the cookie. Other sessions stay valid.
 pub async fn logout(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
-    let (headers, uri) = (req.headers(), req.uri());
+    end_session(app, req.method(), req.uri(), req.headers()).await?;
+    let mut resp = api::json(StatusCode::OK, &json!({ "message": "Logged out!" }))?;
+    resp.headers_mut().append(SET_COOKIE, clear_cookie(app));
+    Ok(resp)
+}
+
+/// Ends the session the request (`method`, `uri`, `headers`) carries, as `POST /users/logout`
+/// does (§7.1): the key and the user's `coder:application_connect` keys are deleted, from this
+/// replica's cache at once and from every other replica's through the store's invalidation.
+/// The caller clears the cookie. `401` when the request carries no live session.
+pub(crate) async fn end_session(
+    app: &App,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Result<(), Error> {
     let found = session::authenticate(&app.store, &app.keys, headers, uri).await;
     if let Err(AuthError::Unknown) = found {
         // A logout that deleted the session but could not tell the other replicas answered an
@@ -206,7 +251,7 @@ pub async fn logout(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
             app.users().forget(what).await?;
         }
     }
-    let auth = admit::authenticated(app, req.method(), uri, headers, found).await?;
+    let auth = admit::authenticated(app, method, uri, headers, found).await?;
     let session = auth.session();
     let mut doomed = Vec::new();
     for key in app.store.keys_of(session.user.id).await? {
@@ -232,9 +277,7 @@ pub async fn logout(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
         })?;
     }
     app.oidc_sessions().forget(&session.key).await;
-    let mut resp = api::json(StatusCode::OK, &json!({ "message": "Logged out!" }))?;
-    resp.headers_mut().append(SET_COOKIE, clear_cookie(app));
-    Ok(resp)
+    Ok(())
 }
 
 /// Issues a session for `user` (§3.2 step 8) lasting `session.lifetime`, from `peer`
@@ -253,26 +296,39 @@ pub async fn new_session_key(
         .await?)
 }
 
-/// The `coder_session_token` cookie carrying `token` (§3.4).
+/// The `coder_session_token` cookie carrying `token` (§3.4), for `session.cookie_domain` when
+/// set.
 pub(crate) fn session_cookie(app: &App, token: &str) -> HeaderValue {
     set_cookie(
         app,
         &format!(
-            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite={}",
-            app.config.session.cookie_same_site
+            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite={}{}",
+            app.config.session.cookie_same_site,
+            cookie_domain(app)
         ),
     )
 }
 
-/// A `Set-Cookie` that clears the session cookie.
+/// A `Set-Cookie` that clears the session cookie (of `session.cookie_domain` when set: a
+/// cookie is cleared only by one naming the same domain).
 pub(crate) fn clear_cookie(app: &App) -> HeaderValue {
     set_cookie(
         app,
         &format!(
-            "{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite={}",
-            app.config.session.cookie_same_site
+            "{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite={}{}",
+            app.config.session.cookie_same_site,
+            cookie_domain(app)
         ),
     )
+}
+
+/// `; Domain=<session.cookie_domain>`, or nothing (a host-only cookie).
+fn cookie_domain(app: &App) -> String {
+    app.config
+        .session
+        .cookie_domain
+        .as_ref()
+        .map_or_else(String::new, |d| format!("; Domain={d}"))
 }
 
 /// A `Set-Cookie` value: `cookie` (name, value, attributes), plus `Secure` when
