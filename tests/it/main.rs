@@ -17,6 +17,7 @@ mod admin;
 mod assertion;
 mod atomic_writes;
 mod authz;
+mod browser;
 mod canonical;
 mod cli;
 mod connection_limits;

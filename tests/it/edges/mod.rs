@@ -31,8 +31,8 @@ mod caddy;
 mod envoy;
 mod ingress_nginx;
 mod mesh;
-mod nginx;
-mod traefik;
+pub mod nginx;
+pub mod traefik;
 
 const ISSUER: &str = "portcullis";
 const UNKNOWN_TOKEN: &str = "AAAAAAAAAA-bbbbbbbbbbbbbbbbbbbbbb";
