@@ -18,6 +18,10 @@
 //!   subdomain counts as another site for `Origin`. Accepting `X-Forwarded-Host` as the host is
 //!   safe here: a cross-site form or simple fetch cannot set it without a CORS preflight.
 //!
+//! The sign-in and sign-out pages (`crate::http::sign_in`) use the same cookie for a form: its
+//! value in a hidden `csrf_token` field ([`form_token_matches`]), and [`cross_site`] for every
+//! post, session cookie or not (a forged sign-in is login CSRF).
+//!
 //! The `csrf_token` cookie is issued on API responses to a browser that has a session cookie
 //! (or is being given one at login) and no token yet. It is not `HttpOnly`: the page's own
 //! script reads it to send it back in `X-CSRF-TOKEN`, which is the point of a double submit;

@@ -5,11 +5,11 @@
 //!
 //! - **Sign-in** `POST` (form-urlencoded `email`, `password`, `rd`, `csrf_token`) is the
 //!   password login of `POST {api.prefix}/users/login` through the same code
-//!   ([`login::password_login`]: the same limits, checks, messages, session and cookie); on
+//!   (`login::password_login`: the same limits, checks, messages, session and cookie); on
 //!   success `303` to `rd`, else the page again with Coder's message and status (`401` for a
 //!   wrong password, `429` past the limits).
 //! - **Sign-out** `GET` shows a confirm button; `POST` ends the session as
-//!   `POST /users/logout` does ([`login::end_session`]: the store and every replica's cache),
+//!   `POST /users/logout` does (`login::end_session`: the store and every replica's cache),
 //!   clears the cookie, and goes back to the sign-in page.
 //! - **CSRF**: both forms carry the `csrf_token` cookie's value in a hidden field (a double
 //!   submit, as the API's header, [`csrf::form_token_matches`]), and a form posted from
