@@ -1,6 +1,7 @@
 //! The sign-in page in a real browser: headless Chromium (Debian's `chromium`, driven through
 //! `chromedriver` by the small WebDriver client in [`webdriver`]) in front of an in-process
-//! Portcullis and the echo upstream, inline and through nginx and Traefik forward-auth.
+//! Portcullis and the echo upstream, inline and through nginx, Traefik and Caddy
+//! forward-auth.
 //!
 //! `scripts/test` installs both packages. Without them each test says so and passes without
 //! running: the only skip in this suite, so that a developer's `cargo test` works on a machine
@@ -238,6 +239,11 @@ async fn nginx_forward_auth_sends_a_browser_to_sign_in_and_back() {
 #[tokio::test]
 async fn traefik_forward_auth_sends_a_browser_to_sign_in_and_back() {
     through_edge(edges::traefik::start).await;
+}
+
+#[tokio::test]
+async fn caddy_forward_auth_sends_a_browser_to_sign_in_and_back() {
+    through_edge(edges::caddy::start).await;
 }
 
 #[tokio::test]

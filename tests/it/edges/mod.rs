@@ -27,7 +27,7 @@ use serde_json::Value;
 use crate::common::world::SIGNED_OUT;
 use crate::common::*;
 
-mod caddy;
+pub mod caddy;
 mod envoy;
 mod ingress_nginx;
 mod mesh;
