@@ -7,7 +7,7 @@
 //! running: the only skip in this suite, so that a developer's `cargo test` works on a machine
 //! with no browser.
 
-mod webdriver;
+pub mod webdriver;
 
 use std::net::SocketAddr;
 
@@ -19,7 +19,7 @@ use crate::edges;
 use webdriver::{Browser, Driver};
 
 /// `None` (and a message) when Chromium is not installed.
-async fn driver() -> Option<Driver> {
+pub async fn driver() -> Option<Driver> {
     if !webdriver::installed() {
         eprintln!(
             "SKIPPED: /usr/bin/chromium and /usr/bin/chromedriver are not installed \
