@@ -260,7 +260,7 @@ async fn a_form_sign_in_sets_the_api_logins_cookie_and_goes_to_rd() {
 }
 
 #[tokio::test]
-async fn an_off_site_rd_lands_on_the_root_and_an_allowed_host_is_followed() {
+async fn an_off_site_or_own_page_rd_lands_on_the_root_and_an_allowed_host_is_followed() {
     let w = start(
         "[session]\n",
         "allowed_redirect_hosts = [\"*.corp.example\"]\n",
@@ -271,6 +271,9 @@ async fn an_off_site_rd_lands_on_the_root_and_an_allowed_host_is_followed() {
         "https://evil.example/",
         "/\\evil.example",
         "/%2f%2fevil.example",
+        // Its own pages would send a signed-in browser round in a loop.
+        "/.portcullis/sign-in?rd=%2F.portcullis%2Fsign-in",
+        "/.portcullis/sign-out",
     ] {
         let (status, headers, _) = post_sign_in(&w, ADMIN_EMAIL, PASSWORD, rd).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{rd}");

@@ -270,9 +270,12 @@ fn sign_in_page(
     })
 }
 
-/// Where a sign-in lands: `rd` when [`redirect::safe`], else `/`.
+/// Where a sign-in lands: `rd` when [`redirect::safe`], else `/`. Never Portcullis's own
+/// pages (`/.portcullis/...`): the sign-in page sends a signed-in browser on to `rd`, so an
+/// `rd` naming it would send the browser round in a loop.
 fn landing<'a>(app: &App, rd: Option<&'a str>) -> &'a str {
     rd.and_then(|rd| redirect::safe(rd, &app.config.session.allowed_redirect_hosts))
+        .filter(|rd| !rd.starts_with(crate::http::router::OWN_PREFIX))
         .unwrap_or("/")
 }
 
