@@ -35,9 +35,13 @@ pub fn installed() -> bool {
 impl Driver {
     /// Starts `chromedriver` on a free port and waits until it is ready.
     pub async fn start() -> Driver {
+        use std::os::unix::process::CommandExt;
         let port = free_port();
+        // A process group of its own, with the browsers it starts: a test that fails before
+        // it quits its browser still stops them all (see the drop).
         let child = Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -93,7 +97,11 @@ impl Driver {
 }
 
 impl Drop for Driver {
+    /// Stops chromedriver and every browser it started (its process group).
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
