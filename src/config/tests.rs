@@ -193,6 +193,20 @@ fn a_key_toml_cannot_write_bare_is_named_quoted_on_one_line() {
 }
 
 #[test]
+fn redirect_hosts_and_the_cookie_domain_are_lower_cased_host_names() {
+    let c = parse(&format!(
+        "{MINIMAL}[session]\nallowed_redirect_hosts = [\"App.Example.com\", \"*.Corp.example\"]\n\
+         cookie_domain = \".Example.COM\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.session.allowed_redirect_hosts,
+        ["app.example.com", "*.corp.example"]
+    );
+    assert_eq!(c.session.cookie_domain.as_deref(), Some("example.com"));
+}
+
+#[test]
 fn identity_sections_have_the_documented_defaults_and_name_bad_keys() {
     let c = parse(MINIMAL).unwrap();
     assert_eq!(c.api.prefix, "/api/v2");
@@ -200,6 +214,8 @@ fn identity_sections_have_the_documented_defaults_and_name_bad_keys() {
     assert!(c.session.cookie_secure);
     assert_eq!(c.session.cookie_same_site, "Lax");
     assert!(c.session.revoke_open_connections);
+    assert!(c.session.allowed_redirect_hosts.is_empty());
+    assert_eq!(c.session.cookie_domain, None);
     assert_eq!(c.identity.headers, crate::headers::IdentityStyle::Forwarded);
     assert!(!c.passwords.disable_password_auth);
     assert_eq!(c.passwords.params.memory_kib, 19456);
@@ -215,6 +231,27 @@ fn identity_sections_have_the_documented_defaults_and_name_bad_keys() {
             "session.cookie_same_site",
         ),
         ("[session]\nlifetime = \"forever\"\n", "session.lifetime"),
+        (
+            "[session]\nallowed_redirect_hosts = [\"https://app.example.com\"]\n",
+            "session.allowed_redirect_hosts",
+        ),
+        (
+            "[session]\nallowed_redirect_hosts = [\"app.example.com:8443\"]\n",
+            "session.allowed_redirect_hosts",
+        ),
+        (
+            "[session]\nallowed_redirect_hosts = [\"*\"]\n",
+            "session.allowed_redirect_hosts",
+        ),
+        (
+            "[session]\nallowed_redirect_hosts = [\"a..b\"]\n",
+            "session.allowed_redirect_hosts",
+        ),
+        ("[session]\ncookie_domain = \"\"\n", "session.cookie_domain"),
+        (
+            "[session]\ncookie_domain = \"example.com; Secure\"\n",
+            "session.cookie_domain",
+        ),
         (
             "[session]\nrevoke_open_connections = \"yes\"\n",
             "session.revoke_open_connections",

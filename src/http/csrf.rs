@@ -18,6 +18,10 @@
 //!   subdomain counts as another site for `Origin`. Accepting `X-Forwarded-Host` as the host is
 //!   safe here: a cross-site form or simple fetch cannot set it without a CORS preflight.
 //!
+//! The sign-in and sign-out pages (`crate::http::sign_in`) use the same cookie for a form: its
+//! value in a hidden `csrf_token` field ([`form_token_matches`]), and [`cross_site`] for every
+//! post, session cookie or not (a forged sign-in is login CSRF).
+//!
 //! The `csrf_token` cookie is issued on API responses to a browser that has a session cookie
 //! (or is being given one at login) and no token yet. It is not `HttpOnly`: the page's own
 //! script reads it to send it back in `X-CSRF-TOKEN`, which is the point of a double submit;
@@ -109,6 +113,25 @@ pub fn new_token() -> Result<String, RngError> {
     token::random_string(TOKEN_LEN)
 }
 
+/// Whether a form's `presented` token (the sign-in and sign-out pages' hidden field) equals
+/// the `csrf_token` cookie of `headers`, both non-empty; compared in constant time. The same
+/// double submit as the API's header, for a form, which cannot set a header.
+pub fn form_token_matches(headers: &HeaderMap, presented: &str) -> bool {
+    let Some(cookie) = token::cookie(headers, TOKEN_COOKIE) else {
+        return false;
+    };
+    !presented.is_empty() && bool::from(cookie.ct_eq(presented.as_bytes()))
+}
+
+/// The `csrf_token` cookie's value on `headers`, when it has one of a token's shape, to be
+/// used again rather than replaced (a second tab keeps working).
+pub fn current_token(headers: &HeaderMap) -> Option<&str> {
+    let value = token::cookie(headers, TOKEN_COOKIE)?;
+    (value.len() == TOKEN_LEN && value.iter().all(u8::is_ascii_alphanumeric))
+        .then(|| std::str::from_utf8(value).ok())
+        .flatten()
+}
+
 /// Safe methods (RFC 9110 §9.2.1) as nosurf counts them.
 fn is_safe(method: &Method) -> bool {
     matches!(
@@ -133,7 +156,7 @@ fn token_matches(headers: &HeaderMap) -> bool {
 /// cross-site`, or an `Origin` that is `null`, unreadable, or names another host than the
 /// request's. No `Origin` and no `Sec-Fetch-Site` (an old browser's same-origin form, or not
 /// a browser) is not cross-site.
-fn cross_site(uri: &Uri, headers: &HeaderMap) -> bool {
+pub fn cross_site(uri: &Uri, headers: &HeaderMap) -> bool {
     let fetch_site = headers.get(&SEC_FETCH_SITE).map(HeaderValue::as_bytes);
     if fetch_site.is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"cross-site")) {
         return true;

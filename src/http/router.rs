@@ -1,16 +1,15 @@
 //! Which part of Portcullis handles a request on the main listener. Straight-line: check the
 //! method, put the path in its canonical form (or refuse it), refuse a forwarding loop, answer
-//! what is under `/.portcullis/` (forward-auth, the JWKS, 404 for the rest), send the API
-//! prefix to the API, apply the route policy (authenticating when it asks for it), forward,
-//! record (the metrics, and the access line of [`crate::http::access`]).
+//! what is under `/.portcullis/` (forward-auth, the sign-in pages, the JWKS, 404 for the rest),
+//! send the API prefix to the API, apply the route policy (authenticating when it asks for it),
+//! forward, record (the metrics, and the access line of [`crate::http::access`]).
 
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::header::{HeaderValue, ACCEPT, LOCATION};
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::assertion;
@@ -24,6 +23,7 @@ use crate::http::body::Body;
 use crate::http::error::{Error, Result};
 use crate::http::peer::Peer;
 use crate::http::proxy;
+use crate::http::sign_in;
 use crate::http::verify;
 use crate::http::watch::Ticket;
 use crate::metrics::Outcome;
@@ -74,6 +74,9 @@ async fn route(
             return Ok((verify::handle(app, peer, req, note).await, Outcome::Local));
         }
         note.kind(Kind::Own);
+        if sign_in::is_page(path) {
+            return Ok((sign_in::handle(app, peer, req).await?, Outcome::Local));
+        }
         if path == assertion::JWKS_PATH {
             let signer = app.config.identity.assertion.as_deref();
             let jwks = crate::http::jwks::jwks_response(signer, req.method());
@@ -100,8 +103,8 @@ async fn route(
         Ok(auth) => auth,
         Err(e) => {
             note.failed(&e);
-            // A browser without a session goes to sign in, when OIDC is configured.
-            let redirect = sign_in_redirect(app, &req, e)?;
+            // A browser without a session goes to sign in.
+            let redirect = sign_in_redirect(&req, e)?;
             return Ok((redirect, Outcome::Rejected));
         }
     };
@@ -149,37 +152,17 @@ pub(crate) fn api_path<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
-/// The answer for a request the route policy refused with `error`: when OIDC is configured,
-/// the error is "not signed in", and the request is a browser's page load (`GET` accepting
-/// `text/html`), a 303 into the OIDC login that comes back to the same path; otherwise the
-/// error itself. API clients keep getting 401.
-pub fn sign_in_redirect(
-    app: &App,
-    req: &Request<Incoming>,
-    error: Error,
-) -> Result<Response<Body>, Error> {
-    let is_page_load = req.method() == Method::GET
-        && req
-            .headers()
-            .get_all(ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().starts_with("text/html")));
-    if app.oidc.is_none() || !is_page_load || !matches!(error, Error::Unauthenticated(_)) {
+/// The answer for a request the route policy refused with `error`: when the error is "not
+/// signed in" (no session, or an expired one) and the request is a browser's page load
+/// ([`sign_in::wants_page`]), a 303 to the sign-in page that comes back to the same path and
+/// query; otherwise the error itself. API clients keep getting Coder's 401.
+pub fn sign_in_redirect<B>(req: &Request<B>, error: Error) -> Result<Response<Body>, Error> {
+    if !matches!(error, Error::Unauthenticated(_))
+        || !sign_in::wants_page(req.method(), req.headers())
+    {
         return Err(error);
     }
-    let back = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let encoded: String =
-        openidconnect::url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
-    let location = format!(
-        "{}/users/oidc/callback?redirect={encoded}",
-        app.config.api.prefix
-    );
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = StatusCode::SEE_OTHER;
-    let value = HeaderValue::from_str(&location).map_err(|e| Error::internal(e.to_string()))?;
-    resp.headers_mut().insert(LOCATION, value);
-    Ok(resp)
+    sign_in::to_sign_in(None, req.uri().path_and_query().map_or("/", |p| p.as_str()))
 }
 
 #[cfg(test)]

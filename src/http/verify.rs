@@ -8,7 +8,10 @@
 //!   copies onto the request it forwards; a public route gets `200` and no identity;
 //! - `401` / `403` / `503` with Coder's error body, exactly as inline: nginx replaces it with its
 //!   own (`error_page`), Traefik, Caddy and Envoy relay it to the client;
-//! - `400` when the original request is not known from a source Portcullis believes.
+//! - `400` when the original request is not known from a source Portcullis believes;
+//! - for a browser's page load without a session ([`sign_in::wants_page`]): `303` to the
+//!   sign-in page on the original host (Traefik, Caddy, Envoy pass it on), or for nginx the `401` with
+//!   `X-Portcullis-Sign-In` naming the page, which its `error_page 401` redirects to.
 //!
 //! Nothing is ever forwarded upstream from here, and the subrequest's body is never read.
 //!
@@ -48,6 +51,7 @@ use crate::http::app::App;
 use crate::http::body::Body;
 use crate::http::error::{Error, Result};
 use crate::http::peer::Peer;
+use crate::http::sign_in;
 use crate::metrics::VerifyDecision;
 
 /// The forward-auth endpoint.
@@ -102,7 +106,45 @@ pub async fn handle(
         Ok(_) => VerifyDecision::Allow,
         Err(e) => e.decision(),
     });
-    answer.unwrap_or_else(Error::into_response)
+    answer.unwrap_or_else(|e| refusal(&parts, peer, e))
+}
+
+/// The answer to a refused original request. A browser's page load (see
+/// [`sign_in::wants_page`]) that is not signed in is sent to the sign-in page, coming back to
+/// the original path and query: by a `303` the edge passes on (Traefik, Caddy: the
+/// `X-Forwarded-Uri` form; Envoy), or, for nginx's `auth_request`, which turns anything but
+/// 2xx, 401 and 403 into its own 500, by the `401` with [`sign_in::SIGN_IN_HEADER`] naming
+/// the page (the recipe's `error_page 401` redirects there). Anything else: the error.
+fn refusal(parts: &Parts, peer: &Peer, error: Error) -> Response<Body> {
+    if !matches!(error, Error::Unauthenticated(_)) {
+        return error.into_response();
+    }
+    let original = match original(parts, peer) {
+        Ok(o) if sign_in::wants_page(&o.method, &parts.headers) => o,
+        _ => return error.into_response(),
+    };
+    let target = original.uri.path_and_query().map_or("/", |p| p.as_str());
+    let passes_redirects =
+        parts.uri.path().starts_with(ENVOY_PREFIX) || parts.headers.contains_key(&X_FORWARDED_URI);
+    if passes_redirects {
+        // Absolute, on the host the client asked for: Traefik resolves a relative Location
+        // against its own request to Portcullis, which the client cannot reach.
+        let origin = original
+            .host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .map(|host| {
+                let scheme = if original.https { "https" } else { "http" };
+                format!("{scheme}://{host}")
+            });
+        return sign_in::to_sign_in(origin.as_deref(), target).unwrap_or_else(Error::into_response);
+    }
+    let mut resp = error.into_response();
+    if let Ok(location) = HeaderValue::from_str(&sign_in::sign_in_location(target)) {
+        resp.headers_mut()
+            .insert(sign_in::SIGN_IN_HEADER.clone(), location);
+    }
+    resp
 }
 
 async fn verify(app: &App, peer: &Peer, parts: &Parts, note: &mut Note) -> Result<Response<Body>> {

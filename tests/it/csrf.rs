@@ -4,7 +4,7 @@
 //! (`Origin`, `Sec-Fetch-Site`) on the API and on proxied requests. Clients that send the token
 //! in a header are unaffected.
 
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::common::world::*;
@@ -20,20 +20,8 @@ async fn send_with(
     body: Option<Value>,
     headers: &[(&str, &str)],
 ) -> (StatusCode, Value, HeaderMap) {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "app.test");
-    for (name, value) in headers {
-        b = b.header(*name, *value);
-    }
-    let req = match body {
-        Some(body) => b
-            .header("content-type", "text/plain")
-            .body(full(body.to_string()))
-            .unwrap(),
-        None => b.body(empty()).unwrap(),
-    };
+    let body = body.map(|b| ("text/plain", b.to_string()));
+    let req = request_with(method, path, headers, body);
     call_json(w.sidecar.addr, req).await
 }
 

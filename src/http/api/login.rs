@@ -3,6 +3,7 @@
 //! Every login is counted in `portcullis_logins_total` by result, and written to the audit log
 //! ([`crate::http::audit`]) with its reason; so is every logout.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::header::{HeaderValue, SET_COOKIE};
@@ -10,7 +11,7 @@ use http::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::auth::session::{self, AuthError};
+use crate::auth::session::{self, AuthError, Authenticated};
 use crate::auth::token::{self, Token, SESSION_COOKIE};
 use crate::coder::{self, looks_like_email, tag_failed};
 use crate::http::access::Caller;
@@ -180,16 +181,22 @@ pub async fn login(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -> A
     let client = peer.client_ip(req.headers(), &app.config.server.trusted_proxies);
     let mut email = String::new();
     let answer = attempt(app, peer, req, &mut email).await;
-    app.metrics.login(match &answer {
+    record_login(app, client, &email, answer.as_ref().map(|(_, user)| user));
+    answer.map(|(resp, _)| resp).map_err(|failed| failed.error)
+}
+
+/// Counts a password login in `portcullis_logins_total` by result, and writes it to the audit
+/// log: the user when it succeeded, else the email attempted and why it failed.
+fn record_login(app: &App, client: IpAddr, email: &str, outcome: Result<&User, &Failed>) {
+    app.metrics.login(match outcome {
         Ok(_) => LoginResult::Ok,
         Err(failed) => failed.result,
     });
     let audit = Audit::new(Event::Login, client).method(audit::Method::Password);
-    match &answer {
-        Ok((_, user)) => audit.user(user.id, &user.email).emit(),
-        Err(failed) => audit.attempted(&email).failed(failed.reason).emit(),
+    match outcome {
+        Ok(user) => audit.user(user.id, &user.email).emit(),
+        Err(failed) => audit.attempted(email).failed(failed.reason).emit(),
     }
-    answer.map(|(resp, _)| resp).map_err(|failed| failed.error)
 }
 
 /// The login; `email` gets the email it attempted, once the body is read.
@@ -202,24 +209,7 @@ async fn attempt(
     api::limit_login(app, peer, req.headers()).await?;
     let body: LoginRequest = api::json_body(req).await?;
     email.clone_from(&body.email);
-    let mut invalid = Vec::new();
-    if body.email.is_empty() {
-        invalid.push(tag_failed("email", "required", ""));
-    } else if !looks_like_email(&body.email) {
-        invalid.push(tag_failed("email", "email", &body.email));
-    }
-    if body.password.is_empty() {
-        invalid.push(tag_failed("password", "required", ""));
-    }
-    if !invalid.is_empty() {
-        return Err(Error::validation(invalid).into());
-    }
-    let user = app
-        .logins()
-        .check_password(&body.email, &body.password)
-        .await?;
-
-    let token = new_session_key(app, &user, peer, LoginType::Password).await?;
+    let (token, user) = check_and_issue(app, peer, &body.email, &body.password).await?;
     let cookie = session_cookie(app, &token);
     let mut resp = api::json(
         StatusCode::CREATED,
@@ -231,11 +221,76 @@ async fn attempt(
     Ok((resp, user))
 }
 
+/// The password login of `POST /users/login` for another front (the sign-in page): the same
+/// limits of the login group for the client of `headers`, the same checks and messages, the
+/// same session, counted in `portcullis_logins_total` the same way. Returns the new session
+/// token, for [`session_cookie`].
+pub(crate) async fn password_login(
+    app: &App,
+    peer: &Peer,
+    headers: &http::HeaderMap,
+    email: &str,
+    password: &str,
+) -> Result<String, Error> {
+    let answer = async {
+        api::limit_login(app, peer, headers).await?;
+        check_and_issue(app, peer, email, password).await
+    }
+    .await;
+    let client = peer.client_ip(headers, &app.config.server.trusted_proxies);
+    record_login(app, client, email, answer.as_ref().map(|(_, user)| user));
+    answer
+        .map(|(token, _)| token)
+        .map_err(|failed| failed.error)
+}
+
+/// Coder's checks of a password login (§3.2: the fields, the password, the user's state and
+/// login type), then a new session: its token.
+async fn check_and_issue(
+    app: &App,
+    peer: &Peer,
+    email: &str,
+    password: &str,
+) -> Result<(String, User), Failed> {
+    let mut invalid = Vec::new();
+    if email.is_empty() {
+        invalid.push(tag_failed("email", "required", ""));
+    } else if !looks_like_email(email) {
+        invalid.push(tag_failed("email", "email", email));
+    }
+    if password.is_empty() {
+        invalid.push(tag_failed("password", "required", ""));
+    }
+    if !invalid.is_empty() {
+        return Err(Error::validation(invalid).into());
+    }
+    let user = app.logins().check_password(email, password).await?;
+    let token = new_session_key(app, &user, peer, LoginType::Password).await?;
+    Ok((token, user))
+}
+
 /// `POST /users/logout` (§7.1): deletes the current key and the user's
-/// `coder:application_connect` keys, and clears the cookie. Other sessions stay valid. A
-/// logout that deleted them is audited.
+/// `coder:application_connect` keys, and clears the cookie. Other sessions stay valid.
 pub async fn logout(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -> ApiResult {
-    let (headers, uri) = (req.headers(), req.uri());
+    let auth = end_session(app, peer, req.method(), req.uri(), req.headers()).await?;
+    Caller::note(&req, &auth);
+    let mut resp = api::json(StatusCode::OK, &json!({ "message": "Logged out!" }))?;
+    resp.headers_mut().append(SET_COOKIE, clear_cookie(app));
+    Ok(resp)
+}
+
+/// Ends the session the request (`method`, `uri`, `headers`, from `peer`) carries, as
+/// `POST /users/logout` does (§7.1): the key and the user's `coder:application_connect` keys are
+/// deleted, from this replica's cache at once and from every other replica's through the
+/// store's invalidation, and the logout is audited. The caller clears the cookie. `401` when
+/// the request carries no live session.
+pub(crate) async fn end_session(
+    app: &App,
+    peer: &Peer,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Result<Authenticated, Error> {
     let found = session::authenticate(&app.store, &app.keys, headers, uri).await;
     if let Err(AuthError::Unknown) = found {
         // A logout that deleted the session but could not tell the other replicas answered an
@@ -246,8 +301,7 @@ pub async fn logout(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -> 
             app.users().forget(what).await?;
         }
     }
-    let auth = admit::authenticated(app, req.method(), uri, headers, found).await?;
-    Caller::note(&req, &auth);
+    let auth = admit::authenticated(app, method, uri, headers, found).await?;
     let client = peer.client_ip(headers, &app.config.server.trusted_proxies);
     let session = auth.session();
     let mut doomed = Vec::new();
@@ -277,9 +331,7 @@ pub async fn logout(app: &Arc<App>, peer: &Peer, req: Request<impl ReqBody>) -> 
     Audit::new(Event::Logout, client)
         .user(session.user.id, &session.user.email)
         .emit();
-    let mut resp = api::json(StatusCode::OK, &json!({ "message": "Logged out!" }))?;
-    resp.headers_mut().append(SET_COOKIE, clear_cookie(app));
-    Ok(resp)
+    Ok(auth)
 }
 
 /// Issues a session for `user` (§3.2 step 8) lasting `session.lifetime`, from `peer`
@@ -298,26 +350,39 @@ pub async fn new_session_key(
         .await?)
 }
 
-/// The `coder_session_token` cookie carrying `token` (§3.4).
+/// The `coder_session_token` cookie carrying `token` (§3.4), for `session.cookie_domain` when
+/// set.
 pub(crate) fn session_cookie(app: &App, token: &str) -> HeaderValue {
     set_cookie(
         app,
         &format!(
-            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite={}",
-            app.config.session.cookie_same_site
+            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite={}{}",
+            app.config.session.cookie_same_site,
+            cookie_domain(app)
         ),
     )
 }
 
-/// A `Set-Cookie` that clears the session cookie.
+/// A `Set-Cookie` that clears the session cookie (of `session.cookie_domain` when set: a
+/// cookie is cleared only by one naming the same domain).
 pub(crate) fn clear_cookie(app: &App) -> HeaderValue {
     set_cookie(
         app,
         &format!(
-            "{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite={}",
-            app.config.session.cookie_same_site
+            "{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite={}{}",
+            app.config.session.cookie_same_site,
+            cookie_domain(app)
         ),
     )
+}
+
+/// `; Domain=<session.cookie_domain>`, or nothing (a host-only cookie).
+fn cookie_domain(app: &App) -> String {
+    app.config
+        .session
+        .cookie_domain
+        .as_ref()
+        .map_or_else(String::new, |d| format!("; Domain={d}"))
 }
 
 /// A `Set-Cookie` value: `cookie` (name, value, attributes), plus `Secure` when

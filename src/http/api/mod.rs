@@ -158,18 +158,23 @@ pub async fn handle<B: ReqBody>(
 fn issue_csrf_cookie(app: &App, resp: &mut Response<Body>) {
     match csrf::new_token() {
         Ok(token) => {
-            let cookie = login::set_cookie(
-                app,
-                &format!(
-                    "{}={token}; Path=/; SameSite={}",
-                    csrf::TOKEN_COOKIE,
-                    app.config.session.cookie_same_site
-                ),
-            );
+            let cookie = csrf_cookie(app, &token);
             resp.headers_mut().append(http::header::SET_COOKIE, cookie);
         }
         Err(error) => tracing::warn!(%error, "could not make a CSRF token"),
     }
+}
+
+/// The `Set-Cookie` of a `csrf_token` cookie holding `token` (see [`issue_csrf_cookie`]).
+pub(crate) fn csrf_cookie(app: &App, token: &str) -> http::HeaderValue {
+    login::set_cookie(
+        app,
+        &format!(
+            "{}={token}; Path=/; SameSite={}",
+            csrf::TOKEN_COOKIE,
+            app.config.session.cookie_same_site
+        ),
+    )
 }
 
 /// Second segments of `/users/...` that are routes of their own, never a `{user}`: as in

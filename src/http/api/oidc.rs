@@ -5,7 +5,8 @@
 //!   `oidc_merge_state`, spec §6.4), a `nonce` and a PKCE verifier are stored server-side under
 //!   the state for `oidc.login_timeout`, with the SHA-256 of a random binding secret that goes
 //!   to the browser in the [`BINDING_COOKIE`]; the browser is sent (307) to the provider. An
-//!   optional `redirect` names where to land afterwards: a path on this site only.
+//!   optional `redirect` names where to land afterwards: a path on this site, or a URL on a
+//!   host in `session.allowed_redirect_hosts` ([`redirect::safe`]).
 //! - **Return** (`code` and `state`): the state's record is taken (single use), and only by
 //!   the browser holding its binding cookie, so a state copied into another browser is
 //!   useless. The code is exchanged, the ID token verified, the user found by its link to the
@@ -40,6 +41,7 @@ use crate::http::audit::{self, Audit, Event};
 use crate::http::body::{Body, ReqBody};
 use crate::http::error::Error;
 use crate::http::peer::Peer;
+use crate::http::sign_in::redirect;
 use crate::metrics::LoginResult;
 use crate::oidc::{Identity, Login, Oidc, OidcError};
 use crate::store::{keys, LoginType, OidcLink, User, UserStatus};
@@ -47,10 +49,6 @@ use crate::users::{NewUser, UserError};
 
 /// The cookie binding a login in progress to the browser that started it.
 pub const BINDING_COOKIE: &str = "portcullis_oidc";
-
-/// The longest `redirect` a login may carry (the start leg stores it until the login ends):
-/// longer than any page address a browser keeps in its history.
-const MAX_REDIRECT_BYTES: usize = 2048;
 
 /// What the start leg stores under `oidc-flow:<state>`.
 #[derive(Serialize, Deserialize)]
@@ -138,14 +136,17 @@ async fn start(
 ) -> ApiResult {
     let redirect = match query.get("redirect") {
         None => "/".to_owned(),
-        Some(r) if r.len() <= MAX_REDIRECT_BYTES && is_local_path(r) => r.clone(),
+        Some(r) if redirect::safe(r, &app.config.session.allowed_redirect_hosts).is_some() => {
+            r.clone()
+        }
         Some(_) => {
             return Err(Error::coder(
                 StatusCode::BAD_REQUEST,
                 "Invalid redirect.",
                 format!(
-                    "redirect must be a path on this site, such as /dashboard, \
-                     of at most {MAX_REDIRECT_BYTES} bytes"
+                    "redirect must be a path on this site, such as /dashboard, or a URL on a \
+                     host in session.allowed_redirect_hosts, of at most {} bytes",
+                    redirect::MAX_BYTES
                 ),
             ))
         }
@@ -573,14 +574,9 @@ fn redirect_uri(
     ))
 }
 
-/// Whether `r` is a path on this site: starts with one `/` (not `//` or `/\`, which browsers
-/// read as another host), and has no control characters.
+/// Whether `r` is a path on this site ([`redirect::safe`] with no other host allowed).
 pub fn is_local_path(r: &str) -> bool {
-    r.starts_with('/')
-        && !r.starts_with("//")
-        && !r.starts_with("/\\")
-        && !r.chars().any(char::is_control)
-        && r.parse::<http::uri::PathAndQuery>().is_ok()
+    redirect::safe(r, &[]).is_some()
 }
 
 fn flow_key(state: &str) -> String {

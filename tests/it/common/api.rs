@@ -103,6 +103,29 @@ pub fn api_request(
     }
 }
 
+/// A request to `app.test` with `headers` as given, and `body` with its content type when given.
+pub fn request_with(
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, String)>,
+) -> Request<TestBody> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HOST, "app.test");
+    for (name, value) in headers {
+        b = b.header(*name, *value);
+    }
+    match body {
+        Some((content_type, body)) => b
+            .header("content-type", content_type)
+            .body(full(body))
+            .unwrap(),
+        None => b.body(empty()).unwrap(),
+    }
+}
+
 /// Sends `req` to `addr` on a new connection: the status, the body as JSON (a JSON string
 /// when it is not JSON), and the response headers.
 pub async fn call_json(addr: SocketAddr, req: Request<TestBody>) -> (StatusCode, Value, HeaderMap) {

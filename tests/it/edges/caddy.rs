@@ -8,7 +8,7 @@ use super::*;
 
 /// Caddy on the shipped Caddyfile, listening on a free port, without its admin endpoint (a
 /// fixed port every Caddy would share) and with its data under the test's directory.
-fn start(app: SocketAddr, portcullis: SocketAddr) -> Edge {
+pub fn start(app: SocketAddr, portcullis: SocketAddr) -> Edge {
     let dir = edge_dir();
     let addr = edge_addr();
     let config = replaced(

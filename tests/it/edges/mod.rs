@@ -27,12 +27,12 @@ use serde_json::Value;
 use crate::common::world::SIGNED_OUT;
 use crate::common::*;
 
-mod caddy;
+pub mod caddy;
 mod envoy;
 mod ingress_nginx;
 mod mesh;
-mod nginx;
-mod traefik;
+pub mod nginx;
+pub mod traefik;
 
 const ISSUER: &str = "portcullis";
 const UNKNOWN_TOKEN: &str = "AAAAAAAAAA-bbbbbbbbbbbbbbbbbbbbbb";

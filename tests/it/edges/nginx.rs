@@ -81,7 +81,7 @@ pub fn start_recipe(
 }
 
 /// nginx on `deploy/nginx/nginx.conf`.
-fn start(app: SocketAddr, portcullis: SocketAddr) -> Edge {
+pub fn start(app: SocketAddr, portcullis: SocketAddr) -> Edge {
     start_recipe("deploy/nginx/nginx.conf", app, portcullis, vec![])
 }
 

@@ -7,7 +7,7 @@ use std::process::Command;
 use super::*;
 
 /// Traefik on the shipped static and dynamic files, listening on a free port.
-fn start(app: SocketAddr, portcullis: SocketAddr) -> Edge {
+pub fn start(app: SocketAddr, portcullis: SocketAddr) -> Edge {
     let dir = edge_dir();
     let addr = edge_addr();
     let dynamic = replaced(

@@ -23,10 +23,23 @@ pub(super) async fn browser_login_from_a_protected_page(store_url: &str) {
     assert_eq!(
         first.location.as_deref(),
         Some(
-            w.url("/api/v2/users/oidc/callback?redirect=%2Fdashboard%3Ftab%3D1")
+            w.url("/.portcullis/sign-in?rd=%2Fdashboard%3Ftab%3D1")
                 .as_str()
         )
     );
+    // The sign-in page has the password form and the provider's button, which starts the
+    // login that comes back to the same page.
+    let page = browser
+        .request(Method::GET, first.location.as_deref().unwrap(), None)
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let start = "/api/v2/users/oidc/callback?redirect=%2Fdashboard%3Ftab%3D1";
+    assert!(
+        page.body.contains(&format!("href=\"{start}\"")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("name=\"password\""), "{}", page.body);
     let (status, methods) = w
         .call(Method::GET, "/api/v2/users/authmethods", None, None)
         .await;
@@ -34,9 +47,7 @@ pub(super) async fn browser_login_from_a_protected_page(store_url: &str) {
     assert_eq!(methods["oidc"]["enabled"], true);
 
     // The whole chain: Portcullis → provider (PKCE, state, nonce) → login form → Portcullis.
-    let back = w
-        .to_provider_and_back(&mut browser, "/dashboard?tab=1", "alice")
-        .await;
+    let back = w.to_provider_and_back(&mut browser, start, "alice").await;
     let landed = browser.open(&back).await;
     assert_eq!(landed.url, w.url("/dashboard?tab=1"));
     assert_eq!(landed.status, StatusCode::OK);

@@ -8,7 +8,8 @@
 //! an unreachable provider), convert-login from a password account (§6) with its errors, the
 //! refresh of §8.4 and its ID token checks, accounts linked by (issuer, subject) rather than
 //! email (`email_verified` variants, a second subject with a linked email, the link across
-//! restarts and its removal with the user), a rotated signing key, and the login metric. The
+//! restarts and its removal with the user), a rotated signing key, the login metric, and the
+//! sign-in page's button in Chromium. The
 //! flows that keep state in the store run on every store: memory, and the standalone Redis,
 //! Sentinel set and Cluster that `scripts/test` starts (each under a random key prefix).
 
@@ -190,6 +191,7 @@ fn session_of(browser: &Browser) -> String {
         .expect("a session cookie")
 }
 
+mod chromium;
 mod convert_login;
 mod linking;
 mod login;
