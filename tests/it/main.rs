@@ -22,6 +22,7 @@ mod cli;
 mod connection_limits;
 mod csrf;
 mod deploy;
+mod directory_bench;
 mod doctor;
 mod edges;
 mod explain;

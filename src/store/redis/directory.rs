@@ -39,6 +39,9 @@ use crate::store::{fold, StoreError, User};
 /// How many times a sync starts over on a record that keeps changing.
 const SYNC_ATTEMPTS: usize = 16;
 
+/// How many entries a free-text scan reads per command.
+const SCAN_CHUNK: usize = 2000;
+
 /// How many users the migration syncs at once.
 const MIGRATION_BATCH: usize = 64;
 
@@ -92,9 +95,20 @@ impl RedisStore {
         let scratch = self
             .keys
             .directory(&format!("tmp:{}", Uuid::new_v4().simple()));
-        let (scratch_a, scratch_b) = (format!("{scratch}:a"), format!("{scratch}:b"));
         let ordered = self.keys.directory("users");
-        let mut keys: Vec<String> = vec![ordered, scratch_a, scratch_b];
+        // Free text over the whole directory, or over one tag set: read it here in chunks,
+        // each a short command, rather than in one reply that could hold Redis up.
+        if scan && groups.iter().flatten().count() <= 1 {
+            let set = groups
+                .first()
+                .and_then(|g| g.first())
+                .map_or(ordered, |t| self.tag_key(t));
+            let selected = self.scan_entries(&set, start, &fold(&query.search)).await?;
+            let count = selected.len() as u64;
+            return self.page_of(query, query.window(selected), count).await;
+        }
+        let mut keys: Vec<String> = vec![ordered];
+        keys.extend(["a", "b", "c"].map(|s| format!("{scratch}:{s}")));
         keys.extend(groups.iter().flatten().map(|t| self.tag_key(t)));
         let limit = if query.limit == 0 {
             "-1".to_owned()
@@ -117,11 +131,7 @@ impl RedisStore {
             let needle = fold(&query.search);
             let selected: Vec<String> = strings(answer)
                 .into_iter()
-                .filter(|e| {
-                    let mut parts = e.split('\n');
-                    let (name, email) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                    name.contains(&needle) || email.contains(&needle)
-                })
+                .filter(|e| entry_matches(e, &needle))
                 .collect();
             let count = selected.len() as u64;
             let page = query.window(selected);
@@ -133,6 +143,16 @@ impl RedisStore {
             };
             (count, strings(answer))
         };
+        self.page_of(query, entries, count).await
+    }
+
+    /// The users of the page `entries`, of `count` selected.
+    async fn page_of(
+        &self,
+        query: &UserQuery,
+        entries: Vec<String>,
+        count: u64,
+    ) -> Result<UserPage, StoreError> {
         let ids: Vec<String> = entries
             .iter()
             .filter_map(|e| e.rsplit('\n').next().map(str::to_owned))
@@ -144,6 +164,40 @@ impl RedisStore {
         // the query does not select.
         let users: Vec<User> = users.into_iter().filter(|u| query.matches(u)).collect();
         Ok(UserPage::new(users, count))
+    }
+
+    /// The entries of the sorted set `set` after the bound `start` whose username or email
+    /// contains `needle`, read in chunks of [`SCAN_CHUNK`].
+    async fn scan_entries(
+        &self,
+        set: &str,
+        mut start: String,
+        needle: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut selected = Vec::new();
+        loop {
+            let chunk: Vec<String> = self
+                .query(
+                    redis::cmd("ZRANGE")
+                        .arg(set)
+                        .arg(&start)
+                        .arg("+")
+                        .arg("BYLEX")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(SCAN_CHUNK),
+                )
+                .await?;
+            let Some(last) = chunk.last() else {
+                return Ok(selected);
+            };
+            start = format!("({last}");
+            let full = chunk.len() == SCAN_CHUNK;
+            selected.extend(chunk.into_iter().filter(|e| entry_matches(e, needle)));
+            if !full {
+                return Ok(selected);
+            }
+        }
     }
 
     /// Moves the directory entry of user `id` to match its record (removes it when there is
@@ -264,6 +318,13 @@ fn entry_of(user: &User) -> (String, Vec<String>) {
     tags.sort();
     tags.dedup();
     (entry, tags)
+}
+
+/// Whether the username or email of an entry contains `needle` (lower-cased).
+fn entry_matches(entry: &str, needle: &str) -> bool {
+    let mut parts = entry.split('\n');
+    let (name, email) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    name.contains(needle) || email.contains(needle)
 }
 
 /// What the `entry` hash stores for a user: the entry and its tags, tab-separated.

@@ -92,29 +92,44 @@ for i = 3 + nold, #KEYS do redis.call('ZADD', KEYS[i], 0, ARGV[6]) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[5])
 return 1";
 /// One directory query: the entries after ARGV[1] (a `ZRANGE … BYLEX` bound) of the ordered set
-/// KEYS[1], or of the intersection of the filter groups: ARGV[5..] are group sizes, the tag
-/// sets of each group follow KEYS[3] in order, a group selects the union of its sets
-/// (computed into the scratch keys KEYS[2] and KEYS[3], deleted before returning). With
-/// ARGV[4] = '1' returns every entry after the bound; otherwise their count, then the page
-/// of ARGV[3] entries (-1: all) from offset ARGV[2].
+/// KEYS[1], or of the intersection of the filter groups. ARGV[5..] are group sizes; the tag
+/// sets of each group follow the scratch keys KEYS[2..4] in order; a group selects the union
+/// of its sets. The group with the fewest entries is unioned first (KEYS[2]); each other group
+/// is applied as the union of its sets' intersections with that (KEYS[3], KEYS[4]), so the
+/// work follows the smallest group, never a large union. Scratch keys are deleted before
+/// returning. With ARGV[4] = '1' returns every entry after the bound; otherwise their count,
+/// then the page of ARGV[3] entries (-1: all) from offset ARGV[2].
 const DIRECTORY_QUERY: &str = r"
 local src = KEYS[1]
 local ngroups = #ARGV - 4
 if ngroups == 1 and tonumber(ARGV[5]) == 1 then
-  src = KEYS[4]
+  src = KEYS[5]
 elseif ngroups > 0 then
-  local k = 4
+  local groups = {}
+  local k = 5
   for g = 1, ngroups do
     local n = tonumber(ARGV[4 + g])
-    local sets = {}
-    for i = k, k + n - 1 do sets[#sets + 1] = KEYS[i] end
-    if g == 1 then
-      redis.call('ZUNIONSTORE', KEYS[2], n, unpack(sets))
-    else
-      redis.call('ZUNIONSTORE', KEYS[3], n, unpack(sets))
-      redis.call('ZINTERSTORE', KEYS[2], 2, KEYS[2], KEYS[3])
+    local sets, size = {}, 0
+    for i = k, k + n - 1 do
+      sets[#sets + 1] = KEYS[i]
+      size = size + redis.call('ZCARD', KEYS[i])
     end
+    groups[g] = {sets = sets, size = size}
     k = k + n
+  end
+  table.sort(groups, function(a, b) return a.size < b.size end)
+  redis.call('ZUNIONSTORE', KEYS[2], #groups[1].sets, unpack(groups[1].sets))
+  for g = 2, #groups do
+    redis.call('DEL', KEYS[4])
+    for _, set in ipairs(groups[g].sets) do
+      redis.call('ZINTERSTORE', KEYS[3], 2, KEYS[2], set)
+      redis.call('ZUNIONSTORE', KEYS[4], 2, KEYS[4], KEYS[3])
+    end
+    if redis.call('EXISTS', KEYS[4]) == 1 then
+      redis.call('RENAME', KEYS[4], KEYS[2])
+    else
+      redis.call('DEL', KEYS[2])
+    end
   end
   src = KEYS[2]
 end
@@ -127,7 +142,7 @@ else
   entries = redis.call('ZRANGE', src, ARGV[1], '+', 'BYLEX', 'LIMIT', ARGV[2], ARGV[3])
 end
 for _, e in ipairs(entries) do out[#out + 1] = e end
-redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 return out";
 
 /// The Lua scripts with their SHA-1, for `EVALSHA`.
