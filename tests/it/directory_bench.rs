@@ -113,7 +113,7 @@ fn pct(sorted: &[Duration], p: usize) -> Duration {
 
 /// Writes `n` users straight into Redis under `prefix` (records, the id set and the
 /// uniqueness indexes; no directory index), pipelined.
-async fn seed(prefix: &str, n: usize) {
+pub(crate) async fn seed(prefix: &str, n: usize) {
     let client = redis::Client::open(REDIS).expect("redis url");
     let mut conn = client
         .get_multiplexed_async_connection()

@@ -194,3 +194,53 @@ async fn redis_outage_fails_calls_as_unavailable_and_recovers_without_restart() 
     // And it forwards messages again.
     deliver(&store, &mut rx, Invalidation::Key("afteroutag".to_owned())).await;
 }
+
+/// A free-text search reads the directory in chunks (of 2,000 entries): over 4,500 users, the
+/// matches of every chunk are counted and paged, in order, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_text_search_finds_matches_across_every_chunk_of_the_directory() {
+    use portcullis::store::UserQuery;
+
+    let (store, prefix) = redis_store(REDIS).await;
+    crate::directory_bench::seed(&prefix, 4500).await;
+    let mut want: Vec<String> = (0..4500)
+        .filter(|i| i % 10 == 9)
+        .map(|i| format!("user{i}"))
+        .collect();
+    want.sort();
+    let q = UserQuery {
+        search: "9@BENCH".into(),
+        ..UserQuery::default()
+    };
+    let all = store.list_users(&q).await.expect("list");
+    let got: Vec<&str> = all.users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(
+        (got, all.count),
+        (want.iter().map(String::as_str).collect(), 450)
+    );
+    let q = UserQuery {
+        offset: 440,
+        limit: 20,
+        ..q
+    };
+    let tail = store.list_users(&q).await.expect("list");
+    let got: Vec<&str> = tail.users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(
+        (got, tail.count),
+        (want[440..].iter().map(String::as_str).collect(), 450)
+    );
+    // A term every user matches: each chunk's last entry is counted once.
+    let q = UserQuery {
+        search: "bench".into(),
+        ..UserQuery::default()
+    };
+    let every = store.list_users(&q).await.expect("list");
+    let mut ids: Vec<Uuid> = every.users.iter().map(|u| u.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        (ids.len(), every.users.len(), every.count),
+        (4500, 4500, 4500)
+    );
+    cleanup(REDIS, &prefix).await;
+}
