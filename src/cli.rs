@@ -1,4 +1,4 @@
-//! The `user` and `token` commands (DESIGN §3.1): user management on the store the config
+//! The `user`, `token` and `org` commands (DESIGN §3.1): user management on the store the config
 //! names, through the same operations the API uses (`portcullis::users`), so a password set
 //! or a suspension here revokes exactly as the API does, on every replica sharing the store.
 //!
@@ -12,12 +12,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
+use time::OffsetDateTime;
+use uuid::Uuid;
 
 use portcullis::auth::Passwords;
 use portcullis::config::{Config, LogConfig, StoreUrl, CONFIG_ENV};
+use portcullis::http::api::directory::parse_search;
 use portcullis::report::ErrorChain;
-use portcullis::store::{LoginType, Store, User, UserStatus};
-use portcullis::users::{NewKey, NewUser, UserError, Users};
+use portcullis::store::{LoginType, Organization, Store, StoreError, User, UserStatus};
+use portcullis::users::{is_name, NewKey, NewUser, UserError, Users};
 
 /// Shown under `user --help` and `token --help`.
 const STORE_NOTE: &str = "These commands act on the store named by store.url in the config. \
@@ -76,11 +79,46 @@ pub enum UserCommand {
         #[arg(long)]
         user: String,
     },
-    /// List users, one a line: id, username, email, status, site roles (tab-separated).
+    /// List users, one a line: id, username, email, status, site roles (tab-separated), in
+    /// Coder's order (by username).
     List {
         /// The config file.
         #[arg(long, env = CONFIG_ENV)]
         config: PathBuf,
+        /// Coder's user search, as `GET /users?q=`: `status:active`, `role:owner`,
+        /// `login_type:oidc`, `username:U`, `email:E`, and free text (a part of the username
+        /// or email).
+        #[arg(long)]
+        search: Option<String>,
+    },
+}
+
+/// `portcullis org …`.
+#[derive(Subcommand)]
+#[command(after_help = STORE_NOTE)]
+pub enum OrgCommand {
+    /// List organizations, one a line: id, name, display name, `default` or `-`
+    /// (tab-separated), oldest first.
+    List {
+        /// The config file.
+        #[arg(long, env = CONFIG_ENV)]
+        config: PathBuf,
+    },
+    /// Create an organization and print its id.
+    Create {
+        /// The config file.
+        #[arg(long, env = CONFIG_ENV)]
+        config: PathBuf,
+        /// The name (1-32 letters and digits, single `-` between groups; unique,
+        /// case-insensitively; not `default`).
+        #[arg(long)]
+        name: String,
+        /// The display name (default: the name).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// A description.
+        #[arg(long, default_value = "")]
+        description: String,
     },
 }
 
@@ -190,10 +228,71 @@ pub fn user(command: UserCommand) -> ExitCode {
         UserCommand::Activate { config, user } => {
             status("user activate", &config, user, UserStatus::Active)
         }
-        UserCommand::List { config } => run("user list", &config, false, |cx, _| async move {
-            let mut users = cx.store.users().await.map_err(|e| e.to_string())?;
-            users.sort_by_key(|u| u.username.to_lowercase());
-            Ok(users.iter().map(line).collect::<Vec<_>>().join("\n"))
+        UserCommand::List { config, search } => {
+            run("user list", &config, false, |cx, _| async move {
+                let query = parse_search(search.as_deref().unwrap_or("")).map_err(|invalid| {
+                    let why: Vec<String> = invalid
+                        .iter()
+                        .map(|v| format!("{}: {}", v.field, v.detail))
+                        .collect();
+                    format!("--search: {}", why.join("; "))
+                })?;
+                let page = cx
+                    .store
+                    .list_users(&query)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(page.users.iter().map(line).collect::<Vec<_>>().join("\n"))
+            })
+        }
+    }
+}
+
+/// Runs an `org` command.
+pub fn org(command: OrgCommand) -> ExitCode {
+    match command {
+        OrgCommand::List { config } => run("org list", &config, false, |cx, _| async move {
+            let mut orgs = cx.store.orgs().await.map_err(|e| e.to_string())?;
+            orgs.sort_by_key(|o| (o.created_at, o.id));
+            let lines: Vec<String> = orgs
+                .iter()
+                .map(|o| {
+                    let default = if o.is_default { "default" } else { "-" };
+                    format!("{}\t{}\t{}\t{default}", o.id, o.name, o.display_name)
+                })
+                .collect();
+            Ok(lines.join("\n"))
+        }),
+        OrgCommand::Create {
+            config,
+            name,
+            display_name,
+            description,
+        } => run("org create", &config, false, |cx, _| async move {
+            if !is_name(&name) || name == "default" {
+                return Err(format!(
+                    "--name: {name:?} is not an organization name (1-32 letters and digits, \
+                     single - between groups, not new, create or default)"
+                ));
+            }
+            let now = OffsetDateTime::now_utc();
+            let org = Organization {
+                id: Uuid::new_v4(),
+                display_name: display_name.unwrap_or_else(|| name.clone()),
+                name,
+                description,
+                is_default: false,
+                created_at: now,
+                updated_at: now,
+            };
+            match cx.store.create_org(&org).await {
+                Ok(()) => Ok(org.id.to_string()),
+                Err(StoreError::Conflict { .. }) => Err(format!(
+                    "an organization named {:?} already exists",
+                    org.name
+                )),
+                Err(e) => Err(ErrorChain(&e).to_string()),
+            }
         }),
     }
 }

@@ -63,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::TokenCommand,
     },
+    /// List and create organizations on the store the config names.
+    Org {
+        #[command(subcommand)]
+        command: cli::OrgCommand,
+    },
     /// Show what Portcullis would do with a request (rule, subject, RBAC, upstream headers),
     /// sending nothing upstream.
     Explain(cli::ExplainArgs),
@@ -116,6 +121,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(config),
         Command::User { command } => cli::user(command),
         Command::Token { command } => cli::token(command),
+        Command::Org { command } => cli::org(command),
         Command::Explain(args) => cli::explain(args),
         Command::Doctor(args) => doctor(args),
         Command::Echo { listen } => echo(listen),

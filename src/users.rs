@@ -426,6 +426,49 @@ impl<'a> Users<'a> {
         Ok(user)
     }
 
+    /// Changes a user's username and display name (`PUT /users/{user}/profile`) and publishes
+    /// [`Invalidation::User`], so that every replica's sessions of the user carry the new
+    /// names at once (the sessions themselves stay valid: keys name the user by id). A new
+    /// username moves the uniqueness index ([`Store::update_user`]); the name alone is a
+    /// [`Store::modify_user`].
+    ///
+    /// # Errors
+    /// [`UserError::Conflict`] (`username`) when another user has the username,
+    /// [`UserError::NoSuchUser`] and store failures.
+    pub async fn update_profile(
+        &self,
+        id: Uuid,
+        username: &str,
+        name: &str,
+    ) -> Result<User, UserError> {
+        let now = OffsetDateTime::now_utc();
+        let current = self.store.user(id).await?.ok_or(UserError::NoSuchUser)?;
+        if current.username != username {
+            let mut moved = current;
+            moved.username = username.to_owned();
+            moved.name = name.to_owned();
+            moved.updated_at = now;
+            let write = self.store.update_user(&moved);
+            return match self.revoking(Invalidation::User(id), write).await {
+                Ok(true) => Ok(moved),
+                Ok(false) => Err(UserError::NoSuchUser),
+                Err(StoreError::Conflict { field }) => Err(UserError::Conflict(field)),
+                Err(e) => Err(e.into()),
+            };
+        }
+        let write = self.store.modify_user(id, |user| {
+            let change = user.name != name;
+            if change {
+                user.name = name.to_owned();
+                user.updated_at = now;
+            }
+            change
+        });
+        self.revoking(Invalidation::User(id), write)
+            .await?
+            .ok_or(UserError::NoSuchUser)
+    }
+
     /// Replaces a user's stored site roles (`member` is implicit and dropped; repeats removed)
     /// and publishes [`Invalidation::User`], so every replica sees the change at once.
     ///
@@ -717,7 +760,7 @@ mod validate;
 pub use error::UserError;
 pub use login::{LoginError, Logins, Unmatched};
 
-pub use validate::{validate_email, validate_name, validate_username};
+pub use validate::{is_name, validate_email, validate_name, validate_username};
 
 #[cfg(test)]
 mod tests;

@@ -29,9 +29,14 @@
 //! | `Pephemeral:<name>` | string | a single-use value, with its TTL |
 //! | `Pclaim:<name>` | string | a [`Store::set_if_absent`](super::Store::set_if_absent) claim, with its optional TTL |
 //! | `Pinvalidate` | pub/sub channel | `key:<key id>`, `user:<user id>` or `all` |
+//! | `P{dir}:users` | sorted set, every score 0 | one directory entry per user, `<lower-cased username>\n<lower-cased email>\n<user id>`, in Coder's order (by username) |
+//! | `P{dir}:by:<tag>` | sorted set, every score 0 | the entries of the users with that tag: `status:<status>`, `login:<login type>`, `role:<site role>` |
+//! | `P{dir}:entry` | hash | user id → its entry and tags, tab-separated (what to remove when the user changes) |
+//! | `P{dir}:tmp:<random>:a`, `…:b` | sorted set | scratch of one directory query, deleted by the script that made it |
+//! | `P{dir}:built` | string | `1` once the directory index holds every user (see `redis/directory.rs`) |
 //!
 //! The `{u:…}` and `{o:…}` hash tags keep a user's (an organization's) keys in one Cluster
-//! slot; see the Redis backend's module doc, "Atomicity".
+//! slot, and `{dir}` the whole directory index in one; see the Redis backend's module doc, "Atomicity".
 //!
 //! # Names of counters, single-use values and claims
 //! The services use these names, built by the functions below. Redis stores them as
@@ -176,6 +181,11 @@ impl Keys {
 
     pub(super) fn claim(&self, name: &str) -> String {
         self.plain(&format!("claim:{name}"))
+    }
+
+    /// A key of the directory index's slot: `P{dir}:<what>`.
+    pub(super) fn directory(&self, what: &str) -> String {
+        format!("{}{{dir}}:{what}", self.prefix)
     }
 
     /// The invalidation pub/sub channel.

@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::directory::{UserPage, UserQuery};
 use super::{fold, ApiKey, Invalidation, Membership, OidcLink, Organization, StoreError, User};
 
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -117,6 +118,19 @@ impl MemoryStore {
 
     pub(super) fn users(&self) -> Vec<User> {
         self.state().0.users.values().cloned().collect()
+    }
+
+    /// Filters every user under the lock: one replica's users, where a scan is cheap.
+    pub(super) fn list_users(&self, query: &UserQuery) -> UserPage {
+        let (s, _) = self.state();
+        let cursor = query.after_id.and_then(|id| s.users.get(&id));
+        let users: Vec<User> = s
+            .users
+            .values()
+            .filter(|u| query.matches(u))
+            .cloned()
+            .collect();
+        query.answer(users, cursor)
     }
 
     pub(super) fn has_users(&self) -> bool {
@@ -240,6 +254,40 @@ impl MemoryStore {
         s.org_names.insert(name, org.id);
         s.orgs.insert(org.id, org.clone());
         Ok(())
+    }
+
+    pub(super) fn update_org(&self, org: &Organization) -> Result<bool, StoreError> {
+        let (mut s, _) = self.state();
+        let Some(old) = s.orgs.get(&org.id).cloned() else {
+            return Ok(false);
+        };
+        let (before, after) = (fold(&old.name), fold(&org.name));
+        if before != after && s.org_names.contains_key(&after) {
+            return Err(StoreError::Conflict { field: "name" });
+        }
+        s.org_names.remove(&before);
+        s.org_names.insert(after, org.id);
+        let mut new = org.clone();
+        new.is_default = old.is_default;
+        s.orgs.insert(org.id, new);
+        Ok(true)
+    }
+
+    pub(super) fn delete_org(&self, id: Uuid) -> Option<Vec<Uuid>> {
+        let (mut s, _) = self.state();
+        let old = s.orgs.remove(&id)?;
+        s.org_names.remove(&fold(&old.name));
+        if s.default_org == Some(id) {
+            s.default_org = None;
+        }
+        let members: Vec<Uuid> = s
+            .members
+            .keys()
+            .filter(|(_, org)| *org == id)
+            .map(|(user, _)| *user)
+            .collect();
+        s.members.retain(|(_, org), _| *org != id);
+        Some(members)
     }
 
     pub(super) fn org(&self, id: Uuid) -> Option<Organization> {

@@ -65,6 +65,7 @@ use crate::config::{StoreConfig, StoreUrl};
 use crate::metrics::Metrics;
 
 pub mod cache;
+pub mod directory;
 mod error;
 pub mod keys;
 mod memory;
@@ -74,6 +75,7 @@ mod redis;
 pub use crate::model::{
     AllowListEntry, ApiKey, LoginType, Membership, Organization, User, UserStatus,
 };
+pub use directory::{UserPage, UserQuery};
 pub use error::{Corrupt, StoreError, Unavailable};
 pub use redis::HealthReport;
 
@@ -267,6 +269,15 @@ impl Store {
         }
     }
 
+    /// One page of the users `query` selects, in Coder's order (see [`directory`]). On Redis
+    /// this reads the directory index, not every user (`docs/directory.md` gives the costs).
+    pub async fn list_users(&self, query: &UserQuery) -> Result<UserPage, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.list_users(query)),
+            Backend::Redis(r) => r.list_users(query).await,
+        }
+    }
+
     /// Changes the user `id` atomically (see the module doc, "Atomicity of writes"): `change`
     /// gets the stored user and returns whether it changed it; only then is it written, and
     /// only if the record did not change meanwhile, else `change` runs again on the fresh
@@ -369,6 +380,29 @@ impl Store {
         match &*self.backend {
             Backend::Memory(m) => m.create_org(org),
             Backend::Redis(r) => r.durably(r.create_org(org)).await,
+        }
+    }
+
+    /// Replaces the organization with `org.id` (last writer wins; its `is_default` cannot
+    /// change); returns false when there is none. A new name must be free, as in
+    /// [`Store::create_org`].
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] with `field` `"name"`; the stored organization is then
+    /// unchanged.
+    pub async fn update_org(&self, org: &Organization) -> Result<bool, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => m.update_org(org),
+            Backend::Redis(r) => r.durably(r.update_org(org)).await,
+        }
+    }
+
+    /// Deletes an organization with its memberships; returns the users who were members (so
+    /// the caller can publish their invalidation), `None` when there was no such organization.
+    pub async fn delete_org(&self, id: Uuid) -> Result<Option<Vec<Uuid>>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.delete_org(id)),
+            Backend::Redis(r) => r.durably(r.delete_org(id)).await,
         }
     }
 

@@ -11,6 +11,7 @@
 //! - `script`: the Lua scripts and `EVALSHA`;
 //! - `record`: JSON records, read one or many, changed by compare-and-replace;
 //! - `index`: the uniqueness indexes (claim, take over, release);
+//! - `directory`: the index behind the user directory, and its queries;
 //! - `users`, `orgs` (with memberships), `api_keys`, `values` (counters, single-use values,
 //!   claims): the store's operations on each kind of data.
 //!
@@ -46,6 +47,8 @@
 //! |---|---|---|
 //! | `create_user`, `create_org` | record `SET NX` (U/O); each index claim (`*`); `SADD users`/`orgs` (`*`) | the record is written first, and an index is valid only while its record says so; a failed step releases the claims made and deletes the record |
 //! | `update_user` | record `SET XX` (U); claim new indexes (`*`); release old ones (`*`) | as above; a refused claim restores the old record and releases the new claims |
+//! | `update_org` | record `SET XX` (O); claim the new name (`*`); release the old one (`*`) | as `update_user` |
+//! | `delete_org` | `SREM orgs`; release the indexes (`*`); `remove_member` per member; one `DEL` of the record and member set (O) | memberships go before the record; after a crash part-way, deleting again finishes |
 //! | `link_oidc` | `HSETNX` the user's link (U); claim the subject's index (`*`) | the index is valid only while the user's side names the subject; a lost claim removes the side this call wrote |
 //! | `delete_user` | `SREM users`; release the indexes (`*`); `delete_keys_of`; `remove_member` per organization; one `DEL` of the rest (U) | the keys die before the user record, so no session outlives it; after a crash part-way the user is findable by id only, and deleting it again finishes |
 //! | `insert_key` | record `SET NX PXAT` (`*`); script: `SADD keys`, claim the name in `key_names` (U, one slot) | a failed attach deletes the record; a name held by an invalid key is taken over |
@@ -55,6 +58,7 @@
 //! | `add_member` | script: membership record, `SADD orgs` (U, one slot); `SADD members` (O) | `members_of` reads each membership record and skips ids without one, so the two sets may disagree for a moment without anyone gaining a role |
 //! | `remove_member` | script: `DEL` membership, `SREM orgs` (U); `SREM members` (O) | the record, which is what grants roles, goes first |
 //! | `modify_user`, `modify_key` | compare-and-replace of one record (one key) | see above |
+//! | every user write (`create_user`, `update_user`, `modify_user` when it changes a directory field, `delete_user`) | then: `GET` the record (U); script: move the directory entry if still as read (`{dir}`); `GET` the record again (U), from the top if it changed | see `directory`: the last sync leaves the entry as the record is; a crash between leaves one entry stale, which readers check against the record |
 //! | counters, single-use values, claims | one key, one command or script each | — |
 //!
 //! Invalidations (`PUBLISH` on the prefix's channel) are not stored: on a Cluster the command
@@ -114,6 +118,7 @@ use crate::metrics::Metrics;
 
 mod api_keys;
 mod conn;
+mod directory;
 mod durable;
 mod health;
 mod index;
@@ -145,6 +150,8 @@ pub(super) struct RedisStore {
     metrics: Arc<Metrics>,
     /// Whether writes wait for a replica (`redis+sentinel://`): see the module doc, "Failover".
     confirm_writes: bool,
+    /// Whether this replica has seen the directory index complete (see `directory`).
+    directory_built: AtomicBool,
 }
 
 /// Settles a command's [`Admit`] with [`Health`]: answered, timed out, failed quickly, or
@@ -247,6 +254,7 @@ impl RedisStore {
             health: Health::new(),
             metrics,
             confirm_writes: matches!(url.topology, RedisTopology::Sentinel { .. }),
+            directory_built: AtomicBool::new(false),
         })
     }
 
@@ -373,9 +381,9 @@ impl RedisStore {
 
 /// The metric label of a command: its name, from the fixed set the store sends.
 fn command_name(cmd: &Cmd) -> &'static str {
-    const NAMES: [&str; 19] = [
-        "CONFIG", "DEL", "EVAL", "EVALSHA", "GET", "GETDEL", "HDEL", "HGET", "HGETALL", "HSETNX",
-        "MGET", "PING", "PUBLISH", "SADD", "SCARD", "SET", "SMEMBERS", "SREM", "WAIT",
+    const NAMES: [&str; 20] = [
+        "CONFIG", "DEL", "EVAL", "EVALSHA", "GET", "GETDEL", "HDEL", "HGET", "HGETALL", "HKEYS",
+        "HSETNX", "MGET", "PING", "PUBLISH", "SADD", "SCARD", "SET", "SMEMBERS", "SREM", "WAIT",
     ];
     match cmd.args_iter().next() {
         Some(redis::Arg::Simple(name)) => NAMES

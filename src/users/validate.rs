@@ -10,13 +10,19 @@ pub fn validate_username(username: &str, invalid: &mut Vec<Validation>) {
         invalid.push(tag_failed("username", "required", ""));
         return;
     }
-    let shape_ok = username.len() <= 32
-        && username
-            .split('-')
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if !shape_ok || matches!(username, "new" | "create") {
+    if !is_name(username) {
         invalid.push(tag_failed("username", "username", username));
     }
+}
+
+/// Coder's `NameValid` (usernames, organization names): 1-32 characters of `[a-zA-Z0-9]` in
+/// groups joined by single `-`, and not `new` or `create`.
+pub fn is_name(name: &str) -> bool {
+    name.len() <= 32
+        && name
+            .split('-')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()))
+        && !matches!(name, "new" | "create")
 }
 
 /// Required, and shaped like an email address.

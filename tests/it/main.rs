@@ -23,6 +23,7 @@ mod cli;
 mod connection_limits;
 mod csrf;
 mod deploy;
+mod directory_bench;
 mod docs;
 mod doctor;
 mod edges;

@@ -245,6 +245,48 @@ async fn users_and_tokens_made_on_the_command_line_work_through_portcullis() {
         listed[1],
         format!("{ops_id}\tops\tOps@Example.com\tactive\towner")
     );
+    // user list --search: Coder's user search.
+    for (search, want) in [
+        ("status:dormant", vec!["dev"]),
+        ("role:owner", vec!["ops"]),
+        ("EXAMPLE", vec!["dev", "ops"]),
+        ("username:OPS status:suspended", vec![]),
+    ] {
+        let out = portcullis(&["user", "list", "--search", search], cfg, None).await;
+        let names: Vec<&str> = ok(&out)
+            .lines()
+            .map(|l| l.split('\t').nth(1).unwrap())
+            .collect();
+        assert_eq!(names, want, "{search}");
+    }
+
+    // org list and org create.
+    let out = portcullis(&["org", "list"], cfg, None).await;
+    let orgs: Vec<Vec<String>> = ok(&out)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect();
+    assert_eq!(orgs.len(), 1, "{orgs:?}");
+    assert_eq!(orgs[0][1..], ["coder", "Coder", "default"]);
+    let out = portcullis(&["org", "create", "--name", "acme"], cfg, None).await;
+    let acme = ok(&out).trim().to_owned();
+    let got = call(
+        &s.sidecar,
+        Method::GET,
+        "/api/v2/organizations/acme",
+        None,
+        Some(&session),
+    )
+    .await;
+    assert_eq!(
+        (got.0, got.1["id"].as_str()),
+        (StatusCode::OK, Some(&*acme))
+    );
+    let out = portcullis(&["org", "list"], cfg, None).await;
+    assert_eq!(
+        ok(&out).lines().nth(1),
+        Some(&*format!("{acme}\tacme\tacme\t-"))
+    );
 
     // user suspend: every token and the session fail at once on the running Portcullis.
     let out = portcullis(&["user", "suspend", "--user", "ops"], cfg, None).await;
@@ -430,6 +472,17 @@ async fn command_line_failures_are_one_line_and_exit_1() {
         "[store]\nurl = \"nowhere://\"\n[upstream]\nurl = \"http://a\"\n",
     )
     .unwrap();
+    let out = portcullis(&["user", "list", "--search", "colour:red"], &s.config, None).await;
+    assert_eq!(
+        failed(&out),
+        "user list: --search: colour: Query param \"colour\" is not a valid query param"
+    );
+    let out = portcullis(&["org", "create", "--name", "default"], &s.config, None).await;
+    assert!(
+        failed(&out).starts_with("org create: --name"),
+        "{}",
+        out.stderr
+    );
     let line = failed(&portcullis(&["user", "list"], &bad, None).await).to_owned();
     assert!(line.contains("store.url"), "{line}");
 

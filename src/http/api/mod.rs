@@ -3,9 +3,11 @@
 
 pub mod authcheck;
 pub mod convert;
+pub mod directory;
 pub mod explain;
 pub mod login;
 pub mod oidc;
+pub mod orgs;
 pub mod otp;
 pub mod password;
 pub mod roles;
@@ -91,6 +93,7 @@ pub async fn handle<B: ReqBody>(
             otp::change_password(app, peer, req).await
         }
         (&Method::POST, ["users"]) => users::create(app, req).await,
+        (&Method::GET, ["users"]) => directory::list(app, req).await,
         (&Method::POST, ["portcullis", "explain"]) => explain::explain(app, peer, req).await,
         (_, ["users", fixed, ..]) if FIXED_USER_PATHS.contains(fixed) => {
             Err(not_served(&method, &segments))
@@ -104,8 +107,22 @@ pub async fn handle<B: ReqBody>(
         (&Method::PUT, ["users", user, "status", "activate"]) => {
             users::set_status(app, req, user, UserStatus::Active).await
         }
+        (&Method::GET, ["users", user, "login-type"]) => {
+            directory::login_type(app, req, user).await
+        }
+        (&Method::GET, ["users", user, "organizations"]) => {
+            directory::organizations(app, req, user).await
+        }
+        (&Method::PUT, ["users", user, "profile"]) => {
+            directory::update_profile(app, req, user).await
+        }
         (&Method::GET, ["users", user, "roles"]) => roles::user_roles(app, req, user).await,
         (&Method::PUT, ["users", user, "roles"]) => roles::set_site_roles(app, req, user).await,
+        (&Method::GET, ["organizations"]) => orgs::list(app, req).await,
+        (&Method::POST, ["organizations"]) => orgs::create(app, req).await,
+        (&Method::GET, ["organizations", org]) => orgs::get(app, req, org).await,
+        (&Method::PATCH, ["organizations", org]) => orgs::update(app, req, org).await,
+        (&Method::DELETE, ["organizations", org]) => orgs::delete(app, req, org).await,
         (&Method::GET, ["organizations", org, "members"]) => {
             roles::list_members(app, req, org).await
         }
@@ -207,7 +224,8 @@ fn owned(segments: &[&str]) -> bool {
         ["auth", ..] | ["authcheck", ..] | ["users"] | ["users", _] | ["portcullis", ..] => true,
         ["users", fixed, ..] if FIXED_USER_PATHS.contains(fixed) => true,
         ["users", _, "password" | "status" | "roles" | "keys" | "convert-login", ..] => true,
-        ["organizations", _, "members", ..] => true,
+        ["users", _, "login-type" | "organizations" | "profile"] => true,
+        ["organizations"] | ["organizations", _] | ["organizations", _, "members", ..] => true,
         _ => false,
     }
 }
@@ -219,7 +237,10 @@ fn methods_of(segments: &[&str]) -> Option<&'static str> {
         ["auth", "scopes"] | ["users", "authmethods"] | ["users", "oidc", "callback"] => {
             "GET, HEAD"
         }
-        ["authcheck"] | ["users"] | ["users", "login" | "logout" | "validate-password"] => "POST",
+        ["authcheck"] | ["users", "login" | "logout" | "validate-password"] => "POST",
+        ["users"] => "GET, HEAD, POST",
+        ["users", _, "login-type" | "organizations"] => "GET, HEAD",
+        ["users", _, "profile"] => "PUT",
         ["portcullis", "explain"] => "POST",
         ["users", "otp", "request" | "change-password"] => "POST",
         ["users", "first"] => "GET, HEAD, POST",
@@ -232,6 +253,8 @@ fn methods_of(segments: &[&str]) -> Option<&'static str> {
         ["users", _, "keys", "tokens", _] => "GET, HEAD",
         ["users", _, "keys", _] => "GET, HEAD, DELETE",
         ["users", _, "keys", _, "expire"] => "PUT",
+        ["organizations"] => "GET, HEAD, POST",
+        ["organizations", _] => "GET, HEAD, PATCH, DELETE",
         ["organizations", _, "members"] => "GET, HEAD",
         ["organizations", _, "members", _] => "POST, DELETE",
         ["organizations", _, "members", _, "roles"] => "PUT",

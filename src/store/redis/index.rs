@@ -70,6 +70,55 @@ impl RedisStore {
         Ok(())
     }
 
+    /// After a record `record` of `id` was replaced: claims the index entries of the values
+    /// that changed (`(index, before, after)`, folded) and releases the old ones. When a claim
+    /// is refused, puts the old record `old` back, releases the claims made, and fails.
+    pub(super) async fn move_indexes(
+        &self,
+        record: &str,
+        old: String,
+        changes: &[(Index, String, String)],
+        id: &str,
+    ) -> Result<(), StoreError> {
+        let mut claimed: Vec<String> = Vec::new();
+        let mut released: Vec<String> = Vec::new();
+        let mut outcome = Ok(());
+        for (index, before, after) in changes {
+            if before == after {
+                continue;
+            }
+            let key = index.key(&self.keys, after);
+            match self.claim(*index, &key, after, id).await {
+                Ok(()) => {
+                    claimed.push(key);
+                    released.push(index.key(&self.keys, before));
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Err(e) = outcome {
+            self.compensate("restore record", async {
+                self.query::<Option<String>>(redis::cmd("SET").arg(record).arg(&old).arg("XX"))
+                    .await
+                    .map(drop)
+            })
+            .await;
+            for key in &claimed {
+                self.compensate("release index", self.release(key, id))
+                    .await;
+            }
+            return Err(e);
+        }
+        for key in &released {
+            self.compensate("release old index", self.release(key, id))
+                .await;
+        }
+        Ok(())
+    }
+
     /// Claims the uniqueness index `key` for `id`; see the module doc.
     pub(super) async fn claim(
         &self,

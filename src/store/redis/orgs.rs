@@ -28,6 +28,68 @@ impl RedisStore {
         .await
     }
 
+    /// Replaces the organization's record (its `is_default` stays as stored) and moves its
+    /// name index, as `update_user` does a user's.
+    pub(in crate::store) async fn update_org(
+        &self,
+        org: &Organization,
+    ) -> Result<bool, StoreError> {
+        let Some(old) = self.org(org.id).await? else {
+            return Ok(false);
+        };
+        let mut new = org.clone();
+        new.is_default = old.is_default;
+        let record = self.keys.org(org.id);
+        let written: Option<String> = self
+            .query(redis::cmd("SET").arg(&record).arg(json(&new)?).arg("XX"))
+            .await?;
+        if written.is_none() {
+            return Ok(false);
+        }
+        let changes = [(Index::OrgName, fold(&old.name), fold(&new.name))];
+        self.move_indexes(&record, json(&old)?, &changes, &org.id.to_string())
+            .await?;
+        Ok(true)
+    }
+
+    /// Deletes an organization: out of `orgs` first (no longer listed), its indexes
+    /// released, each membership removed (the record that grants roles first, as
+    /// `remove_member` does), then its record and member set. Returns the former members;
+    /// `None` when there was no such organization. After a crash part-way, deleting it again
+    /// finishes.
+    pub(in crate::store) async fn delete_org(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<Vec<Uuid>>, StoreError> {
+        let Some(old) = self.org(id).await? else {
+            return Ok(None);
+        };
+        let sid = id.to_string();
+        self.query::<i64>(redis::cmd("SREM").arg(self.keys.orgs()).arg(&sid))
+            .await?;
+        self.release(&self.keys.org_name(&fold(&old.name)), &sid)
+            .await?;
+        if old.is_default {
+            self.release(&self.keys.default_org(), &sid).await?;
+        }
+        let members: Vec<Uuid> = self
+            .members(&self.keys.org_members(id))
+            .await?
+            .iter()
+            .filter_map(|u| u.parse().ok())
+            .collect();
+        for user in &members {
+            self.remove_member(*user, id).await?;
+        }
+        self.query::<i64>(
+            redis::cmd("DEL")
+                .arg(self.keys.org_members(id))
+                .arg(self.keys.org(id)),
+        )
+        .await?;
+        Ok(Some(members))
+    }
+
     pub(in crate::store) async fn org(&self, id: Uuid) -> Result<Option<Organization>, StoreError> {
         self.get_json(&self.keys.org(id)).await
     }

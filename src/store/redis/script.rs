@@ -70,6 +70,81 @@ local n = redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 return n";
 
+/// Move one user's directory entry (see `directory.rs`), if the user's entry in the hash
+/// KEYS[1] is still ARGV[2] ('' for none): remove the old entry ARGV[4] from the ordered set
+/// KEYS[2] and from the ARGV[3] tag sets that follow, then, unless the new value ARGV[5] is ''
+/// (the user is gone), add the new entry ARGV[6] to KEYS[2] and to the remaining tag sets and
+/// store ARGV[5] for user ARGV[1]. Returns 0 when the entry changed meanwhile.
+const DIRECTORY_PUT: &str = r"
+local cur = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+if cur ~= ARGV[2] then return 0 end
+local nold = tonumber(ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  for i = 3, 2 + nold do redis.call('ZREM', KEYS[i], ARGV[4]) end
+end
+if ARGV[5] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+redis.call('ZADD', KEYS[2], 0, ARGV[6])
+for i = 3 + nold, #KEYS do redis.call('ZADD', KEYS[i], 0, ARGV[6]) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[5])
+return 1";
+/// One directory query: the entries after ARGV[1] (a `ZRANGE … BYLEX` bound) of the ordered set
+/// KEYS[1], or of the intersection of the filter groups. ARGV[5..] are group sizes; the tag
+/// sets of each group follow the scratch keys KEYS[2..4] in order; a group selects the union
+/// of its sets. The group with the fewest entries is unioned first (KEYS[2]); each other group
+/// is applied as the union of its sets' intersections with that (KEYS[3], KEYS[4]), so the
+/// work follows the smallest group, never a large union. Scratch keys are deleted before
+/// returning. With ARGV[4] = '1' returns every entry after the bound; otherwise their count,
+/// then the page of ARGV[3] entries (-1: all) from offset ARGV[2].
+const DIRECTORY_QUERY: &str = r"
+local src = KEYS[1]
+local ngroups = #ARGV - 4
+if ngroups == 1 and tonumber(ARGV[5]) == 1 then
+  src = KEYS[5]
+elseif ngroups > 0 then
+  local groups = {}
+  local k = 5
+  for g = 1, ngroups do
+    local n = tonumber(ARGV[4 + g])
+    local sets, size = {}, 0
+    for i = k, k + n - 1 do
+      sets[#sets + 1] = KEYS[i]
+      size = size + redis.call('ZCARD', KEYS[i])
+    end
+    groups[g] = {sets = sets, size = size}
+    k = k + n
+  end
+  table.sort(groups, function(a, b) return a.size < b.size end)
+  redis.call('ZUNIONSTORE', KEYS[2], #groups[1].sets, unpack(groups[1].sets))
+  for g = 2, #groups do
+    redis.call('DEL', KEYS[4])
+    for _, set in ipairs(groups[g].sets) do
+      redis.call('ZINTERSTORE', KEYS[3], 2, KEYS[2], set)
+      redis.call('ZUNIONSTORE', KEYS[4], 2, KEYS[4], KEYS[3])
+    end
+    if redis.call('EXISTS', KEYS[4]) == 1 then
+      redis.call('RENAME', KEYS[4], KEYS[2])
+    else
+      redis.call('DEL', KEYS[2])
+    end
+  end
+  src = KEYS[2]
+end
+local out = {}
+local entries
+if ARGV[4] == '1' then
+  entries = redis.call('ZRANGE', src, ARGV[1], '+', 'BYLEX')
+else
+  out[1] = redis.call('ZLEXCOUNT', src, ARGV[1], '+')
+  entries = redis.call('ZRANGE', src, ARGV[1], '+', 'BYLEX', 'LIMIT', ARGV[2], ARGV[3])
+end
+for _, e in ipairs(entries) do out[#out + 1] = e end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+return out";
+
 /// The Lua scripts with their SHA-1, for `EVALSHA`.
 pub(super) struct Scripts {
     pub(super) incr_window: Script,
@@ -81,6 +156,8 @@ pub(super) struct Scripts {
     pub(super) keys_detach: Script,
     pub(super) member_put: Script,
     pub(super) member_delete: Script,
+    pub(super) directory_put: Script,
+    pub(super) directory_query: Script,
 }
 
 pub(super) struct Script {
@@ -126,6 +203,8 @@ impl Scripts {
             keys_detach: Script::new(KEYS_DETACH),
             member_put: Script::new(MEMBER_PUT),
             member_delete: Script::new(MEMBER_DELETE),
+            directory_put: Script::new(DIRECTORY_PUT),
+            directory_query: Script::new(DIRECTORY_QUERY),
         }
     }
 }

@@ -23,7 +23,8 @@ impl RedisStore {
             ],
             &self.keys.users(),
         )
-        .await
+        .await?;
+        self.sync_directory(user.id).await
     }
 
     pub(in crate::store) async fn user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
@@ -81,8 +82,21 @@ impl RedisStore {
         id: Uuid,
         mut change: impl FnMut(&mut User) -> bool,
     ) -> Result<Option<User>, StoreError> {
-        self.modify(&self.keys.user(id), |user| change(user).then_some(None))
-            .await
+        // Only a change of what the directory indexes needs a sync: a login's `last_seen_at`
+        // does not pay for one.
+        let mut indexed_changed = false;
+        let user = self
+            .modify(&self.keys.user(id), |user: &mut User| {
+                let before = directory_fields(user);
+                let changed = change(user);
+                indexed_changed |= changed && directory_fields(user) != before;
+                changed.then_some(None)
+            })
+            .await?;
+        if indexed_changed {
+            self.sync_directory(id).await?;
+        }
+        Ok(user)
     }
 
     pub(in crate::store) async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
@@ -103,44 +117,13 @@ impl RedisStore {
             (Index::Email, fold(&old.email), fold(&user.email)),
             (Index::Username, fold(&old.username), fold(&user.username)),
         ];
-        let mut claimed: Vec<String> = Vec::new();
-        let mut released: Vec<String> = Vec::new();
-        let mut outcome = Ok(());
-        for (index, before, after) in &changes {
-            if before == after {
-                continue;
-            }
-            let key = index.key(&self.keys, after);
-            match self.claim(*index, &key, after, &id).await {
-                Ok(()) => {
-                    claimed.push(key);
-                    released.push(index.key(&self.keys, before));
-                }
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
-                }
-            }
-        }
-        if let Err(e) = outcome {
-            self.compensate("restore user record", async {
-                self.query::<Option<String>>(
-                    redis::cmd("SET").arg(&record).arg(json(&old)?).arg("XX"),
-                )
-                .await
-                .map(drop)
-            })
-            .await;
-            for key in &claimed {
-                self.compensate("release index", self.release(key, &id))
-                    .await;
-            }
+        if let Err(e) = self.move_indexes(&record, json(&old)?, &changes, &id).await {
+            // A sync in between may have indexed the record that was just put back.
+            self.compensate("index the restored user", self.sync_directory(user.id))
+                .await;
             return Err(e);
         }
-        for key in &released {
-            self.compensate("release old index", self.release(key, &id))
-                .await;
-        }
+        self.sync_directory(user.id).await?;
         Ok(true)
     }
 
@@ -243,6 +226,20 @@ impl RedisStore {
                 .arg(self.keys.user(id)),
         )
         .await?;
+        self.sync_directory(id).await?;
         Ok(deleted)
     }
+}
+
+// === helpers ===
+
+/// What the directory index holds of a user (see `directory`): whether a change needs a sync.
+fn directory_fields(user: &User) -> (String, String, &'static str, &'static str, Vec<String>) {
+    (
+        fold(&user.username),
+        fold(&user.email),
+        user.status.as_str(),
+        user.login_type.as_str(),
+        user.roles.clone(),
+    )
 }

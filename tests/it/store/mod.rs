@@ -24,8 +24,8 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::common::{
-    delete_redis_keys, eventually, free_port, random_key_prefix, subscribers, RedisServer, BOUND,
-    REDIS,
+    delete_redis_keys, eventually, free_port, random_key_prefix, redis_keys, subscribers,
+    RedisServer, BOUND, REDIS,
 };
 
 // === harness ===
@@ -117,6 +117,10 @@ every_backend!(
     an_expire_racing_refreshes_leaves_the_key_expired,
     a_modified_key_record_vanishes_with_its_new_expiry,
     a_key_stored_while_its_users_keys_are_deleted_stays_listed,
+    the_directory_filters_orders_and_pages_as_coder_does,
+    the_directory_follows_every_kind_of_user_write,
+    concurrent_writes_leave_the_directory_as_the_record_is,
+    organizations_are_renamed_and_deleted_with_their_memberships,
 );
 
 fn store_config(url: &str, prefix: &str, command_timeout: &str) -> StoreConfig {
@@ -257,4 +261,6 @@ mod suite;
 use suite::*;
 mod atomic;
 use atomic::*;
+mod directory;
+use directory::*;
 use oidc_links::expect_all;

@@ -2,7 +2,63 @@
 
 use super::*;
 
-every_redis!(invalidation_reaches_another_store_on_the_same_redis);
+every_redis!(
+    invalidation_reaches_another_store_on_the_same_redis,
+    users_written_before_the_directory_index_existed_are_listed,
+);
+
+/// Users stored without the directory index (as by a version before it, simulated by deleting
+/// the index) are listed, with their filters, by a replica's first directory query; an index
+/// entry of a user gone meanwhile goes too.
+async fn users_written_before_the_directory_index_existed_are_listed(url: &str) {
+    use portcullis::store::UserQuery;
+
+    let (old, prefix) = redis_store(url).await;
+    let mut ghost = user("ghost@example.com", "ghost");
+    ghost.status = UserStatus::Suspended;
+    old.create_user(&ghost).await.expect("create");
+    let mut carol = user("carol@example.com", "carol");
+    carol.status = UserStatus::Dormant;
+    for u in [
+        user("bob@example.com", "bob"),
+        carol,
+        user("al@example.com", "al"),
+    ] {
+        old.create_user(&u).await.expect("create");
+    }
+    delete_redis_keys(url, &format!("{prefix}{{dir}}:")).await;
+    assert!(redis_keys(url, &format!("{prefix}{{dir}}:*"))
+        .await
+        .is_empty());
+    // The ghost's record vanishes behind the index's back, leaving an entry of nobody.
+    old.list_users(&UserQuery::default()).await.expect("build");
+    delete_redis_keys(url, &format!("{prefix}{{dir}}:built")).await;
+    delete_redis_keys(url, &format!("{prefix}{{u:{}}}:user", ghost.id)).await;
+
+    let fresh = open_redis(url, &prefix).await;
+    let all = fresh.list_users(&UserQuery::default()).await.expect("list");
+    let names: Vec<&str> = all.users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!((names, all.count), (vec!["al", "bob", "carol"], 3));
+    let q = UserQuery {
+        status: vec![UserStatus::Dormant],
+        ..UserQuery::default()
+    };
+    let dormant = fresh.list_users(&q).await.expect("list");
+    assert_eq!(dormant.users.len(), 1);
+    assert_eq!(dormant.users[0].username, "carol");
+    let q = UserQuery {
+        status: vec![UserStatus::Suspended],
+        ..UserQuery::default()
+    };
+    assert_eq!(fresh.list_users(&q).await.expect("list").count, 0);
+    assert_eq!(
+        redis_keys(url, &format!("{prefix}{{dir}}:built"))
+            .await
+            .len(),
+        1
+    );
+    cleanup(url, &prefix).await;
+}
 
 /// On a cluster, the two stores' subscribers and publishers may sit on different nodes.
 async fn invalidation_reaches_another_store_on_the_same_redis(url: &str) {
@@ -137,4 +193,54 @@ async fn redis_outage_fails_calls_as_unavailable_and_recovers_without_restart() 
     expect_all(&mut rx).await;
     // And it forwards messages again.
     deliver(&store, &mut rx, Invalidation::Key("afteroutag".to_owned())).await;
+}
+
+/// A free-text search reads the directory in chunks (of 2,000 entries): over 4,500 users, the
+/// matches of every chunk are counted and paged, in order, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_text_search_finds_matches_across_every_chunk_of_the_directory() {
+    use portcullis::store::UserQuery;
+
+    let (store, prefix) = redis_store(REDIS).await;
+    crate::directory_bench::seed(&prefix, 4500).await;
+    let mut want: Vec<String> = (0..4500)
+        .filter(|i| i % 10 == 9)
+        .map(|i| format!("user{i}"))
+        .collect();
+    want.sort();
+    let q = UserQuery {
+        search: "9@BENCH".into(),
+        ..UserQuery::default()
+    };
+    let all = store.list_users(&q).await.expect("list");
+    let got: Vec<&str> = all.users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(
+        (got, all.count),
+        (want.iter().map(String::as_str).collect(), 450)
+    );
+    let q = UserQuery {
+        offset: 440,
+        limit: 20,
+        ..q
+    };
+    let tail = store.list_users(&q).await.expect("list");
+    let got: Vec<&str> = tail.users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(
+        (got, tail.count),
+        (want[440..].iter().map(String::as_str).collect(), 450)
+    );
+    // A term every user matches: each chunk's last entry is counted once.
+    let q = UserQuery {
+        search: "bench".into(),
+        ..UserQuery::default()
+    };
+    let every = store.list_users(&q).await.expect("list");
+    let mut ids: Vec<Uuid> = every.users.iter().map(|u| u.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        (ids.len(), every.users.len(), every.count),
+        (4500, 4500, 4500)
+    );
+    cleanup(REDIS, &prefix).await;
 }

@@ -1,6 +1,7 @@
 //! User management end to end, over real sockets, on every store: `POST /users`,
 //! `DELETE /users/{user}`, `PUT /users/{user}/password`, `PUT /users/{user}/status/suspend`
-//! and `/activate`, `POST /users/{user}/keys` — their answers, Coder's messages, who may call
+//! and `/activate`, `POST /users/{user}/keys`, the directory (`GET /users`, login types,
+//! profiles, organizations) — their answers, Coder's messages, who may call
 //! them, and what they revoke, on one Portcullis and on two sharing one Redis.
 //!
 //! The Redis runs use the servers `scripts/test` starts, under a random key prefix each,
@@ -21,6 +22,7 @@ use portcullis::users::{NewKey, NewUser};
 
 mod create;
 mod delete;
+mod directory;
 mod keys;
 mod owners;
 mod password;
