@@ -20,6 +20,7 @@ mod authz;
 mod browser;
 mod canonical;
 mod cli;
+mod coder_client;
 mod connection_limits;
 mod csrf;
 mod deploy;

@@ -293,7 +293,45 @@ where
             }
         })?
         .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| Error::bad_request(coder::BAD_JSON, e.to_string()))
+    from_json(&bytes).map_err(|e| Error::bad_request(coder::BAD_JSON, e.to_string()))
+}
+
+/// A request body read as Coder (Go's `encoding/json`) reads it: a `null` member leaves its
+/// field as it was, so `{"login_type": null}` is the same as no `login_type`. Clients built on
+/// that (a Python client sends `null` for every argument left out) work. A body that reads
+/// without that rule is read as it is; one that reads only with it has its `null` members
+/// dropped first, at every depth; one that reads neither way gets the first error, with its
+/// line and column.
+fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    let first = match serde_json::from_slice(bytes) {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Err(first);
+    };
+    if !drop_nulls(&mut value) {
+        return Err(first);
+    }
+    serde_json::from_value(value).map_err(|_| first)
+}
+
+/// Drops the `null` members of every object in `value`; whether there were any.
+fn drop_nulls(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Object(members) => {
+            let before = members.len();
+            members.retain(|_, v| !v.is_null());
+            let mut dropped = members.len() != before;
+            for v in members.values_mut() {
+                dropped |= drop_nulls(v);
+            }
+            dropped
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |d, v| drop_nulls(v) | d),
+        _ => false,
+    }
 }
 
 /// Whether a body failed because its [`Deadline`] passed.
@@ -395,6 +433,43 @@ mod tests {
 
     fn peer() -> Peer {
         Peer::new("127.0.0.1:40000".parse().expect("an address"), false, false)
+    }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Body {
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Inner {
+        #[serde(default)]
+        tags: Vec<String>,
+    }
+
+    #[test]
+    fn null_members_read_as_absent_as_go_reads_them() {
+        let read = |text: &str| from_json::<Body>(text.as_bytes()).map_err(|e| e.to_string());
+        let empty = Body {
+            name: String::new(),
+            inner: None,
+        };
+        assert_eq!(read(r#"{"name": null}"#), Ok(empty));
+        assert_eq!(
+            read(r#"{"name": "x", "inner": {"tags": null}}"#),
+            Ok(Body {
+                name: "x".into(),
+                inner: Some(Inner { tags: Vec::new() }),
+            })
+        );
+        // What is wrong in other ways stays wrong, with the first error's place.
+        let err = read(r#"{"name": null, "inner": 3}"#).unwrap_err();
+        assert!(err.contains("line 1 column"), "{err}");
+        assert!(read(r#"{"name": 1}"#).is_err());
+        assert!(read(r#"[null]"#).is_err());
+        assert!(read("{").is_err());
     }
 
     fn request(

@@ -79,6 +79,9 @@ struct CreateUser {
     password: String,
     #[serde(default)]
     login_type: String,
+    /// Coder's deprecated form of `"login_type": "none"`, still sent by older clients.
+    #[serde(default)]
+    disable_login: bool,
     #[serde(default)]
     organization_ids: Option<Vec<Uuid>>,
     #[serde(default)]
@@ -245,6 +248,7 @@ pub async fn create(app: &Arc<App>, req: Request<impl ReqBody>) -> ApiResult {
         return Err(Error::validation(invalid));
     }
     let login_type = match body.login_type.as_str() {
+        "" if body.disable_login => "none",
         "" => "password",
         other => other,
     };
