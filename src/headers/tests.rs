@@ -326,7 +326,7 @@ fn the_traced_sanitizer_names_each_removal_and_removes_what_the_plain_one_remove
         ("remote-groups", "admins"),
         ("x-http-method-override", "DELETE"),
         ("x-forwarded-for", "10.9.9.9"),
-        ("connection", "close, x-secret"),
+        ("connection", "close, x-secret, keep-alive"),
         ("x-secret", "1"),
         ("keep-alive", "5"),
         ("accept", "*/*"),
@@ -359,4 +359,31 @@ fn the_traced_sanitizer_names_each_removal_and_removes_what_the_plain_one_remove
         traced.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
         ["accept"]
     );
+}
+
+#[test]
+fn every_fixed_hop_by_hop_header_is_removed_from_requests_and_responses() {
+    // One at a time, so that no other member's removal (Connection's above all) hides a
+    // missing one.
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "http2-settings",
+    ] {
+        let mut h = map(&[(name, "x"), ("accept", "*/*")]);
+        sanitize_request(&mut h, how(false));
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["accept"], "the request kept {name}");
+        let mut h = map(&[(name, "x"), ("content-type", "text/plain")]);
+        sanitize_response(&mut h, false);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["content-type"], "the response kept {name}");
+    }
 }
