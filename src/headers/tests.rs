@@ -387,3 +387,56 @@ fn every_fixed_hop_by_hop_header_is_removed_from_requests_and_responses() {
         assert_eq!(left, ["content-type"], "the response kept {name}");
     }
 }
+
+#[test]
+fn https_is_the_first_forwarded_proto_or_else_the_connection() {
+    // (X-Forwarded-Proto, TLS connection, HTTPS)
+    let cases = [
+        (None, false, false),
+        (None, true, true),
+        (Some("https"), false, true),
+        (Some(" HTTPS , http"), false, true),
+        (Some("http, https"), true, false),
+    ];
+    for (proto, tls, want) in cases {
+        let pairs: Vec<(&str, &str)> = proto
+            .map(|p| ("x-forwarded-proto", p))
+            .into_iter()
+            .collect();
+        assert_eq!(
+            forwarded_https(&map(&pairs), tls),
+            want,
+            "{proto:?} tls={tls}"
+        );
+    }
+}
+
+#[test]
+fn an_identity_is_added_in_the_style_asked_for() {
+    let id = Identity::new(
+        "alice",
+        "a@example.com",
+        "u-1",
+        "Alice A",
+        ["owner".to_owned(), "admin:o-1".to_owned()].into_iter(),
+        &["all".to_owned()],
+    );
+    let mut h = HeaderMap::new();
+    id.apply(&mut h, IdentityStyle::Forwarded);
+    assert_eq!(h.len(), 5, "{h:?}");
+    assert_eq!(h["x-forwarded-user"], "alice");
+    assert_eq!(h["x-forwarded-email"], "a@example.com");
+    assert_eq!(h["x-forwarded-user-id"], "u-1");
+    assert_eq!(h["x-forwarded-roles"], "owner,admin:o-1");
+    assert_eq!(h["x-forwarded-scopes"], "all");
+    let mut h = HeaderMap::new();
+    id.apply(&mut h, IdentityStyle::Remote);
+    assert_eq!(h.len(), 4, "{h:?}");
+    assert_eq!(h["remote-user"], "alice");
+    assert_eq!(h["remote-email"], "a@example.com");
+    assert_eq!(h["remote-name"], "Alice A");
+    assert_eq!(h["remote-groups"], "owner,admin:o-1");
+    let mut h = HeaderMap::new();
+    id.apply(&mut h, IdentityStyle::None);
+    assert!(h.is_empty());
+}
