@@ -326,7 +326,7 @@ fn the_traced_sanitizer_names_each_removal_and_removes_what_the_plain_one_remove
         ("remote-groups", "admins"),
         ("x-http-method-override", "DELETE"),
         ("x-forwarded-for", "10.9.9.9"),
-        ("connection", "close, x-secret"),
+        ("connection", "close, x-secret, keep-alive"),
         ("x-secret", "1"),
         ("keep-alive", "5"),
         ("accept", "*/*"),
@@ -359,4 +359,84 @@ fn the_traced_sanitizer_names_each_removal_and_removes_what_the_plain_one_remove
         traced.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
         ["accept"]
     );
+}
+
+#[test]
+fn every_fixed_hop_by_hop_header_is_removed_from_requests_and_responses() {
+    // One at a time, so that no other member's removal (Connection's above all) hides a
+    // missing one.
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "http2-settings",
+    ] {
+        let mut h = map(&[(name, "x"), ("accept", "*/*")]);
+        sanitize_request(&mut h, how(false));
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["accept"], "the request kept {name}");
+        let mut h = map(&[(name, "x"), ("content-type", "text/plain")]);
+        sanitize_response(&mut h, false);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["content-type"], "the response kept {name}");
+    }
+}
+
+#[test]
+fn https_is_the_first_forwarded_proto_or_else_the_connection() {
+    // (X-Forwarded-Proto, TLS connection, HTTPS)
+    let cases = [
+        (None, false, false),
+        (None, true, true),
+        (Some("https"), false, true),
+        (Some(" HTTPS , http"), false, true),
+        (Some("http, https"), true, false),
+    ];
+    for (proto, tls, want) in cases {
+        let pairs: Vec<(&str, &str)> = proto
+            .map(|p| ("x-forwarded-proto", p))
+            .into_iter()
+            .collect();
+        assert_eq!(
+            forwarded_https(&map(&pairs), tls),
+            want,
+            "{proto:?} tls={tls}"
+        );
+    }
+}
+
+#[test]
+fn an_identity_is_added_in_the_style_asked_for() {
+    let id = Identity::new(
+        "alice",
+        "a@example.com",
+        "u-1",
+        "Alice A",
+        ["owner".to_owned(), "admin:o-1".to_owned()].into_iter(),
+        &["all".to_owned()],
+    );
+    let mut h = HeaderMap::new();
+    id.apply(&mut h, IdentityStyle::Forwarded);
+    assert_eq!(h.len(), 5, "{h:?}");
+    assert_eq!(h["x-forwarded-user"], "alice");
+    assert_eq!(h["x-forwarded-email"], "a@example.com");
+    assert_eq!(h["x-forwarded-user-id"], "u-1");
+    assert_eq!(h["x-forwarded-roles"], "owner,admin:o-1");
+    assert_eq!(h["x-forwarded-scopes"], "all");
+    let mut h = HeaderMap::new();
+    id.apply(&mut h, IdentityStyle::Remote);
+    assert_eq!(h.len(), 4, "{h:?}");
+    assert_eq!(h["remote-user"], "alice");
+    assert_eq!(h["remote-email"], "a@example.com");
+    assert_eq!(h["remote-name"], "Alice A");
+    assert_eq!(h["remote-groups"], "owner,admin:o-1");
+    let mut h = HeaderMap::new();
+    id.apply(&mut h, IdentityStyle::None);
+    assert!(h.is_empty());
 }

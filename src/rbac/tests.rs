@@ -489,3 +489,19 @@ fn the_roles_and_scopes_behind_a_vote_are_named() {
     );
     assert_eq!(scopes, ["workspace:read"]);
 }
+
+#[test]
+fn user_and_organization_objects_carry_their_id_for_the_allow_list() {
+    let (me, org) = (ME.to_string(), ORG.to_string());
+    let s = scoped(
+        &["owner"],
+        &[],
+        &["coder:all"],
+        &[("user", &me), ("organization", &org)],
+    );
+    let read = Action::parse("read").unwrap();
+    assert!(s.allows(read, &Object::user(ME)));
+    assert!(!s.allows(read, &Object::user(OTHER)));
+    assert!(s.allows(read, &Object::organization(ORG)));
+    assert!(!s.allows(read, &Object::organization(OTHER_ORG)));
+}

@@ -358,3 +358,20 @@ fn strip_changes_nothing_when_there_is_nothing_to_strip() {
         assert_eq!(h, before_headers);
     }
 }
+
+#[test]
+fn strip_keeps_headers_that_only_resemble_the_token_header() {
+    for name in [
+        "coder-session-tokex",
+        "coder-session-tokens",
+        "coderxsessionxtoken",
+        "_oder-session-token",
+        "coder-session",
+    ] {
+        let mut h = headers(&[(name, "v"), ("coder_session_token", "t")]);
+        let mut uri: Uri = "/".parse().unwrap();
+        strip_credentials(&mut h, &mut uri);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, [name]);
+    }
+}
