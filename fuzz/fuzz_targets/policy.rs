@@ -10,8 +10,8 @@
 //! - canonicalising is idempotent: the canonical form is accepted and borrowed unchanged, and a
 //!   path is borrowed exactly when it is already canonical;
 //! - a canonical path has none of the spellings the module refuses (empty, dot, `;` or
-//!   trailing-dot segments, encoded separators, double encoding, control characters, escapes of
-//!   unreserved characters, lower-case hex) and each segment decodes to UTF-8;
+//!   trailing-dot segments, encoded separators, double encoding, control characters and raw
+//!   spaces, escapes of unreserved characters, lower-case hex) and each segment decodes to UTF-8;
 //! - a path the canonicaliser refuses, or accepts only by changing it, matches no rule:
 //!   `find` refuses it (whatever the rules, methods and options);
 //! - on a canonical path, `find` answers what a plain model of the documented matching says:
@@ -143,8 +143,8 @@ fn assert_shape(c: &str) {
     assert!(!c.contains("//"), "{c:?} has an empty segment");
     assert!(
         !c.bytes()
-            .any(|b| b == b';' || b == b'\\' || b < 0x20 || b == 0x7f),
-        "{c:?} has ';', '\\' or a control character"
+            .any(|b| b == b';' || b == b'\\' || b <= 0x20 || b == 0x7f),
+        "{c:?} has ';', '\\', a control character or a raw space"
     );
     for segment in c.split('/').filter(|s| !s.is_empty()) {
         assert!(segment != "." && segment != "..", "{c:?} has a dot segment");

@@ -18,7 +18,7 @@
 //! | `;` raw or `%3B` (`/admin;x=1/`, `/static/..;/admin`) | refused: Tomcat and Spring drop path parameters |
 //! | `%2F`, `%5C`, a raw `\` | refused: some servers decode them into separators |
 //! | `%25` followed by two hex digits, also once escapes are decoded (`%25%32%65`) | refused: a server that decodes twice reads another path |
-//! | an escaped control character (`%00`, `%0A`, `%7F`) | refused |
+//! | a control character, raw or escaped (`%00`, `%0A`, `%7F`), or a raw space | refused |
 //! | escapes that do not decode to UTF-8 (`%c0%ae`) | refused: old decoders read overlong forms as `.` |
 //! | a bad escape (`%zz`, `%4`) | refused |
 //!
@@ -50,15 +50,15 @@ pub fn canonicalize(path: &str) -> Result<Cow<'_, str>, AmbiguousPath> {
     })
 }
 
-/// Whether `path` needs no work: no escapes, no `;` or `\`, no empty segment, and no segment
-/// ending in a dot (which covers `.` and `..`).
+/// Whether `path` needs no work: no escapes, no `;` or `\`, no control character or raw space,
+/// no empty segment, and no segment ending in a dot (which covers `.` and `..`).
 fn is_canonical(path: &[u8]) -> bool {
     let mut prev = b'/';
     for (i, &b) in path.iter().enumerate().skip(1) {
         match b {
             b'%' | b';' | b'\\' => return false,
             b'/' if prev == b'/' || prev == b'.' => return false,
-            _ if b < 0x20 || b == 0x7f => return false,
+            _ if b <= 0x20 || b == 0x7f => return false,
             _ => {}
         }
         prev = b;
@@ -121,8 +121,12 @@ fn normalize_segment(raw: &str, out: &mut String) -> Result<bool, AmbiguousPath>
             }
             b';' => return Err(AmbiguousPath("The path has a ';' parameter.")),
             b'\\' => return Err(AmbiguousPath("The path has a '\\'.")),
-            _ if b < 0x20 || b == 0x7f => {
-                return Err(AmbiguousPath("The path has a control character."));
+            // A raw space never comes in a request line; forward-auth headers can carry one,
+            // and `admin ` is `admin%20`, which IIS reads as `admin`.
+            _ if b <= 0x20 || b == 0x7f => {
+                return Err(AmbiguousPath(
+                    "The path has a control character or a raw space.",
+                ));
             }
             _ => {
                 // `raw` is a str and we only ever split it at ASCII bytes, so copying a byte
@@ -281,6 +285,19 @@ mod tests {
             "/a%00b",
             "/a%0d%0ab",
             "/a%7f",
+            // Raw control characters (the request line refuses them; forward-auth headers
+            // and the API's own paths reach this too), on the fast path and, after an escape,
+            // on the slow one.
+            "/a\x7fb",
+            "/\x7f",
+            "/\x01",
+            "/admin /x",
+            "/a b",
+            "/%61 ",
+            "/a\x01b",
+            "/a\tb",
+            "/%61\x7f",
+            "/%61\x01",
             "/a%252e%252e/admin",
             "/a%252F",
             // Twice encoded only once the unreserved escapes after `%25` are decoded.
