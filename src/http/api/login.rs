@@ -223,8 +223,8 @@ async fn attempt(
 
 /// The password login of `POST /users/login` for another front (the sign-in page): the same
 /// limits of the login group for the client of `headers`, the same checks and messages, the
-/// same session, counted in `portcullis_logins_total` the same way. Returns the new session
-/// token, for [`session_cookie`].
+/// same session, counted in `portcullis_logins_total` and audited the same way. Returns the new
+/// session token, for [`session_cookie`].
 pub(crate) async fn password_login(
     app: &App,
     peer: &Peer,
@@ -245,7 +245,7 @@ pub(crate) async fn password_login(
 }
 
 /// Coder's checks of a password login (§3.2: the fields, the password, the user's state and
-/// login type), then a new session: its token.
+/// login type), then a new session: its token, and the user.
 async fn check_and_issue(
     app: &App,
     peer: &Peer,
