@@ -429,8 +429,8 @@ impl<'a> Users<'a> {
     /// Changes a user's username and display name (`PUT /users/{user}/profile`) and publishes
     /// [`Invalidation::User`], so that every replica's sessions of the user carry the new
     /// names at once (the sessions themselves stay valid: keys name the user by id). A new
-    /// username moves the uniqueness index ([`Store::update_user`]); the name alone is a
-    /// [`Store::modify_user`].
+    /// username moves the uniqueness index; both are changed on the record as it is stored
+    /// ([`Store::update_user`]), so a suspension racing the change is kept.
     ///
     /// # Errors
     /// [`UserError::Conflict`] (`username`) when another user has the username,
@@ -442,31 +442,21 @@ impl<'a> Users<'a> {
         name: &str,
     ) -> Result<User, UserError> {
         let now = OffsetDateTime::now_utc();
-        let current = self.store.user(id).await?.ok_or(UserError::NoSuchUser)?;
-        if current.username != username {
-            let mut moved = current;
-            moved.username = username.to_owned();
-            moved.name = name.to_owned();
-            moved.updated_at = now;
-            let write = self.store.update_user(&moved);
-            return match self.revoking(Invalidation::User(id), write).await {
-                Ok(true) => Ok(moved),
-                Ok(false) => Err(UserError::NoSuchUser),
-                Err(StoreError::Conflict { field }) => Err(UserError::Conflict(field)),
-                Err(e) => Err(e.into()),
-            };
-        }
-        let write = self.store.modify_user(id, |user| {
-            let change = user.name != name;
+        let write = self.store.update_user(id, |user| {
+            let change = user.username != username || user.name != name;
             if change {
+                user.username = username.to_owned();
                 user.name = name.to_owned();
                 user.updated_at = now;
             }
             change
         });
-        self.revoking(Invalidation::User(id), write)
-            .await?
-            .ok_or(UserError::NoSuchUser)
+        match self.revoking(Invalidation::User(id), write).await {
+            Ok(Some(user)) => Ok(user),
+            Ok(None) => Err(UserError::NoSuchUser),
+            Err(StoreError::Conflict { field }) => Err(UserError::Conflict(field)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Replaces a user's stored site roles (`member` is implicit and dropped; repeats removed)

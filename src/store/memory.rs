@@ -152,11 +152,19 @@ impl MemoryStore {
         Some(stored.clone())
     }
 
-    pub(super) fn update_user(&self, user: &User) -> Result<bool, StoreError> {
+    pub(super) fn update_user(
+        &self,
+        id: Uuid,
+        change: impl FnOnce(&mut User) -> bool,
+    ) -> Result<Option<User>, StoreError> {
         let (mut s, _) = self.state();
-        let Some(old) = s.users.get(&user.id) else {
-            return Ok(false);
+        let Some(old) = s.users.get(&id) else {
+            return Ok(None);
         };
+        let mut user = old.clone();
+        if !change(&mut user) {
+            return Ok(Some(user));
+        }
         let (old_email, old_username) = (fold(&old.email), fold(&old.username));
         let (email, username) = (fold(&user.email), fold(&user.username));
         if s.emails.get(&email).is_some_and(|id| *id != user.id) {
@@ -170,7 +178,7 @@ impl MemoryStore {
         s.emails.insert(email, user.id);
         s.usernames.insert(username, user.id);
         s.users.insert(user.id, user.clone());
-        Ok(true)
+        Ok(Some(user))
     }
 
     pub(super) fn delete_user(&self, id: Uuid) -> Vec<String> {

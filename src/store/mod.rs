@@ -304,18 +304,23 @@ impl Store {
         }
     }
 
-    /// Replaces the whole user with `user.id`, last writer wins; returns false when there is
-    /// no such user. Only for changes of email or username: everything else goes through
-    /// [`Store::modify_user`]. A changed email or username must be free, as in
-    /// [`Store::create_user`].
+    /// [`Store::modify_user`] for a change that may also change the email or username: a new
+    /// one must be free, as in [`Store::create_user`], and moves the uniqueness index. The
+    /// change is applied to the record as it is stored (compare-and-replace on Redis), so a
+    /// concurrent change of other fields (a suspension) is never undone. Returns the user as
+    /// stored after the call; `None` when there is no such user.
     ///
     /// # Errors
-    /// [`StoreError::Conflict`] with `field` `"email"` or `"username"`; the stored user is then
-    /// unchanged.
-    pub async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
+    /// [`StoreError::Conflict`] with `field` `"email"` or `"username"`; the email and
+    /// username are then as they were.
+    pub async fn update_user(
+        &self,
+        id: Uuid,
+        change: impl FnMut(&mut User) -> bool,
+    ) -> Result<Option<User>, StoreError> {
         match &*self.backend {
-            Backend::Memory(m) => m.update_user(user),
-            Backend::Redis(r) => r.durably(r.update_user(user)).await,
+            Backend::Memory(m) => m.update_user(id, change),
+            Backend::Redis(r) => r.durably(r.update_user(id, change)).await,
         }
     }
 

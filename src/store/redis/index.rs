@@ -70,13 +70,13 @@ impl RedisStore {
         Ok(())
     }
 
-    /// After a record `record` of `id` was replaced: claims the index entries of the values
-    /// that changed (`(index, before, after)`, folded) and releases the old ones. When a claim
-    /// is refused, puts the old record `old` back, releases the claims made, and fails.
+    /// After a record of `id` was replaced: claims the index entries of the values that
+    /// changed (`(index, before, after)`, folded) and releases the old ones. When a claim is
+    /// refused, runs `restore` (which puts the old values back in the record), releases the
+    /// claims made, and fails.
     pub(super) async fn move_indexes(
         &self,
-        record: &str,
-        old: String,
+        restore: impl std::future::Future<Output = Result<(), StoreError>>,
         changes: &[(Index, String, String)],
         id: &str,
     ) -> Result<(), StoreError> {
@@ -100,12 +100,7 @@ impl RedisStore {
             }
         }
         if let Err(e) = outcome {
-            self.compensate("restore record", async {
-                self.query::<Option<String>>(redis::cmd("SET").arg(record).arg(&old).arg("XX"))
-                    .await
-                    .map(drop)
-            })
-            .await;
+            self.compensate("restore record", restore).await;
             for key in &claimed {
                 self.compensate("release index", self.release(key, id))
                     .await;

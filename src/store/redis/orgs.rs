@@ -47,7 +47,13 @@ impl RedisStore {
             return Ok(false);
         }
         let changes = [(Index::OrgName, fold(&old.name), fold(&new.name))];
-        self.move_indexes(&record, json(&old)?, &changes, &org.id.to_string())
+        let old = json(&old)?;
+        let restore = async {
+            self.query::<Option<String>>(redis::cmd("SET").arg(&record).arg(&old).arg("XX"))
+                .await
+                .map(drop)
+        };
+        self.move_indexes(restore, &changes, &org.id.to_string())
             .await?;
         Ok(true)
     }

@@ -99,32 +99,56 @@ impl RedisStore {
         Ok(user)
     }
 
-    pub(in crate::store) async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
-        let Some(old) = self.user(user.id).await? else {
-            return Ok(false);
-        };
-        let id = user.id.to_string();
-        let record = self.keys.user(user.id);
-        // The record is written before the new index entries are claimed, so that a
-        // concurrent claimer sees them as valid (module doc, "Atomicity").
-        let written: Option<String> = self
-            .query(redis::cmd("SET").arg(&record).arg(json(user)?).arg("XX"))
+    pub(in crate::store) async fn update_user(
+        &self,
+        id: Uuid,
+        mut change: impl FnMut(&mut User) -> bool,
+    ) -> Result<Option<User>, StoreError> {
+        let record = self.keys.user(id);
+        // The record is changed (compare-and-replace, so a concurrent suspension or role
+        // change is kept) before the new index entries are claimed, so that a concurrent
+        // claimer sees them as valid (module doc, "Atomicity").
+        let mut before = None;
+        let user = self
+            .modify(&record, |user: &mut User| {
+                before = Some(user.clone());
+                change(user).then_some(None)
+            })
             .await?;
-        if written.is_none() {
-            return Ok(false);
-        }
+        let (Some(user), Some(old)) = (user, before) else {
+            return Ok(None);
+        };
         let changes = [
             (Index::Email, fold(&old.email), fold(&user.email)),
             (Index::Username, fold(&old.username), fold(&user.username)),
         ];
-        if let Err(e) = self.move_indexes(&record, json(&old)?, &changes, &id).await {
+        if changes.iter().all(|(_, before, after)| before == after) {
+            self.sync_directory(id).await?;
+            return Ok(Some(user));
+        }
+        // Refused: the record goes back as it was, by compare-and-replace too; if another
+        // writer changed it meanwhile (a suspension), only the email and username go back.
+        let restore = async {
+            self.modify(&record, |u: &mut User| {
+                if *u == user {
+                    *u = old.clone();
+                } else {
+                    u.email.clone_from(&old.email);
+                    u.username.clone_from(&old.username);
+                }
+                Some(None)
+            })
+            .await
+            .map(drop)
+        };
+        if let Err(e) = self.move_indexes(restore, &changes, &id.to_string()).await {
             // A sync in between may have indexed the record that was just put back.
-            self.compensate("index the restored user", self.sync_directory(user.id))
+            self.compensate("index the restored user", self.sync_directory(id))
                 .await;
             return Err(e);
         }
-        self.sync_directory(user.id).await?;
-        Ok(true)
+        self.sync_directory(id).await?;
+        Ok(Some(user))
     }
 
     pub(in crate::store) async fn user_by_oidc(

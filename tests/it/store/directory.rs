@@ -311,7 +311,7 @@ pub(super) async fn the_directory_follows_every_kind_of_user_write(store: Store)
     let mut renamed = store.user(alice).await.expect("read").expect("alice");
     renamed.username = "zed".into();
     renamed.email = "zed@example.net".into();
-    assert!(store.update_user(&renamed).await.expect("update"));
+    assert!(replace_user(&store, &renamed).await.expect("update"));
     assert_eq!(
         names(&list(&store, active()).await),
         ["bob", "carol", "dave", "zed"]
@@ -328,7 +328,7 @@ pub(super) async fn the_directory_follows_every_kind_of_user_write(store: Store)
     assert_eq!(names(&list(&store, q).await), ["zed"]);
     // A refused rename leaves the directory as it was.
     renamed.username = "bob".into();
-    assert!(store.update_user(&renamed).await.is_err());
+    assert!(replace_user(&store, &renamed).await.is_err());
     assert_eq!(
         names(&list(&store, active()).await),
         ["bob", "carol", "dave", "zed"]

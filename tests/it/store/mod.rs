@@ -100,6 +100,7 @@ every_backend!(
     emails_and_usernames_are_unique_case_insensitively,
     concurrent_creates_with_one_email_have_exactly_one_winner,
     updates_move_the_indexes_and_respect_uniqueness,
+    a_rename_keeps_a_suspension_made_while_it_ran,
     deleting_a_user_deletes_its_keys_and_memberships,
     set_if_absent_has_a_single_winner,
     organizations_and_memberships,
@@ -189,6 +190,19 @@ fn user(email: &str, username: &str) -> User {
         roles: vec!["owner".to_owned()],
         theme_preference: String::new(),
     }
+}
+
+/// [`Store::update_user`] replacing the whole stored user with `user` (as the change's
+/// closure sees it); whether the user exists.
+async fn replace_user(store: &Store, user: &User) -> Result<bool, StoreError> {
+    let found = store
+        .update_user(user.id, |stored| {
+            let changed = stored != user;
+            stored.clone_from(user);
+            changed
+        })
+        .await?;
+    Ok(found.is_some())
 }
 
 fn org(name: &str, is_default: bool) -> Organization {

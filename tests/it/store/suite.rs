@@ -102,7 +102,7 @@ pub(super) async fn updates_move_the_indexes_and_respect_uniqueness(store: Store
     changed.email = "Alice.New@example.com".to_owned();
     changed.username = "alice2".to_owned();
     changed.status = UserStatus::Suspended;
-    assert!(store.update_user(&changed).await.unwrap());
+    assert!(replace_user(&store, &changed).await.unwrap());
     assert_eq!(store.user(alice.id).await.unwrap(), Some(changed.clone()));
     assert_eq!(
         store.user_by_email("alice@example.com").await.unwrap(),
@@ -124,14 +124,14 @@ pub(super) async fn updates_move_the_indexes_and_respect_uniqueness(store: Store
     steal.email = "BOB@example.com".to_owned();
     steal.name = "Thief".to_owned();
     assert_eq!(
-        store.update_user(&steal).await,
+        replace_user(&store, &steal).await,
         Err(StoreError::Conflict { field: "email" })
     );
     let mut steal_name = changed.clone();
     steal_name.email = "fresh@example.com".to_owned();
     steal_name.username = "Bob".to_owned();
     assert_eq!(
-        store.update_user(&steal_name).await,
+        replace_user(&store, &steal_name).await,
         Err(StoreError::Conflict { field: "username" })
     );
     assert_eq!(store.user(alice.id).await.unwrap(), Some(changed.clone()));
@@ -148,17 +148,61 @@ pub(super) async fn updates_move_the_indexes_and_respect_uniqueness(store: Store
     // A change of case only is not a conflict with oneself.
     let mut recased = changed.clone();
     recased.email = "ALICE.NEW@example.com".to_owned();
-    assert!(store.update_user(&recased).await.unwrap());
+    assert!(replace_user(&store, &recased).await.unwrap());
     assert_eq!(
         store.user_by_email("alice.new@example.com").await.unwrap(),
         Some(recased)
     );
 
     // Updating a user that does not exist reports it.
-    assert!(!store
-        .update_user(&user("x@example.com", "x"))
+    assert!(!replace_user(&store, &user("x@example.com", "x"))
         .await
         .unwrap());
+}
+
+/// A rename (`update_user`) racing a suspension (`modify_user`) keeps both, whichever goes
+/// first: a rename that wrote back the whole user it had read would undo the suspension (on
+/// Redis, the suspension polled first writes between the rename's read and its write).
+pub(super) async fn a_rename_keeps_a_suspension_made_while_it_ran(store: Store) {
+    let alice = user("alice@example.com", "alice");
+    store.create_user(&alice).await.unwrap();
+    for round in 0..4 {
+        store
+            .modify_user(alice.id, |u| {
+                u.status = UserStatus::Active;
+                true
+            })
+            .await
+            .unwrap();
+        let name = format!("alice{round}");
+        let rename = store.update_user(alice.id, |u| {
+            u.username.clone_from(&name);
+            true
+        });
+        let suspend = store.modify_user(alice.id, |u| {
+            u.status = UserStatus::Suspended;
+            true
+        });
+        if round % 2 == 0 {
+            let (suspended, renamed) = tokio::join!(suspend, rename);
+            suspended.unwrap();
+            renamed.unwrap();
+        } else {
+            let (renamed, suspended) = tokio::join!(rename, suspend);
+            suspended.unwrap();
+            renamed.unwrap();
+        }
+        let now = store.user(alice.id).await.unwrap().unwrap();
+        assert_eq!(
+            (now.status, now.username.as_str()),
+            (UserStatus::Suspended, name.as_str()),
+            "round {round}"
+        );
+        assert_eq!(
+            store.user_by_username(&name).await.unwrap().map(|u| u.id),
+            Some(alice.id)
+        );
+    }
 }
 
 pub(super) async fn deleting_a_user_deletes_its_keys_and_memberships(store: Store) {
