@@ -537,26 +537,39 @@ impl Identity {
     /// Adds the identity headers of `style` (the client's own copies were removed by
     /// [`sanitize_request`]).
     pub fn apply(&self, headers: &mut HeaderMap, style: IdentityStyle) {
-        let pairs: [(&str, &HeaderValue); 5] = match style {
-            IdentityStyle::None => return,
-            IdentityStyle::Forwarded => [
-                ("x-forwarded-user", &self.username),
-                ("x-forwarded-email", &self.email),
-                ("x-forwarded-user-id", &self.user_id),
-                ("x-forwarded-roles", &self.roles),
-                ("x-forwarded-scopes", &self.scopes),
-            ],
-            IdentityStyle::Remote => [
-                ("remote-user", &self.username),
-                ("remote-email", &self.email),
-                ("remote-name", &self.name),
-                ("remote-groups", &self.roles),
-                ("", &self.scopes),
-            ],
-        };
-        for (name, value) in pairs {
-            if !name.is_empty() {
-                headers.insert(HeaderName::from_static(name), value.clone());
+        // Names made at compile time: `from_static` at run time parses its argument each call.
+        const FORWARDED: [HeaderName; 5] = [
+            HeaderName::from_static("x-forwarded-user"),
+            HeaderName::from_static("x-forwarded-email"),
+            HeaderName::from_static("x-forwarded-user-id"),
+            HeaderName::from_static("x-forwarded-roles"),
+            HeaderName::from_static("x-forwarded-scopes"),
+        ];
+        const REMOTE: [HeaderName; 4] = [
+            HeaderName::from_static("remote-user"),
+            HeaderName::from_static("remote-email"),
+            HeaderName::from_static("remote-name"),
+            HeaderName::from_static("remote-groups"),
+        ];
+        match style {
+            IdentityStyle::None => {}
+            IdentityStyle::Forwarded => {
+                let values = [
+                    &self.username,
+                    &self.email,
+                    &self.user_id,
+                    &self.roles,
+                    &self.scopes,
+                ];
+                for (name, value) in FORWARDED.into_iter().zip(values) {
+                    headers.insert(name, value.clone());
+                }
+            }
+            IdentityStyle::Remote => {
+                let values = [&self.username, &self.email, &self.name, &self.roles];
+                for (name, value) in REMOTE.into_iter().zip(values) {
+                    headers.insert(name, value.clone());
+                }
             }
         }
     }
