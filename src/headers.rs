@@ -142,6 +142,14 @@ fn classify(name: &HeaderName) -> Class {
 }
 
 fn classify_lower(name: &str) -> Class {
+    // Every name below starts with one of these; most request headers (accept, authorization,
+    // cookie, host, user-agent, ...) are told apart by their first byte or their length.
+    if !matches!(
+        name.as_bytes().first(),
+        Some(b'c' | b'f' | b'h' | b'k' | b'p' | b'r' | b't' | b'u' | b'x')
+    ) {
+        return Class::Keep;
+    }
     match name {
         "connection" => Class::HopByHop(0),
         "keep-alive" => Class::HopByHop(1),
@@ -156,6 +164,7 @@ fn classify_lower(name: &str) -> Class {
         "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-forwarded-port"
         | "x-forwarded-prefix" | "x-forwarded-uri" | "x-forwarded-method" | "forwarded"
         | "x-real-ip" => Class::Forwarded,
+        n if !n.starts_with(['x', 'r']) => Class::Keep,
         n if IDENTITY_HEADERS.contains(&n) => Class::Identity,
         n if OVERRIDE_HEADERS.contains(&n) => Class::Override,
         _ => Class::Keep,
