@@ -11,7 +11,14 @@
 //! counts measured when they were set plus a little slack for the background (cache upkeep,
 //! timers): a change that adds an allocation per request fails here. Counts, never time.
 //!
-//! `cargo test --test alloc -- --nocapture` prints the counts.
+//! `cargo test --test alloc -- --nocapture` prints the counts. What the eight of HTTP/1.1 are
+//! (DHAT, `benches/profile.sh dhat http`): hyper's request and response header maps; a fresh
+//! 8 KiB read buffer per message on the client connection and on the upstream connection
+//! (hyper reads ahead while the message it parsed still shares the old one); hyper's
+//! header-read timer, boxed anew for every request head; the hyper client's oneshot and the
+//! response body's channel; and the `Host` value, copied once to be validated as an
+//! authority. None is Portcullis's own decision: the route look-up, the key cache hit and the
+//! identity headers allocate nothing.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -90,7 +97,7 @@ enum Protocol {
 fn an_authenticated_http1_request_allocates_at_most_the_bound() {
     let per_request = measure(Protocol::Http1);
     assert!(
-        per_request <= 10.0,
+        per_request <= 9.0,
         "{per_request:.2} allocations per request over plain HTTP/1.1"
     );
 }
@@ -100,7 +107,7 @@ fn an_authenticated_http1_request_allocates_at_most_the_bound() {
 fn an_authenticated_tls_http1_request_allocates_at_most_the_bound() {
     let per_request = measure(Protocol::TlsHttp1);
     assert!(
-        per_request <= 12.0,
+        per_request <= 11.0,
         "{per_request:.2} allocations per request over HTTP/1.1 with TLS"
     );
 }
@@ -110,7 +117,7 @@ fn an_authenticated_tls_http1_request_allocates_at_most_the_bound() {
 fn an_authenticated_tls_http2_request_allocates_at_most_the_bound() {
     let per_request = measure(Protocol::TlsHttp2);
     assert!(
-        per_request <= 18.0,
+        per_request <= 17.0,
         "{per_request:.2} allocations per request over HTTP/2 with TLS"
     );
 }

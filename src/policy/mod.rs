@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use http::Method;
+use smallvec::SmallVec;
 
 use crate::rbac::{Action, Resource};
 
@@ -543,11 +544,12 @@ impl Route {
 
 /// The decoded, non-empty segments of a canonical request path. A path that is not canonical
 /// is refused here too, so no caller can skip [`canonicalize`].
-fn segments(path: &str) -> Result<Vec<Cow<'_, str>>, AmbiguousPath> {
+/// Up to eight segments stay on the stack: no allocation for a request's look-up.
+fn segments(path: &str) -> Result<SmallVec<[Cow<'_, str>; 8]>, AmbiguousPath> {
     let Cow::Borrowed(path) = canonicalize(path)? else {
         return Err(AmbiguousPath("The path is not in its canonical form."));
     };
-    let mut out = Vec::with_capacity(8);
+    let mut out = SmallVec::new();
     for raw in path.split('/').filter(|s| !s.is_empty()) {
         out.push(path::decode(raw)?);
     }
