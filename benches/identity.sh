@@ -16,6 +16,7 @@
 #
 #   benches/identity.sh                  # builds the release binary
 #   BENCH_BIN=target/release/portcullis DURATION=10 REPS=3 benches/identity.sh
+#   BENCH_COMMIT="main b6372d8" BENCH_BIN=/tmp/portcullis-b6372d8 benches/identity.sh  # another build
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 : "${DURATION:=10}" "${PORT_BASE:=22000}" "${REPS:=3}" "${RECORD:=1}"
@@ -24,7 +25,7 @@ if [ -z "${BENCH_BIN:-}" ]; then
   cargo build --release
   BENCH_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/portcullis"
 fi
-COMMAND="DURATION=$DURATION REPS=$REPS BENCH_BIN=$BENCH_BIN benches/identity.sh"
+COMMAND="DURATION=$DURATION REPS=$REPS BENCH_BIN=$BENCH_BIN${BENCH_COMMIT:+ BENCH_COMMIT=\"$BENCH_COMMIT\"} benches/identity.sh"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 BUSY_BEFORE=$(ps -eo pcpu=,comm= --sort=-pcpu | head -4 | awk '{printf "%s%s %s%%", (NR>1?", ":""), $2, $1}')
 RUN=$(mktemp -d /tmp/portcullis-identity-bench.XXXXXX)
@@ -66,6 +67,7 @@ cache_ttl = "$2"
 [session]
 cookie_secure = false
 [rate_limit]
+api_per_minute = 0
 login_per_minute = 0
 account_failures = 0
 CONF
@@ -110,6 +112,9 @@ for rep in $(seq "$REPS"); do
   read -r m50 m99 mrps < <(latency "http://127.0.0.1:$PC/app" "$TOKEN")
   after=$(curl -sf "http://127.0.0.1:$((PC + 1))/metrics")
   stop_portcullis
+  # Redis's own time per command (server side, cumulative over the reps' miss runs).
+  REDIS_STATS=$(redis-cli -p "$REDIS" info commandstats | tr -d '\r' |
+    awk -F'[:,=]' '/^cmdstat_(get|smembers|evalsha|eval):/ { printf "%s%s %d calls, %s us each", sep, substr($1, 9), $3, $7; sep = "; " }')
   ROWS+=("| $rep | Portcullis, key read from Redis every request | $m50 | $m99 | $mrps |")
 done
 # The last miss run's own account: misses, Redis commands (any kind) and session-read time.
@@ -124,6 +129,7 @@ PER_MISS=$(awk -v m="$misses" -v c="$commands" -v n="$calls" -v s="$call_sum" 'B
 RESULT_LATENCY=$(printf '| rep | path | p50 | p99 | req/s at 1 in flight |\n|---|---|---|---|---|\n'; printf '%s\n' "${ROWS[@]}")
 echo "$RESULT_LATENCY"
 echo "last miss run: $PER_MISS"
+echo "Redis server time per command (every miss run): $REDIS_STATS"
 
 echo
 echo "== password logins on one core (${DURATION}s, 4 in flight)"
@@ -150,8 +156,10 @@ echo "$RESULT_RSS"
 
 [ "$RECORD" = 1 ] || exit 0
 OUT=${OUT:-benches/results/identity-$(date -u +%Y-%m-%d).md}
+# BENCH_COMMIT says what BENCH_BIN was built from, when that is not this tree.
 COMMIT=$(git rev-parse --short HEAD)
 git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT (with uncommitted changes)"
+COMMIT=${BENCH_COMMIT:-$COMMIT}
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 {
   echo "# Identity costs: cache miss and logins, $(date -u +%Y-%m-%d)"
@@ -165,7 +173,8 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
   echo
   echo "$RESULT_LATENCY"
   echo
-  echo "The last miss run, from its own metrics: $PER_MISS."
+  echo "The last miss run, from its own metrics: $PER_MISS. Redis's own time per command"
+  echo "(\`INFO commandstats\`, every run on this Redis): $REDIS_STATS."
   echo
   echo "## Password logins on one core (argon2id defaults, 4 in flight, ${DURATION} s)"
   echo
