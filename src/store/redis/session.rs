@@ -53,9 +53,10 @@ impl RedisStore {
         }
         let rest = reply.split_off(1);
         let key: ApiKey = decode(&record, &reply[0])?;
-        // The script found the user id where serde does, in the same JSON: a mismatch (or none)
-        // would mean a record that only one of them can read. Read the user's side by the
-        // typed id then, as the cluster does.
+        // The script found the user id by pattern, serde by decoding the same JSON: a mismatch
+        // (or none found) means a record written in some other form (an upper-case id, say).
+        // What the script read is dropped, and the user's side read by the typed id, as on a
+        // Cluster.
         match rest.split_first() {
             Some((used, user_side)) if *used == key.user_id.to_string().as_bytes() => {
                 self.assemble(key, user_side)
