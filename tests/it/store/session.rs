@@ -83,7 +83,8 @@ pub(super) async fn a_key_resolves_to_its_user_and_memberships(store: Store) {
 
 /// Organization ids in the user's set that are not UUIDs, or have no membership record (as a
 /// crash between the steps of `remove_member` leaves them), are left out, as
-/// `memberships_of` leaves them out; a corrupt key record is an error, not a miss.
+/// `memberships_of` leaves them out; a user id in another form than the key names' is still
+/// found; a corrupt key record is an error, not a miss.
 async fn a_session_skips_organization_ids_without_a_membership(url: &str) {
     let (store, prefix) = redis_store(url).await;
     let bob = user("bob@example.com", "bob");
@@ -106,6 +107,24 @@ async fn a_session_skips_organization_ids_without_a_membership(url: &str) {
     assert_eq!(
         resolve(&store, &key.id).await,
         Some((key.clone(), bob.clone(), vec![membership]))
+    );
+
+    // A record whose user id is written in capitals (serde reads it; the key names hold the
+    // lower-case form) is still resolved to its user.
+    let upper = api_key(bob.id, "");
+    let record = serde_json::to_string(&upper)
+        .expect("json")
+        .replace(&bob.id.to_string(), &bob.id.to_string().to_uppercase());
+    on_its_master(
+        url,
+        redis::cmd("SET")
+            .arg(format!("{prefix}key:{}", upper.id))
+            .arg(record),
+    )
+    .await;
+    assert_eq!(
+        resolve(&store, &upper.id).await.map(|(k, u, _)| (k, u.id)),
+        Some((upper.clone(), bob.id))
     );
 
     let broken = api_key(bob.id, "");
