@@ -73,7 +73,7 @@ mod memory;
 mod redis;
 
 pub use crate::model::{
-    AllowListEntry, ApiKey, LoginType, Membership, Organization, User, UserStatus,
+    AllowListEntry, ApiKey, LoginType, Membership, Organization, Session, User, UserStatus,
 };
 pub use directory::{UserPage, UserQuery};
 pub use error::{Corrupt, StoreError, Unavailable};
@@ -556,6 +556,25 @@ impl Store {
         match &*self.backend {
             Backend::Memory(m) => Ok(m.modify_key(id, change)),
             Backend::Redis(r) => r.durably(r.modify_key(id, change)).await,
+        }
+    }
+
+    /// What the API key `id` resolves to for the key cache: the key, its user and the user's
+    /// memberships; `None` when there is no such key, or its user is gone. On Redis this is
+    /// one round trip (one script, so one snapshot), two on a Cluster (the key, then its
+    /// user's slot): a cache miss pays for it on the request path.
+    pub async fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        match &*self.backend {
+            Backend::Memory(m) => Ok(m.key(id).and_then(|key| {
+                let user = m.user(key.user_id)?;
+                let memberships = m.memberships_of(key.user_id);
+                Some(Session {
+                    key,
+                    user,
+                    memberships,
+                })
+            })),
+            Backend::Redis(r) => r.session(id).await,
         }
     }
 

@@ -10,6 +10,8 @@
 //! - `pubsub`: publishing invalidations and the subscriber task;
 //! - `script`: the Lua scripts and `EVALSHA`;
 //! - `record`: JSON records, read one or many, changed by compare-and-replace;
+//! - `session`: what a key id resolves to for the key cache, in one round trip (two on a
+//!   Cluster);
 //! - `index`: the uniqueness indexes (claim, take over, release);
 //! - `directory`: the index behind the user directory, and its queries;
 //! - `users`, `orgs` (with memberships), `api_keys`, `values` (counters, single-use values,
@@ -55,6 +57,7 @@
 //! | `delete_key` | `DEL` record (`*`); script: `SREM keys`, `HDEL` its name (U) | the record goes first: the key stops working at once; the rest is bookkeeping, redone by the next `keys_of` or claim |
 //! | `delete_keys_of` | `SMEMBERS keys` (U); `DEL` each record (`*`); script: `SREM` those ids, `HDEL` their names (U) | only the ids deleted leave the list: a key stored meanwhile stays listed for the next revocation (a login racing a password change keeps its session, as if it had come just after) |
 //! | `keys_of` | `SMEMBERS keys` (U); `GET` each record (`*`); `SREM` the ids without one (U) | reads; the clean-up only drops ids whose record has expired |
+//! | `session` (a key cache miss) | standalone, Sentinel: one script reads the key record (`*`) and, by the user id in it, the user, `orgs` and memberships (U); Cluster: `GET` the key record (`*`); script: user, `orgs`, memberships (U) | reads; on one Redis the script is one snapshot; on a Cluster, as the separate reads were before (a key deleted between the steps is caught by the cache's invalidation sequence) |
 //! | `add_member` | script: membership record, `SADD orgs` (U, one slot); `SADD members` (O) | `members_of` reads each membership record and skips ids without one, so the two sets may disagree for a moment without anyone gaining a role |
 //! | `remove_member` | script: `DEL` membership, `SREM orgs` (U); `SREM members` (O) | the record, which is what grants roles, goes first |
 //! | `modify_user`, `modify_key` | compare-and-replace of one record (one key) | see above |
@@ -126,6 +129,7 @@ mod orgs;
 mod pubsub;
 mod record;
 mod script;
+mod session;
 mod users;
 mod values;
 
@@ -134,10 +138,13 @@ pub use health::HealthReport;
 use health::{Admit, Health};
 use pubsub::subscribe_forever;
 use script::Scripts;
+use session::UserKeys;
 
 /// The store on Redis; see the module doc.
 pub(super) struct RedisStore {
     keys: Keys,
+    /// The form of a user's key names, for the session script.
+    user_keys: UserKeys,
     slot: Arc<Slot>,
     timeout: Duration,
     events: broadcast::Sender<Invalidation>,
@@ -152,6 +159,8 @@ pub(super) struct RedisStore {
     confirm_writes: bool,
     /// Whether this replica has seen the directory index complete (see `directory`).
     directory_built: AtomicBool,
+    /// Whether Redis is a Cluster, where one script cannot read keys of several slots.
+    cluster: bool,
 }
 
 /// Settles a command's [`Admit`] with [`Health`]: answered, timed out, failed quickly, or
@@ -243,6 +252,7 @@ impl RedisStore {
             ))
             .abort_handle();
         Ok(RedisStore {
+            user_keys: UserKeys::new(&keys),
             keys,
             slot,
             timeout,
@@ -255,6 +265,7 @@ impl RedisStore {
             metrics,
             confirm_writes: matches!(url.topology, RedisTopology::Sentinel { .. }),
             directory_built: AtomicBool::new(false),
+            cluster: matches!(url.topology, RedisTopology::Cluster),
         })
     }
 

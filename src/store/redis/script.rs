@@ -69,6 +69,36 @@ const MEMBER_DELETE: &str = r"
 local n = redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 return n";
+/// What a key id resolves to, in one run: the key record KEYS[1] and, through the user id in
+/// it, that user's record and memberships, whose names are ARGV[1] .. user id .. ARGV[2] ..
+/// `user`, `orgs`, `member:<org id>`. Those keys cannot be declared (the id is in the record),
+/// which a single Redis allows and a Cluster does not: see `session.rs`. The id is found by
+/// pattern, not by decoding the JSON (which took most of the script's time): in serde_json's
+/// output `"user_id":"` can only be the field's own name, since a quote inside a string is
+/// escaped, and the caller checks the id against the record it decodes. Returns {} when there
+/// is no key; {key} when no user id is found in it; else {key, user id, user or '', then each
+/// organization id followed by its membership or ''}.
+const SESSION: &str = r#"
+local key = redis.call('GET', KEYS[1])
+if not key then return {} end
+local user = string.match(key, '"user_id":"([%x-]+)"')
+if not user then return {key} end
+local u = ARGV[1] .. user .. ARGV[2]
+local out = {key, user, redis.call('GET', u .. 'user') or ''}
+for _, org in ipairs(redis.call('SMEMBERS', u .. 'orgs')) do
+  out[#out + 1] = org
+  out[#out + 1] = redis.call('GET', u .. 'member:' .. org) or ''
+end
+return out"#;
+/// A user's side of a session, in the user's slot: the user record KEYS[1] or '', then each
+/// organization id of the set KEYS[2] followed by its membership ARGV[1] .. org id, or ''.
+const SESSION_USER: &str = r"
+local out = {redis.call('GET', KEYS[1]) or ''}
+for _, org in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  out[#out + 1] = org
+  out[#out + 1] = redis.call('GET', ARGV[1] .. org) or ''
+end
+return out";
 
 /// Move one user's directory entry (see `directory.rs`), if the user's entry in the hash
 /// KEYS[1] is still ARGV[2] ('' for none): remove the old entry ARGV[4] from the ordered set
@@ -158,6 +188,8 @@ pub(super) struct Scripts {
     pub(super) member_delete: Script,
     pub(super) directory_put: Script,
     pub(super) directory_query: Script,
+    pub(super) session: Script,
+    pub(super) session_user: Script,
 }
 
 pub(super) struct Script {
@@ -205,6 +237,8 @@ impl Scripts {
             member_delete: Script::new(MEMBER_DELETE),
             directory_put: Script::new(DIRECTORY_PUT),
             directory_query: Script::new(DIRECTORY_QUERY),
+            session: Script::new(SESSION),
+            session_user: Script::new(SESSION_USER),
         }
     }
 }

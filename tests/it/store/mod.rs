@@ -24,8 +24,8 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::common::{
-    delete_redis_keys, eventually, free_port, random_key_prefix, redis_keys, subscribers,
-    RedisServer, BOUND, REDIS,
+    delete_redis_keys, eventually, free_port, random_key_prefix, redis_keys, redis_masters,
+    subscribers, RedisServer, BOUND, REDIS,
 };
 
 // === harness ===
@@ -122,6 +122,7 @@ every_backend!(
     the_directory_follows_every_kind_of_user_write,
     concurrent_writes_leave_the_directory_as_the_record_is,
     organizations_are_renamed_and_deleted_with_their_memberships,
+    a_key_resolves_to_its_user_and_memberships,
 );
 
 fn store_config(url: &str, prefix: &str, command_timeout: &str) -> StoreConfig {
@@ -271,6 +272,8 @@ fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
 
 mod oidc_links;
 mod redis_only;
+mod session;
+use session::a_key_resolves_to_its_user_and_memberships;
 mod suite;
 use suite::*;
 mod atomic;
