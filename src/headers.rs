@@ -4,6 +4,8 @@
 //! Everything here is one pass over the client's headers that only allocates when it has
 //! something to remove, because it runs on every proxied request.
 
+use std::sync::Arc;
+
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
 };
@@ -497,60 +499,72 @@ pub enum IdentityStyle {
 }
 
 /// A session's identity, rendered once as header values (when it is cached), so that adding
-/// it to a request is a few reference-count increments.
+/// it to a request is a few reference-count increments. What comes from the user is one
+/// [`UserIdentity`] that every cached key of the user can share; the scopes are the key's.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    user: Arc<UserIdentity>,
+    scopes: Arc<HeaderValue>,
+}
+
+/// The identity header values that come from the user (all but the scopes): its username,
+/// email, id, display name and role names.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UserIdentity {
     username: HeaderValue,
     email: HeaderValue,
     user_id: HeaderValue,
     name: HeaderValue,
     roles: HeaderValue,
-    scopes: HeaderValue,
+}
+
+/// A header value of `s`, or an empty one when `s` cannot be one (a control character).
+fn value(s: &str) -> HeaderValue {
+    HeaderValue::from_bytes(s.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 // === impl Identity ===
 
 impl Identity {
-    /// Renders the values. Role names are the stored site roles, then organization roles as
-    /// `<role>:<organization id>`; scopes are the key's.
-    pub fn new(
-        username: &str,
-        email: &str,
-        user_id: &str,
-        name: &str,
-        roles: impl Iterator<Item = String>,
-        scopes: &[String],
-    ) -> Self {
-        let value = |s: &str| {
-            HeaderValue::from_bytes(s.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
-        };
-        Identity {
-            username: value(username),
-            email: value(email),
-            user_id: value(user_id),
-            name: value(name),
-            roles: value(&roles.collect::<Vec<_>>().join(",")),
-            scopes: value(&scopes.join(",")),
-        }
+    /// An identity of a user's values and a key's scopes value ([`Identity::scopes_value`]),
+    /// either of which may be shared with other identities.
+    pub fn from_parts(user: Arc<UserIdentity>, scopes: Arc<HeaderValue>) -> Self {
+        Identity { user, scopes }
+    }
+
+    /// The `X-Forwarded-Scopes` value of a key's scope list.
+    pub fn scopes_value(scopes: &[String]) -> HeaderValue {
+        value(&scopes.join(","))
+    }
+
+    /// The values that come from the user.
+    pub fn user(&self) -> &Arc<UserIdentity> {
+        &self.user
+    }
+
+    /// The scopes value.
+    pub fn scopes(&self) -> &Arc<HeaderValue> {
+        &self.scopes
     }
 
     /// Adds the identity headers of `style` (the client's own copies were removed by
     /// [`sanitize_request`]).
     pub fn apply(&self, headers: &mut HeaderMap, style: IdentityStyle) {
+        let user = &*self.user;
         let pairs: [(&str, &HeaderValue); 5] = match style {
             IdentityStyle::None => return,
             IdentityStyle::Forwarded => [
-                ("x-forwarded-user", &self.username),
-                ("x-forwarded-email", &self.email),
-                ("x-forwarded-user-id", &self.user_id),
-                ("x-forwarded-roles", &self.roles),
+                ("x-forwarded-user", &user.username),
+                ("x-forwarded-email", &user.email),
+                ("x-forwarded-user-id", &user.user_id),
+                ("x-forwarded-roles", &user.roles),
                 ("x-forwarded-scopes", &self.scopes),
             ],
             IdentityStyle::Remote => [
-                ("remote-user", &self.username),
-                ("remote-email", &self.email),
-                ("remote-name", &self.name),
-                ("remote-groups", &self.roles),
+                ("remote-user", &user.username),
+                ("remote-email", &user.email),
+                ("remote-name", &user.name),
+                ("remote-groups", &user.roles),
                 ("", &self.scopes),
             ],
         };
@@ -558,6 +572,28 @@ impl Identity {
             if !name.is_empty() {
                 headers.insert(HeaderName::from_static(name), value.clone());
             }
+        }
+    }
+}
+
+// === impl UserIdentity ===
+
+impl UserIdentity {
+    /// Renders a user's values. Role names are the stored site roles, then organization roles
+    /// as `<role>:<organization id>`.
+    pub fn new(
+        username: &str,
+        email: &str,
+        user_id: &str,
+        name: &str,
+        roles: impl Iterator<Item = String>,
+    ) -> Self {
+        UserIdentity {
+            username: value(username),
+            email: value(email),
+            user_id: value(user_id),
+            name: value(name),
+            roles: value(&roles.collect::<Vec<_>>().join(",")),
         }
     }
 }

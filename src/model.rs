@@ -6,6 +6,7 @@
 //! have a `Debug` that leaves those fields out. Timestamps serialize as RFC 3339.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -196,6 +197,16 @@ pub struct AllowListEntry {
 
 // === impl User ===
 
+impl User {
+    /// `user` without its password hash, as sessions hold it.
+    pub fn without_password(user: User) -> User {
+        User {
+            hashed_password: None,
+            ..user
+        }
+    }
+}
+
 impl fmt::Debug for User {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("User")
@@ -375,15 +386,30 @@ mod tests {
     }
 }
 
-/// What a valid key id resolves to.
+/// What a valid key id resolves to. The user and its memberships are behind [`Arc`]s so that
+/// the key cache can give every cached key of one user the same copy.
 #[derive(Debug)]
 pub struct Session {
     /// The key record (its secret only as a hash).
     pub key: ApiKey,
-    /// The key's user.
-    pub user: User,
+    /// The key's user. A session never holds the password hash: `hashed_password` is `None`
+    /// whatever the stored record has, so code that checks a password reads the store.
+    pub user: Arc<User>,
     /// The user's organization memberships.
-    pub memberships: Vec<Membership>,
+    pub memberships: Arc<[Membership]>,
+}
+
+// === impl Session ===
+
+impl Session {
+    /// A session of `key`, its user (whose password hash it drops) and memberships.
+    pub fn new(key: ApiKey, user: User, memberships: Vec<Membership>) -> Session {
+        Session {
+            key,
+            user: Arc::new(User::without_password(user)),
+            memberships: memberships.into(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -49,11 +49,7 @@ fn session() -> Session {
         allow_list: Vec::new(),
         not_after: None,
     };
-    Session {
-        key,
-        user,
-        memberships,
-    }
+    Session::new(key, user, memberships)
 }
 
 /// Decodes `jwt` with the key the JWKS names in its header, as an upstream would.

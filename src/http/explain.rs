@@ -488,11 +488,11 @@ async fn session_of(app: &App, who: &str) -> Result<Authenticated, Error> {
         }],
         not_after: None,
     };
-    Ok(Authenticated::detached(Session {
+    Ok(Authenticated::detached(Session::new(
         key,
         user,
         memberships,
-    }))
+    )))
 }
 
 fn subject_report(auth: &Authenticated, source: &'static str) -> SubjectReport {
@@ -547,7 +547,7 @@ fn check_report(
     let (site_roles, memberships, scopes) = match auth {
         Some(a) => (
             &a.session().user.roles,
-            a.session().memberships.as_slice(),
+            &a.session().memberships[..],
             &a.session().key.scopes,
         ),
         None => (&empty, &[][..], &empty),
