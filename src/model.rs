@@ -171,10 +171,10 @@ pub struct ApiKey {
     pub ip_address: String,
     /// The token's name; empty for sessions. Unique per user when not empty.
     pub token_name: String,
-    /// Scope names.
-    pub scopes: Vec<String>,
-    /// The allow list (`[{"type":"*","id":"*"}]` when unrestricted).
-    pub allow_list: Vec<AllowListEntry>,
+    /// Scope names. Shared: the key cache gives keys with the same list one copy.
+    pub scopes: Arc<[String]>,
+    /// The allow list (`[{"type":"*","id":"*"}]` when unrestricted). Shared as the scopes are.
+    pub allow_list: Arc<[AllowListEntry]>,
     /// The latest the sliding refresh may move `expires_at` to: set on a token made with a
     /// restricted key, which never outlives the key that made it (spec §7.3).
     #[serde(
@@ -300,11 +300,12 @@ mod tests {
             lifetime_seconds: 86400,
             ip_address: "127.0.0.1".into(),
             token_name: "ci".into(),
-            scopes: vec!["coder:all".into()],
+            scopes: vec!["coder:all".into()].into(),
             allow_list: vec![AllowListEntry {
                 resource_type: "*".into(),
                 id: "*".into(),
-            }],
+            }]
+            .into(),
             not_after: None,
         }
     }

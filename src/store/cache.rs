@@ -57,7 +57,7 @@ use crate::assertion::Issued;
 use crate::config::StoreConfig;
 use crate::headers::{Identity, UserIdentity};
 use crate::metrics::{CacheResult, Metrics};
-use crate::model::{Membership, User};
+use crate::model::{AllowListEntry, Membership, User};
 use crate::rbac::intern::Interner;
 use crate::rbac::Subject;
 use crate::report::ErrorChain;
@@ -113,7 +113,7 @@ struct Generations {
 }
 
 /// What cached entries share: per user id, the user record, its memberships and its identity
-/// values; per scope list, its header value. A value is shared only while it equals what a
+/// values; per scope list, the list and its header value; per allow list, the list. A value is shared only while it equals what a
 /// new load read (the user id is the key, the whole value is compared), so no user is ever
 /// given another's, and a user changed in the store gets new copies from the first reload on.
 /// The tables hold [`Weak`](std::sync::Weak)s: a copy lives as long as the entries that hold it.
@@ -123,6 +123,8 @@ struct Shared {
     memberships: Interner<Uuid, [Membership]>,
     identities: Interner<Uuid, UserIdentity>,
     scopes: Interner<Vec<String>, HeaderValue>,
+    scope_lists: Interner<Vec<String>, [String]>,
+    allow_lists: Interner<Vec<AllowListEntry>, [AllowListEntry]>,
 }
 
 /// The cache.
@@ -222,13 +224,22 @@ impl Entry {
 // === impl Shared ===
 
 impl Shared {
-    /// `session` with the shared copies of its user and memberships, where they are equal.
+    /// `session` with the shared copies of its key's scope and allow lists, and of its user and
+    /// memberships where they are equal.
     fn session(&self, session: Session) -> Session {
         let Session {
-            key,
+            mut key,
             user,
             memberships,
         } = session;
+        key.scopes =
+            self.scope_lists
+                .share(key.scopes.to_vec(), |_| true, |list| Arc::from(&list[..]));
+        key.allow_list = self.allow_lists.share(
+            key.allow_list.to_vec(),
+            |_| true,
+            |list| Arc::from(&list[..]),
+        );
         let id = user.id;
         let user = self
             .users
@@ -259,7 +270,7 @@ impl Shared {
         let values =
             self.identities
                 .share(user.id, |live| *live == *values, |_| Arc::clone(&values));
-        let scopes = self.scopes.get(session.key.scopes.clone(), |scopes| {
+        let scopes = self.scopes.get(session.key.scopes.to_vec(), |scopes| {
             Identity::scopes_value(scopes)
         });
         Identity::from_parts(values, scopes)
@@ -522,15 +533,11 @@ async fn load_fresh(
 
 /// Reads what a key id resolves to: the key, then its user and memberships together.
 async fn load_session(store: &Store, id: &str) -> Result<Option<Session>, StoreError> {
-    let Some(mut key) = store.key(id).await? else {
+    let Some(key) = store.key(id).await? else {
         return Ok(None);
     };
     let (user, memberships) =
         tokio::try_join!(store.user(key.user_id), store.memberships_of(key.user_id))?;
-    // Decoding grows each list to room for four; the cached copy keeps only what it holds
-    // (some 200 bytes per cached key for the usual one scope and one allow-list entry).
-    key.scopes.shrink_to_fit();
-    key.allow_list.shrink_to_fit();
     Ok(user.map(|user| Session::new(key, user, memberships)))
 }
 

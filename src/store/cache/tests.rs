@@ -64,7 +64,8 @@ async fn key(store: &Store, id: &str, user: &User, scopes: &[&str]) -> String {
         allow_list: vec![AllowListEntry {
             resource_type: "*".into(),
             id: "*".into(),
-        }],
+        }]
+        .into(),
         not_after: None,
     };
     store
@@ -105,9 +106,17 @@ async fn keys_of_one_user_share_its_record_memberships_and_identity_values() {
     assert!(Arc::ptr_eq(&a.session.memberships, &b.session.memberships));
     assert!(Arc::ptr_eq(a.identity.user(), b.identity.user()));
     assert!(Arc::ptr_eq(a.identity.user(), c.identity.user()));
-    // The scopes value is the key's: shared by keys with the same scopes only.
+    // The scope list and its value are the key's: shared by keys with the same scopes only;
+    // the allow lists are the same, so shared.
     assert!(Arc::ptr_eq(a.identity.scopes(), c.identity.scopes()));
     assert!(!Arc::ptr_eq(a.identity.scopes(), b.identity.scopes()));
+    assert!(Arc::ptr_eq(&a.session.key.scopes, &c.session.key.scopes));
+    assert!(!Arc::ptr_eq(&a.session.key.scopes, &b.session.key.scopes));
+    assert_eq!(*b.session.key.scopes, ["workspace:read"]);
+    assert!(Arc::ptr_eq(
+        &a.session.key.allow_list,
+        &b.session.key.allow_list
+    ));
     let (ha, hb) = (headers(&a), headers(&b));
     assert_eq!(ha["x-forwarded-scopes"], "coder:all");
     assert_eq!(hb["x-forwarded-scopes"], "workspace:read");
@@ -153,8 +162,9 @@ async fn two_users_never_share_even_with_the_same_roles_name_and_organization() 
     assert_eq!(hb["x-forwarded-user"], "bob");
     assert_eq!(hb["x-forwarded-email"], "bob@example.com");
     assert_eq!(hb["x-forwarded-user-id"], bob.id.to_string().as_str());
-    // What does not depend on the user is shared: the same scope list's value.
+    // What does not depend on the user is shared: the same scope list and its value.
     assert!(Arc::ptr_eq(a.identity.scopes(), b.identity.scopes()));
+    assert!(Arc::ptr_eq(&a.session.key.scopes, &b.session.key.scopes));
 }
 
 #[tokio::test]
