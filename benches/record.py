@@ -93,6 +93,25 @@ for mode in modes:
                 ratio_lines.append("| %s | %s | %s | %.2f | %s |" % (
                     case, proto, label, statistics.median(per_rep),
                     ", ".join("%.2f" % x for x in per_rep)))
+    # Issue 18's yardstick: the better of nginx and HAProxy as plain proxies, per repetition,
+    # and whether the case's p99 is no worse than that proxy's.
+    p99 = {(r["case"], r["proto"], r["rep"]): r.get("lat_p99_us", 0) for r in runs}
+    for (case, proto) in sorted({(c, p) for (c, p, _) in rps}):
+        if case in ("nginx-proxy", "haproxy", "direct") or case.startswith("nginx-authreq"):
+            continue
+        per_rep, p99_ok = [], []
+        for (c, p, rep) in sorted(rps):
+            refs = [(rps.get((ref, proto, rep)), ref) for ref in ("nginx-proxy", "haproxy")]
+            refs = [(v, ref) for (v, ref) in refs if v]
+            if c != case or p != proto or len(refs) < 2:
+                continue
+            best, ref = max(refs)
+            per_rep.append(rps[(case, proto, rep)] / best)
+            p99_ok.append(p99[(case, proto, rep)] <= p99[(ref, proto, rep)])
+        if per_rep:
+            ratio_lines.append("| %s | %s | the better of nginx and HAProxy (p99 no worse: %d of %d reps) | %.2f | %s |" % (
+                case, proto, sum(p99_ok), len(p99_ok), statistics.median(per_rep),
+                ", ".join("%.2f" % x for x in per_rep)))
     if ratio_lines:
         lines += ["", "Paired ratios (req/s of the case over the reference's in the same repetition):",
                   "", "| case | protocol | × | median | per rep |", "|---|---|---|---|---|"]

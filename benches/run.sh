@@ -19,7 +19,10 @@
 #   MODES      which runs (default "http tls auth fwd"; auth = policy "authenticated", cache-hit path,
 #              PROTOS=http; fwd = nginx auth_request -> /.portcullis/verify beside nginx auth_request
 #              -> a static nginx verify location, FWD_PROTOS (default http); routes1 / routes50 =
-#              authenticated proxying under 1 or 50 route rules, to compare the two)
+#              authenticated proxying under 1 or 50 route rules, to compare the two; goal = issue
+#              18's goal row: authenticated proxying on a cache hit, 50 route rules, identity headers
+#              on, the Redis store (GOAL_REDIS, default redis://127.0.0.1:6379/0, under a key prefix
+#              of its own), over HTTP/1.1, TLS h1 and TLS h2, beside nginx and HAProxy)
 #   BENCH_DIR  the harness (default: ../shared/bench beside the repository)
 #   BENCH_BIN  a portcullis binary to measure instead of building one (default: cargo build --release)
 #   OUT_BASE   where results go (default results/bench-<UTC time>/, one subfolder per run)
@@ -36,6 +39,14 @@ SELF="$ROOT/benches/run.sh"
 if [ "${1:-}" = --sidecar ]; then
   mode=$2 bin=$3
   conf="$BENCH_RUN_DIR/portcullis-$mode.toml"
+  if [ "$mode" = goal-http ] || [ "$mode" = goal-tls ]; then
+    # The goal row: the store, the 50 rules and the listener come from the driver (GOAL_CONF).
+    sed -e "s|@UPSTREAM@|$BENCH_UPSTREAM|" -e "s|@CERT@|$BENCH_TLS_CERT|" -e "s|@KEY@|$BENCH_TLS_KEY|" \
+      "$GOAL_CONF.$mode" >"$conf"
+    echo "portcullis bench config ($conf):" >&2
+    grep -v '^path\|^methods\|^require\|^\[\[policy' "$conf" >&2
+    exec "$bin" serve --config "$conf"
+  fi
   {
     echo "[server]"
     if [ "$mode" = tls ]; then
@@ -205,6 +216,63 @@ run_fwd() {
   stop_portcullis
 }
 
+# route_rules N: N route rules for GET /app/v1/items/42: N-1 that share its first two segments
+# and fail on the third, then `/app/**` requiring user:read (the bench user is an owner).
+route_rules() {
+  local count=$1 rules="" i
+  for ((i = 1; i < count; i++)); do
+    rules+=$'[[policy.route]]\npath = "/app/v1/r'"$i"$'/{id}"\nmethods = ["GET", "POST"]\nrequire = "workspace:read"\n'
+  done
+  rules+=$'[[policy.route]]\npath = "/app/**"\nrequire = "user:read"\n'
+  printf '%s' "$rules"
+}
+
+# Issue 18's goal row: authenticated inline proxying on a cache hit (an API key of an owner,
+# `Authorization: Bearer`), a route policy of 50 rules, identity headers on (`forwarded`), no
+# assertion, the Redis store, over HTTP/1.1, TLS h1 and TLS h2, beside nginx and HAProxy as
+# plain proxies in the same run. The user and the key are made with the CLI in Redis under a
+# fresh key prefix (deleted at the end); the harness starts Portcullis itself (pinned), plain
+# for `http`, then with TLS for `tls-h1 tls-h2`.
+run_goal() {
+  local out="$OUT_BASE/goal" redis=${GOAL_REDIS:-redis://127.0.0.1:6379/0}
+  local prefix="bench-goal-$$-$RANDOM:" port=$((PORT_BASE + 100)) tls_port=$((PORT_BASE + 543))
+  mkdir -p "$out"
+  GOAL_CONF="$out/portcullis.toml"
+  local common
+  common=$(printf '[upstream]\nurl = "@UPSTREAM@"\n[store]\nurl = "%s"\nkey_prefix = "%s"\ncache_ttl = "10m"\n[identity]\nheaders = "forwarded"\n[rate_limit]\napi_per_minute = 0\n[policy]\ndefault = "authenticated"\n%s\n' \
+    "$redis" "$prefix" "$(route_rules 50)")
+  printf '[server]\nlisten = "127.0.0.1:%s"\nadmin_listen = "127.0.0.1:%s"\n%s' "$port" $((PORT_BASE + 101)) "$common" >"$GOAL_CONF.goal-http"
+  printf '[server]\nlisten = "127.0.0.1:%s"\nadmin_listen = "127.0.0.1:%s"\n[server.tls]\ncert = "@CERT@"\nkey = "@KEY@"\n%s' \
+    "$tls_port" $((PORT_BASE + 101)) "$common" >"$GOAL_CONF.goal-tls"
+  sed -e "s|@UPSTREAM@|http://127.0.0.1:1|" "$GOAL_CONF.goal-http" >"$GOAL_CONF"
+  echo "bench password 1" | "$BENCH_BIN" user create --config "$GOAL_CONF" --email bench@example.com \
+    --username bench --role owner >/dev/null || { echo "benches/run.sh: user create failed" >&2; exit 1; }
+  local token
+  token=$("$BENCH_BIN" token create --config "$GOAL_CONF" --user bench --lifetime 24h) \
+    || { echo "benches/run.sh: token create failed" >&2; exit 1; }
+  export GOAL_CONF
+  local failed=0
+  echo "== harness run 'goal' (HTTP/1.1): 50 rules, Redis store under $prefix" >&2
+  SIDECAR_CMD="$(printf '%q' "$SELF") --sidecar goal-http $(printf '%q' "$BENCH_BIN")" \
+    SIDECAR_TOKEN="$token" SIDECAR_AUTH=1 IDENTITY_HEADER=X-Forwarded-User \
+    SIDECAR_URL="http://127.0.0.1:$port/app/v1/items/42" SIDECAR_TLS_URL="" \
+    CASES="${GOAL_CASES:-nginx-proxy haproxy sidecar}" PROTOS=http OUT_DIR="$out/http" \
+    bash "$BENCH_DIR/bench.sh" || failed=1
+  echo "== harness run 'goal' (TLS h1, TLS h2)" >&2
+  SIDECAR_CMD="$(printf '%q' "$SELF") --sidecar goal-tls $(printf '%q' "$BENCH_BIN")" \
+    SIDECAR_TOKEN="$token" SIDECAR_AUTH=1 IDENTITY_HEADER=X-Forwarded-User \
+    SIDECAR_URL="" SIDECAR_TLS_URL="https://127.0.0.1:$tls_port/app/v1/items/42" \
+    CASES="${GOAL_CASES:-nginx-proxy haproxy sidecar}" PROTOS="tls-h1 tls-h2" OUT_DIR="$out/tls" \
+    bash "$BENCH_DIR/bench.sh" || failed=1
+  redis-cli -u "$redis" --scan --pattern "$prefix*" | xargs -r redis-cli -u "$redis" del >/dev/null || true
+  [ "$failed" = 0 ] || exit 1
+  # One summary for the recorder: both runs' raw lines.
+  mkdir -p "$out/all"
+  cat "$out/http/raw.jsonl" "$out/tls/raw.jsonl" >"$out/raw.jsonl"
+  cp "$out/http/meta.json" "$out/meta.json" 2>/dev/null || true
+  { cat "$out/http/summary.md"; echo; cat "$out/tls/summary.md"; } >"$out/summary.md"
+}
+
 # paired_ratio DIR CASE REFERENCE: CASE's req/s over REFERENCE's in the same repetition and
 # protocol, per repetition, from the harness's raw.jsonl.
 paired_ratio() {
@@ -230,7 +298,8 @@ for mode in $MODES; do
     fwd) run_fwd ;;
     routes1) run_routes 1 ;;
     routes50) run_routes 50 ;;
-    *) echo "benches/run.sh: unknown mode '$mode' (http, tls, auth, fwd, routes1, routes50)" >&2; exit 2 ;;
+    goal) run_goal ;;
+    *) echo "benches/run.sh: unknown mode '$mode' (http, tls, auth, fwd, routes1, routes50, goal)" >&2; exit 2 ;;
   esac
 done
 

@@ -144,6 +144,14 @@ fn classify(name: &HeaderName) -> Class {
 }
 
 fn classify_lower(name: &str) -> Class {
+    // Every name below starts with one of these; most request headers (accept, authorization,
+    // cookie, host, user-agent, ...) are told apart by their first byte or their length.
+    if !matches!(
+        name.as_bytes().first(),
+        Some(b'c' | b'f' | b'h' | b'k' | b'p' | b'r' | b't' | b'u' | b'x')
+    ) {
+        return Class::Keep;
+    }
     match name {
         "connection" => Class::HopByHop(0),
         "keep-alive" => Class::HopByHop(1),
@@ -158,6 +166,7 @@ fn classify_lower(name: &str) -> Class {
         "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-forwarded-port"
         | "x-forwarded-prefix" | "x-forwarded-uri" | "x-forwarded-method" | "forwarded"
         | "x-real-ip" => Class::Forwarded,
+        n if !n.starts_with(['x', 'r']) => Class::Keep,
         n if IDENTITY_HEADERS.contains(&n) => Class::Identity,
         n if OVERRIDE_HEADERS.contains(&n) => Class::Override,
         _ => Class::Keep,
@@ -550,27 +559,40 @@ impl Identity {
     /// Adds the identity headers of `style` (the client's own copies were removed by
     /// [`sanitize_request`]).
     pub fn apply(&self, headers: &mut HeaderMap, style: IdentityStyle) {
+        // Names made at compile time: `from_static` at run time parses its argument each call.
+        const FORWARDED: [HeaderName; 5] = [
+            HeaderName::from_static("x-forwarded-user"),
+            HeaderName::from_static("x-forwarded-email"),
+            HeaderName::from_static("x-forwarded-user-id"),
+            HeaderName::from_static("x-forwarded-roles"),
+            HeaderName::from_static("x-forwarded-scopes"),
+        ];
+        const REMOTE: [HeaderName; 4] = [
+            HeaderName::from_static("remote-user"),
+            HeaderName::from_static("remote-email"),
+            HeaderName::from_static("remote-name"),
+            HeaderName::from_static("remote-groups"),
+        ];
         let user = &*self.user;
-        let pairs: [(&str, &HeaderValue); 5] = match style {
-            IdentityStyle::None => return,
-            IdentityStyle::Forwarded => [
-                ("x-forwarded-user", &user.username),
-                ("x-forwarded-email", &user.email),
-                ("x-forwarded-user-id", &user.user_id),
-                ("x-forwarded-roles", &user.roles),
-                ("x-forwarded-scopes", &self.scopes),
-            ],
-            IdentityStyle::Remote => [
-                ("remote-user", &user.username),
-                ("remote-email", &user.email),
-                ("remote-name", &user.name),
-                ("remote-groups", &user.roles),
-                ("", &self.scopes),
-            ],
-        };
-        for (name, value) in pairs {
-            if !name.is_empty() {
-                headers.insert(HeaderName::from_static(name), value.clone());
+        match style {
+            IdentityStyle::None => {}
+            IdentityStyle::Forwarded => {
+                let values = [
+                    &user.username,
+                    &user.email,
+                    &user.user_id,
+                    &user.roles,
+                    &*self.scopes,
+                ];
+                for (name, value) in FORWARDED.into_iter().zip(values) {
+                    headers.insert(name, value.clone());
+                }
+            }
+            IdentityStyle::Remote => {
+                let values = [&user.username, &user.email, &user.name, &user.roles];
+                for (name, value) in REMOTE.into_iter().zip(values) {
+                    headers.insert(name, value.clone());
+                }
             }
         }
     }

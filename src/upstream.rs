@@ -121,7 +121,9 @@ impl Pool {
         loop {
             let (mut sender, reused) = match self.checkout().await {
                 Some(s) => (s, true),
-                None => match self.connect().await? {
+                // Boxed: connecting (TCP, TLS, handshake) is rare next to reuse, and its future
+                // would otherwise be part of every request's.
+                None => match Box::pin(self.connect()).await? {
                     Sender::H1(s) => (s, false),
                     Sender::H2(_) => return Err(Error::Internal("h2 connection in h1 pool")),
                 },
@@ -200,7 +202,7 @@ impl Pool {
         if let Some(s) = usable(&self.shared_h2.lock().unwrap_or_else(|e| e.into_inner())) {
             return Ok(s);
         }
-        match self.connect().await? {
+        match Box::pin(self.connect()).await? {
             Sender::H2(s) => {
                 *self.shared_h2.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.clone());
                 Ok(s)

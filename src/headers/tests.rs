@@ -441,3 +441,45 @@ fn an_identity_is_added_in_the_style_asked_for() {
     id.apply(&mut h, IdentityStyle::None);
     assert!(h.is_empty());
 }
+
+/// `classify_lower` skips names by their first byte before comparing: every name it knows must
+/// get past that filter.
+#[test]
+fn every_header_the_hygiene_knows_gets_past_the_first_byte_filter() {
+    let forwarded = [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-uri",
+        "x-forwarded-method",
+        "forwarded",
+        "x-real-ip",
+    ];
+    for name in forwarded {
+        assert!(classify_lower(name) == Class::Forwarded, "{name}");
+    }
+    for name in IDENTITY_HEADERS {
+        assert!(classify_lower(name) == Class::Identity, "{name}");
+    }
+    for name in OVERRIDE_HEADERS {
+        assert!(classify_lower(name) == Class::Override, "{name}");
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        assert!(
+            classify_lower(name.as_str()) == Class::HopByHop(i),
+            "{name}"
+        );
+    }
+    for name in [
+        "accept",
+        "authorization",
+        "cookie",
+        "host",
+        "user-agent",
+        "x-request-id",
+    ] {
+        assert!(classify_lower(name) == Class::Keep, "{name}");
+    }
+}

@@ -75,7 +75,10 @@ async fn route(
         }
         note.kind(Kind::Own);
         if sign_in::is_page(path) {
-            return Ok((sign_in::handle(app, peer, req).await?, Outcome::Local));
+            return Ok((
+                Box::pin(sign_in::handle(app, peer, req)).await?,
+                Outcome::Local,
+            ));
         }
         if path == assertion::JWKS_PATH {
             let signer = app.config.identity.assertion.as_deref();
@@ -90,7 +93,9 @@ async fn route(
         note.ask_caller(&mut req);
         // Routes of the API that Portcullis does not serve (workspaces, templates, ...) belong
         // to the upstream, under the route policy like any other path.
-        match api::handle(app, peer, req, &rest).await {
+        // Boxed: the API's future is tens of kilobytes, and hyper moves the future of every
+        // request (proxied ones included) at least once; inline, its size would be theirs.
+        match Box::pin(api::handle(app, peer, req, &rest)).await {
             Ok(resp) => {
                 note.kind(Kind::Api);
                 note.decide(Decision::Api);
@@ -168,6 +173,28 @@ pub fn sign_in_redirect<B>(req: &Request<B>, error: Error) -> Result<Response<Bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The size of the future an async fn returns, without calling it.
+    fn future_size<A, B, C, D, F>(_: fn(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// hyper moves the future of every request into its connection's slot (a `memcpy` of its
+    /// whole size), so what a proxied request does not need must not be in it. The API's
+    /// future (tens of kilobytes: every endpoint), the sign-in pages', a cache miss's store
+    /// reads, an upstream connect and an OIDC refresh are boxed where they are awaited; inline,
+    /// the request future was 45 KB and its copy 40 % of a proxied request's instructions
+    /// (callgrind, `benches/profile.sh`). Debug-build sizes, larger than release ones.
+    #[test]
+    fn the_future_of_every_request_stays_small() {
+        let handle = future_size(handle);
+        let api = future_size(api::handle::<Incoming>);
+        assert!(
+            api > 16 * 1024,
+            "the API's future shrank to {api} bytes: tighten the bound"
+        );
+        assert!(handle <= 6 * 1024, "a request's future is {handle} bytes");
+    }
 
     #[test]
     fn only_paths_under_the_prefix_go_to_the_api() {

@@ -186,7 +186,9 @@ impl Sessions<'_> {
         };
         match known.expires_at {
             Some(at) if at <= now && known.retry_at.is_none_or(|t| t <= Instant::now()) => {
-                self.refresh(oidc, key).await?;
+                // Boxed: rare, and its future (the provider call) would otherwise be part of
+                // every authenticated request's.
+                Box::pin(self.refresh(oidc, key)).await?;
                 Ok(auth)
             }
             _ => Ok(auth),

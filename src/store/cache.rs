@@ -374,7 +374,8 @@ impl KeyCache {
                 return Ok(None);
             }
         }
-        self.load(store, id).await
+        // Boxed: a miss's future (the store reads) would otherwise be part of every hit's.
+        Box::pin(self.load(store, id)).await
     }
 
     /// The slow path: one load per key at a time; the stale entry is kept if the store fails
