@@ -30,12 +30,45 @@ def free_port():
         return s.getsockname()[1]
 
 
-def rss_kib(pid):
+def status(pid):
+    """VmRSS, RssAnon, RssFile (KiB) and Threads of /proc/PID/status."""
+    out = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "RssAnon", "RssFile", "Threads"):
+                out[name] = int(value.split()[0])
+    return out
+
+
+def rss_kib(pid):
+    return status(pid)["VmRSS"]
+
+
+def mappings(pid, top):
+    """The `top` largest resident mappings: (KiB resident, what)."""
+    rows, current = [], None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            fields = line.split()
+            if "-" in fields[0] and not fields[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                what = fields[5] if len(fields) > 5 else "[anon]"
+                current = [0, f"{what} {fields[1]} {(hi - lo) // 1024} KiB mapped"]
+                rows.append(current)
+            elif fields[0] == "Rss:":
+                current[0] = int(fields[1])
+    return sorted(rows, reverse=True)[:top]
+
+
+def show(label, pid, detail):
+    if not detail:
+        return
+    st = status(pid)
+    print(f"{label}: VmRSS {st['VmRSS']} KiB, RssAnon {st['RssAnon']} KiB, "
+          f"RssFile {st['RssFile']} KiB, {st['Threads']} threads")
+    for kib, what in mappings(pid, detail):
+        print(f"    {kib:7d} KiB  {what}")
 
 
 def wait_port(port, deadline=60):
@@ -72,6 +105,8 @@ def main():
     ap.add_argument("--tokens", type=int, default=10000)
     ap.add_argument("--users", type=int, default=100)
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    ap.add_argument("--detail", type=int, default=0, metavar="N",
+                    help="also print RssAnon/RssFile and the N largest resident mappings")
     args = ap.parse_args()
 
     run = tempfile.mkdtemp(prefix="portcullis-sessions-")
@@ -125,6 +160,7 @@ argon2_iterations = 1
         # are counted in "idle".
         c.call("GET", "/warm", token=owner)
         idle = rss_kib(server.pid)
+        show("idle", server.pid, args.detail)
         tokens = []
         for i in range(args.tokens):
             user = users[i % len(users)]
@@ -133,10 +169,12 @@ argon2_iterations = 1
             assert st == 201, (st, data)
             tokens.append(json.loads(data)["key"])
         made = rss_kib(server.pid)
+        show("after making the tokens", server.pid, args.detail)
         for t in tokens:
             st, _ = c.call("GET", "/anything", token=t)
             assert st == 200, st
         used = rss_kib(server.pid)
+        show("after using each once", server.pid, args.detail)
         per = (used - made) * 1024 / args.tokens
         print(f"tokens {args.tokens} over {args.users} users, Redis store, cache_ttl 10m")
         print(f"RSS idle {idle / 1024:.1f} MiB, after making the tokens {made / 1024:.1f} MiB, "

@@ -4,6 +4,8 @@
 //! Everything here is one pass over the client's headers that only allocates when it has
 //! something to remove, because it runs on every proxied request.
 
+use std::sync::Arc;
+
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
 };
@@ -506,41 +508,52 @@ pub enum IdentityStyle {
 }
 
 /// A session's identity, rendered once as header values (when it is cached), so that adding
-/// it to a request is a few reference-count increments.
+/// it to a request is a few reference-count increments. What comes from the user is one
+/// [`UserIdentity`] that every cached key of the user can share; the scopes are the key's.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    user: Arc<UserIdentity>,
+    scopes: Arc<HeaderValue>,
+}
+
+/// The identity header values that come from the user (all but the scopes): its username,
+/// email, id, display name and role names.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UserIdentity {
     username: HeaderValue,
     email: HeaderValue,
     user_id: HeaderValue,
     name: HeaderValue,
     roles: HeaderValue,
-    scopes: HeaderValue,
+}
+
+/// A header value of `s`, or an empty one when `s` cannot be one (a control character).
+fn value(s: &str) -> HeaderValue {
+    HeaderValue::from_bytes(s.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 // === impl Identity ===
 
 impl Identity {
-    /// Renders the values. Role names are the stored site roles, then organization roles as
-    /// `<role>:<organization id>`; scopes are the key's.
-    pub fn new(
-        username: &str,
-        email: &str,
-        user_id: &str,
-        name: &str,
-        roles: impl Iterator<Item = String>,
-        scopes: &[String],
-    ) -> Self {
-        let value = |s: &str| {
-            HeaderValue::from_bytes(s.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
-        };
-        Identity {
-            username: value(username),
-            email: value(email),
-            user_id: value(user_id),
-            name: value(name),
-            roles: value(&roles.collect::<Vec<_>>().join(",")),
-            scopes: value(&scopes.join(",")),
-        }
+    /// An identity of a user's values and a key's scopes value ([`Identity::scopes_value`]),
+    /// either of which may be shared with other identities.
+    pub fn from_parts(user: Arc<UserIdentity>, scopes: Arc<HeaderValue>) -> Self {
+        Identity { user, scopes }
+    }
+
+    /// The `X-Forwarded-Scopes` value of a key's scope list.
+    pub fn scopes_value(scopes: &[String]) -> HeaderValue {
+        value(&scopes.join(","))
+    }
+
+    /// The values that come from the user.
+    pub fn user(&self) -> &Arc<UserIdentity> {
+        &self.user
+    }
+
+    /// The scopes value.
+    pub fn scopes(&self) -> &Arc<HeaderValue> {
+        &self.scopes
     }
 
     /// Adds the identity headers of `style` (the client's own copies were removed by
@@ -560,26 +573,49 @@ impl Identity {
             HeaderName::from_static("remote-name"),
             HeaderName::from_static("remote-groups"),
         ];
+        let user = &*self.user;
         match style {
             IdentityStyle::None => {}
             IdentityStyle::Forwarded => {
                 let values = [
-                    &self.username,
-                    &self.email,
-                    &self.user_id,
-                    &self.roles,
-                    &self.scopes,
+                    &user.username,
+                    &user.email,
+                    &user.user_id,
+                    &user.roles,
+                    &*self.scopes,
                 ];
                 for (name, value) in FORWARDED.into_iter().zip(values) {
                     headers.insert(name, value.clone());
                 }
             }
             IdentityStyle::Remote => {
-                let values = [&self.username, &self.email, &self.name, &self.roles];
+                let values = [&user.username, &user.email, &user.name, &user.roles];
                 for (name, value) in REMOTE.into_iter().zip(values) {
                     headers.insert(name, value.clone());
                 }
             }
+        }
+    }
+}
+
+// === impl UserIdentity ===
+
+impl UserIdentity {
+    /// Renders a user's values. Role names are the stored site roles, then organization roles
+    /// as `<role>:<organization id>`.
+    pub fn new(
+        username: &str,
+        email: &str,
+        user_id: &str,
+        name: &str,
+        roles: impl Iterator<Item = String>,
+    ) -> Self {
+        UserIdentity {
+            username: value(username),
+            email: value(email),
+            user_id: value(user_id),
+            name: value(name),
+            roles: value(&roles.collect::<Vec<_>>().join(",")),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! have a `Debug` that leaves those fields out. Timestamps serialize as RFC 3339.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -170,10 +171,10 @@ pub struct ApiKey {
     pub ip_address: String,
     /// The token's name; empty for sessions. Unique per user when not empty.
     pub token_name: String,
-    /// Scope names.
-    pub scopes: Vec<String>,
-    /// The allow list (`[{"type":"*","id":"*"}]` when unrestricted).
-    pub allow_list: Vec<AllowListEntry>,
+    /// Scope names. Shared: the key cache gives keys with the same list one copy.
+    pub scopes: Arc<[String]>,
+    /// The allow list (`[{"type":"*","id":"*"}]` when unrestricted). Shared as the scopes are.
+    pub allow_list: Arc<[AllowListEntry]>,
     /// The latest the sliding refresh may move `expires_at` to: set on a token made with a
     /// restricted key, which never outlives the key that made it (spec §7.3).
     #[serde(
@@ -195,6 +196,16 @@ pub struct AllowListEntry {
 }
 
 // === impl User ===
+
+impl User {
+    /// `user` without its password hash, as sessions hold it.
+    pub fn without_password(user: User) -> User {
+        User {
+            hashed_password: None,
+            ..user
+        }
+    }
+}
 
 impl fmt::Debug for User {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -289,11 +300,12 @@ mod tests {
             lifetime_seconds: 86400,
             ip_address: "127.0.0.1".into(),
             token_name: "ci".into(),
-            scopes: vec!["coder:all".into()],
+            scopes: vec!["coder:all".into()].into(),
             allow_list: vec![AllowListEntry {
                 resource_type: "*".into(),
                 id: "*".into(),
-            }],
+            }]
+            .into(),
             not_after: None,
         }
     }
@@ -375,15 +387,30 @@ mod tests {
     }
 }
 
-/// What a valid key id resolves to.
+/// What a valid key id resolves to. The user and its memberships are behind [`Arc`]s so that
+/// the key cache can give every cached key of one user the same copy.
 #[derive(Debug)]
 pub struct Session {
     /// The key record (its secret only as a hash).
     pub key: ApiKey,
-    /// The key's user.
-    pub user: User,
+    /// The key's user. A session never holds the password hash: `hashed_password` is `None`
+    /// whatever the stored record has, so code that checks a password reads the store.
+    pub user: Arc<User>,
     /// The user's organization memberships.
-    pub memberships: Vec<Membership>,
+    pub memberships: Arc<[Membership]>,
+}
+
+// === impl Session ===
+
+impl Session {
+    /// A session of `key`, its user (whose password hash it drops) and memberships.
+    pub fn new(key: ApiKey, user: User, memberships: Vec<Membership>) -> Session {
+        Session {
+            key,
+            user: Arc::new(User::without_password(user)),
+            memberships: memberships.into(),
+        }
+    }
 }
 
 #[cfg(test)]

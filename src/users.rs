@@ -18,6 +18,7 @@
 //! again. After a change that grants access, a failed publication is only logged (target
 //! `portcullis::users`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -670,14 +671,14 @@ impl<'a> Users<'a> {
             lifetime_seconds: lifetime.whole_seconds(),
             ip_address: new.ip_address,
             token_name: new.token_name,
-            scopes,
+            scopes: scopes.into(),
             allow_list: if new.allow_list.is_empty() {
-                vec![AllowListEntry {
+                Arc::new([AllowListEntry {
                     resource_type: "*".into(),
                     id: "*".into(),
-                }]
+                }])
             } else {
-                new.allow_list
+                new.allow_list.into()
             },
             not_after: new.not_after,
         };

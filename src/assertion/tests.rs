@@ -45,15 +45,11 @@ fn session() -> Session {
         lifetime_seconds: 3600,
         ip_address: String::new(),
         token_name: String::new(),
-        scopes: vec!["workspace:read".into(), "user:read".into()],
-        allow_list: Vec::new(),
+        scopes: vec!["workspace:read".into(), "user:read".into()].into(),
+        allow_list: Vec::new().into(),
         not_after: None,
     };
-    Session {
-        key,
-        user,
-        memberships,
-    }
+    Session::new(key, user, memberships)
 }
 
 /// Decodes `jwt` with the key the JWKS names in its header, as an upstream would.

@@ -104,7 +104,7 @@ impl Authenticated {
     }
 
     /// The key, user and memberships.
-    pub fn session(&self) -> &Arc<Session> {
+    pub fn session(&self) -> &Session {
         &self.entry.session
     }
 

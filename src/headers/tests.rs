@@ -413,14 +413,15 @@ fn https_is_the_first_forwarded_proto_or_else_the_connection() {
 
 #[test]
 fn an_identity_is_added_in_the_style_asked_for() {
-    let id = Identity::new(
+    let user = UserIdentity::new(
         "alice",
         "a@example.com",
         "u-1",
         "Alice A",
         ["owner".to_owned(), "admin:o-1".to_owned()].into_iter(),
-        &["all".to_owned()],
     );
+    let scopes = Identity::scopes_value(&["all".to_owned()]);
+    let id = Identity::from_parts(Arc::new(user), Arc::new(scopes));
     let mut h = HeaderMap::new();
     id.apply(&mut h, IdentityStyle::Forwarded);
     assert_eq!(h.len(), 5, "{h:?}");

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use http::header::{HeaderName, HeaderValue, HOST};
@@ -481,18 +482,18 @@ async fn session_of(app: &App, who: &str) -> Result<Authenticated, Error> {
         lifetime_seconds: 3600,
         ip_address: String::new(),
         token_name: String::new(),
-        scopes: vec![rbac::scopes::ALL.to_owned()],
-        allow_list: vec![AllowListEntry {
+        scopes: Arc::new([rbac::scopes::ALL.to_owned()]),
+        allow_list: Arc::new([AllowListEntry {
             resource_type: "*".into(),
             id: "*".into(),
-        }],
+        }]),
         not_after: None,
     };
-    Ok(Authenticated::detached(Session {
+    Ok(Authenticated::detached(Session::new(
         key,
         user,
         memberships,
-    }))
+    )))
 }
 
 fn subject_report(auth: &Authenticated, source: &'static str) -> SubjectReport {
@@ -512,7 +513,7 @@ fn subject_report(auth: &Authenticated, source: &'static str) -> SubjectReport {
                 rbac::org_roles(m).map(move |r| format!("{}:{}", r.name, m.organization_id))
             })
             .collect(),
-        scopes: s.key.scopes.clone(),
+        scopes: s.key.scopes.to_vec(),
         allow_list: s
             .key
             .allow_list
@@ -547,10 +548,10 @@ fn check_report(
     let (site_roles, memberships, scopes) = match auth {
         Some(a) => (
             &a.session().user.roles,
-            a.session().memberships.as_slice(),
-            &a.session().key.scopes,
+            &a.session().memberships[..],
+            &a.session().key.scopes[..],
         ),
-        None => (&empty, &[][..], &empty),
+        None => (&empty, &[][..], &empty[..]),
     };
     let list = |names: Vec<String>| {
         if names.is_empty() {

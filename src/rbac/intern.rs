@@ -6,7 +6,9 @@
 //! session).
 //!
 //! The table maps what the value is folded from to a [`Weak`] of it, so it never keeps a value
-//! alive: the values live as long as the subjects that hold them. Dead slots are swept when the
+//! alive: the values live as long as the subjects that hold them. [`Interner::share`] serves
+//! values that are not a function of their key (a user's record, by user id): the live value is
+//! shared only when it equals the one wanted, and is otherwise replaced. Dead slots are swept when the
 //! table has doubled since the last sweep, so it holds at most about twice the live values. It
 //! is only touched when a subject is built (a cache miss), never on the hit path.
 
@@ -16,12 +18,12 @@ use std::sync::{Arc, Mutex, Weak};
 
 /// The table of shared values, by what they are made from.
 #[derive(Debug)]
-pub struct Interner<K, V> {
+pub struct Interner<K, V: ?Sized> {
     inner: Mutex<Table<K, V>>,
 }
 
 #[derive(Debug)]
-struct Table<K, V> {
+struct Table<K, V: ?Sized> {
     map: HashMap<K, Weak<V>>,
     sweep_at: usize,
 }
@@ -31,7 +33,7 @@ const MIN_SWEEP: usize = 64;
 
 // === impl Interner ===
 
-impl<K: Hash + Eq, V> Interner<K, V> {
+impl<K: Hash + Eq, V: ?Sized> Interner<K, V> {
     /// An empty table.
     pub fn new() -> Self {
         Interner {
@@ -44,7 +46,22 @@ impl<K: Hash + Eq, V> Interner<K, V> {
 
     /// The shared value made from `key`: the live one if there is one, else `make(&key)`, kept
     /// for the next caller.
-    pub fn get(&self, key: K, make: impl FnOnce(&K) -> V) -> Arc<V> {
+    pub fn get(&self, key: K, make: impl FnOnce(&K) -> V) -> Arc<V>
+    where
+        V: Sized,
+    {
+        self.share(key, |_| true, |key| Arc::new(make(key)))
+    }
+
+    /// The live value kept for `key` if `same` accepts it, else `make(&key)`, kept for the next
+    /// caller in place of the other: for values that `key` names but does not determine, so
+    /// two callers share only a value equal to the one each wanted.
+    pub fn share(
+        &self,
+        key: K,
+        same: impl FnOnce(&V) -> bool,
+        make: impl FnOnce(&K) -> Arc<V>,
+    ) -> Arc<V> {
         // A panic under the lock cannot leave the map inconsistent: each change is one insert
         // or one retain.
         let mut table = self
@@ -52,13 +69,15 @@ impl<K: Hash + Eq, V> Interner<K, V> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(live) = table.map.get(&key).and_then(Weak::upgrade) {
-            return live;
+            if same(&live) {
+                return live;
+            }
         }
         if table.map.len() >= table.sweep_at {
             table.map.retain(|_, value| value.strong_count() > 0);
             table.sweep_at = (table.map.len() * 2).max(MIN_SWEEP);
         }
-        let value = Arc::new(make(&key));
+        let value = make(&key);
         table.map.insert(key, Arc::downgrade(&value));
         value
     }
@@ -70,7 +89,7 @@ impl<K: Hash + Eq, V> Interner<K, V> {
     }
 }
 
-impl<K: Hash + Eq, V> Default for Interner<K, V> {
+impl<K: Hash + Eq, V: ?Sized> Default for Interner<K, V> {
     fn default() -> Self {
         Interner::new()
     }
@@ -96,6 +115,25 @@ mod tests {
         let table = Interner::new();
         drop(table.get(1, |_| "first"));
         assert_eq!(*table.get(1, |_| "second"), "second");
+    }
+
+    #[test]
+    fn a_shared_value_is_served_only_while_it_is_the_one_wanted() {
+        let table: Interner<u32, str> = Interner::new();
+        let a = table.share(1, |_| unreachable!("nothing is live"), |_| Arc::from("a"));
+        let again = table.share(1, |live| live == "a", |_| Arc::from("a"));
+        assert!(Arc::ptr_eq(&a, &again));
+        // Another value under the same key replaces it for later callers; holders of the old
+        // one keep theirs.
+        let b = table.share(1, |live| live == "b", |_| Arc::from("b"));
+        assert_eq!((&*a, &*b), ("a", "b"));
+        assert!(Arc::ptr_eq(
+            &b,
+            &table.share(1, |live| live == "b", |_| Arc::from("b"))
+        ));
+        // Equal values under other keys are not shared.
+        let other = table.share(2, |live| live == "b", |_| Arc::from("b"));
+        assert!(!Arc::ptr_eq(&b, &other));
     }
 
     #[test]

@@ -191,7 +191,7 @@ impl Subject {
         Subject {
             id: user.id,
             roles: ROLE_PERMS.get(roles_of, |_| RolePerms::new(user, memberships)),
-            scope: SCOPE_GRANTS.get(key.scopes.clone(), |scopes| scopes::expand_all(scopes)),
+            scope: SCOPE_GRANTS.get(key.scopes.to_vec(), |scopes| scopes::expand_all(scopes)),
             allow_list: AllowList::new(&key.allow_list),
         }
     }

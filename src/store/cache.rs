@@ -32,6 +32,12 @@
 //!   invalidation overtook on its way into the cache is refused on every hit. On the hit
 //!   path this costs three atomic loads, no lock and no hashing.
 //!
+//! - Cached keys of one user share one copy of the user record (without its password hash),
+//!   of its memberships and of its identity header values, and keys with the same scopes one
+//!   scopes value ([`Shared`]): a load takes the copy the other keys hold only when it equals
+//!   what it read, so after a user changes, its keys' reloads get new copies (issue 18: memory
+//!   per cached session).
+//!
 //! Every look-up is counted in `portcullis_key_cache_total` (hit, miss, stale, unknown), and
 //! every session read from the store is timed (`portcullis_store_call_seconds`) and, when it
 //! fails, counted (`portcullis_store_errors_total`): atomic adds on handles made up front.
@@ -41,6 +47,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
 use tokio::time::Instant;
@@ -48,8 +55,10 @@ use uuid::Uuid;
 
 use crate::assertion::Issued;
 use crate::config::StoreConfig;
-use crate::headers::Identity;
+use crate::headers::{Identity, UserIdentity};
 use crate::metrics::{CacheResult, Metrics};
+use crate::model::{AllowListEntry, Membership, User};
+use crate::rbac::intern::Interner;
 use crate::rbac::Subject;
 use crate::report::ErrorChain;
 use crate::store::{Invalidation, Store, StoreError};
@@ -69,7 +78,7 @@ pub use crate::model::Session;
 #[derive(Debug)]
 pub struct Entry {
     /// The session.
-    pub session: Arc<Session>,
+    pub session: Session,
     /// The identity headers it gives a proxied request, rendered once.
     pub identity: Identity,
     /// What the session may do, folded once.
@@ -103,12 +112,28 @@ struct Generations {
     hasher: std::hash::RandomState,
 }
 
+/// What cached entries share: per user id, the user record, its memberships and its identity
+/// values; per scope list, the list and its header value; per allow list, the list. A value is shared only while it equals what a
+/// new load read (the user id is the key, the whole value is compared), so no user is ever
+/// given another's, and a user changed in the store gets new copies from the first reload on.
+/// The tables hold [`Weak`](std::sync::Weak)s: a copy lives as long as the entries that hold it.
+#[derive(Debug, Default)]
+struct Shared {
+    users: Interner<Uuid, User>,
+    memberships: Interner<Uuid, [Membership]>,
+    identities: Interner<Uuid, UserIdentity>,
+    scopes: Interner<Vec<String>, HeaderValue>,
+    scope_lists: Interner<Vec<String>, [String]>,
+    allow_lists: Interner<Vec<AllowListEntry>, [AllowListEntry]>,
+}
+
 /// The cache.
 #[derive(Debug)]
 pub struct KeyCache {
     entries: Cache<String, Arc<Entry>>,
     unknown: Option<Cache<String, ()>>,
     generations: Generations,
+    shared: Shared,
     ttl: Duration,
     max_stale: Duration,
     metrics: Arc<Metrics>,
@@ -139,27 +164,20 @@ impl Entry {
             sequence: 0,
             subscription: None,
         };
-        Entry::new(session, read, &Generations::new())
+        Entry::new(session, read, &Generations::new(), &Shared::default())
     }
 
-    fn new(session: Session, read: Read, gens: &Generations) -> Self {
+    fn new(session: Session, read: Read, gens: &Generations, shared: &Shared) -> Self {
         let (key_slot, user_slot) = gens.slots(&session.key.id, session.user.id);
         let touched = session.key.last_used.unix_timestamp();
-        let user = &session.user;
-        let identity = Identity::new(
-            &user.username,
-            &user.email,
-            &user.id.to_string(),
-            &user.name,
-            session.role_names(),
-            &session.key.scopes,
-        );
+        let session = shared.session(session);
+        let identity = shared.identity(&session);
         let subject = Subject::new(&session.user, &session.memberships, &session.key);
         Entry {
             identity,
             subject,
             assertions: Issued::default(),
-            session: Arc::new(session),
+            session,
             loaded: Instant::now(),
             touched: AtomicI64::new(touched),
             failed: AtomicU64::new(0),
@@ -200,6 +218,62 @@ impl Entry {
                 .touched
                 .compare_exchange(last, now_unix, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
+    }
+}
+
+// === impl Shared ===
+
+impl Shared {
+    /// `session` with the shared copies of its key's scope and allow lists, and of its user and
+    /// memberships where they are equal.
+    fn session(&self, session: Session) -> Session {
+        let Session {
+            mut key,
+            user,
+            memberships,
+        } = session;
+        key.scopes =
+            self.scope_lists
+                .share(key.scopes.to_vec(), |_| true, |list| Arc::from(&list[..]));
+        key.allow_list = self.allow_lists.share(
+            key.allow_list.to_vec(),
+            |_| true,
+            |list| Arc::from(&list[..]),
+        );
+        let id = user.id;
+        let user = self
+            .users
+            .share(id, |live| *live == *user, |_| Arc::clone(&user));
+        let memberships = self.memberships.share(
+            id,
+            |live| *live == *memberships,
+            |_| Arc::clone(&memberships),
+        );
+        Session {
+            key,
+            user,
+            memberships,
+        }
+    }
+
+    /// The identity headers of `session`, with the shared copies of its user's values and of
+    /// its scopes value.
+    fn identity(&self, session: &Session) -> Identity {
+        let user = &session.user;
+        let values = Arc::new(UserIdentity::new(
+            &user.username,
+            &user.email,
+            &user.id.to_string(),
+            &user.name,
+            session.role_names(),
+        ));
+        let values =
+            self.identities
+                .share(user.id, |live| *live == *values, |_| Arc::clone(&values));
+        let scopes = self.scopes.get(session.key.scopes.to_vec(), |scopes| {
+            Identity::scopes_value(scopes)
+        });
+        Identity::from_parts(values, scopes)
     }
 }
 
@@ -277,6 +351,7 @@ impl KeyCache {
             entries,
             unknown,
             generations: Generations::new(),
+            shared: Shared::default(),
             ttl: cfg.cache_ttl,
             max_stale: cfg.max_stale,
             metrics,
@@ -310,6 +385,7 @@ impl KeyCache {
         let stale_limit = self.ttl + self.max_stale;
         let metrics = &self.metrics;
         let gens = &self.generations;
+        let shared = &self.shared;
         let asked = Instant::now();
         let result = self
             .entries
@@ -338,7 +414,7 @@ impl KeyCache {
                     match loaded {
                         Ok(Some((session, read))) => {
                             metrics.key_cache(CacheResult::Miss);
-                            Ok(Op::Put(Arc::new(Entry::new(session, read, gens))))
+                            Ok(Op::Put(Arc::new(Entry::new(session, read, gens, shared))))
                         }
                         Ok(None) => {
                             metrics.key_cache(CacheResult::Miss);
@@ -463,9 +539,8 @@ async fn load_session(store: &Store, id: &str) -> Result<Option<Session>, StoreE
     };
     let (user, memberships) =
         tokio::try_join!(store.user(key.user_id), store.memberships_of(key.user_id))?;
-    Ok(user.map(|user| Session {
-        key,
-        user,
-        memberships,
-    }))
+    Ok(user.map(|user| Session::new(key, user, memberships)))
 }
+
+#[cfg(test)]
+mod tests;

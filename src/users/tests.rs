@@ -309,7 +309,7 @@ async fn issued_keys_carry_canonical_scopes_and_unique_names() {
         .await
         .unwrap()
         .expect("stored under its id");
-    assert_eq!(key.scopes, vec!["coder:all", "workspace:read"]);
+    assert_eq!(*key.scopes, ["coder:all", "workspace:read"]);
     assert_eq!(key.login_type, LoginType::Token);
     assert_eq!(key.lifetime_seconds, 3600);
     assert_eq!(key.last_used, OffsetDateTime::UNIX_EPOCH);

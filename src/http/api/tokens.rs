@@ -351,10 +351,10 @@ fn within_caller(
     }
     let caller = &auth.session().key;
     if inherit_scopes {
-        new.scopes = caller.scopes.clone();
+        new.scopes = caller.scopes.to_vec();
     }
     if inherit_allow_list {
-        new.allow_list = caller.allow_list.clone();
+        new.allow_list = caller.allow_list.to_vec();
     }
     for name in &new.scopes {
         let grant = scope::expand(name).unwrap_or_default();

@@ -407,7 +407,7 @@ pub async fn target(
 /// only routes where a session is optional, and there are none).
 pub async fn resolve(app: &App, auth: &Authenticated, param: &str) -> Result<User, Error> {
     if param == "me" {
-        return Ok(auth.session().user.clone());
+        return Ok(User::clone(&auth.session().user));
     }
     crate::users::user_by_id_or_name(&app.store, param)
         .await?

@@ -248,11 +248,12 @@ fn api_key(user: Uuid, name: &str) -> ApiKey {
         lifetime_seconds: 7 * 86400,
         ip_address: "127.0.0.1".to_owned(),
         token_name: name.to_owned(),
-        scopes: vec!["coder:all".to_owned()],
+        scopes: vec!["coder:all".to_owned()].into(),
         allow_list: vec![AllowListEntry {
             resource_type: "*".to_owned(),
             id: "*".to_owned(),
-        }],
+        }]
+        .into(),
         not_after: None,
     }
 }
