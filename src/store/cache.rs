@@ -532,14 +532,10 @@ async fn load_fresh(
     )))
 }
 
-/// Reads what a key id resolves to: the key, then its user and memberships together.
+/// Reads what a key id resolves to: the key, its user and the user's memberships, in one
+/// store round trip ([`Store::session`]).
 async fn load_session(store: &Store, id: &str) -> Result<Option<Session>, StoreError> {
-    let Some(key) = store.key(id).await? else {
-        return Ok(None);
-    };
-    let (user, memberships) =
-        tokio::try_join!(store.user(key.user_id), store.memberships_of(key.user_id))?;
-    Ok(user.map(|user| Session::new(key, user, memberships)))
+    store.session(id).await
 }
 
 #[cfg(test)]

@@ -568,11 +568,7 @@ impl Store {
             Backend::Memory(m) => Ok(m.key(id).and_then(|key| {
                 let user = m.user(key.user_id)?;
                 let memberships = m.memberships_of(key.user_id);
-                Some(Session {
-                    key,
-                    user,
-                    memberships,
-                })
+                Some(Session::new(key, user, memberships))
             })),
             Backend::Redis(r) => r.session(id).await,
         }

@@ -109,11 +109,7 @@ impl RedisStore {
                 )?);
             }
         }
-        Ok(Some(Session {
-            key,
-            user,
-            memberships,
-        }))
+        Ok(Some(Session::new(key, user, memberships)))
     }
 }
 
