@@ -80,11 +80,17 @@ pub enum KeyError {
     NotP256(String),
 }
 
-/// The assertions one session has been given, by audience.
+/// The assertions one session has been given, by audience. Empty (one pointer's room in each
+/// cached session) until the first assertion is signed, so that a deployment without
+/// `identity.assertion_key` pays nothing per session for it.
 #[derive(Default)]
 pub struct Issued {
+    signed: OnceLock<Box<Signed>>,
+}
+
+struct Signed {
     /// The claims that do not change while the session is cached, as JSON members (no braces).
-    claims: OnceLock<String>,
+    claims: String,
     slots: Mutex<Vec<Slot>>,
 }
 
@@ -264,20 +270,25 @@ impl Issued {
         aud: &str,
         now: u64,
     ) -> Option<HeaderValue> {
-        if let Some(slot) = self.lock().iter().find(|s| &*s.aud == aud) {
+        let signed = self.signed.get_or_init(|| {
+            Box::new(Signed {
+                claims: session_claims(session),
+                slots: Mutex::default(),
+            })
+        });
+        if let Some(slot) = signed.lock().iter().find(|s| &*s.aud == aud) {
             if now.saturating_sub(slot.iat) < REFRESH {
                 return Some(slot.value.clone());
             }
         }
         // Signed outside the lock: two requests that miss together both sign, and one wins.
-        let claims = self.claims.get_or_init(|| session_claims(session));
-        let value = signer.sign(claims, aud, now)?;
+        let value = signer.sign(&signed.claims, aud, now)?;
         let fresh = Slot {
             aud: aud.into(),
             iat: now,
             value: value.clone(),
         };
-        let mut slots = self.lock();
+        let mut slots = signed.lock();
         if let Some(i) = slots.iter().position(|s| &*s.aud == aud) {
             slots[i] = fresh;
         } else if slots.len() < AUDIENCES {
@@ -287,7 +298,9 @@ impl Issued {
         }
         Some(value)
     }
+}
 
+impl Signed {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
         // A panic elsewhere cannot leave the slots half-written: each is replaced whole.
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
@@ -297,7 +310,10 @@ impl Issued {
 impl std::fmt::Debug for Issued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Issued")
-            .field("audiences", &self.lock().len())
+            .field(
+                "audiences",
+                &self.signed.get().map_or(0, |s| s.lock().len()),
+            )
             .finish()
     }
 }

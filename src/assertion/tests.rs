@@ -192,11 +192,23 @@ fn a_session_keeps_assertions_for_a_bounded_number_of_audiences() {
         values.insert(v);
     }
     assert_eq!(values.len(), AUDIENCES + 2, "one assertion per audience");
-    assert_eq!(issued.lock().len(), AUDIENCES);
+    assert_eq!(issued.signed.get().expect("signed").lock().len(), AUDIENCES);
     // The newest are kept; the oldest was replaced.
     let newest = format!("host{}.example", AUDIENCES + 1);
-    assert!(issued.lock().iter().any(|s| *s.aud == newest));
-    assert!(!issued.lock().iter().any(|s| &*s.aud == "host0.example"));
+    assert!(issued
+        .signed
+        .get()
+        .expect("signed")
+        .lock()
+        .iter()
+        .any(|s| *s.aud == newest));
+    assert!(!issued
+        .signed
+        .get()
+        .expect("signed")
+        .lock()
+        .iter()
+        .any(|s| &*s.aud == "host0.example"));
 }
 
 #[test]
@@ -263,4 +275,13 @@ fn asserted_roles_are_capped_so_the_header_stays_small() {
         claims["scopes"],
         serde_json::json!(["workspace:read", "user:read"])
     );
+}
+
+/// A session that is never given an assertion holds one pointer's room for them, not the
+/// claims and slots (issue 18: memory per cached session).
+#[test]
+fn a_session_without_assertions_holds_only_a_pointer_for_them() {
+    assert!(std::mem::size_of::<Issued>() <= 16);
+    let issued = Issued::default();
+    assert!(issued.signed.get().is_none());
 }
