@@ -44,7 +44,7 @@ import uuid
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sessions import Client, free_port, wait_port  # noqa: E402
+from sessions import Client, free_port, wait_port, write_config  # noqa: E402
 
 PASSWORD = "a long bench passphrase"
 
@@ -64,28 +64,9 @@ function delay() return pause end
 
 
 def replica_config(path, proxy, admin, up, redis, prefix):
-    with open(path, "w") as f:
-        f.write(f"""
-[server]
-listen = "127.0.0.1:{proxy}"
-admin_listen = "127.0.0.1:{admin}"
-[upstream]
-url = "http://127.0.0.1:{up}"
-[policy]
-default = "authenticated"
-[store]
-url = "{redis}"
-key_prefix = "{prefix}"
-cache_ttl = "10m"
-command_timeout = "2s"
-[rate_limit]
-api_per_minute = 0
-login_per_minute = 0
-account_failures = 0
-[passwords]
-argon2_memory_kib = 1024
-argon2_iterations = 1
-""")
+    # 2 s per Redis command: on a loaded machine Redis sometimes stalls past the default 500 ms.
+    write_config(path, proxy, admin, up, redis, prefix, store_extra='command_timeout = "2s"',
+                 limits_extra="account_failures = 0")
 
 
 async def read_response(reader):

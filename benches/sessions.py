@@ -71,6 +71,34 @@ def show(label, pid, detail):
         print(f"    {kib:7d} KiB  {what}")
 
 
+def write_config(path, proxy, admin, up, redis, prefix, store_extra="", limits_extra=""):
+    """A `portcullis serve` config for the bench scripts: policy "authenticated", the Redis store
+    under `prefix` with `cache_ttl = "10m"` (only an invalidation ends a cached key), no rate
+    limits, cheap password hashes (the users are made, not measured)."""
+    with open(path, "w") as f:
+        f.write(f"""
+[server]
+listen = "127.0.0.1:{proxy}"
+admin_listen = "127.0.0.1:{admin}"
+[upstream]
+url = "http://127.0.0.1:{up}"
+[policy]
+default = "authenticated"
+[store]
+url = "{redis}"
+key_prefix = "{prefix}"
+cache_ttl = "10m"
+{store_extra}
+[rate_limit]
+api_per_minute = 0
+login_per_minute = 0
+{limits_extra}
+[passwords]
+argon2_memory_kib = 1024
+argon2_iterations = 1
+""")
+
+
 def wait_port(port, deadline=60):
     end = time.time() + deadline
     while time.time() < end:
@@ -113,26 +141,7 @@ def main():
     up, proxy, admin = free_port(), free_port(), free_port()
     prefix = f"bench-sessions-{uuid.uuid4().hex[:8]}:"
     config = os.path.join(run, "portcullis.toml")
-    with open(config, "w") as f:
-        f.write(f"""
-[server]
-listen = "127.0.0.1:{proxy}"
-admin_listen = "127.0.0.1:{admin}"
-[upstream]
-url = "http://127.0.0.1:{up}"
-[policy]
-default = "authenticated"
-[store]
-url = "{args.redis}"
-key_prefix = "{prefix}"
-cache_ttl = "10m"
-[rate_limit]
-api_per_minute = 0
-login_per_minute = 0
-[passwords]
-argon2_memory_kib = 1024
-argon2_iterations = 1
-""")
+    write_config(config, proxy, admin, up, args.redis, prefix)
     procs = []
     try:
         procs.append(subprocess.Popen([args.bin, "echo", "--listen", f"127.0.0.1:{up}"],
