@@ -267,7 +267,6 @@ run_goal() {
   redis-cli -u "$redis" --scan --pattern "$prefix*" | xargs -r redis-cli -u "$redis" del >/dev/null || true
   [ "$failed" = 0 ] || exit 1
   # One summary for the recorder: both runs' raw lines.
-  mkdir -p "$out/all"
   cat "$out/http/raw.jsonl" "$out/tls/raw.jsonl" >"$out/raw.jsonl"
   cp "$out/http/meta.json" "$out/meta.json" 2>/dev/null || true
   { cat "$out/http/summary.md"; echo; cat "$out/tls/summary.md"; } >"$out/summary.md"
