@@ -141,6 +141,14 @@ pub struct Membership {
     pub updated_at: OffsetDateTime,
 }
 
+/// Length of a [`KeyId`].
+pub const KEY_ID_LEN: usize = 10;
+
+/// The public half of a token: names the stored key. Not a secret on its own. Ten ASCII
+/// alphanumerics, held inline (the key cache's key: no allocation of its own).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId([u8; KEY_ID_LEN]);
+
 /// An API key: a session or a named token (Coder's `api_keys` row, spec §8.2).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {
@@ -221,6 +229,41 @@ impl fmt::Debug for User {
             )
             .field("roles", &self.roles)
             .finish_non_exhaustive()
+    }
+}
+
+// === impl KeyId ===
+
+impl KeyId {
+    /// `bytes` as an id when they are all ASCII alphanumerics.
+    pub fn new(bytes: [u8; KEY_ID_LEN]) -> Option<KeyId> {
+        bytes
+            .iter()
+            .all(u8::is_ascii_alphanumeric)
+            .then_some(KeyId(bytes))
+    }
+
+    /// `s` as an id when it is exactly [`KEY_ID_LEN`] ASCII alphanumerics (`auth::token`
+    /// parses presented ids with Coder's error for each way they fail).
+    pub fn parse(s: &str) -> Option<KeyId> {
+        KeyId::new(s.as_bytes().try_into().ok()?)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("a KeyId holds only ASCII alphanumerics")
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("KeyId").field(&self.as_str()).finish()
     }
 }
 
@@ -358,11 +401,34 @@ mod tests {
     }
 
     #[test]
+    fn a_key_whose_id_no_token_can_name_gives_no_session_key() {
+        for id in ["abcdefghi", "abcdefghijk", "abcde-ghij", "abcdéfghi", ""] {
+            let k = ApiKey {
+                id: id.into(),
+                ..key()
+            };
+            assert!(SessionKey::of(k).is_none(), "{id:?}");
+        }
+        let k = SessionKey::of(key()).expect("a key id");
+        assert_eq!(k.id.as_str(), "abcdefghij");
+        assert_eq!(
+            (k.hashed_secret, k.user_id),
+            (key().hashed_secret, Uuid::nil())
+        );
+    }
+
+    #[test]
     fn debug_output_leaves_out_hashes() {
         let k = key();
         let shown = format!("{k:?}");
         assert!(
             !shown.contains("171") && !shown.contains("ab0000"),
+            "{shown}"
+        );
+        let session_key = SessionKey::of(k).expect("a key id");
+        let shown = format!("{session_key:?}");
+        assert!(
+            shown.contains("<redacted>") && !shown.contains("171"),
             "{shown}"
         );
         let user = User {
@@ -387,12 +453,69 @@ mod tests {
     }
 }
 
+/// What a session needs of its [`ApiKey`]: the record without what only the token API shows
+/// (the address that last used it, the token's name, the record's times), its id inline. The
+/// key cache holds one per cached key, so each field here costs memory per session (issue 18).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionKey {
+    /// The key id.
+    pub id: KeyId,
+    /// SHA-256 of the key's secret. Compare in constant time.
+    pub hashed_secret: [u8; 32],
+    /// The owner.
+    pub user_id: Uuid,
+    /// When the key was last used, as read.
+    pub last_used: OffsetDateTime,
+    /// When the key stops working, as read.
+    pub expires_at: OffsetDateTime,
+    /// How the key was obtained.
+    pub login_type: LoginType,
+    /// Scope names (shared, as [`ApiKey::scopes`]).
+    pub scopes: Arc<[String]>,
+    /// The allow list (shared, as [`ApiKey::allow_list`]).
+    pub allow_list: Arc<[AllowListEntry]>,
+    /// The latest the key's expiry may slide to ([`ApiKey::not_after`]).
+    pub not_after: Option<OffsetDateTime>,
+}
+
+// === impl SessionKey ===
+
+impl SessionKey {
+    /// `key`'s part a session needs; `None` when its id is not a key id (no token names it).
+    pub fn of(key: ApiKey) -> Option<SessionKey> {
+        Some(SessionKey {
+            id: KeyId::parse(&key.id)?,
+            hashed_secret: key.hashed_secret,
+            user_id: key.user_id,
+            last_used: key.last_used,
+            expires_at: key.expires_at,
+            login_type: key.login_type,
+            scopes: key.scopes,
+            allow_list: key.allow_list,
+            not_after: key.not_after,
+        })
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionKey")
+            .field("id", &self.id)
+            .field("hashed_secret", &"<redacted>")
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .field("login_type", &self.login_type)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a valid key id resolves to. The user and its memberships are behind [`Arc`]s so that
 /// the key cache can give every cached key of one user the same copy.
 #[derive(Debug)]
 pub struct Session {
-    /// The key record (its secret only as a hash).
-    pub key: ApiKey,
+    /// The key (its secret only as a hash).
+    pub key: SessionKey,
     /// The key's user. A session never holds the password hash: `hashed_password` is `None`
     /// whatever the stored record has, so code that checks a password reads the store.
     pub user: Arc<User>,
@@ -403,13 +526,14 @@ pub struct Session {
 // === impl Session ===
 
 impl Session {
-    /// A session of `key`, its user (whose password hash it drops) and memberships.
-    pub fn new(key: ApiKey, user: User, memberships: Vec<Membership>) -> Session {
-        Session {
-            key,
+    /// A session of `key`, its user (whose password hash it drops) and memberships; `None`
+    /// when the key's id is not a key id ([`SessionKey::of`]).
+    pub fn new(key: ApiKey, user: User, memberships: Vec<Membership>) -> Option<Session> {
+        Some(Session {
+            key: SessionKey::of(key)?,
             user: Arc::new(User::without_password(user)),
             memberships: memberships.into(),
-        }
+        })
     }
 }
 

@@ -49,7 +49,7 @@ fn session() -> Session {
         allow_list: Vec::new().into(),
         not_after: None,
     };
-    Session::new(key, user, memberships)
+    Session::new(key, user, memberships).expect("a key id")
 }
 
 /// Decodes `jwt` with the key the JWKS names in its header, as an upstream would.

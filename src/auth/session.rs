@@ -148,7 +148,7 @@ pub async fn authenticate(
     let raw = token::extract(headers, uri).ok_or(AuthError::Missing)?;
     let token = Token::parse(&raw)?;
     let entry = cache
-        .lookup(store, token.id().as_str())
+        .lookup(store, token.id())
         .await?
         .ok_or(AuthError::Unknown)?;
     let session = &entry.session;
@@ -230,7 +230,9 @@ async fn touch(store: Store, entry: Arc<Entry>, now: OffsetDateTime) {
     let session = &entry.session;
     let seen = session.key.expires_at;
     let slid = store
-        .modify_key(&session.key.id, KEY_RETENTION, |key| slide(key, seen, now))
+        .modify_key(session.key.id.as_str(), KEY_RETENTION, |key| {
+            slide(key, seen, now)
+        })
         .await;
     if let Err(error) = slid {
         tracing::debug!(error = %ErrorChain(&error), "could not record key use");

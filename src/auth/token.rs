@@ -18,6 +18,8 @@ use http::uri::{PathAndQuery, Uri};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+pub use crate::model::{KeyId, KEY_ID_LEN};
+
 /// The cookie that carries the session token (spec §3.4).
 pub const SESSION_COOKIE: &str = "coder_session_token";
 /// The header that carries the session token (spec §8.3).
@@ -27,17 +29,11 @@ pub const SESSION_TOKEN_QUERY: &str = SESSION_COOKIE;
 /// The OAuth2-style query parameter that carries a token, read last (spec §8.3).
 pub const ACCESS_TOKEN_QUERY: &str = "access_token";
 
-/// Length of a [`KeyId`].
-pub const KEY_ID_LEN: usize = 10;
 /// Length of a [`Secret`].
 pub const SECRET_LEN: usize = 22;
 
 /// The 62 symbols of ids and secrets.
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-/// The public half of a token: names the stored key. Not a secret on its own.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KeyId([u8; KEY_ID_LEN]);
 
 /// The secret half of a token. It has no `Display`, its `Debug` is redacted, and it compares
 /// only through [`verify_secret`].
@@ -81,13 +77,6 @@ pub struct RngError(#[from] getrandom::Error);
 
 // === impl KeyId ===
 
-impl KeyId {
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("a KeyId holds only ASCII alphanumerics")
-    }
-}
-
 impl FromStr for KeyId {
     type Err = TokenError;
 
@@ -97,22 +86,7 @@ impl FromStr for KeyId {
             .as_bytes()
             .try_into()
             .map_err(|_| TokenError::IdLength(s.len()))?;
-        if !bytes.iter().all(u8::is_ascii_alphanumeric) {
-            return Err(TokenError::IdSymbol);
-        }
-        Ok(KeyId(bytes))
-    }
-}
-
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Debug for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("KeyId").field(&self.as_str()).finish()
+        KeyId::new(bytes).ok_or(TokenError::IdSymbol)
     }
 }
 
@@ -139,7 +113,8 @@ impl Token {
         fill_symbols(&mut symbols)?;
         let (id, secret) = symbols.split_at(KEY_ID_LEN);
         Ok(Token {
-            id: KeyId(id.try_into().expect("split at KEY_ID_LEN")),
+            id: KeyId::new(id.try_into().expect("split at KEY_ID_LEN"))
+                .expect("ALPHABET is alphanumeric"),
             secret: Secret(secret.try_into().expect("the rest is SECRET_LEN long")),
         })
     }

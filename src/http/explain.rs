@@ -471,7 +471,7 @@ async fn session_of(app: &App, who: &str) -> Result<Authenticated, Error> {
         .map_err(Error::StoreUnavailable)?;
     let now = OffsetDateTime::now_utc();
     let key = ApiKey {
-        id: "explain---".into(),
+        id: "explainkey".into(),
         hashed_secret: [0; 32],
         user_id: user.id,
         last_used: now,
@@ -489,11 +489,9 @@ async fn session_of(app: &App, who: &str) -> Result<Authenticated, Error> {
         }]),
         not_after: None,
     };
-    Ok(Authenticated::detached(Session::new(
-        key,
-        user,
-        memberships,
-    )))
+    let session = Session::new(key, user, memberships)
+        .ok_or_else(|| Error::internal("the explained session's key id is not a key id"))?;
+    Ok(Authenticated::detached(session))
 }
 
 fn subject_report(auth: &Authenticated, source: &'static str) -> SubjectReport {
@@ -520,7 +518,7 @@ fn subject_report(auth: &Authenticated, source: &'static str) -> SubjectReport {
             .iter()
             .map(|e| format!("{}:{}", e.resource_type, e.id))
             .collect(),
-        key_id: (source == "token").then(|| s.key.id.clone()),
+        key_id: (source == "token").then(|| s.key.id.to_string()),
     }
 }
 

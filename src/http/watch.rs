@@ -159,7 +159,9 @@ impl Ticket {
 pub async fn watch(mut ticket: Ticket) -> RevokeReason {
     let app = ticket.app.clone();
     let session = ticket.auth.session();
-    let watched = app.watchlist.watch(&session.key.id, session.user.id);
+    let watched = app
+        .watchlist
+        .watch(session.key.id.as_str(), session.user.id);
     // An invalidation applied between the admission and now poked nobody.
     let mut due = !ticket.auth.is_current(&app.keys);
     let mut unverified_since = None;

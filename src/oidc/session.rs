@@ -38,9 +38,10 @@ use uuid::Uuid;
 use super::{Oidc, OidcError, RETRY_AFTER};
 use crate::auth::session::{AuthError, Authenticated, KEY_RETENTION};
 use crate::auth::token::Token;
+use crate::model::SessionKey;
 use crate::report::ErrorChain;
 use crate::store::cache::KeyCache;
-use crate::store::{keys, ApiKey, Invalidation, LoginType, Store, StoreError};
+use crate::store::{keys, Invalidation, LoginType, Store, StoreError};
 
 /// Cached link states at most.
 const CAPACITY: u64 = 100_000;
@@ -148,15 +149,15 @@ impl Sessions<'_> {
     }
 
     /// Drops the provider tokens of an ended session (logout).
-    pub async fn forget(&self, key: &ApiKey) {
+    pub async fn forget(&self, key: &SessionKey) {
         if key.login_type != LoginType::Oidc {
             return;
         }
-        if let Err(error) = self.store.take_ephemeral(&link_key(&key.id)).await {
+        if let Err(error) = self.store.take_ephemeral(&link_key(key.id.as_str())).await {
             tracing::debug!(error = %ErrorChain(&error), "could not delete an oidc session's refresh token; it expires by itself");
         }
         if let Some(oidc) = self.oidc {
-            oidc.links.known.invalidate(&key.id).await;
+            oidc.links.known.invalidate(key.id.as_str()).await;
         }
     }
 
@@ -173,14 +174,14 @@ impl Sessions<'_> {
             return Ok(auth);
         };
         let now = OffsetDateTime::now_utc();
-        let known = match oidc.links.known.get(&key.id).await {
+        let known = match oidc.links.known.get(key.id.as_str()).await {
             Some(known) => known,
             None => {
                 let known = Known {
-                    expires_at: self.read_link(&key.id).await?.map(|l| l.expires_at),
+                    expires_at: self.read_link(key.id.as_str()).await?.map(|l| l.expires_at),
                     retry_at: None,
                 };
-                oidc.links.known.insert(key.id.clone(), known).await;
+                oidc.links.known.insert(key.id.to_string(), known).await;
                 known
             }
         };
@@ -196,18 +197,18 @@ impl Sessions<'_> {
     }
 
     /// Refreshes the provider token of `key`'s session, once across replicas.
-    async fn refresh(&self, oidc: &Oidc, key: &ApiKey) -> Result<(), AuthError> {
+    async fn refresh(&self, oidc: &Oidc, key: &SessionKey) -> Result<(), AuthError> {
         let now = OffsetDateTime::now_utc();
         // Another replica may have refreshed it since this one cached the expiry.
-        let Some(link) = self.read_link(&key.id).await? else {
-            remember_known(oidc, &key.id, None, None).await;
+        let Some(link) = self.read_link(key.id.as_str()).await? else {
+            remember_known(oidc, key.id.as_str(), None, None).await;
             return Ok(());
         };
         if link.expires_at > now {
-            remember_known(oidc, &key.id, Some(link.expires_at), None).await;
+            remember_known(oidc, key.id.as_str(), Some(link.expires_at), None).await;
             return Ok(());
         }
-        let claim = keys::oidc_refresh(&key.id, link.expires_at);
+        let claim = keys::oidc_refresh(key.id.as_str(), link.expires_at);
         let hold = oidc.config.request_timeout + Duration::from_secs(5);
         if !self.store.set_if_absent(&claim, b"1", Some(hold)).await? {
             // Someone else is refreshing this very token; this request goes on meanwhile.
@@ -220,8 +221,8 @@ impl Sessions<'_> {
             Ok(refreshed) => {
                 let Some(expires_at) = refreshed.expires_at else {
                     // No expiry given: nothing to refresh against from now on.
-                    let _ = self.store.take_ephemeral(&link_key(&key.id)).await;
-                    remember_known(oidc, &key.id, None, None).await;
+                    let _ = self.store.take_ephemeral(&link_key(key.id.as_str())).await;
+                    remember_known(oidc, key.id.as_str(), None, None).await;
                     return Ok(());
                 };
                 let link = Link {
@@ -229,8 +230,8 @@ impl Sessions<'_> {
                     expires_at,
                     subject: link.subject,
                 };
-                self.store_link(&key.id, &link).await?;
-                remember_known(oidc, &key.id, Some(expires_at), None).await;
+                self.store_link(key.id.as_str(), &link).await?;
+                remember_known(oidc, key.id.as_str(), Some(expires_at), None).await;
                 tracing::debug!(user_id = %key.user_id, "oidc session refreshed");
                 Ok(())
             }
@@ -248,7 +249,7 @@ impl Sessions<'_> {
                 tracing::warn!(error = %ErrorChain(&error), "could not refresh an oidc session; trying again shortly");
                 remember_known(
                     oidc,
-                    &key.id,
+                    key.id.as_str(),
                     Some(link.expires_at),
                     Some(Instant::now() + RETRY_AFTER),
                 )
@@ -259,11 +260,11 @@ impl Sessions<'_> {
     }
 
     /// Ends a session whose provider refused it: the key and its link go, on every replica.
-    async fn end(&self, oidc: &Oidc, key: &ApiKey) -> Result<(), StoreError> {
-        self.store.delete_key(&key.id).await?;
-        let _ = self.store.take_ephemeral(&link_key(&key.id)).await;
-        oidc.links.known.invalidate(&key.id).await;
-        let what = Invalidation::Key(key.id.clone());
+    async fn end(&self, oidc: &Oidc, key: &SessionKey) -> Result<(), StoreError> {
+        self.store.delete_key(key.id.as_str()).await?;
+        let _ = self.store.take_ephemeral(&link_key(key.id.as_str())).await;
+        oidc.links.known.invalidate(key.id.as_str()).await;
+        let what = Invalidation::Key(key.id.to_string());
         self.keys.apply(&what);
         if let Err(error) = self.store.publish(what).await {
             tracing::warn!(error = %ErrorChain(&error), "could not publish a key invalidation");

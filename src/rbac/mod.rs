@@ -27,7 +27,7 @@ use uuid::Uuid;
 pub use catalog::{Action, Resource};
 pub use perms::{PermSet, Vote};
 
-use crate::model::{AllowListEntry, ApiKey, Membership, User};
+use crate::model::{AllowListEntry, Membership, SessionKey, User};
 
 /// What is acted on (Coder's RBAC object, without ACLs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +125,13 @@ pub trait Trace {
 
 /// A key's allow list: which objects it may touch at all. `None` parts are `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllowList(Vec<(Option<Resource>, Option<Uuid>)>);
+pub enum AllowList {
+    /// It holds `*:*`, the list of nearly every key: admits every object, whatever else it
+    /// holds. Costs no allocation (one per cached key otherwise: issue 18).
+    Everything,
+    /// Only these entries (none: nothing).
+    Only(Box<[(Option<Resource>, Option<Uuid>)]>),
+}
 
 // === impl Object ===
 
@@ -180,7 +186,7 @@ impl Object {
 impl Subject {
     /// The subject of `key`, used by `user` with `memberships`. Role names that are not built in
     /// grant nothing.
-    pub fn new(user: &User, memberships: &[Membership], key: &ApiKey) -> Self {
+    pub fn new(user: &User, memberships: &[Membership], key: &SessionKey) -> Self {
         let roles_of = (
             user.roles.clone(),
             memberships
@@ -397,20 +403,28 @@ impl AllowList {
                 };
                 Some((resource, id))
             })
-            .collect();
-        AllowList(parsed)
+            .collect::<Box<[_]>>();
+        if parsed.contains(&(None, None)) {
+            AllowList::Everything
+        } else {
+            AllowList::Only(parsed)
+        }
     }
 
     /// Whether it admits every object (`*:*`).
     pub fn is_everything(&self) -> bool {
-        self.0.contains(&(None, None))
+        matches!(self, AllowList::Everything)
     }
 
     /// Whether `object` matches an entry: `*:*`, `<type>:*` or `<type>:<its id>`.
     pub fn admits(&self, object: &Object) -> bool {
-        self.0.iter().any(|(resource, id)| {
-            resource.is_none_or(|r| r == object.resource) && id.is_none_or(|i| object.id == Some(i))
-        })
+        match self {
+            AllowList::Everything => true,
+            AllowList::Only(entries) => entries.iter().any(|(resource, id)| {
+                resource.is_none_or(|r| r == object.resource)
+                    && id.is_none_or(|i| object.id == Some(i))
+            }),
+        }
     }
 }
 

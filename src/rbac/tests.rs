@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::*;
-use crate::model::LoginType;
+use crate::model::{ApiKey, LoginType};
 
 const ME: Uuid = Uuid::from_u128(0xa);
 const OTHER: Uuid = Uuid::from_u128(0xb);
@@ -22,9 +22,9 @@ fn user(roles: &[&str]) -> User {
     }
 }
 
-fn key(scopes: &[&str], allow: &[(&str, &str)]) -> ApiKey {
+fn key(scopes: &[&str], allow: &[(&str, &str)]) -> SessionKey {
     let now = OffsetDateTime::UNIX_EPOCH;
-    ApiKey {
+    SessionKey::of(ApiKey {
         id: "abcdefghij".into(),
         hashed_secret: [0; 32],
         user_id: ME,
@@ -45,7 +45,8 @@ fn key(scopes: &[&str], allow: &[(&str, &str)]) -> ApiKey {
             })
             .collect(),
         not_after: None,
-    }
+    })
+    .expect("a key id")
 }
 
 /// A subject with `site` roles, a member of ORG with `org` roles, holding a `coder:all` key.
@@ -354,6 +355,24 @@ fn an_allow_listed_token_reaches_only_its_object() {
     let s = scoped(&[], &[], &["coder:all"], &[("workspace", "*")]);
     assert!(s.allows(Action::parse("read").unwrap(), &object("ws_own2")));
     assert!(!s.allows(Action::parse("read").unwrap(), &object("key_own")));
+}
+
+#[test]
+fn an_allow_list_holding_star_star_admits_everything_whatever_else_it_holds() {
+    let ws = WS.to_string();
+    let s = scoped(&[], &[], &["coder:all"], &[("workspace", &ws), ("*", "*")]);
+    assert!(s.allows(Action::parse("read").unwrap(), &object("ws_own2")));
+    assert!(s.allows(Action::parse("read").unwrap(), &object("key_own")));
+    let entry = |t: &str, id: &str| AllowListEntry {
+        resource_type: t.into(),
+        id: id.into(),
+    };
+    let list = AllowList::new(&[entry("workspace", &ws), entry("*", "*")]);
+    assert!(list.is_everything());
+    assert_eq!(list, AllowList::Everything);
+    assert!(!AllowList::new(&[entry("workspace", "*")]).is_everything());
+    // No entries admit nothing.
+    assert!(!AllowList::new(&[]).admits(&object("ws_own")));
 }
 
 #[test]

@@ -57,7 +57,7 @@ use crate::assertion::Issued;
 use crate::config::StoreConfig;
 use crate::headers::{Identity, UserIdentity};
 use crate::metrics::{CacheResult, Metrics};
-use crate::model::{AllowListEntry, Membership, User};
+use crate::model::{AllowListEntry, KeyId, Membership, User};
 use crate::rbac::intern::Interner;
 use crate::rbac::Subject;
 use crate::report::ErrorChain;
@@ -68,6 +68,7 @@ const CAPACITY: u64 = 100_000;
 
 /// Slots of invalidation numbers for key ids, and as many for user ids.
 pub const STRIPES: usize = 4096;
+const _: () = assert!(STRIPES <= 1 << 16, "an entry holds its slots as u16");
 
 /// Store reads of one load that invalidations may overtake before the request gets 503.
 pub const LOAD_ATTEMPTS: usize = 3;
@@ -96,8 +97,8 @@ pub struct Entry {
     read_at: u64,
     /// The subscription to the invalidation channel that was live before those reads.
     subscription: Option<u64>,
-    key_slot: usize,
-    user_slot: usize,
+    key_slot: u16,
+    user_slot: u16,
 }
 
 /// The numbers of the latest invalidations: for everything, and per slot of key ids and of
@@ -130,8 +131,8 @@ struct Shared {
 /// The cache.
 #[derive(Debug)]
 pub struct KeyCache {
-    entries: Cache<String, Arc<Entry>>,
-    unknown: Option<Cache<String, ()>>,
+    entries: Cache<KeyId, Arc<Entry>>,
+    unknown: Option<Cache<KeyId, ()>>,
     generations: Generations,
     shared: Shared,
     ttl: Duration,
@@ -168,7 +169,7 @@ impl Entry {
     }
 
     fn new(session: Session, read: Read, gens: &Generations, shared: &Shared) -> Self {
-        let (key_slot, user_slot) = gens.slots(&session.key.id, session.user.id);
+        let (key_slot, user_slot) = gens.slots(session.key.id.as_str(), session.user.id);
         let touched = session.key.last_used.unix_timestamp();
         let session = shared.session(session);
         let identity = shared.identity(&session);
@@ -296,13 +297,13 @@ impl Generations {
         self.sequence.load(Ordering::SeqCst)
     }
 
-    fn slot(&self, what: impl Hash) -> usize {
-        // The remainder is below STRIPES, so it fits a usize.
-        usize::try_from(self.hasher.hash_one(what) % STRIPES as u64).unwrap_or(0)
+    fn slot(&self, what: impl Hash) -> u16 {
+        // The remainder is below STRIPES, so it fits a u16 (two bytes per entry, not eight).
+        u16::try_from(self.hasher.hash_one(what) % STRIPES as u64).unwrap_or(0)
     }
 
     /// The slots of a key id and a user id.
-    fn slots(&self, key: &str, user: Uuid) -> (usize, usize) {
+    fn slots(&self, key: &str, user: Uuid) -> (u16, u16) {
         (self.slot(key), self.slot(user))
     }
 
@@ -311,8 +312,8 @@ impl Generations {
     fn bump(&self, what: &Invalidation) {
         let n = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
         let slot = match what {
-            Invalidation::Key(id) => &self.keys[self.slot(id.as_str())],
-            Invalidation::User(user) => &self.users[self.slot(user)],
+            Invalidation::Key(id) => &self.keys[usize::from(self.slot(id.as_str()))],
+            Invalidation::User(user) => &self.users[usize::from(self.slot(user))],
             Invalidation::All => &self.all,
         };
         slot.fetch_max(n, Ordering::SeqCst);
@@ -320,9 +321,11 @@ impl Generations {
 
     /// Whether an invalidation for this key slot or user slot (or everything) came after
     /// `read_at`.
-    fn overtaken(&self, read_at: u64, key_slot: usize, user_slot: usize) -> bool {
+    fn overtaken(&self, read_at: u64, key_slot: u16, user_slot: u16) -> bool {
         let after = |n: &AtomicU64| n.load(Ordering::SeqCst) > read_at;
-        after(&self.all) || after(&self.keys[key_slot]) || after(&self.users[user_slot])
+        after(&self.all)
+            || after(&self.keys[usize::from(key_slot)])
+            || after(&self.users[usize::from(user_slot)])
     }
 
     /// Whether `entry` may still be served: no invalidation came after its store reads.
@@ -359,7 +362,11 @@ impl KeyCache {
     }
 
     /// Resolves a key id: `Ok(None)` when no such key (or its user) exists.
-    pub async fn lookup(&self, store: &Store, id: &str) -> Result<Option<Arc<Entry>>, StoreError> {
+    pub async fn lookup(
+        &self,
+        store: &Store,
+        id: &KeyId,
+    ) -> Result<Option<Arc<Entry>>, StoreError> {
         if let Some(entry) = self.entries.get(id).await {
             if entry.loaded.elapsed() < self.ttl
                 && self.generations.holds(&entry)
@@ -380,7 +387,7 @@ impl KeyCache {
 
     /// The slow path: one load per key at a time; the stale entry is kept if the store fails
     /// and it is still within `max_stale`.
-    async fn load(&self, store: &Store, id: &str) -> Result<Option<Arc<Entry>>, StoreError> {
+    async fn load(&self, store: &Store, id: &KeyId) -> Result<Option<Arc<Entry>>, StoreError> {
         let ttl = self.ttl;
         let stale_limit = self.ttl + self.max_stale;
         let metrics = &self.metrics;
@@ -389,7 +396,7 @@ impl KeyCache {
         let asked = Instant::now();
         let result = self
             .entries
-            .entry(id.to_owned())
+            .entry(*id)
             .and_try_compute_with(|existing| {
                 // An entry an invalidation overtook is as good as none.
                 let existing = existing.filter(|e| gens.holds(e.value()));
@@ -409,7 +416,7 @@ impl KeyCache {
                         }
                     }
                     let started = Instant::now();
-                    let loaded = load_fresh(store, id, gens).await;
+                    let loaded = load_fresh(store, id.as_str(), gens).await;
                     metrics.store_call(started.elapsed(), loaded.is_err());
                     match loaded {
                         Ok(Some((session, read))) => {
@@ -442,7 +449,7 @@ impl KeyCache {
             }
             CompResult::Removed(_) | CompResult::StillNone(_) => {
                 if let Some(unknown) = &self.unknown {
-                    unknown.insert(id.to_owned(), ()).await;
+                    unknown.insert(*id, ()).await;
                 }
                 None
             }
@@ -454,11 +461,14 @@ impl KeyCache {
     pub fn apply(&self, what: &Invalidation) {
         self.generations.bump(what);
         match what {
+            // An id that is not a key id's shape names no cached entry (the generation bump
+            // above still refuses a load of it in flight).
             Invalidation::Key(id) => {
-                let entries = self.entries.clone();
-                let id = id.clone();
-                // `invalidate` is async in moka's future cache; it only touches memory.
-                tokio::spawn(async move { entries.invalidate(&id).await });
+                if let Some(id) = KeyId::parse(id) {
+                    let entries = self.entries.clone();
+                    // `invalidate` is async in moka's future cache; it only touches memory.
+                    tokio::spawn(async move { entries.invalidate(&id).await });
+                }
             }
             Invalidation::User(user) => {
                 let user: Uuid = *user;

@@ -73,7 +73,8 @@ mod memory;
 mod redis;
 
 pub use crate::model::{
-    AllowListEntry, ApiKey, LoginType, Membership, Organization, Session, User, UserStatus,
+    AllowListEntry, ApiKey, KeyId, LoginType, Membership, Organization, Session, SessionKey, User,
+    UserStatus,
 };
 pub use directory::{UserPage, UserQuery};
 pub use error::{Corrupt, StoreError, Unavailable};
@@ -568,7 +569,7 @@ impl Store {
             Backend::Memory(m) => Ok(m.key(id).and_then(|key| {
                 let user = m.user(key.user_id)?;
                 let memberships = m.memberships_of(key.user_id);
-                Some(Session::new(key, user, memberships))
+                Session::new(key, user, memberships)
             })),
             Backend::Redis(r) => r.session(id).await,
         }

@@ -116,7 +116,7 @@ pub async fn convert_login(
         user_id: user.id,
         from: user.login_type,
         to,
-        key_id: auth.session().key.id.clone(),
+        key_id: auth.session().key.id.to_string(),
     };
     let record = serde_json::to_vec(&pending).map_err(Error::internal)?;
     app.store

@@ -306,13 +306,15 @@ pub(crate) async fn end_session(
     let session = auth.session();
     let mut doomed = Vec::new();
     for key in app.store.keys_of(session.user.id).await? {
-        if key.id != session.key.id && key.scopes.iter().any(|s| s == "coder:application_connect") {
+        if key.id != session.key.id.as_str()
+            && key.scopes.iter().any(|s| s == "coder:application_connect")
+        {
             doomed.push(key.id);
         }
     }
     // The session goes last: when a deletion fails (it may still have happened), the session
     // that can retry the logout is the only thing that may be gone.
-    doomed.push(session.key.id.clone());
+    doomed.push(session.key.id.to_string());
     // Each key is dropped from this replica's cache before the answer, not when the
     // invalidation comes back over Redis: on a cluster that echo can trail the answer, and the
     // key would still work here meanwhile. Other replicas get the invalidation.

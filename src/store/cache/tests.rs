@@ -76,8 +76,9 @@ async fn key(store: &Store, id: &str, user: &User, scopes: &[&str]) -> String {
 }
 
 async fn entry(cache: &KeyCache, store: &Store, id: &str) -> Arc<Entry> {
+    let id = KeyId::parse(id).expect("a key id");
     cache
-        .lookup(store, id)
+        .lookup(store, &id)
         .await
         .expect("the memory store answers")
         .expect("the key exists")
@@ -236,4 +237,16 @@ async fn a_changed_user_gets_new_copies_and_holders_of_the_old_ones_keep_theirs(
         "{roles}"
     );
     assert_eq!(headers(&b)["x-forwarded-roles"], roles.as_str());
+}
+
+/// What a cached key costs before what it shares: the entry is one allocation, and its size
+/// is most of a session's memory (issue 18: 424 bytes before `SessionKey`, u16 slots).
+#[test]
+fn a_cached_entry_holds_no_more_than_320_bytes_inline() {
+    assert!(
+        std::mem::size_of::<Entry>() <= 320,
+        "{}",
+        std::mem::size_of::<Entry>()
+    );
+    assert!(std::mem::size_of::<KeyId>() <= 10);
 }

@@ -109,7 +109,7 @@ impl RedisStore {
                 )?);
             }
         }
-        Ok(Some(Session::new(key, user, memberships)))
+        Ok(Session::new(key, user, memberships))
     }
 }
 

@@ -2,21 +2,26 @@
 //! Redis and Sentinel (two on a Cluster). Whatever the number of trips, it must equal the
 //! separate reads of the key, its user and the user's memberships.
 
-use portcullis::store::Session;
+use portcullis::store::{Session, SessionKey};
 
 use super::*;
 
 every_redis!(a_session_skips_organization_ids_without_a_membership);
 
 /// The key, its user and the user's memberships, read one by one.
-async fn separately(store: &Store, id: &str) -> Option<(ApiKey, User, Vec<Membership>)> {
+async fn separately(store: &Store, id: &str) -> Option<(SessionKey, User, Vec<Membership>)> {
     let key = store.key(id).await.expect("key")?;
     let user = store.user(key.user_id).await.expect("user")?;
     let memberships = store
         .memberships_of(key.user_id)
         .await
         .expect("memberships");
-    Some((key, bare(&user), memberships))
+    Some((SessionKey::of(key)?, bare(&user), memberships))
+}
+
+/// `key` as a session holds it.
+fn session_key(key: &ApiKey) -> SessionKey {
+    SessionKey::of(key.clone()).expect("a key id")
 }
 
 /// `user` as a session holds it: without the password hash.
@@ -24,13 +29,13 @@ fn bare(user: &User) -> User {
     User::without_password(user.clone())
 }
 
-fn parts(session: Session) -> (ApiKey, User, Vec<Membership>) {
+fn parts(session: Session) -> (SessionKey, User, Vec<Membership>) {
     let mut memberships = session.memberships.to_vec();
     memberships.sort_by_key(|m| m.organization_id);
     (session.key, (*session.user).clone(), memberships)
 }
 
-async fn resolve(store: &Store, id: &str) -> Option<(ApiKey, User, Vec<Membership>)> {
+async fn resolve(store: &Store, id: &str) -> Option<(SessionKey, User, Vec<Membership>)> {
     store.session(id).await.expect("session").map(parts)
 }
 
@@ -43,7 +48,7 @@ pub(super) async fn a_key_resolves_to_its_user_and_memberships(store: Store) {
     // No memberships yet.
     assert_eq!(
         resolve(&store, &key.id).await,
-        Some((key.clone(), bare(&alice), Vec::new()))
+        Some((session_key(&key), bare(&alice), Vec::new()))
     );
 
     let (acme, other) = (org("acme", false), org("other", false));
@@ -58,7 +63,10 @@ pub(super) async fn a_key_resolves_to_its_user_and_memberships(store: Store) {
         .unwrap();
     store.remove_member(alice.id, other.id).await.unwrap();
     let resolved = resolve(&store, &key.id).await;
-    assert_eq!(resolved, Some((key.clone(), bare(&alice), vec![admin])));
+    assert_eq!(
+        resolved,
+        Some((session_key(&key), bare(&alice), vec![admin]))
+    );
     let mut expected = separately(&store, &key.id).await.expect("found");
     expected.2.sort_by_key(|m| m.organization_id);
     assert_eq!(resolved, Some(expected));
@@ -111,7 +119,7 @@ async fn a_session_skips_organization_ids_without_a_membership(url: &str) {
     .await;
     assert_eq!(
         resolve(&store, &key.id).await,
-        Some((key.clone(), bare(&bob), vec![membership]))
+        Some((session_key(&key), bare(&bob), vec![membership]))
     );
 
     // A record whose user id is written in capitals (serde reads it; the key names hold the
@@ -129,7 +137,7 @@ async fn a_session_skips_organization_ids_without_a_membership(url: &str) {
     .await;
     assert_eq!(
         resolve(&store, &upper.id).await.map(|(k, u, _)| (k, u.id)),
-        Some((upper.clone(), bob.id))
+        Some((session_key(&upper), bob.id))
     );
 
     let broken = api_key(bob.id, "");
