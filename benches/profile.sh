@@ -11,9 +11,23 @@
 # session token in `Authorization: Bearer`, GET /app/v1/items/42, an nginx upstream answering
 # 128 bytes. Prints the instructions (callgrind) per request, including start-up and setup
 # (measure two N and take the difference for the per-request cost; `N=0` gives the fixed part).
+#
+# FLOOR=spawned|in-task profiles hyper's floor instead (benches/floor, BIN default
+# benches/floor/target/release/hyper_floor, http only): the same request and upstream, hyper's HTTP/1.1
+# server and client with nothing between them. FLOOR=nginx profiles nginx as the plain proxy
+# (one worker, no master process, the harness's nginx-proxy settings for plain HTTP).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tool=${1:-callgrind} proto=${2:-http}
+FLOOR=${FLOOR:-}
+if [ "$FLOOR" = nginx ]; then
+  : "${BIN:=nginx}"
+elif [ -n "$FLOOR" ]; then
+  : "${BIN:=$ROOT/benches/floor/target/release/hyper_floor}"
+fi
+if [ -n "$FLOOR" ]; then
+  [ "$proto" = http ] || { echo "FLOOR profiles http only" >&2; exit 2; }
+fi
 : "${BIN:=$ROOT/target/release/portcullis}" "${N:=20000}" "${C:=4}" "${OUT:=/tmp/portcullis-profile}"
 : "${PORT:=24600}"
 mkdir -p "$OUT"
@@ -82,12 +96,45 @@ case $tool in
   none) pre=() ;;
   *) echo "tool: callgrind, dhat or none" >&2; exit 2 ;;
 esac
-"${pre[@]}" "$BIN" serve --config "$OUT/portcullis.toml" 2>"$OUT/portcullis.log" &
-PC_PID=$!
-for _ in $(seq 600); do curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && break; sleep 0.1; done
-curl -skf -X POST "$scheme://127.0.0.1:$main/api/v2/users/first" -H 'content-type: application/json' \
+if [ "$FLOOR" = nginx ]; then
+  cat >"$OUT/nginx-proxy.conf" <<CONF
+worker_processes 1;
+daemon off;
+master_process off;
+error_log $OUT/nginx-proxy-error.log;
+pid $OUT/nginx-proxy.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $OUT; proxy_temp_path $OUT; fastcgi_temp_path $OUT; uwsgi_temp_path $OUT; scgi_temp_path $OUT;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  upstream app { server 127.0.0.1:$up; keepalive 128; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:$main;
+    location / {
+      proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host;
+      proxy_pass http://app;
+    }
+  }
+}
+CONF
+  "${pre[@]}" "$BIN" -c "$OUT/nginx-proxy.conf" 2>"$OUT/portcullis.log" &
+  PC_PID=$!
+  for _ in $(seq 600); do curl -sf -o /dev/null "http://127.0.0.1:$main/" && break; sleep 0.1; done
+elif [ -n "$FLOOR" ]; then
+  "${pre[@]}" "$BIN" "$FLOOR" "127.0.0.1:$main" "127.0.0.1:$up" 2>"$OUT/portcullis.log" &
+  PC_PID=$!
+  for _ in $(seq 600); do curl -sf -o /dev/null "http://127.0.0.1:$main/" && break; sleep 0.1; done
+else
+  "${pre[@]}" "$BIN" serve --config "$OUT/portcullis.toml" 2>"$OUT/portcullis.log" &
+  PC_PID=$!
+  for _ in $(seq 600); do curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && break; sleep 0.1; done
+fi
+[ -n "$FLOOR" ] || curl -skf -X POST "$scheme://127.0.0.1:$main/api/v2/users/first" -H 'content-type: application/json' \
   -d '{"email":"bench@example.com","username":"bench","password":"bench password 1"}' >/dev/null
-token=$(curl -skf -X POST "$scheme://127.0.0.1:$main/api/v2/users/login" -H 'content-type: application/json' \
+token=bench-floor
+[ -n "$FLOOR" ] || token=$(curl -skf -X POST "$scheme://127.0.0.1:$main/api/v2/users/login" -H 'content-type: application/json' \
   -d '{"email":"bench@example.com","password":"bench password 1"}' | sed 's/.*"session_token":"\([^"]*\)".*/\1/')
 url="$scheme://127.0.0.1:$main/app/v1/items/42"
 [ "$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$url")" = 200 ] || { echo "the proxied request failed" >&2; exit 1; }

@@ -22,9 +22,14 @@
 #              authenticated proxying under 1 or 50 route rules, to compare the two; goal = issue
 #              18's goal row: authenticated proxying on a cache hit, 50 route rules, identity headers
 #              on, the Redis store (GOAL_REDIS, default redis://127.0.0.1:6379/0, under a key prefix
-#              of its own), over HTTP/1.1, TLS h1 and TLS h2, beside nginx and HAProxy)
+#              of its own), over HTTP/1.1, TLS h1 and TLS h2, beside nginx and HAProxy; floor =
+#              hyper's floor (benches/floor: hyper's HTTP/1.1 server and client with
+#              nothing between them), its upstream connection in a task of its own, then driven
+#              in the client connection's task, each beside nginx and HAProxy, PROTOS=http)
 #   BENCH_DIR  the harness (default: ../shared/bench beside the repository)
 #   BENCH_BIN  a portcullis binary to measure instead of building one (default: cargo build --release)
+#   FLOOR_BIN  a hyper_floor binary for MODES=floor (default: cargo build --release in
+#              benches/floor, a package of its own)
 #   OUT_BASE   where results go (default results/bench-<UTC time>/, one subfolder per run)
 #   RECORD     1 (default): also write benches/results/<UTC date>-<short commit>.md, the run as a
 #              small table to check in (benches/record.py: commit, date, this command, machine,
@@ -73,7 +78,7 @@ fi
 # --- Driver ------------------------------------------------------------------------------------
 # The exact command, for the result file: the variables that change what is measured, as given.
 COMMAND=""
-for v in CASES MODES DURATION REPS WARMUP PIN SERVER_CPUS LOADGEN_CPUS PORT_BASE BENCH_BIN \
+for v in CASES MODES DURATION REPS WARMUP PIN SERVER_CPUS LOADGEN_CPUS PORT_BASE BENCH_BIN FLOOR_BIN \
   FWD_PROTOS FWD_CASES AUTH_CASES ROUTES_CASES PEERS WRK_THREADS WRK_CONNS H2_CONNS H2_STREAMS \
   NGINX_WORKERS UPSTREAM_BODY_BYTES TLS_KEY_TYPE $(compgen -e | grep '^PORTCULLIS_' || true); do
   [ -n "${!v+x}" ] && COMMAND+="$v=$(printf '%q' "${!v}") "
@@ -95,6 +100,13 @@ if [ -z "${BENCH_BIN:-}" ]; then
   BENCH_BIN="$target_dir/release/portcullis"
 fi
 [ -x "$BENCH_BIN" ] || { echo "benches/run.sh: $BENCH_BIN is not an executable" >&2; exit 1; }
+if [[ " $MODES " == *" floor "* ]] && [ -z "${FLOOR_BIN:-}" ]; then
+  echo "== cargo build --release (benches/floor)" >&2
+  (cd "$ROOT/benches/floor" && cargo build --release --locked)
+  target_dir=${CARGO_TARGET_DIR:-benches/floor/target}
+  case $target_dir in /*) ;; *) target_dir="$ROOT/$target_dir" ;; esac
+  FLOOR_BIN="$target_dir/release/hyper_floor"
+fi
 
 # The harness names the sidecar's case "sidecar" in CASES; it is labelled SIDECAR_NAME in reports.
 harness_cases=""
@@ -272,6 +284,25 @@ run_goal() {
   { cat "$out/http/summary.md"; echo; cat "$out/tls/summary.md"; } >"$out/summary.md"
 }
 
+# hyper's floor (benches/floor) in both of its modes, each in a harness run of its own
+# beside nginx and HAProxy (the harness has one sidecar slot), HTTP/1.1. Each mode's raw results
+# are a run of their own (floor-spawned, floor-in-task) in the recorded file.
+run_floor() {
+  local port=$((PORT_BASE + 100)) failed=0 fmode
+  mkdir -p "$OUT_BASE/floor"
+  for fmode in spawned in-task; do
+    echo "== harness run 'floor' ($fmode): hyper's HTTP/1.1 server and client, nothing between" >&2
+    # Single quotes: BENCH_UPSTREAM is the harness's, set when it starts the sidecar.
+    SIDECAR_NAME="hyper-floor-$fmode" SIDECAR_AUTH=0 \
+      SIDECAR_CMD="$(printf '%q' "$FLOOR_BIN") $fmode 127.0.0.1:$port "'"${BENCH_UPSTREAM#http://}"' \
+      SIDECAR_URL="http://127.0.0.1:$port/" SIDECAR_TLS_URL="" \
+      CASES="${FLOOR_CASES:-nginx-proxy haproxy sidecar}" PROTOS=http OUT_DIR="$OUT_BASE/floor-$fmode" \
+      bash "$BENCH_DIR/bench.sh" || failed=1
+    cat "$OUT_BASE/floor-$fmode/summary.md" >>"$OUT_BASE/floor/summary.md" 2>/dev/null || true
+  done
+  [ "$failed" = 0 ] || exit 1
+}
+
 # paired_ratio DIR CASE REFERENCE: CASE's req/s over REFERENCE's in the same repetition and
 # protocol, per repetition, from the harness's raw.jsonl.
 paired_ratio() {
@@ -298,7 +329,8 @@ for mode in $MODES; do
     routes1) run_routes 1 ;;
     routes50) run_routes 50 ;;
     goal) run_goal ;;
-    *) echo "benches/run.sh: unknown mode '$mode' (http, tls, auth, fwd, routes1, routes50, goal)" >&2; exit 2 ;;
+    floor) run_floor ;;
+    *) echo "benches/run.sh: unknown mode '$mode' (http, tls, auth, fwd, routes1, routes50, goal, floor)" >&2; exit 2 ;;
   esac
 done
 
