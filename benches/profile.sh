@@ -12,7 +12,7 @@
 # 128 bytes. Prints the instructions (callgrind) per request, including start-up and setup
 # (measure two N and take the difference for the per-request cost; `N=0` gives the fixed part).
 #
-# FLOOR=spawned|in-task profiles hyper's floor instead (benches/floor, BIN default
+# FLOOR=pooled|spawned|in-task profiles hyper's floor instead (benches/floor, BIN default
 # benches/floor/target/release/hyper_floor, http only): the same request and upstream, hyper's HTTP/1.1
 # server and client with nothing between them. FLOOR=nginx profiles nginx as the plain proxy
 # (one worker, no master process, the harness's nginx-proxy settings for plain HTTP).

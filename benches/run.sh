@@ -23,9 +23,11 @@
 #              18's goal row: authenticated proxying on a cache hit, 50 route rules, identity headers
 #              on, the Redis store (GOAL_REDIS, default redis://127.0.0.1:6379/0, under a key prefix
 #              of its own), over HTTP/1.1, TLS h1 and TLS h2, beside nginx and HAProxy; floor =
-#              hyper's floor (benches/floor: hyper's HTTP/1.1 server and client with
-#              nothing between them), its upstream connection in a task of its own, then driven
-#              in the client connection's task, each beside nginx and HAProxy, PROTOS=http)
+#              hyper's floor (benches/floor: hyper's server and client with nothing between
+#              them) beside nginx and HAProxy: with Portcullis's pool over HTTP/1.1, TLS h1 and
+#              TLS h2, then with an upstream connection per client connection in a task of its
+#              own or driven in the client connection's task, over HTTP/1.1; FLOOR_MODES narrows
+#              it, e.g. "pooled:http pooled:tls")
 #   BENCH_DIR  the harness (default: ../shared/bench beside the repository)
 #   BENCH_BIN  a portcullis binary to measure instead of building one (default: cargo build --release)
 #   FLOOR_BIN  a hyper_floor binary for MODES=floor (default: cargo build --release in
@@ -78,7 +80,7 @@ fi
 # --- Driver ------------------------------------------------------------------------------------
 # The exact command, for the result file: the variables that change what is measured, as given.
 COMMAND=""
-for v in CASES MODES DURATION REPS WARMUP PIN SERVER_CPUS LOADGEN_CPUS PORT_BASE BENCH_BIN FLOOR_BIN \
+for v in CASES MODES DURATION REPS WARMUP PIN SERVER_CPUS LOADGEN_CPUS PORT_BASE BENCH_BIN FLOOR_BIN FLOOR_MODES \
   FWD_PROTOS FWD_CASES AUTH_CASES ROUTES_CASES PEERS WRK_THREADS WRK_CONNS H2_CONNS H2_STREAMS \
   NGINX_WORKERS UPSTREAM_BODY_BYTES TLS_KEY_TYPE $(compgen -e | grep '^PORTCULLIS_' || true); do
   [ -n "${!v+x}" ] && COMMAND+="$v=$(printf '%q' "${!v}") "
@@ -284,21 +286,33 @@ run_goal() {
   { cat "$out/http/summary.md"; echo; cat "$out/tls/summary.md"; } >"$out/summary.md"
 }
 
-# hyper's floor (benches/floor) in both of its modes, each in a harness run of its own
-# beside nginx and HAProxy (the harness has one sidecar slot), HTTP/1.1. Each mode's raw results
-# are a run of their own (floor-spawned, floor-in-task) in the recorded file.
+# hyper's floor (benches/floor), each mode in a harness run of its own beside nginx and HAProxy
+# (the harness has one sidecar slot): `pooled` (Portcullis's pool) over HTTP/1.1, then over TLS
+# h1 and h2 (the floor's listener is plain or TLS, like Portcullis's), then `spawned` and
+# `in-task` over HTTP/1.1 (FLOOR_MODES narrows the list). Each run's raw results are a run of
+# their own (floor-pooled-http, floor-pooled-tls, floor-spawned-http, ...) in the recorded file.
 run_floor() {
-  local port=$((PORT_BASE + 100)) failed=0 fmode
+  local port=$((PORT_BASE + 100)) tls_port=$((PORT_BASE + 543)) failed=0 run fmode proto
   mkdir -p "$OUT_BASE/floor"
-  for fmode in spawned in-task; do
-    echo "== harness run 'floor' ($fmode): hyper's HTTP/1.1 server and client, nothing between" >&2
-    # Single quotes: BENCH_UPSTREAM is the harness's, set when it starts the sidecar.
-    SIDECAR_NAME="hyper-floor-$fmode" SIDECAR_AUTH=0 \
-      SIDECAR_CMD="$(printf '%q' "$FLOOR_BIN") $fmode 127.0.0.1:$port "'"${BENCH_UPSTREAM#http://}"' \
-      SIDECAR_URL="http://127.0.0.1:$port/" SIDECAR_TLS_URL="" \
-      CASES="${FLOOR_CASES:-nginx-proxy haproxy sidecar}" PROTOS=http OUT_DIR="$OUT_BASE/floor-$fmode" \
-      bash "$BENCH_DIR/bench.sh" || failed=1
-    cat "$OUT_BASE/floor-$fmode/summary.md" >>"$OUT_BASE/floor/summary.md" 2>/dev/null || true
+  for run in ${FLOOR_MODES:-pooled:http pooled:tls spawned:http in-task:http}; do
+    fmode=${run%%:*} proto=${run#*:}
+    echo "== harness run 'floor' ($fmode, $proto): hyper's server and client, nothing between" >&2
+    # Single quotes: BENCH_UPSTREAM and the certificate are the harness's, set when it starts
+    # the sidecar.
+    if [ "$proto" = tls ]; then
+      SIDECAR_NAME="hyper-floor-$fmode" SIDECAR_AUTH=0 \
+        SIDECAR_CMD="$(printf '%q' "$FLOOR_BIN") $fmode 127.0.0.1:$tls_port "'"${BENCH_UPSTREAM#http://}" "$BENCH_TLS_CERT" "$BENCH_TLS_KEY"' \
+        SIDECAR_URL="" SIDECAR_TLS_URL="https://127.0.0.1:$tls_port/" \
+        CASES="${FLOOR_CASES:-nginx-proxy haproxy sidecar}" PROTOS="tls-h1 tls-h2" \
+        OUT_DIR="$OUT_BASE/floor-$fmode-$proto" bash "$BENCH_DIR/bench.sh" || failed=1
+    else
+      SIDECAR_NAME="hyper-floor-$fmode" SIDECAR_AUTH=0 \
+        SIDECAR_CMD="$(printf '%q' "$FLOOR_BIN") $fmode 127.0.0.1:$port "'"${BENCH_UPSTREAM#http://}"' \
+        SIDECAR_URL="http://127.0.0.1:$port/" SIDECAR_TLS_URL="" \
+        CASES="${FLOOR_CASES:-nginx-proxy haproxy sidecar}" PROTOS=http \
+        OUT_DIR="$OUT_BASE/floor-$fmode-$proto" bash "$BENCH_DIR/bench.sh" || failed=1
+    fi
+    cat "$OUT_BASE/floor-$fmode-$proto/summary.md" >>"$OUT_BASE/floor/summary.md" 2>/dev/null || true
   done
   [ "$failed" = 0 ] || exit 1
 }

@@ -8,15 +8,19 @@
 //! (FLOOR=spawned|in-task) measure it.
 //!
 //! ```text
-//! hyper_floor spawned|in-task LISTEN_ADDR UPSTREAM_ADDR
+//! hyper_floor pooled|spawned|in-task LISTEN_ADDR UPSTREAM_ADDR [CERT_PEM KEY_PEM]
 //! ```
 //!
-//! Each client connection gets one upstream connection of its own (HTTP/1.1 without
-//! pipelining has one exchange at a time), opened when the client connects:
-//! - `spawned`: the upstream connection runs in a task of its own, as Portcullis's pool does;
-//! - `in-task`: the client connection's task drives it too (one task per pair, no wake-up of a
-//!   second task per request): the lead "drive the upstream connection in the client
-//!   connection's task", measured before building it into the pool.
+//! - `pooled`: Portcullis's pool (`src/upstream.rs`): one stack of idle upstream HTTP/1.1
+//!   connections shared by every client connection, the most recently returned taken first, a
+//!   connection leased to a response until its body ends, each driven by a task of its own.
+//!   With a certificate and key, the listener is TLS (rustls with ring, ALPN h2 and http/1.1, as
+//!   Portcullis's), so HTTP/2 clients' streams share the pool too.
+//! - `spawned` and `in-task` (plain HTTP/1.1 only): each client connection gets an upstream
+//!   connection of its own, opened when the client connects (HTTP/1.1 without pipelining has
+//!   one exchange at a time), driven by a task of its own (`spawned`) or by the client
+//!   connection's task (`in-task`: issue 18's lead "drive the upstream connection in the client
+//!   connection's task", measured before building it into the pool).
 //!
 //! A benchmark tool, not a product: it has no timeouts beyond hyper's header-read timeout and
 //! stops at the first error of a connection.
@@ -25,62 +29,81 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1 as client;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
-type Sender = Arc<Mutex<Option<client::SendRequest<Incoming>>>>;
-type Answer = Response<http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>>;
+type Upstream = client::SendRequest<Incoming>;
+type Answer = Response<Either<Leased, Empty<Bytes>>>;
+type Failure = Box<dyn std::error::Error + Send + Sync>;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Mode {
+    Pooled,
     Spawned,
     InTask,
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: hyper_floor spawned|in-task LISTEN_ADDR UPSTREAM_ADDR";
-    let [_, mode, listen, upstream] = &args[..] else {
-        eprintln!("{usage}");
-        std::process::exit(2);
-    };
-    let mode = match mode.as_str() {
-        "spawned" => Mode::Spawned,
-        "in-task" => Mode::InTask,
-        _ => {
-            eprintln!("{usage}");
-            std::process::exit(2);
-        }
-    };
-    let (Ok(listen), Ok(upstream)) = (listen.parse::<SocketAddr>(), upstream.parse()) else {
-        eprintln!("{usage}: addresses are IP:PORT");
-        std::process::exit(2);
-    };
-    // As `portcullis serve` with `server.workers = 1`.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    // Until SIGINT (a background job of a script ignores it unless it is handled).
-    runtime.block_on(async {
-        tokio::select! {
-            () = serve(mode, listen, upstream) => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    });
+/// What every connection shares.
+struct Shared {
+    mode: Mode,
+    upstream: SocketAddr,
+    builder: auto::Builder<TokioExecutor>,
+    tls: Option<TlsAcceptor>,
+    idle: Mutex<Vec<Upstream>>,
 }
 
-async fn serve(mode: Mode, listen: SocketAddr, upstream: SocketAddr) {
-    let listener = TcpListener::bind(listen).await.expect("bind");
+/// A response body that gives its upstream connection back to the pool when it ends, and
+/// drops it (closing the connection) when it is dropped before.
+struct Leased {
+    body: Incoming,
+    lease: Option<(Arc<Shared>, Upstream)>,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let usage =
+        "usage: hyper_floor pooled|spawned|in-task LISTEN_ADDR UPSTREAM_ADDR [CERT_PEM KEY_PEM]";
+    let fail = |why: &str| -> ! {
+        eprintln!("{usage}{why}");
+        std::process::exit(2)
+    };
+    let (mode, listen, upstream, tls) = match &args[..] {
+        [_, m, l, u] => (m, l, u, None),
+        [_, m, l, u, c, k] => (m, l, u, Some((c, k))),
+        _ => fail(""),
+    };
+    let mode = match mode.as_str() {
+        "pooled" => Mode::Pooled,
+        "spawned" => Mode::Spawned,
+        "in-task" => Mode::InTask,
+        _ => fail(""),
+    };
+    let (Ok(listen), Ok(upstream)) = (listen.parse::<SocketAddr>(), upstream.parse()) else {
+        fail(": addresses are IP:PORT");
+    };
+    if tls.is_some() && mode != Mode::Pooled {
+        fail(": TLS only with pooled");
+    }
+    let tls =
+        tls.map(|(cert, key)| acceptor(cert, key).unwrap_or_else(|e| fail(&format!(": {e}"))));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Portcullis's settings (src/server.rs, the defaults of server.*).
     builder
@@ -89,62 +112,205 @@ async fn serve(mode: Mode, listen: SocketAddr, upstream: SocketAddr) {
         .header_read_timeout(Duration::from_secs(30))
         .max_buf_size(64 * 1024)
         .writev(false);
-    let builder = Arc::new(builder);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(4 * 64 * 1024)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let shared = Arc::new(Shared {
+        mode,
+        upstream,
+        builder,
+        tls,
+        idle: Mutex::new(Vec::new()),
+    });
+    // As `portcullis serve` with `server.workers = 1`.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    // Until SIGINT (a background job of a script ignores it unless it is handled) or SIGTERM,
+    // then how many upstream connections it opened (a pool that churns opens many).
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            () = serve(shared, listen) => {}
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    });
+    eprintln!(
+        "upstream connections opened: {}; pooled connections not ready when taken: {}",
+        CONNECTS.load(Ordering::Relaxed),
+        YIELDS.load(Ordering::Relaxed)
+    );
+}
+
+/// Upstream connections opened.
+static CONNECTS: AtomicUsize = AtomicUsize::new(0);
+/// Pooled connections taken before their task marked them ready (one yield each).
+static YIELDS: AtomicUsize = AtomicUsize::new(0);
+
+/// Portcullis's TLS server config (src/tls.rs): ring, TLS 1.3 and 1.2, ALPN h2 then http/1.1.
+fn acceptor(cert: &str, key: &str) -> Result<TlsAcceptor, Failure> {
+    let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn serve(shared: Arc<Shared>, listen: SocketAddr) {
+    let listener = TcpListener::bind(listen).await.expect("bind");
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let builder = builder.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
-            let _ = connection(mode, &builder, stream, upstream).await;
+            let _ = stream.set_nodelay(true);
+            let _ = match &shared.tls {
+                None => connection(&shared, stream).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls) => connection(&shared, tls).await,
+                    Err(e) => Err(e.into()),
+                },
+            };
         });
     }
 }
 
-async fn connection(
-    mode: Mode,
-    builder: &auto::Builder<TokioExecutor>,
-    stream: TcpStream,
-    upstream: SocketAddr,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let _ = stream.set_nodelay(true);
-    let up = TcpStream::connect(upstream).await?;
-    let _ = up.set_nodelay(true);
-    // Portcullis's upstream builder (src/upstream.rs).
-    let (sender, up_conn) = client::Builder::new()
-        .writev(false)
-        .handshake(TokioIo::new(up))
-        .await?;
-    let sender: Sender = Arc::new(Mutex::new(Some(sender)));
-    let service = service_fn(move |req| forward(sender.clone(), req));
-    let down_conn = builder.serve_connection(TokioIo::new(stream), service);
-    match mode {
-        Mode::Spawned => {
-            tokio::spawn(up_conn);
-            down_conn.await?;
-        }
-        Mode::InTask => {
-            // Each connection with a waker of its own, so that a wake-up of one polls only
-            // that one (`tokio::join!` polls both on every wake-up of the task: measured at
-            // 36,553 instructions per request against the spawned mode's 33,513). The client
-            // connection ends first (the service, and with it the sender, drop), then the
-            // upstream connection sees its sender gone and ends too.
-            let mut both: FuturesUnordered<Pin<Box<dyn Future<Output = ()> + Send + '_>>> =
-                FuturesUnordered::new();
-            both.push(Box::pin(async move {
-                let _ = down_conn.await;
-            }));
-            both.push(Box::pin(async move {
-                let _ = up_conn.await;
-            }));
-            while both.next().await.is_some() {}
-        }
+async fn connection<IO>(shared: &Arc<Shared>, io: IO) -> Result<(), Failure>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if shared.mode == Mode::Pooled {
+        let pool = shared.clone();
+        let service = service_fn(move |req| pooled(pool.clone(), req));
+        return shared
+            .builder
+            .serve_connection(TokioIo::new(io), service)
+            .await;
     }
+    let (sender, up_conn) = connect(shared.upstream).await?;
+    let sender = Arc::new(Mutex::new(Some(sender)));
+    let service = service_fn(move |req| own(sender.clone(), req));
+    let down_conn = shared.builder.serve_connection(TokioIo::new(io), service);
+    if shared.mode == Mode::Spawned {
+        tokio::spawn(up_conn);
+        return down_conn.await;
+    }
+    // Each connection with a waker of its own, so that a wake-up of one polls only that one
+    // (`tokio::join!` polls both on every wake-up of the task: measured at 36,553 instructions
+    // per request against the spawned mode's 33,513). The client connection ends first (the
+    // service, and with it the sender, drop), then the upstream connection sees its sender
+    // gone and ends too.
+    let mut both: FuturesUnordered<Pin<Box<dyn Future<Output = ()> + Send + '_>>> =
+        FuturesUnordered::new();
+    both.push(Box::pin(async move {
+        let _ = down_conn.await;
+    }));
+    both.push(Box::pin(async move {
+        let _ = up_conn.await;
+    }));
+    while both.next().await.is_some() {}
     Ok(())
 }
 
-/// Sends `req` on the connection's upstream connection, unchanged; 502 when that fails.
-async fn forward(sender: Sender, req: Request<Incoming>) -> Result<Answer, Infallible> {
+/// A new upstream connection, with Portcullis's upstream builder (src/upstream.rs); the
+/// connection future is the caller's to drive.
+async fn connect(
+    upstream: SocketAddr,
+) -> Result<(Upstream, client::Connection<TokioIo<TcpStream>, Incoming>), Failure> {
+    let up = TcpStream::connect(upstream).await?;
+    CONNECTS.fetch_add(1, Ordering::Relaxed);
+    let _ = up.set_nodelay(true);
+    Ok(client::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(up))
+        .await?)
+}
+
+/// `pooled`: sends `req` on an idle pooled connection, or a new one; 502 when that fails.
+async fn pooled(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Answer, Infallible> {
+    let mut upstream = match checkout(&shared).await {
+        Some(sender) => sender,
+        None => match connect(shared.upstream).await {
+            Ok((sender, conn)) => {
+                tokio::spawn(conn);
+                sender
+            }
+            Err(_) => return Ok(bad_gateway()),
+        },
+    };
+    // An HTTP/2 request goes upstream as HTTP/1.1, in origin form, with its authority as the
+    // Host header (HTTP/1.1 requires one; Portcullis sets it the same way).
+    let (mut parts, body) = req.into_parts();
+    parts.version = http::Version::HTTP_11;
+    if !parts.headers.contains_key(http::header::HOST) {
+        if let Some(host) = parts
+            .uri
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(http::header::HOST, host);
+        }
+    }
+    if let Some(pq) = parts.uri.path_and_query().cloned() {
+        parts.uri = pq.into();
+    }
+    Ok(
+        match upstream
+            .send_request(Request::from_parts(parts, body))
+            .await
+        {
+            Ok(resp) => resp.map(|body| {
+                Either::Left(Leased {
+                    body,
+                    lease: Some((shared, upstream)),
+                })
+            }),
+            Err(_) => bad_gateway(),
+        },
+    )
+}
+
+/// The most recently returned idle connection that is ready, as Portcullis's `Pool::checkout`:
+/// one returned a moment ago gets one yield for its task to mark it ready.
+async fn checkout(shared: &Shared) -> Option<Upstream> {
+    loop {
+        let sender = shared
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()?;
+        if sender.is_closed() {
+            continue;
+        }
+        if sender.is_ready() {
+            return Some(sender);
+        }
+        YIELDS.fetch_add(1, Ordering::Relaxed);
+        tokio::task::yield_now().await;
+        if sender.is_ready() {
+            return Some(sender);
+        }
+    }
+}
+
+/// `spawned` and `in-task`: sends `req` on the connection's own upstream connection,
+/// unchanged; 502 when that fails.
+async fn own(
+    sender: Arc<Mutex<Option<Upstream>>>,
+    req: Request<Incoming>,
+) -> Result<Answer, Infallible> {
     let taken = sender.lock().unwrap_or_else(|e| e.into_inner()).take();
     let Some(mut upstream) = taken else {
         return Ok(bad_gateway());
@@ -155,13 +321,50 @@ async fn forward(sender: Sender, req: Request<Incoming>) -> Result<Answer, Infal
     let response = upstream.send_request(req);
     *sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(upstream);
     Ok(match response.await {
-        Ok(resp) => resp.map(http_body_util::Either::Left),
+        Ok(resp) => resp.map(|body| Either::Left(Leased { body, lease: None })),
         Err(_) => bad_gateway(),
     })
 }
 
 fn bad_gateway() -> Answer {
-    let mut resp = Response::new(http_body_util::Either::Right(http_body_util::Empty::new()));
+    let mut resp = Response::new(Either::Right(Empty::new()));
     *resp.status_mut() = StatusCode::BAD_GATEWAY;
     resp
+}
+
+impl Leased {
+    /// The body has ended: the connection goes back on the stack.
+    fn give_back(&mut self) {
+        if let Some((shared, sender)) = self.lease.take() {
+            shared
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(sender);
+        }
+    }
+}
+
+impl Body for Leased {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
+            self.give_back();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
