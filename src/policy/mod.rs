@@ -667,6 +667,36 @@ mod tests {
         );
     }
 
+    /// The index is what makes a look-up cheap (issue 18): under 50 rules that share their
+    /// first two segments, a path is offered only the rules that could match it, not all 50.
+    /// (The test above checks the results, which an index offering every rule would also get
+    /// right: mutation testing found that gap.)
+    #[test]
+    fn the_index_offers_a_path_only_the_rules_that_could_match_it() {
+        let mut specs: Vec<RuleSpec> = (1..50)
+            .map(|i| {
+                rule(
+                    &format!("/app/v1/r{i}/{{id}}"),
+                    Some(&["GET", "POST"][..]),
+                    Some("workspace:read"),
+                )
+            })
+            .collect();
+        specs.push(rule("/app/**", None, Some("user:read")));
+        let p = Policy::new(&specs, Options::default()).expect("valid rules");
+        let offered = |path: &str| {
+            let segments = segments(path).expect("canonical");
+            let mut found = Vec::new();
+            p.index.walk(0, 0, &segments, &mut |i| found.push(i));
+            found.sort_unstable();
+            found
+        };
+        assert_eq!(offered("/app/v1/items/42"), [49]);
+        assert_eq!(offered("/APP/V1/R7/42"), [6, 49]);
+        assert_eq!(offered("/app/v1/r7/42/more"), [49]);
+        assert_eq!(offered("/other/v1/r7/42"), Vec::<usize>::new());
+    }
+
     /// The index names the rule as written in `[[policy.route]]` (explain shows its line),
     /// also when rules before it are for other methods.
     #[test]
