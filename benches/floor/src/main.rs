@@ -1,11 +1,12 @@
-//! hyper's floor as Portcullis uses it: an HTTP/1.1 reverse proxy with nothing between its two
+//! hyper's floor as Portcullis uses it: a reverse proxy with nothing between its two
 //! connections. No authentication, no route policy, no header hygiene, no identity headers, no
-//! metrics, no access log: the request goes upstream as it came, the response comes back as it
-//! came. The same hyper builders, the same settings and the same runtime as `portcullis serve`
-//! with one worker. What this costs per request is what Portcullis cannot go below while it
-//! keeps hyper's HTTP/1 server and client (issue 18: "if hyper's HTTP/1 server itself sets the
-//! ceiling, show it with numbers"). `benches/run.sh` (MODES=floor) and `benches/profile.sh`
-//! (FLOOR=spawned|in-task) measure it.
+//! metrics, no access log: the request goes upstream as it came (an HTTP/2 one as HTTP/1.1, with
+//! a Host), the response comes back as it came. The same hyper builders, the same settings and
+//! the same runtime as `portcullis serve` with one worker. What this costs per request is what
+//! Portcullis cannot go below while it keeps hyper's server and client (issue 18: "if hyper's
+//! HTTP/1 server itself sets the ceiling, show it with numbers"). `benches/run.sh`
+//! (MODES=floor) and `benches/profile.sh` (FLOOR=pooled|spawned|in-task) measure it;
+//! `benches/results/floor-2026-12-05.md` is what they found.
 //!
 //! ```text
 //! hyper_floor pooled|spawned|in-task LISTEN_ADDR UPSTREAM_ADDR [CERT_PEM KEY_PEM]
@@ -23,7 +24,9 @@
 //!   connection's task", measured before building it into the pool).
 //!
 //! A benchmark tool, not a product: it has no timeouts beyond hyper's header-read timeout and
-//! stops at the first error of a connection.
+//! stops at the first error of a connection. It serves connections without hyper's upgrade
+//! support (`serve_connection`, where Portcullis has `serve_connection_with_upgrades`), one
+//! wrapper less than Portcullis polls: if anything, the floor is slightly optimistic.
 
 use std::convert::Infallible;
 use std::future::Future;
