@@ -12,11 +12,11 @@
 //! hyper_floor pooled|spawned|in-task LISTEN_ADDR UPSTREAM_ADDR [CERT_PEM KEY_PEM]
 //! ```
 //!
-//! - `pooled`: Portcullis's pool (`src/upstream.rs`): one stack of idle upstream HTTP/1.1
-//!   connections shared by every client connection, the most recently returned taken first, a
-//!   connection leased to a response until its body ends, each driven by a task of its own.
-//!   With a certificate and key, the listener is TLS (rustls with ring, ALPN h2 and http/1.1, as
-//!   Portcullis's), so HTTP/2 clients' streams share the pool too.
+//! - `pooled`: Portcullis's own pool and bodies (`portcullis::upstream::Pool`, `RequestBody`,
+//!   `portcullis::http::body::Body`, with the default `[upstream]` settings): one stack of idle
+//!   upstream HTTP/1.1 connections shared by every client connection, a connection leased to a
+//!   response until its body ends. With a certificate and key, the listener is TLS (rustls with
+//!   ring, ALPN h2 and http/1.1, as Portcullis's), so HTTP/2 clients' streams share the pool too.
 //! - `spawned` and `in-task` (plain HTTP/1.1 only): each client connection gets an upstream
 //!   connection of its own, opened when the client connects (HTTP/1.1 without pipelining has
 //!   one exchange at a time), driven by a task of its own (`spawned`) or by the client
@@ -32,21 +32,20 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use http::uri::{Authority, Scheme};
 use http::{Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1 as client;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use portcullis::config::UpstreamConfig;
+use portcullis::http::body::Body;
+use portcullis::upstream::{Pool, RequestBody};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -54,7 +53,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 type Upstream = client::SendRequest<Incoming>;
-type Answer = Response<Either<Leased, Empty<Bytes>>>;
+type Answer = Response<Body>;
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -70,15 +69,11 @@ struct Shared {
     upstream: SocketAddr,
     builder: auto::Builder<TokioExecutor>,
     tls: Option<TlsAcceptor>,
-    idle: Mutex<Vec<Upstream>>,
+    pool: Arc<Pool>,
 }
 
-/// A response body that gives its upstream connection back to the pool when it ends, and
-/// drops it (closing the connection) when it is dropped before.
-struct Leased {
-    body: Incoming,
-    lease: Option<(Arc<Shared>, Upstream)>,
-}
+/// Portcullis's `server.idle_timeout` default: how long a request body may stall.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -122,20 +117,20 @@ fn main() {
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
+    let pool = Pool::new(&upstream_config(upstream)).unwrap_or_else(|e| fail(&format!(": {e}")));
     let shared = Arc::new(Shared {
         mode,
         upstream,
         builder,
         tls,
-        idle: Mutex::new(Vec::new()),
+        pool: Arc::new(pool),
     });
     // As `portcullis serve` with `server.workers = 1`.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
-    // Until SIGINT (a background job of a script ignores it unless it is handled) or SIGTERM,
-    // then how many upstream connections it opened (a pool that churns opens many).
+    // Until SIGINT (a background job of a script ignores it unless it is handled) or SIGTERM.
     runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("a SIGTERM handler");
@@ -145,17 +140,25 @@ fn main() {
             _ = term.recv() => {}
         }
     });
-    eprintln!(
-        "upstream connections opened: {}; pooled connections not ready when taken: {}",
-        CONNECTS.load(Ordering::Relaxed),
-        YIELDS.load(Ordering::Relaxed)
-    );
 }
 
-/// Upstream connections opened.
-static CONNECTS: AtomicUsize = AtomicUsize::new(0);
-/// Pooled connections taken before their task marked them ready (one yield each).
-static YIELDS: AtomicUsize = AtomicUsize::new(0);
+/// `[upstream] url = "http://<upstream>"` with every other setting at Portcullis's default.
+fn upstream_config(upstream: SocketAddr) -> UpstreamConfig {
+    UpstreamConfig {
+        scheme: Scheme::HTTP,
+        authority: Authority::try_from(upstream.to_string()).expect("an address is an authority"),
+        base_path: String::new(),
+        http2: false,
+        ca_file: None,
+        connect_timeout: Duration::from_secs(5),
+        response_timeout: Duration::from_secs(60),
+        pool_idle_timeout: Duration::from_secs(90),
+        pool_max_idle: 256,
+        pass_token: false,
+        upgrade_protocols: vec!["websocket".into()],
+        danger_pass_override_headers: false,
+    }
+}
 
 /// Portcullis's TLS server config (src/tls.rs): ring, TLS 1.3 and 1.2, ALPN h2 then http/1.1.
 fn acceptor(cert: &str, key: &str) -> Result<TlsAcceptor, Failure> {
@@ -233,7 +236,6 @@ async fn connect(
     upstream: SocketAddr,
 ) -> Result<(Upstream, client::Connection<TokioIo<TcpStream>, Incoming>), Failure> {
     let up = TcpStream::connect(upstream).await?;
-    CONNECTS.fetch_add(1, Ordering::Relaxed);
     let _ = up.set_nodelay(true);
     Ok(client::Builder::new()
         .writev(false)
@@ -241,20 +243,11 @@ async fn connect(
         .await?)
 }
 
-/// `pooled`: sends `req` on an idle pooled connection, or a new one; 502 when that fails.
+/// `pooled`: what Portcullis's `Upstream::forward` does with a request, without the rest: the
+/// body wrapped, sent through the pool, the response streamed with its lease; 502 when that
+/// fails. An HTTP/2 request goes upstream as HTTP/1.1, in origin form, with its authority as
+/// the Host header (HTTP/1.1 requires one; Portcullis sets it the same way).
 async fn pooled(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Answer, Infallible> {
-    let mut upstream = match checkout(&shared).await {
-        Some(sender) => sender,
-        None => match connect(shared.upstream).await {
-            Ok((sender, conn)) => {
-                tokio::spawn(conn);
-                sender
-            }
-            Err(_) => return Ok(bad_gateway()),
-        },
-    };
-    // An HTTP/2 request goes upstream as HTTP/1.1, in origin form, with its authority as the
-    // Host header (HTTP/1.1 requires one; Portcullis sets it the same way).
     let (mut parts, body) = req.into_parts();
     parts.version = http::Version::HTTP_11;
     if !parts.headers.contains_key(http::header::HOST) {
@@ -269,43 +262,11 @@ async fn pooled(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Answer, I
     if let Some(pq) = parts.uri.path_and_query().cloned() {
         parts.uri = pq.into();
     }
-    Ok(
-        match upstream
-            .send_request(Request::from_parts(parts, body))
-            .await
-        {
-            Ok(resp) => resp.map(|body| {
-                Either::Left(Leased {
-                    body,
-                    lease: Some((shared, upstream)),
-                })
-            }),
-            Err(_) => bad_gateway(),
-        },
-    )
-}
-
-/// The most recently returned idle connection that is ready, as Portcullis's `Pool::checkout`:
-/// one returned a moment ago gets one yield for its task to mark it ready.
-async fn checkout(shared: &Shared) -> Option<Upstream> {
-    loop {
-        let sender = shared
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()?;
-        if sender.is_closed() {
-            continue;
-        }
-        if sender.is_ready() {
-            return Some(sender);
-        }
-        YIELDS.fetch_add(1, Ordering::Relaxed);
-        tokio::task::yield_now().await;
-        if sender.is_ready() {
-            return Some(sender);
-        }
-    }
+    let (req, _) = RequestBody::wrap(Request::from_parts(parts, body), IDLE_TIMEOUT);
+    Ok(match shared.pool.send(req).await {
+        Ok((resp, lease)) => resp.map(|body| Body::stream(body, lease)),
+        Err(_) => bad_gateway(),
+    })
 }
 
 /// `spawned` and `in-task`: sends `req` on the connection's own upstream connection,
@@ -324,50 +285,13 @@ async fn own(
     let response = upstream.send_request(req);
     *sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(upstream);
     Ok(match response.await {
-        Ok(resp) => resp.map(|body| Either::Left(Leased { body, lease: None })),
+        Ok(resp) => resp.map(|body| Body::stream(body, None)),
         Err(_) => bad_gateway(),
     })
 }
 
 fn bad_gateway() -> Answer {
-    let mut resp = Response::new(Either::Right(Empty::new()));
+    let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::BAD_GATEWAY;
     resp
-}
-
-impl Leased {
-    /// The body has ended: the connection goes back on the stack.
-    fn give_back(&mut self) {
-        if let Some((shared, sender)) = self.lease.take() {
-            shared
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(sender);
-        }
-    }
-}
-
-impl Body for Leased {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
-            self.give_back();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
 }
